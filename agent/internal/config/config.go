@@ -1,0 +1,313 @@
+// Package config loads, defaults and validates the agent's configuration file
+// (YAML, rendered by the Helm chart into a ConfigMap). Validation gathers every
+// problem, each naming its field and what to do.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshrr/meshrr/agent/internal/model"
+)
+
+// Backend types.
+const (
+	BackendBird = "bird"
+	BackendCRPD = "crpd"
+)
+
+// Router-id and cluster-id policies.
+const (
+	RouterIDAuto    = "auto"    // pod IPv4 address if the pod has one, else Hash
+	RouterIDPodIPv4 = "podIPv4" // the pod's IPv4 address; an error on IPv6-only pods
+	RouterIDHash    = "hash"    // 32 bits of SHA-256(namespace/pod name), never 0.0.0.0
+	ClusterIDRouter = "routerID"
+)
+
+// Client types and export tiers.
+const (
+	ClientInternal = "internal"
+	ClientExternal = "external"
+
+	TierFull    = "full"
+	TierPartial = "partial"
+	TierDefault = "default"
+)
+
+// Policy rule actions and well-known targets.
+const (
+	ActionContinue = ""
+	ActionAccept   = "accept"
+	ActionReject   = "reject"
+
+	TargetMesh     = "mesh"
+	TargetUpstream = "upstream"
+	TargetClients  = "clients"
+)
+
+// Config is the agent configuration file.
+type Config struct {
+	// Identity of the BGP speaker.
+	Identity Identity `json:"identity"`
+	// Backend selects and configures the routing daemon.
+	Backend Backend `json:"backend"`
+	// Mesh is the pod's own group: full iBGP mesh with every other ready member.
+	Mesh Mesh `json:"mesh"`
+	// Upstream optionally peers with up to MaxPeers members of another group.
+	Upstream *Upstream `json:"upstream,omitempty"`
+	// Clients are address ranges allowed to open sessions to this group.
+	Clients []Client `json:"clients,omitempty"`
+	// Policy rules applied at group boundaries, in order.
+	Policy []PolicyRule `json:"policy,omitempty"`
+	// Timers for every session.
+	Timers Timers `json:"timers"`
+	// Reconcile tunes the loop.
+	Reconcile Reconcile `json:"reconcile"`
+	// Status configures metrics and health endpoints.
+	Status Status `json:"status"`
+
+	// compiled values, filled by Validate
+	asn       model.ASN
+	routerID  netip.Addr // zero when derived at run time
+	clusterID netip.Addr // zero when it follows the router id
+}
+
+// ASN returns the validated local AS number.
+func (c *Config) ASN() model.ASN { return c.asn }
+
+// ExplicitRouterID returns the configured router id, if it is an address.
+func (c *Config) ExplicitRouterID() (netip.Addr, bool) { return c.routerID, c.routerID.IsValid() }
+
+// ExplicitClusterID returns the configured cluster id, if it is an address.
+func (c *Config) ExplicitClusterID() (netip.Addr, bool) { return c.clusterID, c.clusterID.IsValid() }
+
+// Identity of the BGP speaker.
+type Identity struct {
+	ASN uint64 `json:"asn"`
+	// RouterID: "auto" (default), "podIPv4", "hash" or an IPv4 address.
+	RouterID string `json:"routerID,omitempty"`
+	// ClusterID: "routerID" (default: each RR is its own cluster) or an IPv4 address shared by the group.
+	ClusterID string `json:"clusterID,omitempty"`
+}
+
+// Backend selects the daemon.
+type Backend struct {
+	Type string      `json:"type"`
+	Bird BirdBackend `json:"bird"`
+}
+
+// BirdBackend configures BIRD 2.
+type BirdBackend struct {
+	// Socket is BIRD's control socket.
+	Socket string `json:"socket,omitempty"`
+	// ConfigFile is the agent-owned configuration BIRD runs (bird -c). It
+	// includes the operator's additions.
+	ConfigFile string `json:"configFile,omitempty"`
+	// Include lists files or globs of operator additions included by ConfigFile.
+	Include []string `json:"include,omitempty"`
+	// StrictBind binds each session to the pod address (needed when several
+	// daemons share a host network namespace).
+	StrictBind *bool `json:"strictBind,omitempty"`
+}
+
+// Mesh names the pod's own group.
+type Mesh struct {
+	// Group is the value of the meshrr.io/group label on the group's headless Services.
+	Group string `json:"group"`
+	// Namespace of the group; default: the pod's namespace.
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// Upstream is another group this group peers up to.
+type Upstream struct {
+	Group     string `json:"group"`
+	Namespace string `json:"namespace,omitempty"`
+	// MaxPeers is how many upstream members each pod peers with.
+	MaxPeers int `json:"maxPeers,omitempty"`
+	// GracePeriod a chosen peer may stay not Established before it is replaced.
+	GracePeriod Duration `json:"gracePeriod,omitempty"`
+	// HoldDown keeps a replaced peer out of the choice for this long.
+	HoldDown Duration `json:"holdDown,omitempty"`
+	// Epsilon is the load slack of the balanced choice: no upstream member
+	// takes more than ceil((1+epsilon) * mean) sessions.
+	Epsilon float64 `json:"epsilon,omitempty"`
+	// SiblingNamespaces are the namespaces of other groups that use the same
+	// upstream (found through the meshrr.io/upstream-* labels of their Services);
+	// default: the pod's namespace.
+	SiblingNamespaces []string `json:"siblingNamespaces,omitempty"`
+}
+
+// Client is a set of address ranges allowed to open sessions.
+type Client struct {
+	Name string `json:"name"`
+	// Type: internal (RR clients, cluster id) or external (route-server clients).
+	Type   string   `json:"type,omitempty"`
+	Ranges []string `json:"ranges"`
+	// PeerASNs (external only): accepted peer AS numbers or ranges "A-B".
+	PeerASNs []string `json:"peerASNs,omitempty"`
+	// Multihop TTL for external clients (0: directly connected).
+	Multihop int `json:"multihop,omitempty"`
+	// NextHopUnchanged keeps the next hop of routes sent to the clients
+	// (default true for external clients).
+	NextHopUnchanged *bool `json:"nextHopUnchanged,omitempty"`
+	// Export is the table tier the clients receive.
+	Export Export `json:"export,omitempty"`
+
+	ranges   []netip.Prefix
+	peerASNs []model.ASNRange
+}
+
+// CompiledRanges returns the validated ranges.
+func (c *Client) CompiledRanges() []netip.Prefix { return c.ranges }
+
+// CompiledPeerASNs returns the validated peer AS ranges.
+func (c *Client) CompiledPeerASNs() []model.ASNRange { return c.peerASNs }
+
+// Export is a client export tier.
+type Export struct {
+	// Tier: full (default), partial (prefixes and/or communities) or default (0.0.0.0/0 and ::/0 only).
+	Tier        string        `json:"tier,omitempty"`
+	Prefixes    []PrefixEntry `json:"prefixes,omitempty"`
+	Communities []string      `json:"communities,omitempty"`
+
+	prefixes    []model.PrefixMatch
+	communities []model.Community
+}
+
+// Compiled returns the validated prefix and community matches.
+func (e *Export) Compiled() ([]model.PrefixMatch, []model.Community) {
+	return e.prefixes, e.communities
+}
+
+// PrefixEntry matches Prefix and more specifics up to MaxLength (default: exact).
+type PrefixEntry struct {
+	Prefix    string `json:"prefix"`
+	MaxLength int    `json:"maxLength,omitempty"`
+}
+
+// PolicyRule is one boundary rule: routes sent towards (export) or received
+// from (import) the listed groups that match get the action.
+type PolicyRule struct {
+	Name             string        `json:"name"`
+	Towards          []string      `json:"towards,omitempty"`
+	From             []string      `json:"from,omitempty"`
+	MatchCommunities []string      `json:"matchCommunities,omitempty"`
+	MatchPrefixes    []PrefixEntry `json:"matchPrefixes,omitempty"`
+	// Action: reject, accept, or empty to continue with the next rule.
+	Action       string  `json:"action,omitempty"`
+	SetLocalPref *uint32 `json:"setLocalPref,omitempty"`
+
+	communities []model.Community
+	prefixes    []model.PrefixMatch
+}
+
+// Compiled returns the validated matches.
+func (r *PolicyRule) Compiled() ([]model.Community, []model.PrefixMatch) {
+	return r.communities, r.prefixes
+}
+
+// Timers in seconds.
+type Timers struct {
+	ConnectDelay int `json:"connectDelay,omitempty"`
+	ConnectRetry int `json:"connectRetry,omitempty"`
+	Hold         int `json:"hold,omitempty"`
+	Keepalive    int `json:"keepalive,omitempty"`
+}
+
+// Reconcile tunes the loop.
+type Reconcile struct {
+	// Debounce coalesces bursts of changes.
+	Debounce Duration `json:"debounce,omitempty"`
+	// Resync re-plans periodically even without changes.
+	Resync Duration `json:"resync,omitempty"`
+	// StatePoll reads session state this often (upstream replacement, readiness).
+	StatePoll Duration `json:"statePoll,omitempty"`
+	// RetryMax caps the backoff after failed applies.
+	RetryMax Duration `json:"retryMax,omitempty"`
+	// ConfigPoll is how often the config file is checked for changes.
+	ConfigPoll Duration `json:"configPoll,omitempty"`
+}
+
+// Status configures the HTTP endpoints.
+type Status struct {
+	// Listen address of /metrics, /healthz and /readyz.
+	Listen string `json:"listen,omitempty"`
+	// ReadyRequiresEstablished: ready only with at least one Established mesh
+	// or upstream session (when any are configured).
+	ReadyRequiresEstablished *bool `json:"readyRequiresEstablished,omitempty"`
+}
+
+// Duration is a time.Duration written as "90s", "5m".
+type Duration struct{ time.Duration }
+
+// UnmarshalJSON accepts Go duration strings.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration is a string such as \"90s\" or \"5m\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (use e.g. \"90s\", \"5m\")", s)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// Load reads, defaults and validates a configuration file.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes strictly (unknown fields are errors), applies defaults and validates.
+func Parse(b []byte) (*Config, error) {
+	var c Config
+	if err := yaml.UnmarshalStrict(b, &c); err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	c.SetDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// FieldError names a field and what is wrong with it.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// Fields returns the field errors in err (from Parse or Validate).
+func Fields(err error) []*FieldError {
+	var out []*FieldError
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		for _, e := range joined.Unwrap() {
+			var fe *FieldError
+			if errors.As(e, &fe) {
+				out = append(out, fe)
+			}
+		}
+	}
+	return out
+}

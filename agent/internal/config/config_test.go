@@ -1,0 +1,152 @@
+package config
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshrr/meshrr/agent/internal/model"
+)
+
+func TestValidFixturesLoad(t *testing.T) {
+	files, err := filepath.Glob("testdata/valid-*.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			_, err := Load(f)
+			require.NoError(t, err)
+		})
+	}
+}
+
+func TestDefaultsAreDocumentedValues(t *testing.T) {
+	c, err := Load("testdata/valid-minimal.yaml")
+	require.NoError(t, err)
+	assert.Equal(t, RouterIDAuto, c.Identity.RouterID)
+	assert.Equal(t, ClusterIDRouter, c.Identity.ClusterID)
+	assert.Equal(t, BackendBird, c.Backend.Type)
+	assert.Equal(t, DefaultBirdSocket, c.Backend.Bird.Socket)
+	assert.Equal(t, []string{DefaultBirdInclude}, c.Backend.Bird.Include)
+	assert.True(t, *c.Backend.Bird.StrictBind)
+	assert.Equal(t, 1, c.Timers.ConnectDelay)
+	assert.Equal(t, 100*time.Millisecond, c.Reconcile.Debounce.Duration)
+	assert.Equal(t, ":9479", c.Status.Listen)
+	assert.Equal(t, model.ASN(65000), c.ASN())
+	_, explicit := c.ExplicitRouterID()
+	assert.False(t, explicit)
+}
+
+func TestRegionFixtureCompilesTypedValues(t *testing.T) {
+	c, err := Load("testdata/valid-region.yaml")
+	require.NoError(t, err)
+	require.NotNil(t, c.Upstream)
+	assert.Equal(t, 60*time.Second, c.Upstream.GracePeriod.Duration)
+	assert.Equal(t, DefaultHoldDown, c.Upstream.HoldDown.Duration)
+	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("172.19.0.0/16"), netip.MustParsePrefix("fd00:19::/64")}, c.Clients[0].CompiledRanges())
+	assert.Equal(t, ClientInternal, c.Clients[0].Type)
+	assert.False(t, *c.Clients[0].NextHopUnchanged)
+	comms, _ := c.Policy[1].Compiled()
+	assert.Equal(t, []model.Community{{A: 65000, B: 102}}, comms)
+}
+
+func TestExternalClientsDefaultToNextHopUnchanged(t *testing.T) {
+	c, err := Parse([]byte(`
+identity: {asn: 65000}
+mesh: {group: rs.rs}
+clients:
+  - {name: dcs, type: external, ranges: [10.0.0.0/8], peerASNs: ["65100-65199", "65300"], multihop: 4}
+`))
+	require.NoError(t, err)
+	assert.True(t, *c.Clients[0].NextHopUnchanged)
+	assert.Equal(t, []model.ASNRange{{Min: 65100, Max: 65199}, {Min: 65300, Max: 65300}}, c.Clients[0].CompiledPeerASNs())
+}
+
+// Each bad input must fail with an error naming the field.
+func TestInvalidInputsNameTheField(t *testing.T) {
+	base := "identity: {asn: 65000}\nmesh: {group: core.core}\n"
+	cases := []struct {
+		name, yaml, field, says string
+	}{
+		{"unknown key", base + "upstraem: {group: x}\n", "", `unknown field "upstraem"`},
+		{"missing asn", "mesh: {group: a}\n", "identity.asn", "required"},
+		{"asn zero is missing", "identity: {asn: 0}\nmesh: {group: a}\n", "identity.asn", "required"},
+		{"as_trans", "identity: {asn: 23456}\nmesh: {group: a}\n", "identity.asn", "AS_TRANS"},
+		{"asn too big", "identity: {asn: 4294967296}\nmesh: {group: a}\n", "identity.asn", "outside"},
+		{"bad router id", "identity: {asn: 1, routerID: 10.0.0}\nmesh: {group: a}\n", "identity.routerID", "auto, podIPv4, hash"},
+		{"ipv6 cluster id", "identity: {asn: 1, clusterID: 'fd00::1'}\nmesh: {group: a}\n", "identity.clusterID", "IPv4"},
+		{"unknown backend", base + "backend: {type: gobgp}\n", "backend.type", "bird or crpd"},
+		{"relative socket", base + "backend: {bird: {socket: bird.ctl}}\n", "backend.bird.socket", "absolute"},
+		{"missing mesh group", "identity: {asn: 1}\n", "mesh.group", "required"},
+		{"upstream is self", base + "upstream: {group: core.core}\n", "upstream.group", "own group"},
+		{"maxPeers negative", base + "upstream: {group: b, maxPeers: -1}\n", "upstream.maxPeers", "at least 1"},
+		{"epsilon too big", base + "upstream: {group: b, epsilon: 3}\n", "upstream.epsilon", "(0, 1]"},
+		{"bad duration", base + "upstream: {group: b, gracePeriod: soon}\n", "", "not a duration"},
+		{"bad namespace", base + "upstream: {group: b, namespace: Core_NS}\n", "upstream.namespace", "DNS-1123"},
+		{"bad cidr", base + "clients: [{name: r, ranges: [10.0.0.0/33]}]\n", "clients[0].ranges[0]", "not a CIDR"},
+		{"host bits", base + "clients: [{name: r, ranges: [10.1.2.3/8]}]\n", "clients[0].ranges[0]", "did you mean 10.0.0.0/8"},
+		{"no ranges", base + "clients: [{name: r}]\n", "clients[0].ranges", "required"},
+		{"overlapping groups", base + "clients: [{name: a, ranges: [10.0.0.0/8]}, {name: b, ranges: [10.1.0.0/16]}]\n", "clients[1].ranges[0]", "overlaps 10.0.0.0/8 of clients[0].ranges[0]"},
+		{"duplicate client", base + "clients: [{name: a, ranges: [10.0.0.0/8]}, {name: a, ranges: [11.0.0.0/8]}]\n", "clients[1].name", "used by another"},
+		{"reserved client name", base + "clients: [{name: upstream, ranges: [10.0.0.0/8]}]\n", "clients[0].name", "reserved"},
+		{"peer asn on internal", base + "clients: [{name: a, ranges: [10.0.0.0/8], peerASNs: ['1']}]\n", "clients[0].peerASNs", "only external"},
+		{"external without asn", base + "clients: [{name: a, type: external, ranges: [10.0.0.0/8]}]\n", "clients[0].peerASNs", "required"},
+		{"external with local asn", base + "clients: [{name: a, type: external, ranges: [10.0.0.0/8], peerASNs: ['64000-65535']}]\n", "clients[0].peerASNs[0]", "local AS"},
+		{"bad tier", base + "clients: [{name: a, ranges: [10.0.0.0/8], export: {tier: some}}]\n", "clients[0].export.tier", "full, partial or default"},
+		{"partial without selection", base + "clients: [{name: a, ranges: [10.0.0.0/8], export: {tier: partial}}]\n", "clients[0].export", "needs prefixes"},
+		{"maxLength below length", base + "clients: [{name: a, ranges: [10.0.0.0/8], export: {tier: partial, prefixes: [{prefix: 10.0.0.0/16, maxLength: 8}]}}]\n", "clients[0].export.prefixes[0].maxLength", "between the prefix length 16 and 32"},
+		{"bad community", base + "policy: [{name: x, towards: [mesh], matchCommunities: ['65000:70000'], action: reject}]\n", "policy[0].matchCommunities[0]", "not a community"},
+		{"policy target unknown", base + "policy: [{name: x, towards: [upstream], action: reject}]\n", "policy[0].towards[0]", "not a group here"},
+		{"policy both directions", base + "policy: [{name: x, towards: [mesh], from: [mesh], action: reject}]\n", "policy[0]", "not both"},
+		{"policy no action", base + "policy: [{name: x, towards: [mesh]}]\n", "policy[0].action", "needs an action"},
+		{"reject with localpref", base + "policy: [{name: x, towards: [mesh], action: reject, setLocalPref: 5}]\n", "policy[0].setLocalPref", "no effect"},
+		{"keepalive above hold", base + "timers: {hold: 9, keepalive: 10}\n", "timers.keepalive", "below the hold time"},
+		{"bad listen", base + "status: {listen: '9479'}\n", "status.listen", "host:port"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.says)
+			if tc.field != "" {
+				var fields []string
+				for _, fe := range Fields(err) {
+					fields = append(fields, fe.Field)
+				}
+				assert.Contains(t, fields, tc.field, "error: %v", err)
+			}
+		})
+	}
+}
+
+func TestValidationGathersEveryProblem(t *testing.T) {
+	_, err := Parse([]byte(`
+identity: {asn: 0, routerID: nope}
+mesh: {group: ""}
+clients: [{name: "Bad Name", ranges: [300.0.0.0/8]}]
+`))
+	require.Error(t, err)
+	got := map[string]bool{}
+	for _, fe := range Fields(err) {
+		got[fe.Field] = true
+	}
+	for _, want := range []string{"identity.asn", "identity.routerID", "mesh.group", "clients[0].name", "clients[0].ranges[0]"} {
+		assert.True(t, got[want], "missing %s in %v", want, err)
+	}
+	assert.Equal(t, 5, strings.Count(err.Error(), "\n")+1, "one line per problem: %v", err)
+}
+
+func TestLoadReportsThePath(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	require.NoError(t, os.WriteFile(p, []byte("identity: {asn: 0}\nmesh: {group: a}\n"), 0o600))
+	_, err := Load(p)
+	require.ErrorContains(t, err, p)
+	_, err = Load(filepath.Join(t.TempDir(), "missing.yaml"))
+	require.ErrorContains(t, err, "read config")
+}

@@ -1,0 +1,84 @@
+package config
+
+import "time"
+
+// Defaults, documented in the chart's values.yaml and the README.
+const (
+	DefaultBirdSocket     = "/run/bird/bird.ctl"
+	DefaultBirdConfigFile = "/run/meshrr/bird.conf"
+	DefaultBirdInclude    = "/etc/bird/conf.d/*.conf"
+	DefaultMaxPeers       = 2
+	DefaultGracePeriod    = 90 * time.Second
+	DefaultHoldDown       = 5 * time.Minute
+	DefaultEpsilon        = 0.05
+	DefaultListen         = ":9479"
+)
+
+// SetDefaults fills every unset field with its documented default.
+func (c *Config) SetDefaults() {
+	setStr(&c.Identity.RouterID, RouterIDAuto)
+	setStr(&c.Identity.ClusterID, ClusterIDRouter)
+	setStr(&c.Backend.Type, BackendBird)
+	b := &c.Backend.Bird
+	setStr(&b.Socket, DefaultBirdSocket)
+	setStr(&b.ConfigFile, DefaultBirdConfigFile)
+	if b.Include == nil {
+		b.Include = []string{DefaultBirdInclude}
+	}
+	if b.StrictBind == nil {
+		b.StrictBind = ptr(true)
+	}
+	if u := c.Upstream; u != nil {
+		if u.MaxPeers == 0 {
+			u.MaxPeers = DefaultMaxPeers
+		}
+		setDur(&u.GracePeriod, DefaultGracePeriod)
+		setDur(&u.HoldDown, DefaultHoldDown)
+		if u.Epsilon == 0 {
+			u.Epsilon = DefaultEpsilon
+		}
+	}
+	for i := range c.Clients {
+		cl := &c.Clients[i]
+		setStr(&cl.Type, ClientInternal)
+		setStr(&cl.Export.Tier, TierFull)
+		if cl.NextHopUnchanged == nil {
+			cl.NextHopUnchanged = ptr(cl.Type == ClientExternal)
+		}
+	}
+	t := &c.Timers
+	setInt(&t.ConnectDelay, 1) // BIRD's default 5 s delays every new mesh session
+	setInt(&t.ConnectRetry, 5)
+	setInt(&t.Hold, 90)
+	setInt(&t.Keepalive, 30)
+	r := &c.Reconcile
+	setDur(&r.Debounce, 100*time.Millisecond)
+	setDur(&r.Resync, 60*time.Second)
+	setDur(&r.StatePoll, 5*time.Second)
+	setDur(&r.RetryMax, 30*time.Second)
+	setDur(&r.ConfigPoll, 2*time.Second)
+	setStr(&c.Status.Listen, DefaultListen)
+	if c.Status.ReadyRequiresEstablished == nil {
+		c.Status.ReadyRequiresEstablished = ptr(true)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func setStr(p *string, v string) {
+	if *p == "" {
+		*p = v
+	}
+}
+
+func setInt(p *int, v int) {
+	if *p == 0 {
+		*p = v
+	}
+}
+
+func setDur(p *Duration, v time.Duration) {
+	if p.Duration == 0 {
+		p.Duration = v
+	}
+}

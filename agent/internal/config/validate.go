@@ -1,0 +1,381 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/meshrr/meshrr/agent/internal/model"
+)
+
+var (
+	dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	labelValue   = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
+)
+
+// maxClientName keeps BIRD protocol names ("cl_<name>_r<hash>") within 63 characters.
+const maxClientName = 32
+
+type errs struct{ list []error }
+
+func (e *errs) add(field, format string, args ...any) {
+	e.list = append(e.list, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+// Validate checks every field, gathers every problem and compiles the typed
+// values the plan uses. It must run after SetDefaults.
+func (c *Config) Validate() error {
+	var e errs
+	c.validateIdentity(&e)
+	c.validateBackend(&e)
+	c.validateMesh(&e)
+	c.validateUpstream(&e)
+	c.validateClients(&e)
+	c.validatePolicy(&e)
+	c.validateTimers(&e)
+	c.validateRuntime(&e)
+	return errors.Join(e.list...)
+}
+
+func (c *Config) validateIdentity(e *errs) {
+	if c.Identity.ASN == 0 {
+		e.add("identity.asn", "required: set the group's AS number (1-4294967295)")
+	} else if err := model.CheckASN(c.Identity.ASN); err != nil {
+		e.add("identity.asn", "%v", err)
+	} else {
+		c.asn = model.ASN(c.Identity.ASN)
+	}
+	switch id := c.Identity.RouterID; id {
+	case RouterIDAuto, RouterIDPodIPv4, RouterIDHash:
+	default:
+		a, err := parseID(id)
+		if err != nil {
+			e.add("identity.routerID", "%q: use auto, podIPv4, hash or an IPv4 address (%v)", id, err)
+		}
+		c.routerID = a
+	}
+	if id := c.Identity.ClusterID; id != ClusterIDRouter {
+		a, err := parseID(id)
+		if err != nil {
+			e.add("identity.clusterID", "%q: use routerID or an IPv4 address (%v)", id, err)
+		}
+		c.clusterID = a
+	}
+}
+
+// parseID parses a router or cluster id: a non-zero dotted quad.
+func parseID(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is4() {
+		return netip.Addr{}, errors.New("not an IPv4 address")
+	}
+	if a.IsUnspecified() {
+		return netip.Addr{}, errors.New("0.0.0.0 is not a valid id")
+	}
+	return a, nil
+}
+
+func (c *Config) validateBackend(e *errs) {
+	switch c.Backend.Type {
+	case BackendBird, BackendCRPD:
+	default:
+		e.add("backend.type", "%q is not a backend: use bird or crpd", c.Backend.Type)
+	}
+	if c.Backend.Type != BackendBird {
+		return
+	}
+	b := c.Backend.Bird
+	for _, fp := range [][2]string{{"backend.bird.socket", b.Socket}, {"backend.bird.configFile", b.ConfigFile}} {
+		if !filepath.IsAbs(fp[1]) {
+			e.add(fp[0], "%q must be an absolute path", fp[1])
+		}
+	}
+	for i, p := range b.Include {
+		if !filepath.IsAbs(p) || strings.ContainsAny(p, "\"\n") {
+			e.add(fmt.Sprintf("backend.bird.include[%d]", i), "%q must be an absolute path or glob without quotes", p)
+		}
+		if p == b.ConfigFile {
+			e.add(fmt.Sprintf("backend.bird.include[%d]", i), "must not include the agent's own configFile")
+		}
+	}
+}
+
+func checkNamespace(e *errs, field, ns string) {
+	if ns != "" && (len(ns) > 63 || !dns1123Label.MatchString(ns)) {
+		e.add(field, "%q is not a namespace name (DNS-1123 label)", ns)
+	}
+}
+
+func checkGroup(e *errs, field, g string) {
+	switch {
+	case g == "":
+		e.add(field, "required: the meshrr.io/group label value of the group's Services")
+	case len(g) > 63 || !labelValue.MatchString(g):
+		e.add(field, "%q is not a valid label value (up to 63 of A-Z a-z 0-9 - _ .)", g)
+	}
+}
+
+func (c *Config) validateMesh(e *errs) {
+	checkGroup(e, "mesh.group", c.Mesh.Group)
+	checkNamespace(e, "mesh.namespace", c.Mesh.Namespace)
+}
+
+func (c *Config) validateUpstream(e *errs) {
+	u := c.Upstream
+	if u == nil {
+		return
+	}
+	checkGroup(e, "upstream.group", u.Group)
+	checkNamespace(e, "upstream.namespace", u.Namespace)
+	if u.Group == c.Mesh.Group && u.Namespace == c.Mesh.Namespace {
+		e.add("upstream.group", "%q is this pod's own group: an upstream must be another group", u.Group)
+	}
+	if u.MaxPeers < 1 {
+		e.add("upstream.maxPeers", "%d: must be at least 1", u.MaxPeers)
+	}
+	if u.GracePeriod.Duration <= 0 {
+		e.add("upstream.gracePeriod", "must be positive")
+	}
+	if u.HoldDown.Duration < 0 {
+		e.add("upstream.holdDown", "must not be negative")
+	}
+	if u.Epsilon <= 0 || u.Epsilon > 1 {
+		e.add("upstream.epsilon", "%g: must be in (0, 1]; 0.05 caps each upstream member at 105%% of the mean (rounded up)", u.Epsilon)
+	}
+	for i, ns := range u.SiblingNamespaces {
+		checkNamespace(e, fmt.Sprintf("upstream.siblingNamespaces[%d]", i), ns)
+	}
+}
+
+func (c *Config) validateClients(e *errs) {
+	seen := map[string]bool{}
+	type owned struct {
+		p     netip.Prefix
+		field string
+	}
+	var all []owned
+	for i := range c.Clients {
+		cl := &c.Clients[i]
+		f := fmt.Sprintf("clients[%d]", i)
+		switch {
+		case cl.Name == "":
+			e.add(f+".name", "required: a DNS-1123 label naming the client group")
+		case len(cl.Name) > maxClientName || !dns1123Label.MatchString(cl.Name):
+			e.add(f+".name", "%q must be a DNS-1123 label of at most %d characters", cl.Name, maxClientName)
+		case slices.Contains([]string{TargetMesh, TargetUpstream, TargetClients}, cl.Name):
+			e.add(f+".name", "%q is reserved for policy targets: choose another name", cl.Name)
+		case seen[cl.Name]:
+			e.add(f+".name", "%q is used by another client group", cl.Name)
+		}
+		seen[cl.Name] = true
+		switch cl.Type {
+		case ClientInternal, ClientExternal:
+		default:
+			e.add(f+".type", "%q: use internal (RR clients) or external (route-server clients)", cl.Type)
+		}
+		if len(cl.Ranges) == 0 {
+			e.add(f+".ranges", "required: at least one address range allowed to open sessions")
+		}
+		cl.ranges = nil
+		for j, r := range cl.Ranges {
+			rf := fmt.Sprintf("%s.ranges[%d]", f, j)
+			p, err := parsePrefix(r)
+			if err != nil {
+				e.add(rf, "%v", err)
+				continue
+			}
+			for _, o := range all {
+				if o.p.Overlaps(p) {
+					e.add(rf, "%s overlaps %s of %s: a client address must belong to one group", p, o.p, o.field)
+				}
+			}
+			all = append(all, owned{p, rf})
+			cl.ranges = append(cl.ranges, p)
+		}
+		cl.peerASNs = nil
+		if cl.Type == ClientInternal && len(cl.PeerASNs) > 0 {
+			e.add(f+".peerASNs", "only external clients have peer AS numbers; remove it or set type: external")
+		}
+		if cl.Type == ClientExternal && len(cl.PeerASNs) == 0 {
+			e.add(f+".peerASNs", "required for external clients: the AS numbers or ranges (\"65100-65199\") they may use")
+		}
+		for j, s := range cl.PeerASNs {
+			r, err := model.ParseASNRange(s)
+			if err != nil {
+				e.add(fmt.Sprintf("%s.peerASNs[%d]", f, j), "%v", err)
+				continue
+			}
+			if c.asn != 0 && r.Min <= c.asn && c.asn <= r.Max {
+				e.add(fmt.Sprintf("%s.peerASNs[%d]", f, j), "%s contains the local AS %d: external clients must use another AS", s, c.asn)
+			}
+			cl.peerASNs = append(cl.peerASNs, r)
+		}
+		if cl.Multihop < 0 || cl.Multihop > 255 {
+			e.add(f+".multihop", "%d: TTL must be 0-255", cl.Multihop)
+		}
+		validateExport(e, f+".export", &cl.Export)
+	}
+}
+
+func validateExport(e *errs, f string, x *Export) {
+	x.prefixes, x.communities = nil, nil
+	switch x.Tier {
+	case TierFull, TierDefault:
+		if len(x.Prefixes)+len(x.Communities) > 0 {
+			e.add(f, "tier %s takes no prefixes or communities; use tier partial to select routes", x.Tier)
+		}
+	case TierPartial:
+		if len(x.Prefixes)+len(x.Communities) == 0 {
+			e.add(f, "tier partial needs prefixes and/or communities selecting the routes to send")
+		}
+	default:
+		e.add(f+".tier", "%q: use full, partial or default", x.Tier)
+	}
+	x.prefixes = compilePrefixes(e, f+".prefixes", x.Prefixes)
+	x.communities = compileCommunities(e, f+".communities", x.Communities)
+}
+
+func compilePrefixes(e *errs, f string, in []PrefixEntry) []model.PrefixMatch {
+	var out []model.PrefixMatch
+	for i, pe := range in {
+		pf := fmt.Sprintf("%s[%d]", f, i)
+		p, err := parsePrefix(pe.Prefix)
+		if err != nil {
+			e.add(pf+".prefix", "%v", err)
+			continue
+		}
+		max := pe.MaxLength
+		if max == 0 {
+			max = p.Bits()
+		}
+		if max < p.Bits() || max > p.Addr().BitLen() {
+			e.add(pf+".maxLength", "%d: must be between the prefix length %d and %d", pe.MaxLength, p.Bits(), p.Addr().BitLen())
+			continue
+		}
+		out = append(out, model.PrefixMatch{Prefix: p, MaxLen: max})
+	}
+	return out
+}
+
+func compileCommunities(e *errs, f string, in []string) []model.Community {
+	var out []model.Community
+	for i, s := range in {
+		c, err := model.ParseCommunity(s)
+		if err != nil {
+			e.add(fmt.Sprintf("%s[%d]", f, i), "%v", err)
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// parsePrefix accepts canonical CIDR prefixes only: host bits set are a
+// likely typo, so they are reported rather than masked silently.
+func parsePrefix(s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(strings.TrimSpace(s))
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR prefix such as 10.0.0.0/8 or fd00::/8", s)
+	}
+	if p.Addr().Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("%q: zones are not allowed", s)
+	}
+	if p.Addr().Is4In6() {
+		return netip.Prefix{}, fmt.Errorf("%q is an IPv4-mapped IPv6 prefix: write the IPv4 prefix", s)
+	}
+	if m := p.Masked(); m != p {
+		return netip.Prefix{}, fmt.Errorf("%q has host bits set: did you mean %s?", s, m)
+	}
+	return p, nil
+}
+
+func (c *Config) validatePolicy(e *errs) {
+	targets := map[string]bool{TargetMesh: true, TargetClients: true}
+	if c.Upstream != nil {
+		targets[TargetUpstream] = true
+	}
+	for _, cl := range c.Clients {
+		targets[cl.Name] = true
+	}
+	names := map[string]bool{}
+	for i := range c.Policy {
+		r := &c.Policy[i]
+		f := fmt.Sprintf("policy[%d]", i)
+		switch {
+		case r.Name == "":
+			e.add(f+".name", "required: name the rule (it appears in the daemon configuration)")
+		case !dns1123Label.MatchString(r.Name):
+			e.add(f+".name", "%q must be a DNS-1123 label", r.Name)
+		case names[r.Name]:
+			e.add(f+".name", "%q is used by another rule", r.Name)
+		}
+		names[r.Name] = true
+		switch {
+		case len(r.Towards) == 0 && len(r.From) == 0:
+			e.add(f, "set towards (export) or from (import): the groups the rule applies to")
+		case len(r.Towards) > 0 && len(r.From) > 0:
+			e.add(f, "set either towards (export) or from (import), not both: split it into two rules")
+		}
+		for _, side := range []struct {
+			field string
+			list  []string
+		}{{"towards", r.Towards}, {"from", r.From}} {
+			for j, t := range side.list {
+				if !targets[t] {
+					e.add(fmt.Sprintf("%s.%s[%d]", f, side.field, j), "%q is not a group here: use mesh, upstream (when configured), clients or a client group name", t)
+				}
+			}
+		}
+		r.communities = compileCommunities(e, f+".matchCommunities", r.MatchCommunities)
+		r.prefixes = compilePrefixes(e, f+".matchPrefixes", r.MatchPrefixes)
+		switch r.Action {
+		case ActionContinue:
+			if r.SetLocalPref == nil {
+				e.add(f+".action", "a rule needs an action (reject, accept) or setLocalPref")
+			}
+		case ActionAccept:
+		case ActionReject:
+			if r.SetLocalPref != nil {
+				e.add(f+".setLocalPref", "has no effect on rejected routes: remove it or drop action: reject")
+			}
+		default:
+			e.add(f+".action", "%q: use reject, accept, or leave empty to continue after setLocalPref", r.Action)
+		}
+	}
+}
+
+func (c *Config) validateTimers(e *errs) {
+	t := c.Timers
+	check := func(f string, v, min, max int) {
+		if v < min || v > max {
+			e.add("timers."+f, "%d: must be %d-%d seconds", v, min, max)
+		}
+	}
+	check("connectDelay", t.ConnectDelay, 1, 65535)
+	check("connectRetry", t.ConnectRetry, 1, 65535)
+	check("hold", t.Hold, 3, 65535)
+	check("keepalive", t.Keepalive, 1, 65535)
+	if t.Keepalive >= t.Hold {
+		e.add("timers.keepalive", "%d must be below the hold time %d (usually a third of it)", t.Keepalive, t.Hold)
+	}
+}
+
+func (c *Config) validateRuntime(e *errs) {
+	r := c.Reconcile
+	for _, d := range []struct {
+		field string
+		v     Duration
+	}{{"debounce", r.Debounce}, {"resync", r.Resync}, {"statePoll", r.StatePoll}, {"retryMax", r.RetryMax}, {"configPoll", r.ConfigPoll}} {
+		if d.v.Duration <= 0 {
+			e.add("reconcile."+d.field, "must be positive")
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.Status.Listen); err != nil {
+		e.add("status.listen", "%q: use host:port or :port", c.Status.Listen)
+	}
+}

@@ -1,0 +1,302 @@
+// Package model is the daemon-neutral BGP vocabulary shared by the plan (which
+// produces a Model) and the backends (which render it). It holds no I/O.
+package model
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ASN is a 4-octet autonomous system number.
+type ASN uint32
+
+// ASNRange is an inclusive range of ASNs; Min == Max for a single ASN.
+type ASNRange struct{ Min, Max ASN }
+
+func (r ASNRange) String() string {
+	if r.Min == r.Max {
+		return strconv.FormatUint(uint64(r.Min), 10)
+	}
+	return fmt.Sprintf("%d-%d", r.Min, r.Max)
+}
+
+// ParseASNRange parses "65100" or "65100-65199".
+func ParseASNRange(s string) (ASNRange, error) {
+	lo, hi, isRange := strings.Cut(strings.TrimSpace(s), "-")
+	min, err := ParseASN(lo)
+	if err != nil {
+		return ASNRange{}, err
+	}
+	if !isRange {
+		return ASNRange{min, min}, nil
+	}
+	max, err := ParseASN(hi)
+	if err != nil {
+		return ASNRange{}, err
+	}
+	if max < min {
+		return ASNRange{}, fmt.Errorf("range %q ends below its start", s)
+	}
+	return ASNRange{min, max}, nil
+}
+
+// ParseASN parses a plain (asplain) ASN and rejects 0, AS_TRANS and out-of-range values.
+func ParseASN(s string) (ASN, error) {
+	v, err := strconv.ParseUint(strings.TrimSpace(s), 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not an AS number (1-4294967295)", s)
+	}
+	return ASN(v), CheckASN(uint64(v))
+}
+
+// CheckASN rejects values that are not usable as a BGP speaker's ASN.
+func CheckASN(v uint64) error {
+	switch {
+	case v == 0 || v > 4294967295:
+		return fmt.Errorf("%d is outside 1-4294967295", v)
+	case v == 23456:
+		return fmt.Errorf("23456 is AS_TRANS (RFC 6793) and cannot be used")
+	}
+	return nil
+}
+
+// Community is a standard (RFC 1997, A:B) or large (RFC 8092, A:B:C) community.
+type Community struct {
+	Large bool
+	A     uint32
+	B     uint32
+	C     uint32 // large communities only
+}
+
+// ParseCommunity parses "65000:101" or "65000:1:2".
+func ParseCommunity(s string) (Community, error) {
+	parts := strings.Split(strings.TrimSpace(s), ":")
+	bad := fmt.Errorf("%q is not a community: use ASN:VALUE (each 0-65535) or ASN:VALUE:VALUE for a large community", s)
+	var c Community
+	switch len(parts) {
+	case 2:
+		for i, p := range parts {
+			v, err := strconv.ParseUint(p, 10, 16)
+			if err != nil {
+				return c, bad
+			}
+			if i == 0 {
+				c.A = uint32(v)
+			} else {
+				c.B = uint32(v)
+			}
+		}
+	case 3:
+		c.Large = true
+		dst := []*uint32{&c.A, &c.B, &c.C}
+		for i, p := range parts {
+			v, err := strconv.ParseUint(p, 10, 32)
+			if err != nil {
+				return c, bad
+			}
+			*dst[i] = uint32(v)
+		}
+	default:
+		return c, bad
+	}
+	return c, nil
+}
+
+func (c Community) String() string {
+	if c.Large {
+		return fmt.Sprintf("%d:%d:%d", c.A, c.B, c.C)
+	}
+	return fmt.Sprintf("%d:%d", c.A, c.B)
+}
+
+// Family is an address family carried by a session.
+type Family string
+
+const (
+	IPv4 Family = "ipv4"
+	IPv6 Family = "ipv6"
+)
+
+// FamilyOf returns the family of an address.
+func FamilyOf(a netip.Addr) Family {
+	if a.Unmap().Is4() {
+		return IPv4
+	}
+	return IPv6
+}
+
+// Role says why a peer group exists.
+type Role string
+
+const (
+	RoleMesh     Role = "mesh"     // the pod's own group: every other ready member
+	RoleUpstream Role = "upstream" // at most maxPeers members of another group
+	RoleClients  Role = "clients"  // sessions opened by address ranges
+)
+
+// Model is the desired BGP configuration of one RR pod.
+type Model struct {
+	ASN        ASN
+	RouterID   netip.Addr
+	LocalAddrs []netip.Addr // the pod's own addresses, one per family at most
+	Timers     Timers
+	Groups     []PeerGroup // sorted by Name
+}
+
+// LocalAddr returns the pod's address of the given family.
+func (m *Model) LocalAddr(f Family) (netip.Addr, bool) {
+	for _, a := range m.LocalAddrs {
+		if FamilyOf(a) == f {
+			return a, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// Timers are BGP session timers in seconds (0 = daemon default).
+type Timers struct {
+	ConnectDelay int
+	ConnectRetry int
+	Hold         int
+	Keepalive    int
+}
+
+// PeerGroup is a set of sessions sharing role, type and policy.
+type PeerGroup struct {
+	Name     string // stable: "mesh", "upstream" or the client group's name
+	Role     Role
+	External bool // eBGP (route-server clients); otherwise iBGP
+	RRClient bool // peers are route-reflector clients of this pod
+	// ClusterID is the route-reflector cluster id used towards RR clients.
+	ClusterID netip.Addr
+	Neighbors []Neighbor // explicit peers (mesh, upstream); sorted by address
+	// Ranges are the configured client ranges; Allow is Ranges minus every
+	// explicitly configured peer of the model, as a minimal prefix set.
+	// Backends whose daemon prefers explicit neighbours over ranges may render
+	// Ranges; the others must render Allow.
+	Ranges           []netip.Prefix
+	Allow            []netip.Prefix
+	PeerASNs         []ASNRange // external clients: accepted peer ASNs
+	Multihop         int        // 0: daemon default
+	NextHopUnchanged bool
+	RouteServer      bool // transparent route server (external clients)
+	Import           Policy
+	Export           Policy
+}
+
+// Families returns the address families this group carries, from its
+// neighbours and ranges.
+func (g *PeerGroup) Families() []Family {
+	var fs []Family
+	add := func(f Family) {
+		if !slices.Contains(fs, f) {
+			fs = append(fs, f)
+		}
+	}
+	for _, n := range g.Neighbors {
+		add(FamilyOf(n.Addr))
+	}
+	for _, p := range g.Ranges {
+		add(FamilyOf(p.Addr()))
+	}
+	slices.Sort(fs)
+	return fs
+}
+
+// Neighbor is one explicitly configured peer.
+type Neighbor struct {
+	Addr netip.Addr
+	ASN  ASN
+	// Name identifies the peer for operators (namespace/pod), not used for matching.
+	Name string
+	// Side is the member's redundancy side, when it has one.
+	Side string
+}
+
+// Policy is an ordered list of rules and a default action.
+type Policy struct {
+	Rules         []Rule
+	DefaultReject bool
+}
+
+// Empty reports whether the policy accepts everything unchanged.
+func (p Policy) Empty() bool { return len(p.Rules) == 0 && !p.DefaultReject }
+
+// Rule applies Action to routes matching Match. Rules run in order; Reject and
+// Accept stop evaluation, SetLocalPref continues with the next rule.
+type Rule struct {
+	Name   string
+	Match  Match
+	Action Action
+}
+
+// Match is a conjunction of conditions; within one condition any listed
+// value matches. An empty Match matches every route.
+type Match struct {
+	Communities  []Community
+	Prefixes     []PrefixMatch
+	DefaultRoute bool
+}
+
+// PrefixMatch matches Prefix and its more specifics up to MaxLen.
+type PrefixMatch struct {
+	Prefix netip.Prefix
+	MaxLen int
+}
+
+// Action is what a rule does to a matching route.
+type Action struct {
+	Reject       bool
+	Accept       bool
+	SetLocalPref *uint32
+}
+
+// Session is a BGP session as read from the daemon.
+type Session struct {
+	Name        string // daemon's protocol/peer name
+	Group       string // model group name, "" when the session is not the agent's
+	Peer        netip.Addr
+	State       string // daemon's BGP state (Established, Active, ...)
+	Established bool
+	Since       time.Time // last state change
+	Imported    int
+	Exported    int
+}
+
+// Member is one ready RR pod found through discovery.
+type Member struct {
+	Namespace string
+	Group     string // meshrr.io/group label of its Service
+	Side      string // meshrr.io/side label of its Service ("" without sides)
+	Pod       string // targetRef name; "" if the endpoint has none
+	Node      string
+	Addrs     []netip.Addr // sorted
+	// UpstreamGroup and UpstreamNamespace come from the meshrr.io/upstream-*
+	// labels of its Service: the group this member's group peers up to.
+	UpstreamGroup     string
+	UpstreamNamespace string
+}
+
+// ID identifies a member stably for hashing: namespace/pod, or
+// namespace/address when the endpoint names no pod.
+func (m Member) ID() string {
+	if m.Pod != "" {
+		return m.Namespace + "/" + m.Pod
+	}
+	if len(m.Addrs) > 0 {
+		return m.Namespace + "/" + m.Addrs[0].String()
+	}
+	return m.Namespace + "/?"
+}
+
+// Snapshot is the discovered membership of every watched group.
+type Snapshot struct {
+	// Synced is false until every informer has synced once; an unsynced
+	// snapshot must never remove peers.
+	Synced  bool
+	Members []Member // sorted by Namespace, Group, ID
+}

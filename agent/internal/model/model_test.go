@@ -1,0 +1,49 @@
+package model
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseCommunityAcceptsStandardAndLargeAndRejectsOverflow(t *testing.T) {
+	c, err := ParseCommunity("65000:101")
+	require.NoError(t, err)
+	assert.Equal(t, Community{A: 65000, B: 101}, c)
+	assert.Equal(t, "65000:101", c.String())
+
+	c, err = ParseCommunity("4200000000:1:2")
+	require.NoError(t, err)
+	assert.Equal(t, Community{Large: true, A: 4200000000, B: 1, C: 2}, c)
+	assert.Equal(t, "4200000000:1:2", c.String())
+
+	for _, bad := range []string{"", "65000", "70000:1", "1:70000", "a:b", "1:2:3:4", "-1:2"} {
+		_, err := ParseCommunity(bad)
+		assert.Error(t, err, bad)
+	}
+}
+
+func TestParseASNRangeRejectsReservedAndReversed(t *testing.T) {
+	r, err := ParseASNRange("65100-65199")
+	require.NoError(t, err)
+	assert.Equal(t, ASNRange{65100, 65199}, r)
+	assert.Equal(t, "65100-65199", r.String())
+	r, err = ParseASNRange("65200")
+	require.NoError(t, err)
+	assert.Equal(t, "65200", r.String())
+	for _, bad := range []string{"0", "23456", "4294967296", "65199-65100", "x", "1-"} {
+		_, err := ParseASNRange(bad)
+		assert.Error(t, err, bad)
+	}
+}
+
+func TestFamiliesFollowNeighborsAndRanges(t *testing.T) {
+	g := PeerGroup{
+		Neighbors: []Neighbor{{Addr: netip.MustParseAddr("fd00::1")}},
+		Ranges:    []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+	}
+	assert.Equal(t, []Family{IPv4, IPv6}, g.Families())
+	assert.Equal(t, IPv4, FamilyOf(netip.MustParseAddr("::ffff:10.0.0.1")))
+}

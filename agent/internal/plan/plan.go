@@ -1,0 +1,424 @@
+// Package plan turns configuration, discovered peers and session state into
+// the desired BGP model. Everything here is pure: no I/O, no clock (the time
+// is an input), no randomness.
+package plan
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/meshrr/meshrr/agent/internal/config"
+	"github.com/meshrr/meshrr/agent/internal/model"
+)
+
+// Self is the pod the agent runs in (downward API).
+type Self struct {
+	Name      string
+	Namespace string
+	Addrs     []netip.Addr
+}
+
+// ID is the pod's member ID, as other agents compute it.
+func (s Self) ID() string {
+	return model.Member{Namespace: s.Namespace, Pod: s.Name, Addrs: s.Addrs}.ID()
+}
+
+// Input is everything the plan depends on.
+type Input struct {
+	Config   *config.Config
+	Self     Self
+	Snapshot model.Snapshot
+	// Sessions are the daemon's current sessions keyed by peer address.
+	Sessions map[netip.Addr]model.Session
+	Now      time.Time
+	// HoldDown keeps replaced upstream members (by member ID) out of the
+	// choice until the given time.
+	HoldDown map[string]time.Time
+}
+
+// Replacement records an upstream member dropped because its session did
+// not reach Established within the grace period.
+type Replacement struct {
+	Member string
+	Reason string
+}
+
+// Result is the plan's output.
+type Result struct {
+	Model model.Model
+	// Upstream are the chosen upstream member IDs, best first.
+	Upstream []string
+	// Replaced upstream members: the caller holds them down.
+	Replaced []Replacement
+	// Discovered counts the members seen per role ("mesh", "upstream").
+	Discovered map[model.Role]int
+}
+
+// Build computes the desired model.
+func Build(in Input) (Result, error) {
+	c := in.Config
+	if c == nil {
+		return Result{}, errors.New("plan: no configuration")
+	}
+	local := localAddrs(in.Self.Addrs)
+	if len(local) == 0 {
+		return Result{}, errors.New("plan: the pod has no IP address (set POD_IPS from status.podIPs)")
+	}
+	rid, err := routerID(c, in.Self, local)
+	if err != nil {
+		return Result{}, err
+	}
+	cluster := rid
+	if id, ok := c.ExplicitClusterID(); ok {
+		cluster = id
+	}
+	res := Result{Discovered: map[model.Role]int{}}
+	m := model.Model{
+		ASN:        c.ASN(),
+		RouterID:   rid,
+		LocalAddrs: local,
+		Timers: model.Timers{
+			ConnectDelay: c.Timers.ConnectDelay,
+			ConnectRetry: c.Timers.ConnectRetry,
+			Hold:         c.Timers.Hold,
+			Keepalive:    c.Timers.Keepalive,
+		},
+	}
+
+	meshNS := or(c.Mesh.Namespace, in.Self.Namespace)
+	mesh := model.PeerGroup{Name: string(model.RoleMesh), Role: model.RoleMesh}
+	for _, mb := range members(in.Snapshot, meshNS, c.Mesh.Group) {
+		if isSelf(mb, in.Self) {
+			continue
+		}
+		res.Discovered[model.RoleMesh]++
+		mesh.Neighbors = append(mesh.Neighbors, neighbors(mb, local, c.ASN())...)
+	}
+	m.Groups = append(m.Groups, mesh)
+
+	if u := c.Upstream; u != nil {
+		up := model.PeerGroup{Name: string(model.RoleUpstream), Role: model.RoleUpstream}
+		chosen, replaced, seen := chooseUpstream(in, local)
+		res.Discovered[model.RoleUpstream] = seen
+		for _, mb := range chosen {
+			res.Upstream = append(res.Upstream, mb.ID())
+			up.Neighbors = append(up.Neighbors, neighbors(mb, local, c.ASN())...)
+		}
+		res.Replaced = replaced
+		m.Groups = append(m.Groups, up)
+	}
+
+	var explicit []netip.Addr
+	for _, g := range m.Groups {
+		for _, n := range g.Neighbors {
+			explicit = append(explicit, n.Addr)
+		}
+	}
+	for i := range c.Clients {
+		cl := &c.Clients[i]
+		g := model.PeerGroup{
+			Name:             cl.Name,
+			Role:             model.RoleClients,
+			External:         cl.Type == config.ClientExternal,
+			Ranges:           cl.CompiledRanges(),
+			Allow:            AllowList(cl.CompiledRanges(), explicit),
+			PeerASNs:         cl.CompiledPeerASNs(),
+			Multihop:         cl.Multihop,
+			NextHopUnchanged: *cl.NextHopUnchanged,
+		}
+		if g.External {
+			g.RouteServer = true
+		} else {
+			g.RRClient = true
+			g.ClusterID = cluster
+		}
+		g.Export = tierPolicy(cl.Export)
+		m.Groups = append(m.Groups, g)
+	}
+	applyBoundaryRules(c, m.Groups)
+	for i := range m.Groups {
+		slices.SortFunc(m.Groups[i].Neighbors, func(a, b model.Neighbor) int { return a.Addr.Compare(b.Addr) })
+	}
+	slices.SortFunc(m.Groups, func(a, b model.PeerGroup) int { return cmp.Compare(a.Name, b.Name) })
+	res.Model = m
+	return res, nil
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// localAddrs keeps the first address of each family, IPv4 first.
+func localAddrs(addrs []netip.Addr) []netip.Addr {
+	var v4, v6 netip.Addr
+	for _, a := range addrs {
+		a = a.Unmap()
+		switch {
+		case a.Is4() && !v4.IsValid():
+			v4 = a
+		case a.Is6() && !v6.IsValid():
+			v6 = a
+		}
+	}
+	var out []netip.Addr
+	for _, a := range []netip.Addr{v4, v6} {
+		if a.IsValid() {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// routerID applies the configured policy. The default (auto) is the pod's
+// IPv4 address, which is unique in the cluster; IPv6-only pods get 32 bits
+// of SHA-256(namespace/pod), stable for the pod's name.
+func routerID(c *config.Config, self Self, local []netip.Addr) (netip.Addr, error) {
+	if id, ok := c.ExplicitRouterID(); ok {
+		return id, nil
+	}
+	v4 := netip.Addr{}
+	if local[0].Is4() {
+		v4 = local[0]
+	}
+	switch c.Identity.RouterID {
+	case config.RouterIDPodIPv4:
+		if !v4.IsValid() {
+			return netip.Addr{}, errors.New("identity.routerID is podIPv4 but the pod has no IPv4 address: use auto, hash or an explicit id")
+		}
+		return v4, nil
+	case config.RouterIDAuto:
+		if v4.IsValid() {
+			return v4, nil
+		}
+	}
+	sum := sha256.Sum256([]byte(self.Namespace + "/" + self.Name))
+	id := netip.AddrFrom4([4]byte(sum[:4]))
+	if id.IsUnspecified() {
+		id = netip.AddrFrom4([4]byte{0, 0, 0, 1})
+	}
+	return id, nil
+}
+
+// members returns the snapshot's members of one group.
+func members(s model.Snapshot, ns, group string) []model.Member {
+	var out []model.Member
+	for _, m := range s.Members {
+		if m.Namespace == ns && m.Group == group {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func isSelf(m model.Member, self Self) bool {
+	if m.Pod != "" && m.Pod == self.Name && m.Namespace == self.Namespace {
+		return true
+	}
+	for _, a := range m.Addrs {
+		if slices.Contains(self.Addrs, a) {
+			return true
+		}
+	}
+	return false
+}
+
+// neighbors makes one session per member address whose family the pod has.
+func neighbors(m model.Member, local []netip.Addr, asn model.ASN) []model.Neighbor {
+	var out []model.Neighbor
+	for _, a := range m.Addrs {
+		if slices.ContainsFunc(local, func(l netip.Addr) bool { return model.FamilyOf(l) == model.FamilyOf(a) }) {
+			out = append(out, model.Neighbor{Addr: a, ASN: asn, Name: m.ID(), Side: m.Side})
+		}
+	}
+	return out
+}
+
+// chooseUpstream computes the balanced assignment over every sibling that
+// uses the same upstream group, takes this pod's share, and replaces members
+// that are held down or whose sessions stayed down past the grace period.
+func chooseUpstream(in Input, local []netip.Addr) (chosen []model.Member, replaced []Replacement, seen int) {
+	u := in.Config.Upstream
+	upNS := or(u.Namespace, in.Self.Namespace)
+	ups := members(in.Snapshot, upNS, u.Group)
+	seen = len(ups)
+	if len(ups) == 0 {
+		return nil, nil, 0
+	}
+	byID := map[string]model.Member{}
+	cands := make([]Candidate, 0, len(ups))
+	for _, m := range ups {
+		if _, dup := byID[m.ID()]; dup {
+			continue
+		}
+		byID[m.ID()] = m
+		cands = append(cands, Candidate{ID: m.ID(), Side: m.Side, Node: m.Node})
+	}
+	self := in.Self.ID()
+	sibs := []string{self}
+	for _, m := range in.Snapshot.Members {
+		if m.UpstreamGroup == u.Group && or(m.UpstreamNamespace, m.Namespace) == upNS && !slices.Contains(sibs, m.ID()) && !isSelf(m, in.Self) {
+			sibs = append(sibs, m.ID())
+		}
+	}
+	slices.Sort(sibs)
+	a := AssignBounded(sibs, cands, u.MaxPeers, u.Epsilon)
+	want := min(u.MaxPeers, len(cands))
+
+	down := func(id string) (bool, string) {
+		if until, ok := in.HoldDown[id]; ok && in.Now.Before(until) {
+			return true, ""
+		}
+		m := byID[id]
+		var configured, established bool
+		var since time.Time
+		for _, addr := range m.Addrs {
+			s, ok := in.Sessions[addr]
+			if !ok || s.Group != string(model.RoleUpstream) {
+				continue
+			}
+			configured = true
+			established = established || s.Established
+			if s.Since.After(since) {
+				since = s.Since
+			}
+		}
+		if configured && !established && !since.IsZero() && in.Now.Sub(since) >= u.GracePeriod.Duration {
+			return true, fmt.Sprintf("not Established for %s (grace period %s)", in.Now.Sub(since).Round(time.Second), u.GracePeriod.Duration)
+		}
+		return false, ""
+	}
+
+	var keep []string
+	excluded := map[string]bool{}
+	for _, id := range a.Choices[self] {
+		if bad, why := down(id); bad {
+			excluded[id] = true
+			if why != "" {
+				replaced = append(replaced, Replacement{Member: id, Reason: why})
+			}
+			continue
+		}
+		keep = append(keep, id)
+	}
+	if len(keep) < want {
+		keep = refill(self, keep, cands, a, want, func(id string) bool {
+			if excluded[id] {
+				return false
+			}
+			bad, _ := down(id)
+			return !bad
+		})
+	}
+	// Never end with fewer peers than members allow: when every candidate is
+	// down or held down, keep trying the best-scoring ones.
+	if len(keep) < want {
+		keep = refill(self, keep, cands, a, want, func(string) bool { return true })
+	}
+	for _, id := range keep {
+		chosen = append(chosen, byID[id])
+	}
+	return chosen, replaced, seen
+}
+
+// refill adds members to keep, best rendezvous score first, preferring
+// members below the assignment's cap and on sides/nodes keep does not use.
+func refill(self string, keep []string, cands []Candidate, a Assignment, want int, ok func(string) bool) []string {
+	order := slices.Clone(cands)
+	slices.SortFunc(order, func(x, y Candidate) int { return cmp.Compare(score(self, y.ID), score(self, x.ID)) })
+	byID := map[string]Candidate{}
+	for _, c := range cands {
+		byID[c.ID] = c
+	}
+	uses := func(f func(Candidate) string, v string) bool {
+		return v != "" && slices.ContainsFunc(keep, func(id string) bool { return f(byID[id]) == v })
+	}
+	side := func(c Candidate) string { return c.Side }
+	node := func(c Candidate) string { return c.Node }
+	passes := []func(Candidate) bool{
+		func(c Candidate) bool { return a.Load[c.ID] < a.Cap && !uses(side, c.Side) && !uses(node, c.Node) },
+		func(c Candidate) bool { return a.Load[c.ID] < a.Cap && !uses(node, c.Node) },
+		func(c Candidate) bool { return a.Load[c.ID] < a.Cap },
+		func(Candidate) bool { return true },
+	}
+	for _, p := range passes {
+		for _, c := range order {
+			if len(keep) >= want {
+				return keep
+			}
+			if !slices.Contains(keep, c.ID) && ok(c.ID) && p(c) {
+				keep = append(keep, c.ID)
+			}
+		}
+	}
+	return keep
+}
+
+// tierPolicy turns a client export tier into rules.
+func tierPolicy(x config.Export) model.Policy {
+	prefixes, comms := x.Compiled()
+	switch x.Tier {
+	case config.TierDefault:
+		return model.Policy{DefaultReject: true, Rules: []model.Rule{
+			{Name: "tier-default", Match: model.Match{DefaultRoute: true}, Action: model.Action{Accept: true}},
+		}}
+	case config.TierPartial:
+		p := model.Policy{DefaultReject: true}
+		if len(prefixes) > 0 {
+			p.Rules = append(p.Rules, model.Rule{Name: "tier-partial-prefixes", Match: model.Match{Prefixes: prefixes}, Action: model.Action{Accept: true}})
+		}
+		if len(comms) > 0 {
+			p.Rules = append(p.Rules, model.Rule{Name: "tier-partial-communities", Match: model.Match{Communities: comms}, Action: model.Action{Accept: true}})
+		}
+		return p
+	}
+	return model.Policy{}
+}
+
+// applyBoundaryRules puts each policy rule, in configuration order, before
+// the groups' own tier rules.
+func applyBoundaryRules(c *config.Config, groups []model.PeerGroup) {
+	for gi := range groups {
+		g := &groups[gi]
+		var exp, imp []model.Rule
+		for _, r := range c.Policy {
+			comms, prefixes := r.Compiled()
+			rule := model.Rule{
+				Name:  r.Name,
+				Match: model.Match{Communities: comms, Prefixes: prefixes},
+				Action: model.Action{
+					Reject:       r.Action == config.ActionReject,
+					Accept:       r.Action == config.ActionAccept,
+					SetLocalPref: r.SetLocalPref,
+				},
+			}
+			if targets(r.Towards, g) {
+				exp = append(exp, rule)
+			}
+			if targets(r.From, g) {
+				imp = append(imp, rule)
+			}
+		}
+		g.Export.Rules = append(exp, g.Export.Rules...)
+		g.Import.Rules = append(imp, g.Import.Rules...)
+	}
+}
+
+func targets(list []string, g *model.PeerGroup) bool {
+	for _, t := range list {
+		switch {
+		case t == string(g.Role) && g.Role != model.RoleClients:
+			return true
+		case g.Role == model.RoleClients && (t == config.TargetClients || t == g.Name):
+			return true
+		}
+	}
+	return false
+}
