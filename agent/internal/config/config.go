@@ -218,6 +218,11 @@ type Timers struct {
 	ConnectRetry int `json:"connectRetry,omitempty"`
 	Hold         int `json:"hold,omitempty"`
 	Keepalive    int `json:"keepalive,omitempty"`
+	// ErrorWaitMin and ErrorWaitMax bound the (exponential) wait before a
+	// session restarts after an error; BIRD's own default of 60-300 s would
+	// keep a replaced peer unreachable for a minute.
+	ErrorWaitMin int `json:"errorWaitMin,omitempty"`
+	ErrorWaitMax int `json:"errorWaitMax,omitempty"`
 }
 
 // Reconcile tunes the loop.

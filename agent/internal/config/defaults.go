@@ -51,6 +51,8 @@ func (c *Config) SetDefaults() {
 	setInt(&t.ConnectRetry, 5)
 	setInt(&t.Hold, 90)
 	setInt(&t.Keepalive, 30)
+	setInt(&t.ErrorWaitMin, 1)
+	setInt(&t.ErrorWaitMax, 30)
 	r := &c.Reconcile
 	setDur(&r.Debounce, 100*time.Millisecond)
 	setDur(&r.Resync, 60*time.Second)

@@ -360,6 +360,11 @@ func (c *Config) validateTimers(e *errs) {
 	check("connectRetry", t.ConnectRetry, 1, 65535)
 	check("hold", t.Hold, 3, 65535)
 	check("keepalive", t.Keepalive, 1, 65535)
+	check("errorWaitMin", t.ErrorWaitMin, 1, 65535)
+	check("errorWaitMax", t.ErrorWaitMax, 1, 65535)
+	if t.ErrorWaitMax < t.ErrorWaitMin {
+		e.add("timers.errorWaitMax", "%d must not be below errorWaitMin %d", t.ErrorWaitMax, t.ErrorWaitMin)
+	}
 	if t.Keepalive >= t.Hold {
 		e.add("timers.keepalive", "%d must be below the hold time %d (usually a third of it)", t.Keepalive, t.Hold)
 	}

@@ -163,6 +163,8 @@ type Timers struct {
 	ConnectRetry int
 	Hold         int
 	Keepalive    int
+	ErrorWaitMin int
+	ErrorWaitMax int
 }
 
 // PeerGroup is a set of sessions sharing role, type and policy.

@@ -87,6 +87,8 @@ func Build(in Input) (Result, error) {
 			ConnectRetry: c.Timers.ConnectRetry,
 			Hold:         c.Timers.Hold,
 			Keepalive:    c.Timers.Keepalive,
+			ErrorWaitMin: c.Timers.ErrorWaitMin,
+			ErrorWaitMax: c.Timers.ErrorWaitMax,
 		},
 	}
 
@@ -121,12 +123,13 @@ func Build(in Input) (Result, error) {
 	}
 	for i := range c.Clients {
 		cl := &c.Clients[i]
+		ranges := localFamilies(cl.CompiledRanges(), local)
 		g := model.PeerGroup{
 			Name:             cl.Name,
 			Role:             model.RoleClients,
 			External:         cl.Type == config.ClientExternal,
-			Ranges:           cl.CompiledRanges(),
-			Allow:            AllowList(cl.CompiledRanges(), explicit),
+			Ranges:           ranges,
+			Allow:            AllowList(ranges, explicit),
 			PeerASNs:         cl.CompiledPeerASNs(),
 			Multihop:         cl.Multihop,
 			NextHopUnchanged: *cl.NextHopUnchanged,
@@ -172,6 +175,18 @@ func localAddrs(addrs []netip.Addr) []netip.Addr {
 	for _, a := range []netip.Addr{v4, v6} {
 		if a.IsValid() {
 			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// localFamilies keeps the ranges of families the pod has an address in: a
+// dual-stack configuration works unchanged on single-stack pods.
+func localFamilies(ranges []netip.Prefix, local []netip.Addr) []netip.Prefix {
+	var out []netip.Prefix
+	for _, r := range ranges {
+		if slices.ContainsFunc(local, func(l netip.Addr) bool { return model.FamilyOf(l) == model.FamilyOf(r.Addr()) }) {
+			out = append(out, r)
 		}
 	}
 	return out

@@ -93,6 +93,7 @@ func TestSessionsOnlyForFamiliesThePodHas(t *testing.T) {
 	res, err := Build(in)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"fd00:244::3"}, addrs(group(t, res.Model, "mesh")))
+	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("fd00:244::/64")}, group(t, res.Model, "regions").Ranges, "no IPv4 range without an IPv4 address")
 	// IPv6-only pod: auto falls back to the stable hash of namespace/pod
 	again, _ := Build(in)
 	assert.Equal(t, res.Model.RouterID, again.Model.RouterID)

@@ -1,0 +1,30 @@
+// Package backend defines what the reconcile loop needs from a routing
+// daemon. Each daemon lives in its own sub-package; nothing daemon-specific
+// exists outside them.
+package backend
+
+import (
+	"context"
+
+	"github.com/meshrr/meshrr/agent/internal/model"
+)
+
+// Backend renders the model into the daemon's configuration, applies it
+// safely and reads session state.
+type Backend interface {
+	// Name is the backend's name in logs and metrics ("bird", "crpd").
+	Name() string
+	// Render is a pure function of the model.
+	Render(m model.Model) ([]byte, error)
+	// Current returns the configuration the daemon runs now, as last applied
+	// (nil if none): the agent compares against it after a restart so that an
+	// identical configuration is not applied again.
+	Current(ctx context.Context) ([]byte, error)
+	// Apply validates cfg with the daemon and then activates it; on any error
+	// the daemon keeps running its previous configuration.
+	Apply(ctx context.Context, cfg []byte) error
+	// Sessions reads the daemon's BGP sessions.
+	Sessions(ctx context.Context) ([]model.Session, error)
+	// Ping checks that the daemon answers.
+	Ping(ctx context.Context) error
+}

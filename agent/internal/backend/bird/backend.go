@@ -1,0 +1,175 @@
+package bird
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/meshrr/meshrr/agent/internal/config"
+	"github.com/meshrr/meshrr/agent/internal/model"
+)
+
+// Reply codes of BIRD's control protocol used here.
+const (
+	codeReconfigured      = 3
+	codeReconfInProgress  = 4
+	codeReconfQueued      = 5
+	codeNothingToDo       = 19
+	codeConfigOK          = 20
+	codeDaemonUp          = 13
+	defaultCommandTimeout = 10 * time.Second
+)
+
+// Backend drives one BIRD 2 daemon.
+type Backend struct {
+	opts       Options
+	configFile string
+	client     *Client
+	loc        *time.Location
+}
+
+// New returns the backend for the configured daemon.
+func New(c config.BirdBackend) *Backend {
+	return &Backend{
+		opts:       Options{Include: c.Include, StrictBind: c.StrictBind == nil || *c.StrictBind},
+		configFile: c.ConfigFile,
+		client:     NewClient(c.Socket, defaultCommandTimeout),
+		loc:        time.Local,
+	}
+}
+
+// Name implements backend.Backend.
+func (b *Backend) Name() string { return config.BackendBird }
+
+// Client returns the control-socket client (status commands).
+func (b *Backend) Client() *Client { return b.client }
+
+// Render implements backend.Backend.
+func (b *Backend) Render(m model.Model) ([]byte, error) { return Render(m, b.opts) }
+
+// Current returns the configuration file BIRD loads on start: the last one
+// applied successfully.
+func (b *Backend) Current(context.Context) ([]byte, error) {
+	cfg, err := os.ReadFile(b.configFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return cfg, err
+}
+
+// Apply writes cfg beside the live file, has BIRD check it, activates it
+// with `configure`, and only then makes it the file BIRD loads on start. A
+// configuration BIRD rejects is never activated and never replaces the
+// live file.
+func (b *Backend) Apply(ctx context.Context, cfg []byte) error {
+	next := b.configFile + ".next"
+	if err := writeAtomic(next, cfg); err != nil {
+		return err
+	}
+	lines, err := b.client.Cmd(ctx, `configure check "`+next+`"`)
+	if err != nil {
+		return fmt.Errorf("bird rejected the configuration: %w", err)
+	}
+	if !hasCode(lines, codeConfigOK) {
+		return fmt.Errorf("bird: configure check: unexpected reply %s", replyText(lines))
+	}
+	lines, err = b.client.Cmd(ctx, `configure "`+next+`"`)
+	if err != nil {
+		return fmt.Errorf("bird: configure: %w", err)
+	}
+	if !hasCode(lines, codeReconfigured, codeReconfInProgress, codeReconfQueued, codeNothingToDo) {
+		return fmt.Errorf("bird: configure: unexpected reply %s", replyText(lines))
+	}
+	return writeAtomic(b.configFile, cfg)
+}
+
+// Sessions implements backend.Backend: every BGP protocol with a neighbour
+// address (explicit peers and sessions spawned from ranges).
+func (b *Backend) Sessions(ctx context.Context) ([]model.Session, error) {
+	lines, err := b.client.Cmd(ctx, "show protocols all")
+	if err != nil {
+		return nil, err
+	}
+	var out []model.Session
+	for _, p := range ParseProtocols(lines, b.loc) {
+		if p.Proto != "BGP" || !p.Neighbor.IsValid() {
+			continue
+		}
+		out = append(out, model.Session{
+			Name:        p.Name,
+			Group:       groupOf(p.Description),
+			Peer:        p.Neighbor,
+			State:       p.BGPState,
+			Established: p.BGPState == "Established",
+			Since:       p.Since,
+			Imported:    p.Imported,
+			Exported:    p.Exported,
+		})
+	}
+	return out, nil
+}
+
+// groupOf maps a protocol description written by Render back to its group.
+func groupOf(desc string) string {
+	rest, ok := strings.CutPrefix(desc, descPrefix)
+	if !ok {
+		return ""
+	}
+	g, _, _ := strings.Cut(rest, " ")
+	return g
+}
+
+// Ping implements backend.Backend.
+func (b *Backend) Ping(ctx context.Context) error {
+	lines, err := b.client.Cmd(ctx, "show status")
+	if err != nil {
+		return err
+	}
+	if !hasCode(lines, codeDaemonUp) {
+		return fmt.Errorf("bird: not up: %s", replyText(lines))
+	}
+	return nil
+}
+
+func hasCode(lines []Line, codes ...int) bool {
+	return slices.ContainsFunc(lines, func(l Line) bool { return slices.Contains(codes, l.Code) })
+}
+
+func replyText(lines []Line) string {
+	var parts []string
+	for _, l := range lines {
+		parts = append(parts, fmt.Sprintf("%04d %s", l.Code, l.Text))
+	}
+	return strings.Join(parts, " | ")
+}
+
+// writeAtomic replaces path with data (temp file, fsync, rename).
+func writeAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("bird: write %s: %w", path, err)
+	}
+	defer os.Remove(f.Name())
+	if _, err = f.Write(data); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("bird: write %s: %w", path, err)
+	}
+	return nil
+}

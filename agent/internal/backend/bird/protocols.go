@@ -1,0 +1,115 @@
+package bird
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Protocol is one entry of `show protocols all`.
+type Protocol struct {
+	Name        string
+	Proto       string // BGP, Device, Static, ...
+	Table       string
+	State       string // up, start, stop, down
+	Since       time.Time
+	Info        string
+	Description string
+	BGPState    string // Established, Active, Connect, Passive, Idle, ...
+	Neighbor    netip.Addr
+	Range       netip.Prefix // dynamic (listening) protocols
+	NeighborAS  uint32
+	LastError   string
+	Imported    int
+	Exported    int
+}
+
+// sinceLayout matches `timeformat protocol iso long ms`, which the agent's
+// configuration sets.
+const sinceLayout = "2006-01-02 15:04:05.000"
+
+// ParseProtocols parses the reply lines of `show protocols all`. It never
+// fails: unknown lines are ignored and malformed values left zero, because
+// the output is read for status, never to decide what to configure.
+func ParseProtocols(lines []Line, loc *time.Location) []Protocol {
+	var out []Protocol
+	var cur *Protocol
+	for _, l := range lines {
+		switch l.Code {
+		case 1002: // table row
+			f := strings.Fields(l.Text)
+			if len(f) < 4 {
+				cur = nil
+				continue
+			}
+			out = append(out, Protocol{Name: f[0], Proto: f[1], Table: f[2], State: f[3]})
+			cur = &out[len(out)-1]
+			rest := f[4:]
+			if len(rest) >= 2 && len(rest[0]) == 10 && strings.Count(rest[0], "-") == 2 {
+				if t, err := time.ParseInLocation(sinceLayout, rest[0]+" "+rest[1], loc); err == nil {
+					cur.Since = t
+				}
+				rest = rest[2:]
+			} else if len(rest) >= 1 {
+				rest = rest[1:] // a time without date: not our timeformat
+			}
+			cur.Info = strings.Join(rest, " ")
+		case 1006: // details of the current row
+			if cur == nil {
+				continue
+			}
+			key, val, ok := strings.Cut(strings.TrimSpace(l.Text), ":")
+			if !ok {
+				continue
+			}
+			val = strings.TrimSpace(val)
+			switch key {
+			case "Description":
+				cur.Description = val
+			case "BGP state":
+				cur.BGPState = val
+			case "Neighbor address":
+				if a, err := netip.ParseAddr(val); err == nil {
+					cur.Neighbor = a
+				}
+			case "Neighbor range":
+				if p, err := netip.ParsePrefix(val); err == nil {
+					cur.Range = p
+				}
+			case "Neighbor AS":
+				if v, err := strconv.ParseUint(val, 10, 32); err == nil {
+					cur.NeighborAS = uint32(v)
+				}
+			case "Last error":
+				cur.LastError = val
+			case "Routes":
+				imp, exp := parseRoutes(val)
+				cur.Imported += imp
+				cur.Exported += exp
+			}
+		}
+	}
+	return out
+}
+
+// parseRoutes reads "2 imported, 1 filtered, 0 exported, 2 preferred".
+func parseRoutes(s string) (imported, exported int) {
+	for _, part := range strings.Split(s, ",") {
+		f := strings.Fields(part)
+		if len(f) != 2 {
+			continue
+		}
+		n, err := strconv.Atoi(f[0])
+		if err != nil {
+			continue
+		}
+		switch f[1] {
+		case "imported":
+			imported = n
+		case "exported":
+			exported = n
+		}
+	}
+	return imported, exported
+}

@@ -1,0 +1,310 @@
+// Package bird is the BIRD 2 backend: it renders the model into an
+// agent-owned bird.conf, applies it through BIRD's control socket
+// (configure check, then configure) and reads sessions from
+// `show protocols all`.
+package bird
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"hash/fnv"
+	"net/netip"
+	"strings"
+	"text/template"
+
+	"github.com/meshrr/meshrr/agent/internal/model"
+)
+
+//go:embed templates/*.tmpl
+var templatesFS embed.FS
+
+var tmpl = template.Must(template.New("bird").ParseFS(templatesFS, "templates/*.tmpl"))
+
+// Options are the BIRD-specific settings of the rendered file.
+type Options struct {
+	// Include lists operator files or globs included by the agent's file.
+	Include []string
+	// StrictBind binds every session to the pod's address.
+	StrictBind bool
+}
+
+// descPrefix starts the description of every protocol the agent renders;
+// Sessions maps sessions back to model groups through it.
+const descPrefix = "meshrr:"
+
+type view struct {
+	RouterID  string
+	Include   []string
+	Filters   []filterView
+	Templates []templateView
+	Protocols []protocolView
+}
+
+type filterView struct {
+	Name  string
+	Lines []string
+}
+
+type templateView struct {
+	Name       string
+	Local      string
+	ASN        model.ASN
+	Family     model.Family
+	StrictBind bool
+	Timers     model.Timers
+	RRClient   bool
+	ClusterID  string
+	RSClient   bool
+	Multihop   int
+	NextHop    bool
+	Import     string // "all" or "filter NAME"
+	Export     string
+}
+
+type protocolView struct {
+	Name        string
+	Template    string
+	Neighbor    string // "ADDR as ASN" or "range PREFIX internal|external"
+	DynamicName string
+	Description string
+}
+
+// Render turns the model into the agent-owned bird.conf. It is pure.
+func Render(m model.Model, o Options) ([]byte, error) {
+	if !m.RouterID.Is4() {
+		return nil, fmt.Errorf("bird: router id %v is not an IPv4 address", m.RouterID)
+	}
+	v := view{RouterID: m.RouterID.String(), Include: o.Include}
+	for _, g := range m.Groups {
+		sym := groupSymbol(g)
+		imp, exp := "all", "all"
+		if lines := filterLines(g.Import, importGuards(g)); lines != nil {
+			name := "meshrr_" + sym + "_import"
+			v.Filters = append(v.Filters, filterView{Name: name, Lines: lines})
+			imp = "filter " + name
+		}
+		if lines := filterLines(g.Export, nil); lines != nil {
+			name := "meshrr_" + sym + "_export"
+			v.Filters = append(v.Filters, filterView{Name: name, Lines: lines})
+			exp = "filter " + name
+		}
+		for _, f := range g.Families() {
+			local, ok := m.LocalAddr(f)
+			if !ok {
+				return nil, fmt.Errorf("bird: group %s has %s peers but the pod has no %s address", g.Name, f, f)
+			}
+			t := templateView{
+				Name:       "meshrr_" + sym + "_" + string(f),
+				Local:      local.String(),
+				ASN:        m.ASN,
+				Family:     f,
+				StrictBind: o.StrictBind,
+				Timers:     m.Timers,
+				RRClient:   g.RRClient,
+				RSClient:   g.RouteServer,
+				Multihop:   g.Multihop,
+				NextHop:    g.NextHopUnchanged,
+				Import:     imp,
+				Export:     exp,
+			}
+			if g.RRClient {
+				t.ClusterID = g.ClusterID.String()
+			}
+			v.Templates = append(v.Templates, t)
+			for _, n := range g.Neighbors {
+				if model.FamilyOf(n.Addr) != f {
+					continue
+				}
+				v.Protocols = append(v.Protocols, protocolView{
+					Name:        neighborSymbol(g, n.Addr),
+					Template:    t.Name,
+					Neighbor:    fmt.Sprintf("%s as %d", n.Addr, n.ASN),
+					Description: strings.TrimSpace(descPrefix + g.Name + " " + n.Name),
+				})
+			}
+			// BIRD matches an incoming connection to an explicit neighbour
+			// before any range, so the configured ranges are rendered rather
+			// than the subtracted allow list: a mesh change then never
+			// restarts a range protocol and the client sessions under it.
+			for _, r := range g.Ranges {
+				if model.FamilyOf(r.Addr()) != f {
+					continue
+				}
+				kind := "internal"
+				if g.External {
+					kind = "external"
+				}
+				v.Protocols = append(v.Protocols, protocolView{
+					Name:        rangeSymbol(sym, r),
+					Template:    t.Name,
+					Neighbor:    fmt.Sprintf("range %s %s", r, kind),
+					DynamicName: "cl_" + sym + "_",
+					Description: descPrefix + g.Name + " " + r.String(),
+				})
+			}
+		}
+	}
+	var buf bytes.Buffer
+	if err := tmpl.ExecuteTemplate(&buf, "bird.conf.tmpl", v); err != nil {
+		return nil, fmt.Errorf("bird: render: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// groupSymbol is the group's part of BIRD symbols: "mesh", "upstream" or
+// the client group name with dashes turned into underscores (client groups
+// cannot be named mesh or upstream).
+func groupSymbol(g model.PeerGroup) string {
+	switch g.Role {
+	case model.RoleMesh:
+		return "mesh"
+	case model.RoleUpstream:
+		return "upstream"
+	}
+	return strings.ReplaceAll(g.Name, "-", "_")
+}
+
+// neighborSymbol names a neighbour's protocol after its address, readable in
+// birdc: mesh_10_244_1_7, upstream_fd00__7.
+func neighborSymbol(g model.PeerGroup, a netip.Addr) string {
+	r := strings.NewReplacer(".", "_", ":", "_")
+	return groupSymbol(g) + "_" + r.Replace(a.String())
+}
+
+// rangeSymbol names a range protocol with a hash of the prefix: stable when
+// other ranges are added or removed, and short enough for BIRD's 63
+// characters.
+func rangeSymbol(sym string, p netip.Prefix) string {
+	h := fnv.New32a()
+	h.Write([]byte(p.String()))
+	return fmt.Sprintf("cl_%s_r%08x", sym, h.Sum32())
+}
+
+// importGuards are statements that must run before the policy on import:
+// external (route-server) clients may only originate from their peer ASNs.
+// BIRD 2 has no per-session AS list, so the check is on the first AS of
+// the path and routes from other ASNs are rejected.
+func importGuards(g model.PeerGroup) []string {
+	if !g.External || len(g.PeerASNs) == 0 {
+		return nil
+	}
+	var set []string
+	for _, r := range g.PeerASNs {
+		if r.Min == r.Max {
+			set = append(set, fmt.Sprint(r.Min))
+		} else {
+			set = append(set, fmt.Sprintf("%d..%d", r.Min, r.Max))
+		}
+	}
+	return []string{
+		"# peer AS must be one of the group's peerASNs",
+		fmt.Sprintf("if !(bgp_path.first ~ [%s]) then reject;", strings.Join(set, ", ")),
+	}
+}
+
+// filterLines renders a policy as filter statements; nil means "all".
+func filterLines(p model.Policy, guards []string) []string {
+	if p.Empty() && guards == nil {
+		return nil
+	}
+	lines := append([]string(nil), guards...)
+	for _, r := range p.Rules {
+		lines = append(lines, "# "+r.Name)
+		var do []string
+		if r.Action.SetLocalPref != nil {
+			do = append(do, fmt.Sprintf("bgp_local_pref = %d;", *r.Action.SetLocalPref))
+		}
+		switch {
+		case r.Action.Reject:
+			do = append(do, "reject;")
+		case r.Action.Accept:
+			do = append(do, "accept;")
+		}
+		body := strings.Join(do, " ")
+		if len(do) > 1 {
+			body = "{ " + body + " }"
+		}
+		if cond := condition(r.Match); cond != "" {
+			lines = append(lines, fmt.Sprintf("if %s then %s", cond, body))
+		} else {
+			lines = append(lines, body)
+		}
+	}
+	if p.DefaultReject {
+		lines = append(lines, "reject;")
+	} else {
+		lines = append(lines, "accept;")
+	}
+	return lines
+}
+
+// condition renders a Match as a BIRD boolean expression ("" = always).
+func condition(m model.Match) string {
+	var and []string
+	if c := communityCondition(m.Communities); c != "" {
+		and = append(and, c)
+	}
+	if c := prefixCondition(m.Prefixes); c != "" {
+		and = append(and, c)
+	}
+	if m.DefaultRoute {
+		and = append(and, "net.len = 0")
+	}
+	if len(and) == 1 {
+		return and[0]
+	}
+	for i := range and {
+		and[i] = "(" + and[i] + ")"
+	}
+	return strings.Join(and, " && ")
+}
+
+func communityCondition(cs []model.Community) string {
+	var std, large []string
+	for _, c := range cs {
+		if c.Large {
+			large = append(large, fmt.Sprintf("(%d, %d, %d)", c.A, c.B, c.C))
+		} else {
+			std = append(std, fmt.Sprintf("(%d, %d)", c.A, c.B))
+		}
+	}
+	var or []string
+	if std != nil {
+		or = append(or, "bgp_community ~ ["+strings.Join(std, ", ")+"]")
+	}
+	if large != nil {
+		or = append(or, "bgp_large_community ~ ["+strings.Join(large, ", ")+"]")
+	}
+	return joinOr(or)
+}
+
+func prefixCondition(ps []model.PrefixMatch) string {
+	var v4, v6 []string
+	for _, p := range ps {
+		s := p.Prefix.String()
+		if p.MaxLen != p.Prefix.Bits() {
+			s = fmt.Sprintf("%s{%d,%d}", s, p.Prefix.Bits(), p.MaxLen)
+		}
+		if p.Prefix.Addr().Is4() {
+			v4 = append(v4, s)
+		} else {
+			v6 = append(v6, s)
+		}
+	}
+	var or []string
+	if v4 != nil {
+		or = append(or, "(net.type = NET_IP4 && net ~ ["+strings.Join(v4, ", ")+"])")
+	}
+	if v6 != nil {
+		or = append(or, "(net.type = NET_IP6 && net ~ ["+strings.Join(v6, ", ")+"])")
+	}
+	return joinOr(or)
+}
+
+func joinOr(or []string) string {
+	if len(or) > 1 {
+		return "(" + strings.Join(or, " || ") + ")"
+	}
+	return strings.Join(or, "")
+}

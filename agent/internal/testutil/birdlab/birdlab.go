@@ -1,0 +1,164 @@
+// Package birdlab runs real BIRD 2 daemons on loopback addresses for tests:
+// each instance has its own directory, control socket and log, and is
+// stopped when the test ends. Each test package uses its own 127.0.N.0/24
+// block so that packages running in parallel never share an address.
+package birdlab
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshrr/meshrr/agent/internal/backend/bird"
+	"github.com/meshrr/meshrr/agent/internal/config"
+)
+
+// Instance is one running BIRD.
+type Instance struct {
+	Name       string
+	Addr       netip.Addr
+	Dir        string
+	Socket     string
+	ConfigFile string // the agent-owned file BIRD runs
+	IncludeDir string // operator additions (conf.d)
+	Client     *bird.Client
+	cmd        *exec.Cmd
+	done       chan struct{} // closed when the process has exited
+	log        string
+}
+
+// Start runs BIRD with a bootstrap configuration (router id and the
+// operator include), as the daemon image does before the agent's first
+// apply.
+func Start(t testing.TB, name, addr string) *Instance {
+	t.Helper()
+	if _, err := exec.LookPath("bird"); err != nil {
+		t.Fatalf("bird is not installed (make deps installs bird2): %v", err)
+	}
+	dir, err := os.MkdirTemp("", "birdlab-"+name+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &Instance{
+		Name:       name,
+		Addr:       netip.MustParseAddr(addr),
+		Dir:        dir,
+		Socket:     filepath.Join(dir, "bird.ctl"),
+		ConfigFile: filepath.Join(dir, "bird.conf"),
+		IncludeDir: filepath.Join(dir, "conf.d"),
+		log:        filepath.Join(dir, "bird.log"),
+	}
+	if err := os.Mkdir(in.IncludeDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// BIRD refuses a configuration without any protocol.
+	boot := fmt.Sprintf("router id %s;\ninclude %q;\nprotocol device meshrr_device {\n}\n", addr, filepath.Join(in.IncludeDir, "*.conf"))
+	if err := os.WriteFile(in.ConfigFile, []byte(boot), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(in.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.cmd = exec.Command("bird", "-f", "-c", in.ConfigFile, "-s", in.Socket)
+	in.cmd.Stdout, in.cmd.Stderr = logf, logf
+	if err := in.cmd.Start(); err != nil {
+		t.Fatalf("start bird %s: %v", name, err)
+	}
+	in.done = make(chan struct{})
+	go func() { _ = in.cmd.Wait(); close(in.done) }()
+	in.Client = bird.NewClient(in.Socket, 5*time.Second)
+	t.Cleanup(func() {
+		in.Stop()
+		logf.Close()
+		if t.Failed() {
+			in.Dump(t)
+		}
+		os.RemoveAll(dir)
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := in.Client.Cmd(ctx, "show status")
+		cancel()
+		if err == nil {
+			return in
+		}
+		select {
+		case <-in.done:
+			t.Fatalf("bird %s exited at start (its log follows)", name)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bird %s did not answer on %s: %v", name, in.Socket, err)
+		}
+	}
+}
+
+// Stop kills the daemon and waits for it (idempotent).
+func (in *Instance) Stop() {
+	select {
+	case <-in.done:
+	default:
+		_ = in.cmd.Process.Kill()
+		<-in.done
+	}
+}
+
+// BackendConfig is the agent's backend section for this instance.
+func (in *Instance) BackendConfig() config.BirdBackend {
+	strict := true
+	return config.BirdBackend{
+		Socket:     in.Socket,
+		ConfigFile: in.ConfigFile,
+		Include:    []string{filepath.Join(in.IncludeDir, "*.conf")},
+		StrictBind: &strict,
+	}
+}
+
+// AddInclude writes an operator addition and reconfigures BIRD.
+func (in *Instance) AddInclude(t testing.TB, name, text string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(in.IncludeDir, name+".conf"), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in.Must(t, "configure")
+}
+
+// Must runs a command and returns its text; the test fails on error.
+func (in *Instance) Must(t testing.TB, cmd string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	lines, err := in.Client.Cmd(ctx, cmd)
+	if err != nil {
+		t.Fatalf("bird %s %q: %v", in.Name, cmd, err)
+	}
+	var b strings.Builder
+	for _, l := range lines {
+		b.WriteString(l.Text)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// Dump logs the daemon's protocols, configuration and log (on failure).
+func (in *Instance) Dump(t testing.TB) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var b strings.Builder
+	if lines, err := in.Client.Cmd(ctx, "show protocols all"); err == nil {
+		for _, l := range lines {
+			b.WriteString(l.Text + "\n")
+		}
+	}
+	conf, _ := os.ReadFile(in.ConfigFile)
+	log, _ := os.ReadFile(in.log)
+	t.Logf("=== bird %s (%s)\n--- show protocols all\n%s--- %s\n%s--- log\n%s", in.Name, in.Addr, b.String(), in.ConfigFile, conf, log)
+}
