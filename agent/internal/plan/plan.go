@@ -69,7 +69,7 @@ func Build(in Input) (Result, error) {
 	if len(local) == 0 {
 		return Result{}, errors.New("plan: the pod has no IP address (set POD_IPS from status.podIPs)")
 	}
-	rid, err := routerID(c, in.Self, local)
+	rid, err := RouterID(c, in.Self)
 	if err != nil {
 		return Result{}, err
 	}
@@ -192,15 +192,15 @@ func localFamilies(ranges []netip.Prefix, local []netip.Addr) []netip.Prefix {
 	return out
 }
 
-// routerID applies the configured policy. The default (auto) is the pod's
+// RouterID applies the configured policy. The default (auto) is the pod's
 // IPv4 address, which is unique in the cluster; IPv6-only pods get 32 bits
 // of SHA-256(namespace/pod), stable for the pod's name.
-func routerID(c *config.Config, self Self, local []netip.Addr) (netip.Addr, error) {
+func RouterID(c *config.Config, self Self) (netip.Addr, error) {
 	if id, ok := c.ExplicitRouterID(); ok {
 		return id, nil
 	}
 	v4 := netip.Addr{}
-	if local[0].Is4() {
+	if local := localAddrs(self.Addrs); len(local) > 0 && local[0].Is4() {
 		v4 = local[0]
 	}
 	switch c.Identity.RouterID {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -42,6 +43,32 @@ func New(c config.BirdBackend) *Backend {
 		client:     NewClient(c.Socket, defaultCommandTimeout),
 		loc:        time.Local,
 	}
+}
+
+// Bootstrap is the configuration BIRD starts with before the agent's first
+// apply: the router id, the operator's additions and the one protocol BIRD
+// requires. It opens no BGP session.
+func Bootstrap(routerID netip.Addr, include []string) []byte {
+	var b strings.Builder
+	b.WriteString("# Written by meshrr-agent init; replaced by the agent's first apply.\n")
+	fmt.Fprintf(&b, "router id %s;\n", routerID)
+	for _, inc := range include {
+		fmt.Fprintf(&b, "include %q;\n", inc)
+	}
+	b.WriteString("protocol device meshrr_device {\n}\n")
+	return []byte(b.String())
+}
+
+// WriteBootstrap writes Bootstrap to the configured file unless a
+// configuration is already there (a restarted pod keeps what it ran).
+func (b *Backend) WriteBootstrap(routerID netip.Addr) (written bool, err error) {
+	if _, err := os.Stat(b.configFile); err == nil {
+		return false, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(b.configFile), 0o755); err != nil {
+		return false, fmt.Errorf("bird: %w", err)
+	}
+	return true, writeAtomic(b.configFile, Bootstrap(routerID, b.opts.Include))
 }
 
 // Name implements backend.Backend.

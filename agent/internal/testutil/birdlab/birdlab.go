@@ -6,7 +6,6 @@ package birdlab
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -57,9 +56,11 @@ func Start(t testing.TB, name, addr string) *Instance {
 	if err := os.Mkdir(in.IncludeDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// BIRD refuses a configuration without any protocol.
-	boot := fmt.Sprintf("router id %s;\ninclude %q;\nprotocol device meshrr_device {\n}\n", addr, filepath.Join(in.IncludeDir, "*.conf"))
-	if err := os.WriteFile(in.ConfigFile, []byte(boot), 0o644); err != nil {
+	// the daemon's own log, dumped when a test fails
+	if err := os.WriteFile(filepath.Join(in.IncludeDir, "00-log.conf"), []byte("log stderr all;\ndebug protocols { states, events };\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bird.New(in.BackendConfig()).WriteBootstrap(in.Addr); err != nil {
 		t.Fatal(err)
 	}
 	logf, err := os.Create(in.log)

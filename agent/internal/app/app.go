@@ -1,0 +1,321 @@
+// Package app wires the agent together. main only calls Main.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/meshrr/meshrr/agent/internal/backend"
+	"github.com/meshrr/meshrr/agent/internal/backend/bird"
+	"github.com/meshrr/meshrr/agent/internal/config"
+	"github.com/meshrr/meshrr/agent/internal/discovery"
+	"github.com/meshrr/meshrr/agent/internal/events"
+	"github.com/meshrr/meshrr/agent/internal/metrics"
+	"github.com/meshrr/meshrr/agent/internal/plan"
+	"github.com/meshrr/meshrr/agent/internal/reconcile"
+)
+
+// Version is set at build time (-ldflags -X).
+var Version = "dev"
+
+const usage = `meshrr-agent keeps a routing daemon's BGP configuration in step with the
+route reflectors it discovers through the Kubernetes API.
+
+Usage:
+  meshrr-agent run   --config FILE [--kubeconfig FILE] [--log-level info]
+  meshrr-agent check --config FILE     validate a configuration file and exit
+  meshrr-agent init  --config FILE     write the daemon's startup configuration if none exists
+  meshrr-agent version
+
+The pod is described by the environment (downward API): POD_NAME,
+POD_NAMESPACE, POD_UID, POD_IPS (status.podIPs, comma-separated; POD_IP is
+accepted too) and NODE_NAME.
+`
+
+// Main runs the agent and returns the process exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := Run(ctx, args, os.Getenv, stdout, stderr); err != nil {
+		fmt.Fprintln(stderr, "meshrr-agent:", err)
+		return 1
+	}
+	return 0
+}
+
+// Run executes one subcommand.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("a subcommand is required")
+	}
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "/etc/meshrr/config.yaml", "agent configuration file")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster)")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+
+	switch args[0] {
+	case "version":
+		fmt.Fprintln(stdout, Version)
+		return nil
+	case "check":
+		if _, err := config.Load(*cfgPath); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: valid\n", *cfgPath)
+		return nil
+	case "init":
+		return runInit(*cfgPath, getenv, stdout)
+	case "run":
+		return runAgent(ctx, *cfgPath, *kubeconfig, getenv, log)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown subcommand %q", args[0])
+}
+
+// podEnv is the pod described by the downward API.
+type podEnv struct {
+	self plan.Self
+	uid  string
+	node string
+}
+
+func readPod(getenv func(string) string) (podEnv, error) {
+	p := podEnv{self: plan.Self{Name: getenv("POD_NAME"), Namespace: getenv("POD_NAMESPACE")}, uid: getenv("POD_UID"), node: getenv("NODE_NAME")}
+	var problems []string
+	if p.self.Name == "" {
+		problems = append(problems, "POD_NAME is not set (downward API metadata.name)")
+	}
+	if p.self.Namespace == "" {
+		problems = append(problems, "POD_NAMESPACE is not set (downward API metadata.namespace)")
+	}
+	ips := getenv("POD_IPS")
+	if ips == "" {
+		ips = getenv("POD_IP")
+	}
+	for _, s := range strings.Split(ips, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("POD_IPS: %q is not an IP address", s))
+			continue
+		}
+		p.self.Addrs = append(p.self.Addrs, a.Unmap())
+	}
+	if len(p.self.Addrs) == 0 && ips == "" {
+		problems = append(problems, "POD_IPS is not set (downward API status.podIPs)")
+	}
+	if problems != nil {
+		return p, errors.New(strings.Join(problems, "; "))
+	}
+	return p, nil
+}
+
+func newBackend(c *config.Config) (backend.Backend, error) {
+	switch c.Backend.Type {
+	case config.BackendBird:
+		return bird.New(c.Backend.Bird), nil
+	}
+	return nil, fmt.Errorf("backend.type %q is not available in this agent build (supported: bird)", c.Backend.Type)
+}
+
+func runInit(cfgPath string, getenv func(string) string, stdout io.Writer) error {
+	c, err := config.Load(cfgPath)
+	if err != nil {
+		return err
+	}
+	pod, err := readPod(getenv)
+	if err != nil {
+		return err
+	}
+	rid, err := plan.RouterID(c, pod.self)
+	if err != nil {
+		return err
+	}
+	if c.Backend.Type != config.BackendBird {
+		return fmt.Errorf("init: backend %q is not available in this agent build", c.Backend.Type)
+	}
+	written, err := bird.New(c.Backend.Bird).WriteBootstrap(rid)
+	if err != nil {
+		return err
+	}
+	if written {
+		fmt.Fprintf(stdout, "wrote %s (router id %s)\n", c.Backend.Bird.ConfigFile, rid)
+	} else {
+		fmt.Fprintf(stdout, "kept the existing %s\n", c.Backend.Bird.ConfigFile)
+	}
+	return nil
+}
+
+// watchedNamespaces: the mesh, the upstream and its siblings' namespaces.
+func watchedNamespaces(c *config.Config, own string) []string {
+	ns := []string{own}
+	add := func(n string) {
+		if n != "" && !slices.Contains(ns, n) {
+			ns = append(ns, n)
+		}
+	}
+	add(c.Mesh.Namespace)
+	if u := c.Upstream; u != nil {
+		add(u.Namespace)
+		for _, s := range u.SiblingNamespaces {
+			add(s)
+		}
+	}
+	return ns
+}
+
+func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(string) string, log *slog.Logger) error {
+	watcher, err := config.NewWatcher(cfgPath)
+	if err != nil {
+		return err
+	}
+	cfg := watcher.Current()
+	pod, err := readPod(getenv)
+	if err != nil {
+		return err
+	}
+	rid, err := plan.RouterID(cfg, pod.self)
+	if err != nil {
+		return err
+	}
+	be, err := newBackend(cfg)
+	if err != nil {
+		return err
+	}
+	restCfg, err := restConfig(kubeconfig)
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	log = log.With("pod", pod.self.Namespace+"/"+pod.self.Name)
+	m := metrics.New(be)
+	m.Info.WithLabelValues(Version, be.Name(), rid.String()).Set(1)
+	rec, stopEvents := events.New(client, events.Pod{Name: pod.self.Name, Namespace: pod.self.Namespace, UID: pod.uid}, log)
+	defer stopEvents()
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	namespaces := watchedNamespaces(cfg, pod.self.Namespace)
+	watcher.OnReload = func(c *config.Config, err error) {
+		if err != nil {
+			m.ConfigReloads.WithLabelValues("rejected").Inc()
+			m.ConfigLastReloadOK.Set(0)
+			log.Error("configuration rejected; keeping the last good one", "op", "reload", "error", err)
+			rec.Warning(events.ReasonConfigRejected, "configuration rejected, the last good one stays in use: %v", err)
+			return
+		}
+		m.ConfigReloads.WithLabelValues("success").Inc()
+		m.ConfigLastReloadOK.Set(1)
+		log.Info("configuration reloaded", "op", "reload")
+		rec.Normal(events.ReasonConfigReloaded, "configuration reloaded")
+		if now := watchedNamespaces(c, pod.self.Namespace); !slices.Equal(now, namespaces) {
+			// informers watch a fixed set of namespaces: restart the agent
+			// container (the daemon and its sessions are not touched)
+			cancel(fmt.Errorf("watched namespaces changed from %v to %v: restarting the agent to watch them", namespaces, now))
+		}
+		if c.Backend.Type != cfg.Backend.Type || c.Backend.Bird.Socket != cfg.Backend.Bird.Socket || c.Backend.Bird.ConfigFile != cfg.Backend.Bird.ConfigFile {
+			cancel(errors.New("backend settings changed: restarting the agent to use them"))
+		}
+	}
+	disc := discovery.New(client, namespaces, 0, log)
+	loop := &reconcile.Loop{Backend: be, Peers: disc, Config: watcher, Self: pod.self, Metrics: m, Events: rec, Log: log}
+
+	srv := &http.Server{Addr: cfg.Status.Listen, Handler: handler(m, loop, watcher), ReadHeaderTimeout: 5 * time.Second}
+	ln, err := net.Listen("tcp", cfg.Status.Listen)
+	if err != nil {
+		return fmt.Errorf("status.listen: %w", err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	defer func() {
+		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer scancel()
+		_ = srv.Shutdown(sctx)
+	}()
+
+	log.Info("starting", "version", Version, "backend", be.Name(), "router_id", rid.String(), "namespaces", namespaces, "listen", cfg.Status.Listen)
+	go watcher.Run(ctx)
+	go func() {
+		if err := disc.Start(ctx); err != nil && ctx.Err() == nil {
+			cancel(err)
+		}
+	}()
+	if err := loop.Run(ctx); err != nil {
+		return err
+	}
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		c, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("--kubeconfig: %w", err)
+		}
+		return c, nil
+	}
+	c, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("not running in a pod (%w): pass --kubeconfig", err)
+	}
+	return c, nil
+}
+
+// handler serves /metrics, /healthz (the process answers) and /readyz
+// (the pod is useful: see reconcile.Loop.Ready).
+func handler(m *metrics.Metrics, loop *reconcile.Loop, w *config.Watcher) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(rw http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(rw, "ok")
+	})
+	mux.HandleFunc("/readyz", func(rw http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		if err := loop.Ready(ctx, *w.Current().Status.ReadyRequiresEstablished); err != nil {
+			http.Error(rw, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(rw, "ready")
+	})
+	return mux
+}

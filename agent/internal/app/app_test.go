@@ -1,0 +1,99 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshrr/meshrr/agent/internal/config"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func run(t *testing.T, getenv func(string) string, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := Run(context.Background(), args, getenv, &out, &errb)
+	return out.String(), errb.String(), err
+}
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
+	return p
+}
+
+func TestCheckValidatesTheFile(t *testing.T) {
+	good := writeConfig(t, "identity: {asn: 65000}\nmesh: {group: core.core}\n")
+	out, _, err := run(t, env(nil), "check", "--config", good)
+	require.NoError(t, err)
+	assert.Contains(t, out, "valid")
+
+	bad := writeConfig(t, "identity: {asn: 0}\nmesh: {group: core.core}\nclients: [{name: r, ranges: [10.0.0.1/8]}]\n")
+	_, _, err = run(t, env(nil), "check", "--config", bad)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "identity.asn")
+	assert.Contains(t, err.Error(), "clients[0].ranges[0]")
+}
+
+func TestInitWritesTheBootstrapOnceAndKeepsAnExistingConfiguration(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, "identity: {asn: 65000}\nmesh: {group: core.core}\nbackend: {bird: {configFile: "+filepath.Join(dir, "bird.conf")+", include: ['"+filepath.Join(dir, "conf.d", "*.conf")+"']}}\n")
+	e := env(map[string]string{"POD_NAME": "core-0", "POD_NAMESPACE": "core", "POD_IPS": "10.244.1.5,fd00::5"})
+	out, _, err := run(t, e, "init", "--config", cfg)
+	require.NoError(t, err)
+	assert.Contains(t, out, "router id 10.244.1.5")
+	b, err := os.ReadFile(filepath.Join(dir, "bird.conf"))
+	require.NoError(t, err)
+	assert.Contains(t, string(b), "router id 10.244.1.5;")
+	assert.Contains(t, string(b), "conf.d/*.conf")
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "bird.conf"), []byte("# applied by the agent\n"), 0o644))
+	out, _, err = run(t, e, "init", "--config", cfg)
+	require.NoError(t, err)
+	assert.Contains(t, out, "kept the existing")
+	b, _ = os.ReadFile(filepath.Join(dir, "bird.conf"))
+	assert.Equal(t, "# applied by the agent\n", string(b))
+}
+
+func TestMissingDownwardAPIEnvironmentIsNamed(t *testing.T) {
+	cfg := writeConfig(t, "identity: {asn: 65000}\nmesh: {group: core.core}\n")
+	_, _, err := run(t, env(map[string]string{"POD_IPS": "10.0.0.x"}), "run", "--config", cfg)
+	require.Error(t, err)
+	for _, want := range []string{"POD_NAME", "POD_NAMESPACE", `POD_IPS: "10.0.0.x"`} {
+		assert.Contains(t, err.Error(), want)
+	}
+	_, _, err = run(t, env(map[string]string{"POD_NAME": "p", "POD_NAMESPACE": "n", "POD_IP": "10.0.0.1"}), "run", "--config", cfg)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "pass --kubeconfig", "outside a pod the agent says how to connect")
+}
+
+func TestUnknownSubcommandAndCrpdAreClearErrors(t *testing.T) {
+	_, stderr, err := run(t, env(nil), "frobnicate")
+	require.ErrorContains(t, err, `unknown subcommand "frobnicate"`)
+	assert.Contains(t, stderr, "Usage:")
+	_, _, err = run(t, env(nil))
+	require.ErrorContains(t, err, "subcommand is required")
+
+	cfg := writeConfig(t, "identity: {asn: 65000}\nmesh: {group: core.core}\nbackend: {type: crpd}\n")
+	_, _, err = run(t, env(map[string]string{"POD_NAME": "p", "POD_NAMESPACE": "n", "POD_IP": "10.0.0.1"}), "init", "--config", cfg)
+	require.ErrorContains(t, err, `backend "crpd" is not available`)
+
+	out, _, err := run(t, env(nil), "version")
+	require.NoError(t, err)
+	assert.Equal(t, "dev", strings.TrimSpace(out))
+}
+
+func TestWatchedNamespacesCoverMeshUpstreamAndSiblings(t *testing.T) {
+	cfg := writeConfig(t, "identity: {asn: 65000}\nmesh: {group: g}\nupstream: {group: core.core, namespace: core, siblingNamespaces: [lothl, mirk, core]}\n")
+	w, err := config.Load(cfg)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"lothl", "core", "mirk"}, watchedNamespaces(w, "lothl"))
+}

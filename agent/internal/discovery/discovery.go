@@ -1,0 +1,215 @@
+// Package discovery watches the EndpointSlices of meshrr groups' headless
+// Services with client-go informers and turns them into a membership
+// snapshot. It never reports a partial view as complete: until every
+// informer has synced the snapshot says so, and after that the informer
+// caches keep the last known state through API errors.
+package discovery
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/meshrr/meshrr/agent/internal/model"
+)
+
+// Labels the chart puts on every group's headless Service; the EndpointSlice
+// controller copies Service labels onto the Service's EndpointSlices.
+const (
+	LabelGroup             = "meshrr.io/group"
+	LabelSide              = "meshrr.io/side"
+	LabelUpstreamGroup     = "meshrr.io/upstream-group"
+	LabelUpstreamNamespace = "meshrr.io/upstream-namespace"
+)
+
+// Discovery keeps one namespace-scoped informer per watched namespace.
+type Discovery struct {
+	namespaces []string
+	factories  []informers.SharedInformerFactory
+	listers    []discoverylisters.EndpointSliceLister
+	synced     []cache.InformerSynced
+	log        *slog.Logger
+
+	isSynced atomic.Bool
+	changes  chan struct{}
+	mu       sync.Mutex
+	pending  time.Time // first change not yet taken by Snapshot
+}
+
+// New prepares informers for the given namespaces (duplicates and empty
+// names are dropped). resync is the informers' periodic resync (0: none).
+func New(client kubernetes.Interface, namespaces []string, resync time.Duration, log *slog.Logger) *Discovery {
+	d := &Discovery{changes: make(chan struct{}, 1), log: log}
+	selector := labels.NewSelector()
+	if req, err := labels.NewRequirement(LabelGroup, "exists", nil); err == nil {
+		selector = selector.Add(*req)
+	}
+	for _, ns := range namespaces {
+		if ns == "" || slices.Contains(d.namespaces, ns) {
+			continue
+		}
+		d.namespaces = append(d.namespaces, ns)
+		f := informers.NewSharedInformerFactoryWithOptions(client, resync,
+			informers.WithNamespace(ns),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector.String() }),
+		)
+		inf := f.Discovery().V1().EndpointSlices()
+		_, _ = inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: func(any) { d.notify() },
+			UpdateFunc: func(o, n any) {
+				if os, ok := o.(*discoveryv1.EndpointSlice); ok {
+					if ns, ok := n.(*discoveryv1.EndpointSlice); ok && os.ResourceVersion != "" && os.ResourceVersion == ns.ResourceVersion {
+						return // periodic resync, nothing changed
+					}
+				}
+				d.notify()
+			},
+			DeleteFunc: func(any) { d.notify() },
+		})
+		d.factories = append(d.factories, f)
+		d.listers = append(d.listers, inf.Lister())
+		d.synced = append(d.synced, inf.Informer().HasSynced)
+	}
+	return d
+}
+
+// Namespaces returns the watched namespaces.
+func (d *Discovery) Namespaces() []string { return d.namespaces }
+
+func (d *Discovery) notify() {
+	d.mu.Lock()
+	if d.pending.IsZero() {
+		d.pending = time.Now()
+	}
+	d.mu.Unlock()
+	select {
+	case d.changes <- struct{}{}:
+	default:
+	}
+}
+
+// Changes signals (coalesced) that the snapshot may have changed.
+func (d *Discovery) Changes() <-chan struct{} { return d.changes }
+
+// Start runs the informers and returns once all have synced, or with the
+// context's error. Informers keep running until ctx ends.
+func (d *Discovery) Start(ctx context.Context) error {
+	for _, f := range d.factories {
+		f.Start(ctx.Done())
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), d.synced...) {
+		return fmt.Errorf("discovery: EndpointSlice informers for %v did not sync: %w", d.namespaces, context.Cause(ctx))
+	}
+	d.isSynced.Store(true)
+	d.log.Info("discovery synced", "namespaces", d.namespaces)
+	d.notify()
+	return nil
+}
+
+// Snapshot returns the current membership and the time of the oldest
+// change it includes that no earlier Snapshot returned (zero if none).
+func (d *Discovery) Snapshot() (model.Snapshot, time.Time) {
+	d.mu.Lock()
+	since := d.pending
+	d.pending = time.Time{}
+	d.mu.Unlock()
+	if !d.isSynced.Load() {
+		return model.Snapshot{}, since
+	}
+	var slicesAll []*discoveryv1.EndpointSlice
+	for _, l := range d.listers {
+		s, err := l.List(labels.Everything())
+		if err != nil { // listers read the local cache; they do not fail
+			continue
+		}
+		slicesAll = append(slicesAll, s...)
+	}
+	return Members(slicesAll), since
+}
+
+// Members turns EndpointSlices into members: one per pod (addresses of
+// IPv4 and IPv6 slices merged), only ready and not terminating endpoints,
+// sorted. Pure.
+func Members(eps []*discoveryv1.EndpointSlice) model.Snapshot {
+	type key struct{ ns, group, id string }
+	byKey := map[key]*model.Member{}
+	for _, s := range eps {
+		group := s.Labels[LabelGroup]
+		if group == "" || (s.AddressType != discoveryv1.AddressTypeIPv4 && s.AddressType != discoveryv1.AddressTypeIPv6) {
+			continue
+		}
+		for _, ep := range s.Endpoints {
+			if !usable(ep) {
+				continue
+			}
+			var addrs []netip.Addr
+			for _, a := range ep.Addresses {
+				if ip, err := netip.ParseAddr(a); err == nil {
+					addrs = append(addrs, ip.Unmap())
+				}
+			}
+			if len(addrs) == 0 {
+				continue
+			}
+			m := model.Member{
+				Namespace:         s.Namespace,
+				Group:             group,
+				Side:              s.Labels[LabelSide],
+				UpstreamGroup:     s.Labels[LabelUpstreamGroup],
+				UpstreamNamespace: s.Labels[LabelUpstreamNamespace],
+				Addrs:             addrs,
+			}
+			if ep.TargetRef != nil && ep.TargetRef.Kind == "Pod" {
+				m.Pod = ep.TargetRef.Name
+			}
+			if ep.NodeName != nil {
+				m.Node = *ep.NodeName
+			}
+			k := key{m.Namespace, m.Group, m.ID()}
+			if prev, ok := byKey[k]; ok {
+				for _, a := range addrs {
+					if !slices.Contains(prev.Addrs, a) {
+						prev.Addrs = append(prev.Addrs, a)
+					}
+				}
+				continue
+			}
+			byKey[k] = &m
+		}
+	}
+	snap := model.Snapshot{Synced: true}
+	for _, m := range byKey {
+		slices.SortFunc(m.Addrs, func(a, b netip.Addr) int { return a.Compare(b) })
+		snap.Members = append(snap.Members, *m)
+	}
+	slices.SortFunc(snap.Members, func(a, b model.Member) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Group, b.Group), cmp.Compare(a.ID(), b.ID()))
+	})
+	return snap
+}
+
+// usable: ready (unset means ready) and not terminating. Terminating is
+// checked on its own because Services that publish not-ready addresses
+// (as the chart's discovery Services do) report terminating endpoints as
+// ready.
+func usable(ep discoveryv1.Endpoint) bool {
+	c := ep.Conditions
+	if c.Terminating != nil && *c.Terminating {
+		return false
+	}
+	return c.Ready == nil || *c.Ready
+}

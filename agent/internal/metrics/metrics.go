@@ -1,0 +1,146 @@
+// Package metrics defines every Prometheus metric the agent exports, in
+// this one file. Session state is read from the daemon at scrape time.
+package metrics
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/meshrr/meshrr/agent/internal/model"
+)
+
+const ns = "meshrr"
+
+// Apply results.
+const (
+	ResultApplied   = "applied"
+	ResultUnchanged = "unchanged"
+	ResultError     = "error"
+)
+
+// Metrics holds the agent's collectors on their own registry.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	DiscoveredPeers      *prometheus.GaugeVec
+	ConfiguredPeers      *prometheus.GaugeVec
+	ReconcileDuration    prometheus.Histogram
+	ApplyDuration        prometheus.Histogram
+	Applies              *prometheus.CounterVec
+	ChangeToApplied      prometheus.Histogram
+	ConfigReloads        *prometheus.CounterVec
+	ConfigLastReloadOK   prometheus.Gauge
+	UpstreamReplacements prometheus.Counter
+	Info                 *prometheus.GaugeVec
+}
+
+// SessionReader reads the daemon's sessions (the backend).
+type SessionReader interface {
+	Sessions(ctx context.Context) ([]model.Session, error)
+}
+
+// New creates and registers every metric; sessions are read from r at
+// scrape time.
+func New(r SessionReader) *Metrics {
+	fast := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		DiscoveredPeers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: "discovery", Name: "peers",
+			Help: "Ready members discovered per role (mesh: other members of the own group; upstream: members of the upstream group).",
+		}, []string{"role"}),
+		ConfiguredPeers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: "plan", Name: "configured_peers",
+			Help: "Explicit neighbours (mesh, upstream) or ranges (client groups) in the applied configuration, per group.",
+		}, []string{"group"}),
+		ReconcileDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: "reconcile", Name: "duration_seconds",
+			Help: "Time of one reconcile: read sessions, plan, render, compare and apply.", Buckets: fast,
+		}),
+		ApplyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: "apply", Name: "duration_seconds",
+			Help: "Time the daemon took to check and activate a changed configuration.", Buckets: fast,
+		}),
+		Applies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: "apply", Name: "total",
+			Help: "Reconcile outcomes: applied (configuration changed), unchanged (identical, not re-applied), error (rejected or failed).",
+		}, []string{"result"}),
+		ChangeToApplied: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: "discovery", Name: "change_to_applied_seconds",
+			Help: "From an EndpointSlice change seen by the informer to the resulting configuration applied (or found unchanged).", Buckets: fast,
+		}),
+		ConfigReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: "config", Name: "reloads_total",
+			Help: "Configuration file reloads: success, or rejected (the last good configuration stays in use).",
+		}, []string{"result"}),
+		ConfigLastReloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: "config", Name: "last_reload_successful",
+			Help: "1 if the configuration file in place is the one in use, 0 if the last reload was rejected.",
+		}),
+		UpstreamReplacements: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: "upstream", Name: "replacements_total",
+			Help: "Upstream peers replaced because their session stayed down past the grace period.",
+		}),
+		Info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: "agent", Name: "info",
+			Help: "Constant 1, labelled with the agent's version, backend and router id.",
+		}, []string{"version", "backend", "router_id"}),
+	}
+	m.ConfigLastReloadOK.Set(1)
+	for _, r := range []string{ResultApplied, ResultUnchanged, ResultError} {
+		m.Applies.WithLabelValues(r)
+	}
+	m.Registry.MustRegister(
+		m.DiscoveredPeers, m.ConfiguredPeers, m.ReconcileDuration, m.ApplyDuration, m.Applies,
+		m.ChangeToApplied, m.ConfigReloads, m.ConfigLastReloadOK, m.UpstreamReplacements, m.Info,
+		&sessionCollector{r: r},
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+var (
+	sessionsDesc = prometheus.NewDesc(ns+"_bgp_sessions", "BGP sessions read from the daemon at scrape time, per group and state.", []string{"group", "state"}, nil)
+	prefixesDesc = prometheus.NewDesc(ns+"_bgp_prefixes_received", "Prefixes imported over the group's sessions, read at scrape time.", []string{"group"}, nil)
+	upDesc       = prometheus.NewDesc(ns+"_daemon_up", "1 if the routing daemon answered the scrape's session query.", nil, nil)
+)
+
+type sessionCollector struct{ r SessionReader }
+
+func (c *sessionCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- sessionsDesc
+	ch <- prefixesDesc
+	ch <- upDesc
+}
+
+func (c *sessionCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	ss, err := c.r.Sessions(ctx)
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 1)
+	type key struct{ group, state string }
+	counts := map[key]int{}
+	prefixes := map[string]int{}
+	for _, s := range ss {
+		g := s.Group
+		if g == "" {
+			g = "other" // sessions the operator configured
+		}
+		counts[key{g, s.State}]++
+		prefixes[g] += s.Imported
+	}
+	for k, n := range counts {
+		ch <- prometheus.MustNewConstMetric(sessionsDesc, prometheus.GaugeValue, float64(n), k.group, k.state)
+	}
+	for g, n := range prefixes {
+		ch <- prometheus.MustNewConstMetric(prefixesDesc, prometheus.GaugeValue, float64(n), g)
+	}
+}

@@ -1,0 +1,324 @@
+// Package reconcile is the agent's loop: it waits for a change (discovery,
+// configuration, session-state poll, resync or retry), coalesces bursts,
+// plans, renders, skips identical configurations and applies the rest,
+// retrying failures with backoff. It owns the only mutable state of the
+// pipeline: the last applied configuration and the upstream hold-downs.
+package reconcile
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/meshrr/meshrr/agent/internal/backend"
+	"github.com/meshrr/meshrr/agent/internal/config"
+	"github.com/meshrr/meshrr/agent/internal/events"
+	"github.com/meshrr/meshrr/agent/internal/metrics"
+	"github.com/meshrr/meshrr/agent/internal/model"
+	"github.com/meshrr/meshrr/agent/internal/plan"
+)
+
+// PeerSource is discovery.
+type PeerSource interface {
+	// Snapshot returns the membership and the time of the oldest change
+	// not reported before (zero if none).
+	Snapshot() (model.Snapshot, time.Time)
+	Changes() <-chan struct{}
+}
+
+// ConfigSource is the configuration watcher.
+type ConfigSource interface {
+	Current() *config.Config
+	Changes() <-chan struct{}
+}
+
+// Loop reconciles one daemon.
+type Loop struct {
+	Backend backend.Backend
+	Peers   PeerSource
+	Config  ConfigSource
+	Self    plan.Self
+	Metrics *metrics.Metrics
+	Events  events.Recorder
+	Log     *slog.Logger
+	Now     func() time.Time
+
+	applied      []byte
+	holdDown     map[string]time.Time
+	neighbors    map[netip.Addr]model.Neighbor // applied explicit peers
+	neighborRole map[netip.Addr]string
+	pendingSince time.Time
+
+	mu     sync.Mutex
+	status Status
+}
+
+// Status is what readiness and status commands read.
+type Status struct {
+	// Applied is true once the daemon runs the planned configuration.
+	Applied bool
+	// Synced is true once discovery delivered a complete snapshot.
+	Synced bool
+	// Model is the last applied model.
+	Model model.Model
+	// Upstream are the chosen upstream members.
+	Upstream []string
+	// LastError of the last reconcile, "" if it succeeded.
+	LastError string
+}
+
+// Status returns a copy of the loop's status.
+func (l *Loop) Status() Status {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.status
+}
+
+func (l *Loop) setStatus(f func(*Status)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f(&l.status)
+}
+
+func (l *Loop) now() time.Time {
+	if l.Now != nil {
+		return l.Now()
+	}
+	return time.Now()
+}
+
+// Run loops until ctx ends. It reads the daemon's current configuration
+// first, so that an agent restart does not re-apply an identical one.
+func (l *Loop) Run(ctx context.Context) error {
+	l.holdDown = map[string]time.Time{}
+	if cur, err := l.Backend.Current(ctx); err != nil {
+		l.Log.Warn("cannot read the daemon's current configuration; the first plan will be applied", "error", err)
+	} else {
+		l.applied = cur
+	}
+	cfg := l.Config.Current()
+	poll := time.NewTicker(cfg.Reconcile.StatePoll.Duration)
+	defer poll.Stop()
+	resync := time.NewTicker(cfg.Reconcile.Resync.Duration)
+	defer resync.Stop()
+	var retry <-chan time.Time
+	backoff := time.Duration(0)
+
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-l.Peers.Changes():
+		case <-l.Config.Changes():
+		case <-poll.C:
+		case <-resync.C:
+		case <-retry:
+		}
+		cfg = l.Config.Current()
+		// coalesce a burst (several EndpointSlice updates for one pod event)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(cfg.Reconcile.Debounce.Duration):
+		}
+		err := l.ReconcileOnce(ctx)
+		switch {
+		case err == nil:
+			backoff, retry = 0, nil
+		case ctx.Err() != nil:
+			return nil
+		default:
+			backoff = min(max(2*backoff, 200*time.Millisecond), cfg.Reconcile.RetryMax.Duration)
+			retry = time.After(backoff)
+			l.Log.Warn("reconcile failed; retrying", "error", err, "retry_in", backoff)
+		}
+	}
+}
+
+// ReconcileOnce plans, renders and, when the configuration differs from
+// the applied one, applies it.
+func (l *Loop) ReconcileOnce(ctx context.Context) (err error) {
+	start := l.now()
+	cfg := l.Config.Current()
+	snap, since := l.Peers.Snapshot()
+	if !since.IsZero() && (l.pendingSince.IsZero() || since.Before(l.pendingSince)) {
+		l.pendingSince = since
+	}
+	if !snap.Synced {
+		l.Log.Debug("waiting for discovery to sync; configuration left as it is")
+		return nil
+	}
+	defer func() {
+		l.Metrics.ReconcileDuration.Observe(l.now().Sub(start).Seconds())
+		msg := ""
+		if err != nil {
+			msg = err.Error()
+		}
+		l.setStatus(func(s *Status) { s.Synced, s.LastError = true, msg })
+	}()
+
+	sessions := map[netip.Addr]model.Session{}
+	if ss, err := l.Backend.Sessions(ctx); err != nil {
+		l.Log.Warn("cannot read sessions; no upstream replacement this round", "error", err)
+	} else {
+		for _, s := range ss {
+			sessions[s.Peer] = s
+		}
+	}
+	now := l.now()
+	for id, until := range l.holdDown {
+		if !now.Before(until) {
+			delete(l.holdDown, id)
+		}
+	}
+	res, err := plan.Build(plan.Input{Config: cfg, Self: l.Self, Snapshot: snap, Sessions: sessions, Now: now, HoldDown: l.holdDown})
+	if err != nil {
+		return err
+	}
+	for _, r := range res.Replaced {
+		l.holdDown[r.Member] = now.Add(cfg.Upstream.HoldDown.Duration)
+		l.Metrics.UpstreamReplacements.Inc()
+		l.Events.Normal(events.ReasonUpstreamReplaced, "upstream peer %s replaced: %s; held down for %s", r.Member, r.Reason, cfg.Upstream.HoldDown.Duration)
+	}
+	for _, role := range []model.Role{model.RoleMesh, model.RoleUpstream} {
+		l.Metrics.DiscoveredPeers.WithLabelValues(string(role)).Set(float64(res.Discovered[role]))
+	}
+
+	out, err := l.Backend.Render(res.Model)
+	if err != nil {
+		return fmt.Errorf("render: %w", err)
+	}
+	if !bytes.Equal(out, l.applied) {
+		applyStart := l.now()
+		err := l.Backend.Apply(ctx, out)
+		l.Metrics.ApplyDuration.Observe(l.now().Sub(applyStart).Seconds())
+		if err != nil {
+			l.Metrics.Applies.WithLabelValues(metrics.ResultError).Inc()
+			l.Events.Warning(events.ReasonApplyFailed, "%s rejected or failed to apply the configuration; it keeps the previous one: %v", l.Backend.Name(), err)
+			return fmt.Errorf("apply: %w", err)
+		}
+		l.applied = out
+		l.Metrics.Applies.WithLabelValues(metrics.ResultApplied).Inc()
+		l.Log.Info("configuration applied", "op", "apply", "duration", l.now().Sub(applyStart), "bytes", len(out))
+	} else {
+		l.Metrics.Applies.WithLabelValues(metrics.ResultUnchanged).Inc()
+	}
+	l.reportPeers(res.Model)
+	if !l.pendingSince.IsZero() {
+		l.Metrics.ChangeToApplied.Observe(l.now().Sub(l.pendingSince).Seconds())
+		l.pendingSince = time.Time{}
+	}
+	l.setStatus(func(s *Status) { s.Applied, s.Model, s.Upstream = true, res.Model, res.Upstream })
+	return nil
+}
+
+// reportPeers updates the configured-peer gauges and records one Event per
+// group whose explicit peers changed.
+func (l *Loop) reportPeers(m model.Model) {
+	cur := map[netip.Addr]model.Neighbor{}
+	role := map[netip.Addr]string{}
+	for _, g := range m.Groups {
+		n := len(g.Neighbors)
+		if g.Role == model.RoleClients {
+			n = len(g.Ranges)
+		}
+		l.Metrics.ConfiguredPeers.WithLabelValues(g.Name).Set(float64(n))
+		for _, nb := range g.Neighbors {
+			cur[nb.Addr] = nb
+			role[nb.Addr] = g.Name
+		}
+	}
+	added := map[string][]string{}
+	removed := map[string][]string{}
+	for a, nb := range cur {
+		if _, ok := l.neighbors[a]; !ok || l.neighborRole[a] != role[a] {
+			added[role[a]] = append(added[role[a]], describe(a, nb))
+		}
+	}
+	for a, nb := range l.neighbors {
+		if _, ok := cur[a]; !ok || l.neighborRole[a] != role[a] {
+			removed[l.neighborRole[a]] = append(removed[l.neighborRole[a]], describe(a, nb))
+		}
+	}
+	for _, g := range groupsOf(added, removed) {
+		var parts []string
+		if a := added[g]; len(a) > 0 {
+			slices.Sort(a)
+			parts = append(parts, "added "+strings.Join(a, ", "))
+		}
+		if r := removed[g]; len(r) > 0 {
+			slices.Sort(r)
+			parts = append(parts, "removed "+strings.Join(r, ", "))
+		}
+		l.Events.Normal(events.ReasonPeersChanged, "%s peers: %s", g, strings.Join(parts, "; "))
+	}
+	l.neighbors, l.neighborRole = cur, role
+}
+
+func describe(a netip.Addr, nb model.Neighbor) string {
+	if nb.Name == "" {
+		return a.String()
+	}
+	return a.String() + " (" + nb.Name + ")"
+}
+
+func groupsOf(ms ...map[string][]string) []string {
+	var out []string
+	for _, m := range ms {
+		for g := range m {
+			if !slices.Contains(out, g) {
+				out = append(out, g)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// ErrNotReady explains why the pod is not ready.
+var ErrNotReady = errors.New("not ready")
+
+// Ready reports whether the pod is useful: discovery synced, the planned
+// configuration applied, the daemon answering and, if required, at least
+// one mesh or upstream session Established when any are configured.
+func (l *Loop) Ready(ctx context.Context, requireEstablished bool) error {
+	st := l.Status()
+	switch {
+	case !st.Synced:
+		return fmt.Errorf("%w: waiting for discovery to sync", ErrNotReady)
+	case !st.Applied:
+		return fmt.Errorf("%w: configuration not applied yet: %s", ErrNotReady, st.LastError)
+	}
+	if err := l.Backend.Ping(ctx); err != nil {
+		return fmt.Errorf("%w: daemon does not answer: %v", ErrNotReady, err)
+	}
+	if !requireEstablished {
+		return nil
+	}
+	want := 0
+	for _, g := range st.Model.Groups {
+		if g.Role == model.RoleMesh || g.Role == model.RoleUpstream {
+			want += len(g.Neighbors)
+		}
+	}
+	if want == 0 {
+		return nil // alone in the group and no upstream: nothing to wait for
+	}
+	ss, err := l.Backend.Sessions(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: cannot read sessions: %v", ErrNotReady, err)
+	}
+	for _, s := range ss {
+		if s.Established && (s.Group == string(model.RoleMesh) || s.Group == string(model.RoleUpstream)) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: none of %d mesh/upstream sessions is Established", ErrNotReady, want)
+}

@@ -1,0 +1,298 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/meshrr/meshrr/agent/internal/backend/bird"
+	"github.com/meshrr/meshrr/agent/internal/config"
+	"github.com/meshrr/meshrr/agent/internal/discovery"
+	"github.com/meshrr/meshrr/agent/internal/events"
+	"github.com/meshrr/meshrr/agent/internal/metrics"
+	"github.com/meshrr/meshrr/agent/internal/model"
+	"github.com/meshrr/meshrr/agent/internal/plan"
+	"github.com/meshrr/meshrr/agent/internal/testutil/birdlab"
+)
+
+// This package's loopback block is 127.0.20.0/24.
+
+const agentConfig = `
+identity: {asn: 65000}
+mesh: {group: core.core}
+reconcile: {debounce: 20ms, statePoll: 200ms, configPoll: 50ms}
+%s
+`
+
+// recorder keeps Events for assertions.
+type recorder struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (r *recorder) Normal(reason, f string, a ...any)  { r.add(reason, f, a...) }
+func (r *recorder) Warning(reason, f string, a ...any) { r.add(reason, f, a...) }
+func (r *recorder) add(reason, f string, a ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.list = append(r.list, reason+": "+fmt.Sprintf(f, a...))
+}
+func (r *recorder) all() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.list, "\n")
+}
+
+type agent struct {
+	pod     string
+	lab     *birdlab.Instance
+	cfgPath string
+	watcher *config.Watcher
+	loop    *Loop
+	metrics *metrics.Metrics
+	events  *recorder
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+func startAgent(t *testing.T, client *fake.Clientset, pod, addr, extra string) *agent {
+	t.Helper()
+	a := &agent{pod: pod, lab: birdlab.Start(t, pod, addr), events: &recorder{}}
+	a.cfgPath = filepath.Join(t.TempDir(), "config.yaml")
+	a.writeConfig(t, extra)
+	a.run(t, client)
+	return a
+}
+
+func (a *agent) writeConfig(t *testing.T, extra string) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(a.cfgPath, []byte(fmt.Sprintf(agentConfig, extra)), 0o600))
+}
+
+// run starts (or restarts) the agent's loop against its running BIRD.
+func (a *agent) run(t *testing.T, client *fake.Clientset) {
+	t.Helper()
+	var err error
+	a.watcher, err = config.NewWatcher(a.cfgPath)
+	require.NoError(t, err)
+	a.watcher.Current().Backend.Bird = a.lab.BackendConfig()
+	be := bird.New(a.lab.BackendConfig())
+	a.metrics = metrics.New(be)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	a.watcher.OnReload = func(c *config.Config, err error) {
+		if err != nil {
+			a.events.Warning(events.ReasonConfigRejected, "%v", err)
+			return
+		}
+		c.Backend.Bird = a.lab.BackendConfig()
+	}
+	disc := discovery.New(client, []string{"core"}, 0, log)
+	a.loop = &Loop{Backend: be, Peers: disc, Config: a.watcher, Self: plan.Self{Name: a.pod, Namespace: "core", Addrs: []netip.Addr{a.lab.Addr}},
+		Metrics: a.metrics, Events: a.events, Log: log}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel, a.done = cancel, make(chan struct{})
+	go func() {
+		defer close(a.done)
+		go a.watcher.Run(ctx)
+		if err := disc.Start(ctx); err != nil {
+			return
+		}
+		_ = a.loop.Run(ctx)
+	}()
+	t.Cleanup(a.stop)
+}
+
+func (a *agent) stop() {
+	a.cancel()
+	<-a.done
+}
+
+func (a *agent) sessions(t assert.TestingT) map[string]model.Session {
+	ss, err := bird.New(a.lab.BackendConfig()).Sessions(context.Background())
+	assert.NoError(t, err)
+	out := map[string]model.Session{}
+	for _, s := range ss {
+		out[s.Name] = s
+	}
+	return out
+}
+
+func endpointSlice(pods map[string]string) *discoveryv1.EndpointSlice {
+	s := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: "core", Name: "core-abcde", Labels: map[string]string{discovery.LabelGroup: "core.core"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+	}
+	for pod, addr := range pods {
+		s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{
+			Addresses: []string{addr},
+			TargetRef: &corev1.ObjectReference{Kind: "Pod", Name: pod, Namespace: "core"},
+		})
+	}
+	return s
+}
+
+func meshName(addr string) string { return "mesh_" + strings.ReplaceAll(addr, ".", "_") }
+
+func waitMeshed(t *testing.T, agents []*agent, pods map[string]string, within time.Duration) {
+	t.Helper()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		for _, a := range agents {
+			ss := a.sessions(c)
+			for pod, addr := range pods {
+				if pod == a.pod {
+					continue
+				}
+				assert.True(c, ss[meshName(addr)].Established, "%s -> %s: %q", a.pod, pod, ss[meshName(addr)].State)
+			}
+			for name := range ss {
+				if strings.HasPrefix(name, "mesh_") && !strings.Contains(fmt.Sprint(pods), strings.ReplaceAll(strings.TrimPrefix(name, "mesh_"), "_", ".")) {
+					assert.Fail(c, "stale mesh session", "%s still has %s", a.pod, name)
+				}
+			}
+		}
+	}, within, 100*time.Millisecond)
+}
+
+// settled returns the agent's sessions once every Established one has
+// been up for 2 s: when both ends of a new mesh session connect at once,
+// BGP's collision handling may close and reopen it right after it first
+// reports Established. The no-reset checks compare against settled state.
+func settled(t *testing.T, a *agent) map[string]model.Session {
+	t.Helper()
+	var ss map[string]model.Session
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		ss = a.sessions(c)
+		for name, s := range ss {
+			if s.Established {
+				assert.Greater(c, time.Since(s.Since), 2*time.Second, "%s not settled", name)
+			}
+		}
+	}, 15*time.Second, 200*time.Millisecond)
+	return ss
+}
+
+func TestAgentsMeshScaleOutAndSelfHealWithRealBIRD(t *testing.T) {
+	pods := map[string]string{"core-0": "127.0.20.1", "core-1": "127.0.20.2", "core-2": "127.0.20.3"}
+	client := fake.NewClientset(endpointSlice(pods))
+	var agents []*agent
+	for _, pod := range []string{"core-0", "core-1", "core-2"} {
+		agents = append(agents, startAgent(t, client, pod, pods[pod], ""))
+	}
+	start := time.Now()
+	waitMeshed(t, agents, pods, 30*time.Second)
+	t.Logf("3 agents: full mesh Established %v after start", time.Since(start).Round(time.Millisecond))
+	for _, a := range agents {
+		require.NoError(t, a.loop.Ready(context.Background(), true), a.pod)
+	}
+
+	// scale out: a 4th RR appears; existing sessions are not reset
+	before := settled(t, agents[0])
+	pods["core-3"] = "127.0.20.4"
+	agents = append(agents, startAgent(t, client, "core-3", pods["core-3"], ""))
+	_, err := client.DiscoveryV1().EndpointSlices("core").Update(context.Background(), endpointSlice(pods), metav1.UpdateOptions{})
+	require.NoError(t, err)
+	start = time.Now()
+	waitMeshed(t, agents, pods, 30*time.Second)
+	t.Logf("scale-out 3 -> 4: new RR meshed %v after the EndpointSlice update", time.Since(start).Round(time.Millisecond))
+	after := agents[0].sessions(t)
+	for name, s := range before {
+		if s.Established {
+			assert.Equal(t, s.Since, after[name].Since, "%s was reset by the scale-out", name)
+		}
+	}
+	assert.Contains(t, agents[0].events.all(), "PeersChanged: mesh peers: added 127.0.20.4 (core/core-3)")
+
+	// self-healing: core-1 is deleted; the others drop its session
+	agents[1].stop()
+	agents[1].lab.Stop()
+	delete(pods, "core-1")
+	_, err = client.DiscoveryV1().EndpointSlices("core").Update(context.Background(), endpointSlice(pods), metav1.UpdateOptions{})
+	require.NoError(t, err)
+	alive := []*agent{agents[0], agents[2], agents[3]}
+	waitMeshed(t, alive, pods, 30*time.Second)
+	assert.Contains(t, agents[0].events.all(), "PeersChanged: mesh peers: removed 127.0.20.2 (core/core-1)")
+	h := testutil.CollectAndCount(agents[0].metrics.ChangeToApplied)
+	assert.Equal(t, 1, h)
+	n, sum := histogram(t, agents[0].metrics)
+	assert.GreaterOrEqual(t, n, uint64(3), "sync, scale-out and removal each observed")
+	t.Logf("EndpointSlice change -> configuration applied: %d changes, mean %.1f ms", n, 1000*sum/float64(n))
+
+	// hot reload: a new client group is applied without touching the mesh
+	before = settled(t, agents[0])
+	applied := testutil.ToFloat64(agents[0].metrics.Applies.WithLabelValues(metrics.ResultApplied))
+	agents[0].writeConfig(t, "clients: [{name: routers, ranges: [127.0.21.0/24]}]")
+	rangeProto := "cl_routers_r" + rangeHash(t, "127.0.21.0/24")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Contains(c, agents[0].lab.Must(t, "show protocols"), rangeProto)
+	}, 10*time.Second, 50*time.Millisecond)
+	assert.Greater(t, testutil.ToFloat64(agents[0].metrics.Applies.WithLabelValues(metrics.ResultApplied)), applied)
+	for name, s := range before {
+		if s.Established {
+			assert.Equal(t, s.Since, agents[0].sessions(t)[name].Since, "%s was reset by a hot reload", name)
+		}
+	}
+
+	// a bad hot reload is rejected and the last good configuration stays
+	require.NoError(t, os.WriteFile(agents[0].cfgPath, []byte("identity: {asn: 0}\nmesh: {group: core.core}\n"), 0o600))
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Contains(c, agents[0].events.all(), "ConfigRejected: identity.asn")
+	}, 5*time.Second, 50*time.Millisecond)
+	assert.EqualValues(t, 65000, agents[0].watcher.Current().ASN())
+
+	// agent restart: the running configuration is identical, nothing is re-applied
+	agents[0].stop()
+	agents[0].writeConfig(t, "clients: [{name: routers, ranges: [127.0.21.0/24]}]")
+	before = settled(t, agents[0])
+	agents[0].run(t, client)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, 1.0, testutil.ToFloat64(agents[0].metrics.Applies.WithLabelValues(metrics.ResultUnchanged)))
+	}, 10*time.Second, 50*time.Millisecond)
+	assert.Equal(t, 0.0, testutil.ToFloat64(agents[0].metrics.Applies.WithLabelValues(metrics.ResultApplied)), "a restarted agent must not re-apply an identical configuration")
+	for name, s := range before {
+		if s.Established {
+			assert.Equal(t, s.Since, agents[0].sessions(t)[name].Since, "%s was reset by an agent restart", name)
+		}
+	}
+}
+
+func histogram(t *testing.T, m *metrics.Metrics) (uint64, float64) {
+	t.Helper()
+	mfs, err := m.Registry.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == "meshrr_discovery_change_to_applied_seconds" {
+			h := mf.GetMetric()[0].GetHistogram()
+			return h.GetSampleCount(), h.GetSampleSum()
+		}
+	}
+	t.Fatal("histogram not found")
+	return 0, 0
+}
+
+// rangeHash finds the range protocol's suffix by rendering the group.
+func rangeHash(t *testing.T, prefix string) string {
+	t.Helper()
+	m := model.Model{ASN: 65000, RouterID: netip.MustParseAddr("127.0.20.1"), LocalAddrs: []netip.Addr{netip.MustParseAddr("127.0.20.1")},
+		Groups: []model.PeerGroup{{Name: "routers", Role: model.RoleClients, Ranges: []netip.Prefix{netip.MustParsePrefix(prefix)}}}}
+	out, err := bird.Render(m, bird.Options{})
+	require.NoError(t, err)
+	_, rest, ok := strings.Cut(string(out), "protocol bgp cl_routers_r")
+	require.True(t, ok)
+	return rest[:8]
+}

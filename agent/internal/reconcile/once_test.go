@@ -1,0 +1,119 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshrr/meshrr/agent/internal/config"
+	"github.com/meshrr/meshrr/agent/internal/metrics"
+	"github.com/meshrr/meshrr/agent/internal/model"
+	"github.com/meshrr/meshrr/agent/internal/plan"
+)
+
+// recordingBackend records what the loop asks of a daemon; it renders
+// the neighbour list so that configurations differ when peers do.
+type recordingBackend struct {
+	applies  [][]byte
+	failNext error
+	sessions []model.Session
+}
+
+func (b *recordingBackend) Name() string { return "recording" }
+func (b *recordingBackend) Render(m model.Model) ([]byte, error) {
+	var out []byte
+	for _, g := range m.Groups {
+		for _, n := range g.Neighbors {
+			out = append(out, []byte(g.Name+" "+n.Addr.String()+"\n")...)
+		}
+	}
+	return out, nil
+}
+func (b *recordingBackend) Current(context.Context) ([]byte, error) { return nil, nil }
+func (b *recordingBackend) Apply(_ context.Context, cfg []byte) error {
+	if err := b.failNext; err != nil {
+		b.failNext = nil
+		return err
+	}
+	b.applies = append(b.applies, cfg)
+	return nil
+}
+func (b *recordingBackend) Sessions(context.Context) ([]model.Session, error) { return b.sessions, nil }
+func (b *recordingBackend) Ping(context.Context) error                        { return nil }
+
+type staticPeers struct{ snap model.Snapshot }
+
+func (s *staticPeers) Snapshot() (model.Snapshot, time.Time) { return s.snap, time.Time{} }
+func (s *staticPeers) Changes() <-chan struct{}              { return nil }
+
+type staticConfig struct{ c *config.Config }
+
+func (s staticConfig) Current() *config.Config  { return s.c }
+func (s staticConfig) Changes() <-chan struct{} { return nil }
+
+func newTestLoop(t *testing.T, snap model.Snapshot) (*Loop, *recordingBackend, *recorder) {
+	cfg, err := config.Parse([]byte("identity: {asn: 65000}\nmesh: {group: g}\n"))
+	require.NoError(t, err)
+	be := &recordingBackend{}
+	ev := &recorder{}
+	l := &Loop{Backend: be, Peers: &staticPeers{snap}, Config: staticConfig{cfg},
+		Self:    plan.Self{Name: "p0", Namespace: "ns", Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.1")}},
+		Metrics: metrics.New(be), Events: ev, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		holdDown: map[string]time.Time{}}
+	return l, be, ev
+}
+
+func members(addrs ...string) model.Snapshot {
+	s := model.Snapshot{Synced: true}
+	for i, a := range addrs {
+		s.Members = append(s.Members, model.Member{Namespace: "ns", Group: "g", Pod: "p" + string(rune('0'+i)), Addrs: []netip.Addr{netip.MustParseAddr(a)}})
+	}
+	return s
+}
+
+func TestUnsyncedDiscoveryChangesNothing(t *testing.T) {
+	l, be, _ := newTestLoop(t, model.Snapshot{})
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	assert.Empty(t, be.applies)
+	assert.ErrorIs(t, l.Ready(context.Background(), false), ErrNotReady)
+}
+
+func TestFailedApplyIsReportedAndRetriedThenIdenticalConfigsAreSkipped(t *testing.T) {
+	l, be, ev := newTestLoop(t, members("10.0.0.1", "10.0.0.2"))
+	be.failNext = errors.New("daemon said no")
+	err := l.ReconcileOnce(context.Background())
+	require.ErrorContains(t, err, "daemon said no")
+	assert.Contains(t, ev.all(), "ApplyFailed: recording rejected or failed to apply the configuration; it keeps the previous one: daemon said no")
+	assert.Equal(t, 1.0, testutil.ToFloat64(l.Metrics.Applies.WithLabelValues(metrics.ResultError)))
+	assert.ErrorIs(t, l.Ready(context.Background(), false), ErrNotReady)
+
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	require.Len(t, be.applies, 1)
+	assert.Equal(t, "mesh 10.0.0.2\n", string(be.applies[0]))
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	assert.Len(t, be.applies, 1, "an identical configuration is not applied again")
+	assert.Equal(t, 1.0, testutil.ToFloat64(l.Metrics.Applies.WithLabelValues(metrics.ResultUnchanged)))
+	assert.Equal(t, 1.0, testutil.ToFloat64(l.Metrics.ConfiguredPeers.WithLabelValues("mesh")))
+}
+
+func TestReadinessWaitsForAnEstablishedMeshSession(t *testing.T) {
+	l, be, _ := newTestLoop(t, members("10.0.0.1", "10.0.0.2"))
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	assert.NoError(t, l.Ready(context.Background(), false))
+	err := l.Ready(context.Background(), true)
+	assert.ErrorContains(t, err, "none of 1 mesh/upstream sessions is Established")
+	be.sessions = []model.Session{{Group: "mesh", Peer: netip.MustParseAddr("10.0.0.2"), Established: true}}
+	assert.NoError(t, l.Ready(context.Background(), true))
+
+	alone, _, _ := newTestLoop(t, members("10.0.0.1"))
+	require.NoError(t, alone.ReconcileOnce(context.Background()))
+	assert.NoError(t, alone.Ready(context.Background(), true), "a group's first pod is ready without peers")
+}
