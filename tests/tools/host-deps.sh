@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# Installs what `make test` needs on a fresh Debian machine. Idempotent: it
-# only installs what is missing, so warm runs cost a few milliseconds.
+# Installs what `make test` needs on a fresh Debian machine and starts the
+# Docker daemon when it is not running. Idempotent: it only installs what is
+# missing, so warm runs cost milliseconds.
 set -euo pipefail
 
-need_pkgs=()
-command -v bird >/dev/null 2>&1 || need_pkgs+=(bird2)
-
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-  echo "host-deps: installing ${need_pkgs[*]}"
+need=()
+command -v bird >/dev/null 2>&1 || need+=(bird2)
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "host-deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-# The Debian package enables a system BIRD; tests run their own instances.
-echo "host-deps: bird $(bird --version 2>&1 | awk '{print $NF}')"
+
+if ! docker info >/dev/null 2>&1; then
+  echo "host-deps: starting dockerd"
+  nohup dockerd >/var/log/meshrr-dockerd.log 2>&1 &
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { tail -20 /var/log/meshrr-dockerd.log >&2; echo "host-deps: dockerd did not start" >&2; exit 1; }
+fi
+echo "host-deps: bird $(bird --version 2>&1 | awk '{print $NF}'), docker $(docker version -f '{{.Server.Version}}')"

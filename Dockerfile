@@ -1,0 +1,25 @@
+# meshrr images. Two targets, both buildable with no container registry:
+#
+#   agent  the static meshrr-agent binary on an empty base (FROM scratch);
+#          `make images` builds the binary on the host first (bin/meshrr-agent)
+#   bird   BIRD 2 from Debian on BASE. `make images` builds BASE locally with
+#          debootstrap (tests/tools/make-base.sh, BIRD preinstalled); with a
+#          registry, BASE=debian:bookworm-slim installs bird2 with apt.
+#
+#   DOCKER_BUILDKIT=0 docker build --target agent -t meshrr/agent:dev .
+#   DOCKER_BUILDKIT=0 docker build --target bird --build-arg BASE=meshrr/base:bookworm -t meshrr/bird:dev .
+ARG BASE=debian:bookworm-slim
+
+FROM scratch AS agent
+COPY bin/meshrr-agent /meshrr-agent
+# non-root; the chart also sets a read-only root filesystem and drops all capabilities
+USER 65532:65532
+ENTRYPOINT ["/meshrr-agent"]
+CMD ["run"]
+
+FROM ${BASE} AS bird
+RUN command -v bird >/dev/null 2>&1 || \
+    (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends bird2 && rm -rf /var/lib/apt/lists/*)
+RUN mkdir -p /etc/bird/conf.d /run/bird /run/meshrr && rm -f /etc/bird/bird.conf
+COPY agent/images/bird/entrypoint.sh /usr/local/bin/meshrr-bird
+ENTRYPOINT ["/usr/local/bin/meshrr-bird"]

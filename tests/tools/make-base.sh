@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds the local base image (Debian bookworm with BIRD 2) with debootstrap and
+# `docker import`: no container registry is needed. Skips the build when an
+# image built from this very script already exists (label meshrr.base-hash).
+# Usage: make-base.sh IMAGE
+set -euo pipefail
+image=${1:?usage: make-base.sh IMAGE}
+packages=bird2,iproute2,procps
+hash=$( (cat "$0"; echo "$packages") | sha256sum | cut -c1-16)
+
+if [ "$(docker image inspect -f '{{ index .Config.Labels "meshrr.base-hash" }}' "$image" 2>/dev/null)" = "$hash" ]; then
+  echo "base: $image is up to date"
+  exit 0
+fi
+
+# The Debian mirror this machine's apt uses (no host name is hard-coded).
+mirror=${DEBIAN_MIRROR:-$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)}
+[ -n "$mirror" ] || mirror=$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+[ -n "$mirror" ] || { echo "base: no Debian mirror found in apt sources; set DEBIAN_MIRROR" >&2; exit 1; }
+
+root=$(mktemp -d /tmp/meshrr-base.XXXXXX)
+trap 'rm -rf "$root"' EXIT
+start=$(date +%s)
+echo "base: debootstrap bookworm with $packages (about a minute)"
+debootstrap --variant=minbase --include="$packages" bookworm "$root" "$mirror" >/tmp/meshrr-debootstrap.log 2>&1 ||
+  { tail -20 /tmp/meshrr-debootstrap.log >&2; exit 1; }
+rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+tar -C "$root" -c . | docker import \
+  -c "LABEL meshrr.base-hash=$hash" \
+  -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+  - "$image" >/dev/null
+echo "base: built $image in $(( $(date +%s) - start ))s"
