@@ -9,23 +9,47 @@ BIRD_IMAGE ?= meshrr/bird:$(IMAGE_TAG)
 # local base with BIRD preinstalled, built by debootstrap; BASE_IMAGE=debian:bookworm-slim with a registry
 BASE_IMAGE ?= meshrr/base:bookworm
 DOCKER_BUILD = DOCKER_BUILDKIT=0 docker build -q
+# pinned tools built from the Go module proxy (tests/tools/go-tools.sh)
+TOOLS_BIN ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/meshrr/bin
+export BIN := $(TOOLS_BIN)
+export PATH := $(TOOLS_BIN):$(PATH)
+CHART := charts/meshrr
+EX := examples
 
-.PHONY: help test deps unit lint bench fuzz build base images images-smoke
+.PHONY: help test deps tools unit lint bench fuzz build base images images-smoke chart-lint chart-docs chart-docs-check
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-test: deps lint unit images-smoke ## everything CI runs: host deps, vet, unit + BIRD integration tests, images
+test: deps tools lint chart-lint chart-docs-check unit images-smoke ## everything CI runs (see README)
 
 deps: ## install what the tests need (bird2, docker.io, debootstrap) and start dockerd when missing
 	@tests/tools/host-deps.sh
+
+tools: ## build the pinned helm, helm-docs and ct into ~/.cache/meshrr/bin (skipped when up to date)
+	@tests/tools/go-tools.sh
 
 lint: ## go vet and gofmt check
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l agent tests)" || { gofmt -l agent tests; echo "gofmt needed"; exit 1; }
 
-unit: ## unit, golden and real-BIRD integration tests
+unit: tools ## unit, golden, real-BIRD integration and chart render tests
 	$(GO) test $(GOTEST_FLAGS) ./...
+
+chart-lint: tools ## helm lint with every example (and its overlays) and ct lint
+	helm lint $(CHART) -n core -f $(EX)/2regions-hrr/values-core.yaml
+	helm lint $(CHART) -n lothlorien -f $(EX)/2regions-hrr/values.yaml -f $(EX)/2regions-hrr/values-lothlorien.yaml
+	helm lint $(CHART) -n mirkwood -f $(EX)/2regions-hrr/values.yaml -f $(EX)/2regions-hrr/values-mirkwood.yaml
+	helm lint $(CHART) -n rs -f $(EX)/route-servers/values.yaml
+	helm lint $(CHART) -n edge -f $(EX)/client-tiers/values.yaml
+	ct lint --config ct.yaml
+
+chart-docs: tools ## regenerate charts/meshrr/README.md from values.yaml
+	helm-docs --chart-search-root charts --template-files README.md.gotmpl
+
+chart-docs-check: tools ## fail when charts/meshrr/README.md is stale
+	@tmp=$$(mktemp -d) && cp -r charts "$$tmp/" && helm-docs --chart-search-root "$$tmp/charts" --template-files README.md.gotmpl >/dev/null 2>&1 && \
+	  diff -u $(CHART)/README.md "$$tmp/charts/meshrr/README.md" && rm -rf "$$tmp" || { echo "charts/meshrr/README.md is stale: run make chart-docs"; exit 1; }
 
 bench: ## benchmarks with allocations (numbers for the issue notes)
 	$(GO) test -run '^$$' -bench . -benchmem ./agent/...

@@ -23,9 +23,9 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/meshrr/meshrr/agent/config"
 	"github.com/meshrr/meshrr/agent/internal/backend"
 	"github.com/meshrr/meshrr/agent/internal/backend/bird"
-	"github.com/meshrr/meshrr/agent/internal/config"
 	"github.com/meshrr/meshrr/agent/internal/discovery"
 	"github.com/meshrr/meshrr/agent/internal/events"
 	"github.com/meshrr/meshrr/agent/internal/metrics"

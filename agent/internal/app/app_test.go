@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/meshrr/meshrr/agent/internal/config"
+	"github.com/meshrr/meshrr/agent/config"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }

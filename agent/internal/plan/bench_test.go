@@ -9,7 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
-	"github.com/meshrr/meshrr/agent/internal/config"
+	"github.com/meshrr/meshrr/agent/config"
 	"github.com/meshrr/meshrr/agent/internal/model"
 )
 

@@ -17,8 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshrr/meshrr/agent/config"
 	"github.com/meshrr/meshrr/agent/internal/backend"
-	"github.com/meshrr/meshrr/agent/internal/config"
 	"github.com/meshrr/meshrr/agent/internal/events"
 	"github.com/meshrr/meshrr/agent/internal/metrics"
 	"github.com/meshrr/meshrr/agent/internal/model"

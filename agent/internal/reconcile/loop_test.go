@@ -21,8 +21,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/meshrr/meshrr/agent/config"
 	"github.com/meshrr/meshrr/agent/internal/backend/bird"
-	"github.com/meshrr/meshrr/agent/internal/config"
 	"github.com/meshrr/meshrr/agent/internal/discovery"
 	"github.com/meshrr/meshrr/agent/internal/events"
 	"github.com/meshrr/meshrr/agent/internal/metrics"

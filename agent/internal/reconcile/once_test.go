@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/meshrr/meshrr/agent/internal/config"
+	"github.com/meshrr/meshrr/agent/config"
 	"github.com/meshrr/meshrr/agent/internal/metrics"
 	"github.com/meshrr/meshrr/agent/internal/model"
 	"github.com/meshrr/meshrr/agent/internal/plan"

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/meshrr/meshrr/agent/internal/config"
+	"github.com/meshrr/meshrr/agent/config"
 	"github.com/meshrr/meshrr/agent/internal/model"
 )
 

@@ -13,8 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/meshrr/meshrr/agent/config"
 	"github.com/meshrr/meshrr/agent/internal/backend/bird"
-	"github.com/meshrr/meshrr/agent/internal/config"
 	"github.com/meshrr/meshrr/agent/internal/model"
 	"github.com/meshrr/meshrr/agent/internal/plan"
 	"github.com/meshrr/meshrr/agent/internal/testutil/birdlab"

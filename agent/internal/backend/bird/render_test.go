@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"sigs.k8s.io/yaml"
 
-	"github.com/meshrr/meshrr/agent/internal/config"
+	"github.com/meshrr/meshrr/agent/config"
 	"github.com/meshrr/meshrr/agent/internal/model"
 	"github.com/meshrr/meshrr/agent/internal/plan"
 )

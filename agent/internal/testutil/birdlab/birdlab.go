@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshrr/meshrr/agent/config"
 	"github.com/meshrr/meshrr/agent/internal/backend/bird"
-	"github.com/meshrr/meshrr/agent/internal/config"
 )
 
 // Instance is one running BIRD.

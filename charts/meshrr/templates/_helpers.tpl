@@ -1,0 +1,177 @@
+{{/* Chart name. */}}
+{{- define "meshrr.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Full name prefix: the release name, plus "-meshrr" unless it contains the chart name. */}}
+{{- define "meshrr.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else if contains (include "meshrr.name" .) .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "meshrr.name" .) | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Standard labels (never used in selectors: they change across upgrades). */}}
+{{- define "meshrr.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "meshrr.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* ServiceAccount name. */}}
+{{- define "meshrr.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "meshrr.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A group merged over defaults, as YAML (use with fromYaml).
+Args: dict "root" $ "name" NAME.
+*/}}
+{{- define "meshrr.group" -}}
+{{- $g := index .root.Values.groups .name | default dict -}}
+{{- $m := mustMergeOverwrite (deepCopy .root.Values.defaults) (deepCopy $g) -}}
+{{- toYaml $m -}}
+{{- end -}}
+
+{{/*
+Every unit (a group, or a group's side) as a YAML list of
+{group, side, name, groupID, replicas, values}. A unit owns one workload,
+headless Service, PodDisruptionBudget and, for sides, LoadBalancer Service.
+*/}}
+{{- define "meshrr.units" -}}
+{{- $root := . -}}
+{{- $units := list -}}
+{{- range $name := keys .Values.groups | sortAlpha -}}
+{{- $g := include "meshrr.group" (dict "root" $root "name" $name) | fromYaml -}}
+{{- $base := printf "%s-%s" (include "meshrr.fullname" $root) $name -}}
+{{- $gid := printf "%s.%s" $root.Release.Name $name -}}
+{{- if $g.sides -}}
+{{- range $side := keys $g.sides | sortAlpha -}}
+{{- $s := index $g.sides $side | default dict -}}
+{{- $replicas := $g.replicas -}}
+{{- if hasKey $s "replicas" -}}{{- $replicas = $s.replicas -}}{{- end -}}
+{{- $units = append $units (dict "group" $name "side" $side "name" (printf "%s-%s" $base $side) "groupID" $gid "replicas" $replicas "sideValues" $s "values" $g) -}}
+{{- end -}}
+{{- else -}}
+{{- $units = append $units (dict "group" $name "side" "" "name" $base "groupID" $gid "replicas" $g.replicas "sideValues" dict "values" $g) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $units -}}
+{{- end -}}
+
+{{/* Selector labels of a unit: never overlap between groups, sides or releases. Args: dict "root" $ "unit" UNIT. */}}
+{{- define "meshrr.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "meshrr.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+meshrr.io/group-name: {{ .unit.group }}
+{{- if .unit.side }}
+meshrr.io/side: {{ .unit.side }}
+{{- end }}
+{{- end -}}
+
+{{/* Upstream of a group resolved to {groupID, namespace}; empty when none. Args: dict "root" $ "values" GROUP. */}}
+{{- define "meshrr.upstream" -}}
+{{- $u := .values.upstream | default dict -}}
+{{- if $u.group -}}
+{{- $rel := $u.release | default .root.Release.Name -}}
+{{- $ns := $u.namespace | default .root.Release.Namespace -}}
+groupID: {{ printf "%s.%s" $rel $u.group }}
+namespace: {{ $ns }}
+{{- end -}}
+{{- end -}}
+
+{{/* Discovery labels of a unit's headless Service (read by the agents through EndpointSlices). */}}
+{{- define "meshrr.discoveryLabels" -}}
+meshrr.io/group: {{ .unit.groupID }}
+{{- if .unit.side }}
+meshrr.io/side: {{ .unit.side }}
+{{- end }}
+{{- $up := include "meshrr.upstream" (dict "root" .root "values" .unit.values) | fromYaml }}
+{{- if $up.groupID }}
+meshrr.io/upstream-group: {{ $up.groupID }}
+meshrr.io/upstream-namespace: {{ $up.namespace }}
+{{- end }}
+{{- end -}}
+
+{{/* Namespaces whose EndpointSlices a group reads. Args: dict "root" $ "values" GROUP. Returns a YAML list. */}}
+{{- define "meshrr.discoveryNamespaces" -}}
+{{- $ns := list .root.Release.Namespace -}}
+{{- $up := include "meshrr.upstream" (dict "root" .root "values" .values) | fromYaml -}}
+{{- if $up.namespace -}}
+{{- $ns = append $ns $up.namespace -}}
+{{- range (.values.upstream.siblingNamespaces | default list) -}}{{- $ns = append $ns . -}}{{- end -}}
+{{- end -}}
+{{- toYaml ($ns | uniq) -}}
+{{- end -}}
+
+{{/*
+The agent configuration of a group: exactly the file the agent validates
+(tests parse it with the agent's own validation). Args: dict "root" $ "unit" UNIT.
+*/}}
+{{- define "meshrr.agentConfig" -}}
+{{- $v := .unit.values -}}
+{{- $cfg := dict -}}
+{{- $id := dict "asn" $v.identity.asn -}}
+{{- if $v.identity.routerID }}{{ $_ := set $id "routerID" $v.identity.routerID }}{{ end -}}
+{{- if $v.identity.clusterID }}{{ $_ := set $id "clusterID" $v.identity.clusterID }}{{ end -}}
+{{- $_ := set $cfg "identity" $id -}}
+{{- $_ := set $cfg "backend" (dict "type" $v.backend.type) -}}
+{{- $_ := set $cfg "mesh" (dict "group" .unit.groupID) -}}
+{{- $up := include "meshrr.upstream" (dict "root" .root "values" $v) | fromYaml -}}
+{{- if $up.groupID -}}
+{{- $u := dict "group" $up.groupID "namespace" $up.namespace -}}
+{{- range $k := list "maxPeers" "gracePeriod" "holdDown" "epsilon" "siblingNamespaces" -}}
+{{- if hasKey $v.upstream $k }}{{ $_ := set $u $k (index $v.upstream $k) }}{{ end -}}
+{{- end -}}
+{{- $_ := set $cfg "upstream" $u -}}
+{{- end -}}
+{{- if $v.clients -}}
+{{- $clients := list -}}
+{{- range $name := keys $v.clients | sortAlpha -}}
+{{- $clients = append $clients (merge (dict "name" $name) (index $v.clients $name | default dict)) -}}
+{{- end -}}
+{{- $_ := set $cfg "clients" $clients -}}
+{{- end -}}
+{{- if $v.policy }}{{ $_ := set $cfg "policy" $v.policy }}{{ end -}}
+{{- if $v.timers }}{{ $_ := set $cfg "timers" $v.timers }}{{ end -}}
+{{- $_ := set $cfg "status" (dict "listen" (printf ":%v" $v.metricsPort) "readyRequiresEstablished" $v.readyRequiresEstablished) -}}
+{{- toYaml $cfg -}}
+{{- end -}}
+
+{{/* Image reference. Args: dict "root" $ "image" IMAGE. */}}
+{{- define "meshrr.image" -}}
+{{- printf "%s:%s" .image.repository (.image.tag | default .root.Chart.AppVersion) -}}
+{{- end -}}
+
+{{/* Downward API environment of the agent. */}}
+{{- define "meshrr.podEnv" -}}
+- name: POD_NAME
+  valueFrom: {fieldRef: {fieldPath: metadata.name}}
+- name: POD_NAMESPACE
+  valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+- name: POD_UID
+  valueFrom: {fieldRef: {fieldPath: metadata.uid}}
+- name: POD_IPS
+  valueFrom: {fieldRef: {fieldPath: status.podIPs}}
+- name: NODE_NAME
+  valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
+{{- end -}}
+
+{{/* The agent runs unprivileged: non-root, read-only root, no capabilities. */}}
+{{- define "meshrr.agentSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+readOnlyRootFilesystem: true
+allowPrivilegeEscalation: false
+capabilities: {drop: [ALL]}
+{{- end -}}

@@ -1,0 +1,66 @@
+package chart
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Every bad input fails helm template (and so install, upgrade and lint)
+// with a message that names the field.
+func TestInvalidValuesFailNamingTheField(t *testing.T) {
+	base := map[string]string{"groups.core.identity.asn": "65000"}
+	with := func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	cases := []struct {
+		name string
+		set  map[string]string
+		want []string
+	}{
+		{"unknown key", with("groups.core.upstraem.group", "x"), []string{"/groups/core", "'upstraem' not allowed"}},
+		{"unknown top-level key", with("grups.core.replicas", "1"), []string{"'grups' not allowed"}},
+		{"bad CIDR", with("groups.core.clients.r.ranges[0]", "10.0.0.0/33"), []string{"/groups/core/clients/r/ranges/0", "does not match pattern"}},
+		{"ASN 0", with("groups.core.identity.asn", "0"), []string{"/groups/core/identity/asn", "minimum"}},
+		{"AS_TRANS", with("groups.core.identity.asn", "23456"), []string{"/groups/core/identity/asn"}},
+		{"missing ASN", map[string]string{"groups.core.replicas": "1"}, []string{"groups.core.identity.asn: required"}},
+		{"no groups", map[string]string{}, []string{"groups: define at least one group"}},
+		{"upstream group missing in the release", with("groups.core.upstream.group", "nosuch"), []string{`groups.core.upstream.group: no group "nosuch" in this release (groups: core)`}},
+		{"upstream is itself", with("groups.core.upstream.group", "core"), []string{`groups.core.upstream.group: "core" is this group itself`}},
+		{"maxPeers below 1", with("groups.core.upstream.group", "x", "groups.core.upstream.release", "other", "groups.core.upstream.maxPeers", "0"), []string{"/groups/core/upstream/maxPeers", "minimum"}},
+		{"duplicate side address", with("groups.core.sides.a.loadBalancerIP", "172.30.0.1", "groups.core.sides.b.loadBalancerIP", "172.30.0.1"), []string{"groups.core.sides.b.loadBalancerIP: 172.30.0.1 is already the address of groups.core.sides.a.loadBalancerIP"}},
+		{"unknown backend", with("groups.core.backend.type", "gobgp"), []string{"/groups/core/backend/type", "bird", "crpd"}},
+		{"crpd without licence secret", with("groups.core.backend.type", "crpd", "groups.core.backend.crpd.image", "crpd:23.4"), []string{"groups.core.backend.crpd.licenseSecret.name: required"}},
+		{"crpd without image", with("groups.core.backend.type", "crpd", "groups.core.backend.crpd.licenseSecret.name", "lic"), []string{"groups.core.backend.crpd.image: required"}},
+		{"unknown workload kind", with("groups.core.kind", "ReplicaSet"), []string{"/groups/core/kind", "Deployment"}},
+		{"replicas on a DaemonSet", with("groups.core.kind", "DaemonSet", "groups.core.replicas", "3"), []string{"groups.core.replicas: a DaemonSet runs one pod per selected node"}},
+		{"group name not a DNS label", with("groups.Core_1.identity.asn", "1"), []string{"'Core_1' not allowed"}},
+		{"bad community", with("groups.core.policy[0].name", "x", "groups.core.policy[0].towards[0]", "mesh", "groups.core.policy[0].matchCommunities[0]", "65000-101", "groups.core.policy[0].action", "reject"), []string{"/groups/core/policy/0/matchCommunities/0"}},
+		{"bad duration", with("groups.core.upstream.group", "x", "groups.core.upstream.release", "o", "groups.core.upstream.gracePeriod", "soon"), []string{"/groups/core/upstream/gracePeriod"}},
+		{"bad client type", with("groups.core.clients.r.ranges[0]", "10.0.0.0/8", "groups.core.clients.r.type", "peer"), []string{"/groups/core/clients/r/type"}},
+		{"bad router id", with("groups.core.identity.routerID", "10.0.0"), []string{"/groups/core/identity/routerID"}},
+		{"release.group id too long", with("groups.abcdefghijabcdefghij.identity.asn", "1"), nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			release := "core"
+			if tc.name == "release.group id too long" {
+				release = "r234567890123456789012345678901234567890123456789012"
+				tc.want = []string{"groups.abcdefghijabcdefghij: the group id", "longer than 63 characters"}
+			}
+			_, err := renderE(t, release, "core", nil, tc.set)
+			require.Error(t, err)
+			for _, w := range tc.want {
+				assert.Contains(t, err.Error(), w)
+			}
+		})
+	}
+}

@@ -1,0 +1,359 @@
+// Package chart tests the Helm chart by rendering it (helm template through
+// Terratest's helm module) and reading the objects back with client-go's
+// types: no cluster needed. The kind e2e suites install the same examples.
+package chart
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gruntwork-io/terratest/modules/helm"
+	"github.com/gruntwork-io/terratest/modules/k8s"
+	"github.com/gruntwork-io/terratest/modules/logger"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/scheme"
+
+	"github.com/meshrr/meshrr/agent/config"
+)
+
+var chartPath = filepath.Join("..", "..", "charts", "meshrr")
+
+func example(parts ...string) string {
+	return filepath.Join(append([]string{"..", "..", "examples"}, parts...)...)
+}
+
+// release is one rendered `helm template`.
+type release struct {
+	name, namespace string
+	objects         []runtime.Object
+}
+
+func renderE(t *testing.T, name, namespace string, files []string, set map[string]string) (string, error) {
+	opts := &helm.Options{ValuesFiles: files, SetValues: set, KubectlOptions: k8s.NewKubectlOptions("", "", namespace), Logger: logger.Discard}
+	return helm.RenderTemplateE(t, opts, chartPath, name, nil)
+}
+
+func render(t *testing.T, name, namespace string, files []string, set map[string]string) release {
+	t.Helper()
+	out, err := renderE(t, name, namespace, files, set)
+	require.NoError(t, err)
+	r := release{name: name, namespace: namespace}
+	decode := scheme.Codecs.UniversalDeserializer()
+	for _, doc := range strings.Split(out, "\n---") {
+		if strings.TrimSpace(stripComments(doc)) == "" {
+			continue
+		}
+		obj, _, err := decode.Decode([]byte(doc), nil, nil)
+		if err != nil && strings.Contains(doc, "monitoring.coreos.com") || err != nil && strings.Contains(doc, "metallb.io") {
+			continue // CRDs outside client-go's scheme, checked as text
+		}
+		require.NoError(t, err, "decode:\n%s", doc)
+		r.objects = append(r.objects, obj)
+	}
+	return r
+}
+
+func stripComments(doc string) string {
+	var keep []string
+	for _, l := range strings.Split(doc, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
+func all[T runtime.Object](r release) []T {
+	var out []T
+	for _, o := range r.objects {
+		if v, ok := o.(T); ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// workload is what the tests need of a Deployment, StatefulSet or DaemonSet.
+type workload struct {
+	kind, name string
+	replicas   *int32
+	selector   map[string]string
+	template   corev1.PodTemplateSpec
+}
+
+func workloads(r release) []workload {
+	var out []workload
+	for _, o := range r.objects {
+		switch w := o.(type) {
+		case *appsv1.Deployment:
+			out = append(out, workload{"Deployment", w.Name, w.Spec.Replicas, w.Spec.Selector.MatchLabels, w.Spec.Template})
+		case *appsv1.StatefulSet:
+			out = append(out, workload{"StatefulSet", w.Name, w.Spec.Replicas, w.Spec.Selector.MatchLabels, w.Spec.Template})
+		case *appsv1.DaemonSet:
+			out = append(out, workload{"DaemonSet", w.Name, nil, w.Spec.Selector.MatchLabels, w.Spec.Template})
+		}
+	}
+	return out
+}
+
+// agentConfigs parses every rendered agent config with the agent's own
+// validation, keyed by ConfigMap name.
+func agentConfigs(t *testing.T, r release) map[string]*config.Config {
+	t.Helper()
+	out := map[string]*config.Config{}
+	for _, cm := range all[*corev1.ConfigMap](r) {
+		raw, ok := cm.Data["config.yaml"]
+		require.True(t, ok, "%s has no config.yaml", cm.Name)
+		c, err := config.Parse([]byte(raw))
+		require.NoError(t, err, "the agent rejects the chart's config %s:\n%s", cm.Name, raw)
+		out[cm.Name] = c
+	}
+	return out
+}
+
+// checkRelease asserts what every release must satisfy.
+func checkRelease(t *testing.T, r release) {
+	t.Helper()
+	cfgs := agentConfigs(t, r)
+	require.NotEmpty(t, cfgs)
+	ws := workloads(r)
+	require.NotEmpty(t, ws)
+	for _, w := range ws {
+		sel := labels.SelectorFromSet(w.selector)
+		assert.True(t, sel.Matches(labels.Set(w.template.Labels)), "%s: selector does not match its own pods", w.name)
+		assert.NotContains(t, w.selector, "helm.sh/chart", "%s: chart version in a selector", w.name)
+		assert.NotContains(t, w.selector, "app.kubernetes.io/version", "%s: version in a selector", w.name)
+		assert.Empty(t, w.template.Annotations["checksum/config"], "%s: a config checksum would roll every pod on a hot-reloadable change", w.name)
+		spec := w.template.Spec
+		names := []string{}
+		for _, c := range spec.Containers {
+			names = append(names, c.Name)
+		}
+		assert.Equal(t, []string{"bird", "agent"}, names, w.name)
+		agent := spec.Containers[1]
+		sc := agent.SecurityContext
+		require.NotNil(t, sc)
+		assert.True(t, *sc.RunAsNonRoot && *sc.ReadOnlyRootFilesystem && !*sc.AllowPrivilegeEscalation, "%s: agent must be unprivileged", w.name)
+		assert.Equal(t, []corev1.Capability{"ALL"}, sc.Capabilities.Drop)
+		bird := spec.Containers[0].SecurityContext
+		assert.ElementsMatch(t, []corev1.Capability{"NET_BIND_SERVICE", "SETGID", "CHOWN"}, bird.Capabilities.Add, "%s: bird gets only what it needs", w.name)
+		assert.False(t, *bird.AllowPrivilegeEscalation)
+		assert.Nil(t, bird.Privileged)
+		var env []string
+		for _, e := range agent.Env {
+			env = append(env, e.Name)
+			if e.Name == "POD_IPS" {
+				assert.Equal(t, "status.podIPs", e.ValueFrom.FieldRef.FieldPath)
+			}
+		}
+		assert.Subset(t, env, []string{"POD_NAME", "POD_NAMESPACE", "POD_UID", "POD_IPS", "NODE_NAME"})
+		mounts := map[string]string{}
+		for _, m := range agent.VolumeMounts {
+			mounts[m.Name] = m.MountPath
+		}
+		for _, m := range spec.Containers[0].VolumeMounts {
+			if m.Name == "run-bird" {
+				assert.Equal(t, mounts["run-bird"], m.MountPath, "%s: agent and bird share the control socket volume", w.name)
+			}
+		}
+		cmName := ""
+		for _, v := range spec.Volumes {
+			if v.Name == "config" {
+				cmName = v.ConfigMap.Name
+			}
+		}
+		assert.Contains(t, cfgs, cmName, "%s mounts a ConfigMap that is not rendered", w.name)
+	}
+	// no two workloads select each other's pods
+	for i, a := range ws {
+		for j, b := range ws {
+			if i != j {
+				assert.False(t, labels.SelectorFromSet(a.selector).Matches(labels.Set(b.template.Labels)), "%s selects the pods of %s", a.name, b.name)
+			}
+		}
+	}
+	// RBAC: read EndpointSlices, write Events; nothing else
+	for _, role := range all[*rbacv1.Role](r) {
+		for _, rule := range role.Rules {
+			switch {
+			case slices.Equal(rule.Resources, []string{"endpointslices"}):
+				assert.Equal(t, []string{"discovery.k8s.io"}, rule.APIGroups)
+				assert.ElementsMatch(t, []string{"get", "list", "watch"}, rule.Verbs)
+			case slices.Equal(rule.Resources, []string{"events"}):
+				assert.ElementsMatch(t, []string{"create", "patch"}, rule.Verbs)
+				assert.Equal(t, r.namespace, role.Namespace, "events only in the release namespace")
+			default:
+				assert.Fail(t, "unexpected RBAC rule", "%s: %+v", role.Name, rule)
+			}
+		}
+	}
+	assert.Empty(t, all[*rbacv1.ClusterRole](r), "no cluster-wide permissions")
+	// one PDB per workload, selecting exactly its pods
+	pdbs := all[*policyv1.PodDisruptionBudget](r)
+	assert.Len(t, pdbs, len(ws))
+	for _, p := range pdbs {
+		sel := labels.SelectorFromSet(p.Spec.Selector.MatchLabels)
+		var matched []string
+		for _, w := range ws {
+			if sel.Matches(labels.Set(w.template.Labels)) {
+				matched = append(matched, w.name)
+			}
+		}
+		assert.Equal(t, []string{p.Name}, matched, "PDB %s must cover exactly its own workload", p.Name)
+	}
+	// discovery Services carry the group id the agents are configured with
+	ids := map[string]bool{}
+	for _, c := range cfgs {
+		ids[c.Mesh.Group] = true
+	}
+	for _, s := range all[*corev1.Service](r) {
+		if s.Spec.ClusterIP == corev1.ClusterIPNone {
+			assert.True(t, ids[s.Labels["meshrr.io/group"]], "%s: meshrr.io/group %q matches no agent config", s.Name, s.Labels["meshrr.io/group"])
+			assert.True(t, s.Spec.PublishNotReadyAddresses, "%s: a new RR must be discoverable before it is ready", s.Name)
+		}
+	}
+}
+
+func sideOf(w workload) string {
+	aff := w.template.Spec.Affinity
+	if aff == nil || aff.NodeAffinity == nil || aff.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution == nil {
+		return ""
+	}
+	e := aff.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms[0].MatchExpressions[0]
+	return fmt.Sprintf("%s=%s", e.Key, strings.Join(e.Values, ","))
+}
+
+func TestTwoRegionsExampleRendersAHierarchy(t *testing.T) {
+	core := render(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, nil)
+	checkRelease(t, core)
+	ws := workloads(core)
+	require.Len(t, ws, 2)
+	assert.Equal(t, "core-meshrr-core-a", ws[0].name)
+	assert.Equal(t, "redundancy_group=a", sideOf(ws[0]))
+	assert.Equal(t, "redundancy_group=b", sideOf(ws[1]))
+	assert.Equal(t, map[string]string{"meshrr_region_core": "true"}, ws[0].template.Spec.NodeSelector)
+	assert.EqualValues(t, 1, *ws[0].replicas)
+	coreCfg := agentConfigs(t, core)["core-meshrr-core"]
+	assert.Equal(t, "core.core", coreCfg.Mesh.Group)
+	assert.Equal(t, "10.244.0.0/16", coreCfg.Clients[0].CompiledRanges()[0].String())
+
+	var regions []release
+	for _, region := range []string{"lothlorien", "mirkwood"} {
+		r := render(t, region, region, []string{example("2regions-hrr", "values.yaml"), example("2regions-hrr", "values-"+region+".yaml")}, nil)
+		checkRelease(t, r)
+		regions = append(regions, r)
+		cfg := agentConfigs(t, r)[region+"-meshrr-"+region]
+		require.NotNil(t, cfg)
+		require.NotNil(t, cfg.Upstream)
+		assert.Equal(t, "core.core", cfg.Upstream.Group, "region RRs peer up to the core release's group")
+		assert.Equal(t, "core", cfg.Upstream.Namespace)
+		assert.Equal(t, 2, cfg.Upstream.MaxPeers)
+		names := []string{}
+		for _, p := range cfg.Policy {
+			names = append(names, p.Name)
+		}
+		assert.Equal(t, []string{"keep-101-in-region", "depref-102-outside"}, names)
+		// the upstream choice needs the siblings' labels, and RBAC to read them
+		for _, s := range all[*corev1.Service](r) {
+			if s.Spec.ClusterIP == corev1.ClusterIPNone {
+				assert.Equal(t, "core.core", s.Labels["meshrr.io/upstream-group"])
+				assert.Equal(t, "core", s.Labels["meshrr.io/upstream-namespace"])
+			}
+		}
+		var roleNS []string
+		for _, role := range all[*rbacv1.Role](r) {
+			if strings.HasSuffix(role.Name, "-discovery") {
+				roleNS = append(roleNS, role.Namespace)
+			}
+		}
+		assert.ElementsMatch(t, []string{"core", "lothlorien", "mirkwood"}, roleNS)
+	}
+	// selectors never overlap across the three releases either
+	var every []workload
+	for _, r := range append([]release{core}, regions...) {
+		every = append(every, workloads(r)...)
+	}
+	for i, a := range every {
+		for j, b := range every {
+			if i != j {
+				assert.False(t, labels.SelectorFromSet(a.selector).Matches(labels.Set(b.template.Labels)), "%s selects %s", a.name, b.name)
+			}
+		}
+	}
+}
+
+func TestRouteServerExampleRendersSidesWithAnycastAddresses(t *testing.T) {
+	r := render(t, "rs", "rs", []string{example("route-servers", "values.yaml")}, nil)
+	checkRelease(t, r)
+	ws := workloads(r)
+	require.Len(t, ws, 2)
+	for _, w := range ws {
+		assert.Equal(t, "StatefulSet", w.kind)
+	}
+	var lbs []*corev1.Service
+	for _, s := range all[*corev1.Service](r) {
+		if s.Spec.Type == corev1.ServiceTypeLoadBalancer {
+			lbs = append(lbs, s)
+		}
+	}
+	require.Len(t, lbs, 2)
+	assert.Equal(t, "172.30.0.1", lbs[0].Annotations["metallb.io/loadBalancerIPs"])
+	assert.Equal(t, "172.30.0.2", lbs[1].Annotations["metallb.io/loadBalancerIPs"])
+	for _, s := range lbs {
+		assert.Equal(t, corev1.ServiceExternalTrafficPolicyLocal, s.Spec.ExternalTrafficPolicy, "announce only from nodes with a pod of the side")
+	}
+	side := func(s *corev1.Service) string { return s.Spec.Selector["meshrr.io/side"] }
+	assert.Equal(t, "a", side(lbs[0]))
+	assert.Equal(t, "b", side(lbs[1]))
+	cfg := agentConfigs(t, r)["rs-meshrr-rs"]
+	assert.Equal(t, config.ClientExternal, cfg.Clients[0].Type)
+	assert.Equal(t, 4, cfg.Clients[0].Multihop)
+	out, err := renderE(t, "rs", "rs", []string{example("route-servers", "values.yaml")}, nil)
+	require.NoError(t, err)
+	assert.Contains(t, out, "kind: IPAddressPool")
+	assert.Contains(t, out, `addresses: ["172.30.0.1/32"]`)
+	assert.Contains(t, out, "autoAssign: false")
+	assert.Contains(t, out, "kind: BGPPeer")
+	assert.Contains(t, out, "apiVersion: metallb.io/v1beta2")
+}
+
+func TestClientTiersExampleRendersThreeTiers(t *testing.T) {
+	r := render(t, "edge", "edge", []string{example("client-tiers", "values.yaml")}, nil)
+	checkRelease(t, r)
+	cfg := agentConfigs(t, r)["edge-meshrr-edge"]
+	tiers := map[string]string{}
+	for _, c := range cfg.Clients {
+		tiers[c.Name] = c.Export.Tier
+	}
+	assert.Equal(t, map[string]string{"full": "full", "partial": "partial", "default-only": "default"}, tiers)
+}
+
+func TestOptionalResources(t *testing.T) {
+	set := map[string]string{"networkPolicy.enabled": "true", "serviceMonitor.enabled": "true", "groups.core.backend.bird.extraConfig": "protocol static s { ipv4; }"}
+	r := render(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, set)
+	checkRelease(t, r)
+	out, err := renderE(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, set)
+	require.NoError(t, err)
+	assert.Contains(t, out, "kind: ServiceMonitor")
+	assert.Contains(t, out, "kind: NetworkPolicy")
+	assert.Contains(t, out, `- ipBlock: {cidr: "10.244.0.0/16"}`)
+	cm := all[*corev1.ConfigMap](r)[0]
+	assert.Equal(t, "protocol static s { ipv4; }", strings.TrimSpace(cm.Data["bird-extra.conf"]))
+	found := false
+	for _, v := range workloads(r)[0].template.Spec.Volumes {
+		if v.Name == "bird-conf-d" && v.ConfigMap != nil {
+			found = v.ConfigMap.Items[0].Path == "extra.conf"
+		}
+	}
+	assert.True(t, found, "extra BIRD configuration is mounted into conf.d")
+}

@@ -1,0 +1,85 @@
+package chart
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// documents splits a render into documents keyed by their "# Source" path
+// plus kind/name, for before/after comparisons.
+func documents(t *testing.T, out string) map[string]string {
+	t.Helper()
+	docs := map[string]string{}
+	for _, d := range strings.Split(out, "\n---") {
+		var kind, name string
+		for _, l := range strings.Split(d, "\n") {
+			if strings.HasPrefix(l, "kind: ") && kind == "" {
+				kind = strings.TrimPrefix(l, "kind: ")
+			}
+			if strings.HasPrefix(l, "  name: ") && name == "" {
+				name = strings.TrimPrefix(l, "  name: ")
+			}
+		}
+		if kind != "" {
+			docs[kind+"/"+name] = d
+		}
+	}
+	return docs
+}
+
+func changed(before, after map[string]string) []string {
+	var out []string
+	for k, v := range after {
+		if before[k] != v {
+			out = append(out, k)
+		}
+	}
+	for k := range before {
+		if _, ok := after[k]; !ok {
+			out = append(out, k+" (removed)")
+		}
+	}
+	return out
+}
+
+func TestScaleOutChangesOnlyReplicas(t *testing.T) {
+	files := []string{example("2regions-hrr", "values.yaml"), example("2regions-hrr", "values-lothlorien.yaml")}
+	before, err := renderE(t, "lothlorien", "lothlorien", files, map[string]string{"groups.lothlorien.replicas": "3"})
+	require.NoError(t, err)
+	after, err := renderE(t, "lothlorien", "lothlorien", files, map[string]string{"groups.lothlorien.replicas": "5"})
+	require.NoError(t, err)
+	diff := changed(documents(t, before), documents(t, after))
+	assert.Equal(t, []string{"Deployment/lothlorien-meshrr-lothlorien"}, diff)
+	b, a := documents(t, before)[diff[0]], documents(t, after)[diff[0]]
+	assert.Equal(t, strings.Replace(b, "replicas: 3", "replicas: 5", 1), a, "only spec.replicas changes")
+}
+
+func TestAddingAClientRangeRollsNoPod(t *testing.T) {
+	files := []string{example("2regions-hrr", "values-core.yaml")}
+	before, err := renderE(t, "core", "core", files, nil)
+	require.NoError(t, err)
+	after, err := renderE(t, "core", "core", files, map[string]string{"groups.core.clients.regions.ranges[1]": "fd00:10:244::/56"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ConfigMap/core-meshrr-core"}, changed(documents(t, before), documents(t, after)),
+		"the agent hot-reloads its ConfigMap: workloads (pod templates) must not change")
+	assert.Contains(t, after, "fd00:10:244::/56")
+}
+
+func TestResourceNamesAreStableAcrossUpgrades(t *testing.T) {
+	files := []string{example("route-servers", "values.yaml")}
+	a, err := renderE(t, "rs", "rs", files, nil)
+	require.NoError(t, err)
+	b, err := renderE(t, "rs", "rs", files, map[string]string{"groups.rs.replicas": "2", "images.agent.tag": "v2", "groups.rs.clients.dcs.multihop": "8"})
+	require.NoError(t, err)
+	var namesA, namesB []string
+	for k := range documents(t, a) {
+		namesA = append(namesA, k)
+	}
+	for k := range documents(t, b) {
+		namesB = append(namesB, k)
+	}
+	assert.ElementsMatch(t, namesA, namesB)
+}
