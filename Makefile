@@ -16,7 +16,7 @@ export PATH := $(TOOLS_BIN):$(PATH)
 CHART := charts/meshrr
 EX := examples
 
-.PHONY: help test deps tools unit lint bench fuzz build base images images-smoke chart-lint chart-docs chart-docs-check
+.PHONY: help test deps tools unit lint bench fuzz build base images images-smoke chart-lint chart-docs chart-docs-check kind-images e2e
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -69,3 +69,13 @@ images: build base ## agent and BIRD images, no registry needed
 
 images-smoke: images ## run the images as a pod would (init, BIRD, non-root socket access)
 	@tests/tools/images-smoke.sh $(AGENT_IMAGE) $(BIRD_IMAGE)
+
+KIND_BIN := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/meshrr/kind/bin
+
+kind-images: deps base ## Kubernetes binaries, kind node image and FRR image, built offline (cached; about 12 min cold)
+	@tests/kind/host-prep.sh $(BASE_IMAGE)
+	@tests/kind/build-binaries.sh
+	@tests/kind/build-images.sh
+
+e2e: kind-images images ## real installs on a kind cluster (KEEP_CLUSTER=1 keeps it)
+	PATH=$(KIND_BIN):$$PATH $(GO) test -tags e2e -count=1 -timeout 40m -v ./tests/e2e/

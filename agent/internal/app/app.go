@@ -3,6 +3,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,6 +30,7 @@ import (
 	"github.com/meshrr/meshrr/agent/internal/discovery"
 	"github.com/meshrr/meshrr/agent/internal/events"
 	"github.com/meshrr/meshrr/agent/internal/metrics"
+	"github.com/meshrr/meshrr/agent/internal/model"
 	"github.com/meshrr/meshrr/agent/internal/plan"
 	"github.com/meshrr/meshrr/agent/internal/reconcile"
 )
@@ -43,6 +45,7 @@ Usage:
   meshrr-agent run   --config FILE [--kubeconfig FILE] [--log-level info]
   meshrr-agent check --config FILE     validate a configuration file and exit
   meshrr-agent init  --config FILE     write the daemon's startup configuration if none exists
+  meshrr-agent sessions --config FILE  print the daemon's BGP sessions as JSON
   meshrr-agent version
 
 The pod is described by the environment (downward API): POD_NAME,
@@ -93,6 +96,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	case "init":
 		return runInit(*cfgPath, getenv, stdout)
+	case "sessions":
+		return runSessions(ctx, *cfgPath, stdout)
 	case "run":
 		return runAgent(ctx, *cfgPath, *kubeconfig, getenv, log)
 	case "help", "-h", "--help":
@@ -149,6 +154,30 @@ func newBackend(c *config.Config) (backend.Backend, error) {
 		return bird.New(c.Backend.Bird), nil
 	}
 	return nil, fmt.Errorf("backend.type %q is not available in this agent build (supported: bird)", c.Backend.Type)
+}
+
+// runSessions prints the daemon's sessions as JSON (one array).
+func runSessions(ctx context.Context, cfgPath string, stdout io.Writer) error {
+	c, err := config.Load(cfgPath)
+	if err != nil {
+		return err
+	}
+	be, err := newBackend(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ss, err := be.Sessions(ctx)
+	if err != nil {
+		return err
+	}
+	if ss == nil {
+		ss = []model.Session{}
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(ss)
 }
 
 func runInit(cfgPath string, getenv func(string) string, stdout io.Writer) error {

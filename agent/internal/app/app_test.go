@@ -3,6 +3,8 @@ package app
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshrr/meshrr/agent/config"
+	"github.com/meshrr/meshrr/agent/internal/model"
+	"github.com/meshrr/meshrr/agent/internal/testutil/birdlab"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -96,4 +100,22 @@ func TestWatchedNamespacesCoverMeshUpstreamAndSiblings(t *testing.T) {
 	w, err := config.Load(cfg)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"lothl", "core", "mirk"}, watchedNamespaces(w, "lothl"))
+}
+
+func TestSessionsPrintsTheDaemonsSessionsAsJSON(t *testing.T) {
+	lab := birdlab.Start(t, "sessions", "127.0.30.1")
+	lab.AddInclude(t, "peer", "protocol bgp mesh_127_0_30_2 { description \"meshrr:mesh ns/p\"; local 127.0.30.1 as 65000; neighbor 127.0.30.2 as 65000; strict bind yes; ipv4; }\n")
+	cfg := writeConfig(t, fmt.Sprintf("identity: {asn: 65000}\nmesh: {group: g}\nbackend: {bird: {socket: %s, configFile: %s}}\n", lab.Socket, lab.ConfigFile))
+	out, _, err := run(t, env(nil), "sessions", "--config", cfg)
+	require.NoError(t, err)
+	var ss []model.Session
+	require.NoError(t, json.Unmarshal([]byte(out), &ss), out)
+	require.Len(t, ss, 1)
+	assert.Equal(t, "mesh", ss[0].Group)
+	assert.Equal(t, "127.0.30.2", ss[0].Peer.String())
+	assert.False(t, ss[0].Established)
+
+	lab.Stop()
+	_, _, err = run(t, env(nil), "sessions", "--config", cfg)
+	require.Error(t, err, "a daemon that does not answer is an error, not an empty list")
 }

@@ -259,14 +259,14 @@ type Action struct {
 
 // Session is a BGP session as read from the daemon.
 type Session struct {
-	Name        string // daemon's protocol/peer name
-	Group       string // model group name, "" when the session is not the agent's
-	Peer        netip.Addr
-	State       string // daemon's BGP state (Established, Active, ...)
-	Established bool
-	Since       time.Time // last state change
-	Imported    int
-	Exported    int
+	Name        string     `json:"name"`  // daemon's protocol/peer name
+	Group       string     `json:"group"` // model group name, "" when the session is not the agent's
+	Peer        netip.Addr `json:"peer"`
+	State       string     `json:"state"` // daemon's BGP state (Established, Active, ...)
+	Established bool       `json:"established"`
+	Since       time.Time  `json:"since"` // last state change
+	Imported    int        `json:"imported"`
+	Exported    int        `json:"exported"`
 }
 
 // Member is one ready RR pod found through discovery.

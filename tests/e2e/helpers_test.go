@@ -1,0 +1,296 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gruntwork-io/terratest/modules/helm"
+	"github.com/gruntwork-io/terratest/modules/k8s"
+	"github.com/gruntwork-io/terratest/modules/logger"
+	"github.com/gruntwork-io/terratest/modules/random"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Session is one BGP session as `meshrr-agent sessions` prints it.
+type Session struct {
+	Name        string    `json:"name"`
+	Group       string    `json:"group"`
+	Peer        string    `json:"peer"`
+	State       string    `json:"state"`
+	Established bool      `json:"established"`
+	Since       time.Time `json:"since"`
+	Imported    int       `json:"imported"`
+}
+
+// namespace creates a unique namespace deleted at the end of the test
+// (kept, with state dumped, when the test fails).
+func namespace(t *testing.T, prefix string) *k8s.KubectlOptions {
+	t.Helper()
+	name := strings.ToLower(prefix + "-" + random.UniqueId())
+	opts := k8s.NewKubectlOptions("", kubeconfig, name)
+	opts.Logger = logger.Discard
+	k8s.CreateNamespace(t, opts, name)
+	t.Cleanup(func() {
+		if t.Failed() {
+			dump(t, opts)
+		}
+		_ = k8s.DeleteNamespaceE(t, opts, name)
+	})
+	return opts
+}
+
+func helmOptions(opts *k8s.KubectlOptions, files []string, set map[string]string) *helm.Options {
+	return &helm.Options{
+		KubectlOptions: opts,
+		ValuesFiles:    files,
+		SetValues:      set,
+		Logger:         logger.Discard,
+		ExtraArgs:      map[string][]string{"install": {"--wait", "--timeout", "180s"}, "upgrade": {"--wait", "--timeout", "180s"}},
+	}
+}
+
+func chart() string { return filepath.Join(repoRoot, "charts", "meshrr") }
+
+func example(parts ...string) string {
+	return filepath.Join(append([]string{repoRoot, "examples"}, parts...)...)
+}
+
+// pods returns the release's pods, sorted by name.
+func pods(t *testing.T, opts *k8s.KubectlOptions, selector string) []corev1.Pod {
+	t.Helper()
+	ps := k8s.ListPods(t, opts, metav1.ListOptions{LabelSelector: selector})
+	sort.Slice(ps, func(i, j int) bool { return ps[i].Name < ps[j].Name })
+	return ps
+}
+
+// waitReady waits until exactly n pods match and all are Ready.
+func waitReady(t *testing.T, opts *k8s.KubectlOptions, selector string, n int, timeout time.Duration) []corev1.Pod {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ps := pods(t, opts, selector)
+		ready := 0
+		for _, p := range ps {
+			if p.DeletionTimestamp == nil && isReady(p) {
+				ready++
+			}
+		}
+		if ready == n && len(ps) == n {
+			return ps
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d of %d pods ready (%d listed) after %s", selector, ready, n, len(ps), timeout)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func isReady(p corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// sessions reads an RR pod's sessions through its agent.
+func sessions(t *testing.T, opts *k8s.KubectlOptions, pod string) ([]Session, error) {
+	out, err := k8s.RunKubectlAndGetOutputE(t, opts, "exec", pod, "-c", "agent", "--", "/meshrr-agent", "sessions", "--config", "/etc/meshrr/config.yaml")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v: %s", pod, err, out)
+	}
+	var ss []Session
+	if err := json.Unmarshal([]byte(out), &ss); err != nil {
+		return nil, fmt.Errorf("%s: %v: %s", pod, err, out)
+	}
+	return ss, nil
+}
+
+func established(ss []Session, group string) map[string]Session {
+	out := map[string]Session{}
+	for _, s := range ss {
+		if s.Group == group && s.Established {
+			out[s.Peer] = s
+		}
+	}
+	return out
+}
+
+// metric reads one sample line of an agent's /metrics through the API
+// server's pod proxy (the agent image has no shell).
+func metrics(t *testing.T, opts *k8s.KubectlOptions, pod string) string {
+	t.Helper()
+	out, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "--raw", fmt.Sprintf("/api/v1/namespaces/%s/pods/%s:9479/proxy/metrics", opts.Namespace, pod))
+	require.NoError(t, err)
+	return out
+}
+
+// dump logs what an operator would look at first.
+func dump(t *testing.T, opts *k8s.KubectlOptions) {
+	out, _ := k8s.RunKubectlAndGetOutputE(t, opts, "get", "pods,svc,endpointslices", "-o", "wide")
+	t.Logf("=== %s resources\n%s", opts.Namespace, out)
+	out, _ = k8s.RunKubectlAndGetOutputE(t, opts, "describe", "pods")
+	t.Logf("=== %s describe pods\n%s", opts.Namespace, out)
+	out, _ = k8s.RunKubectlAndGetOutputE(t, opts, "get", "events", "--sort-by=.lastTimestamp")
+	t.Logf("=== %s events\n%s", opts.Namespace, out)
+	for _, p := range pods(t, opts, "app.kubernetes.io/name=meshrr") {
+		out, _ := k8s.RunKubectlAndGetOutputE(t, opts, "exec", p.Name, "-c", "bird", "--", "birdc", "-s", "/run/bird/bird.ctl", "show", "protocols", "all")
+		t.Logf("=== %s/%s show protocols all\n%s", opts.Namespace, p.Name, out)
+		out, _ = k8s.RunKubectlAndGetOutputE(t, opts, "logs", p.Name, "-c", "agent", "--tail", "50")
+		t.Logf("=== %s/%s agent log\n%s", opts.Namespace, p.Name, out)
+	}
+}
+
+// Router is an FRR container on the kind network, outside the cluster.
+type Router struct {
+	Name string
+	Addr netip.Addr
+}
+
+// startRouter runs FRR with bgpd on the kind network, routes to the pod
+// networks through the nodes, and the given frr.conf body.
+func startRouter(t *testing.T, name string, addr netip.Addr, conf string) *Router {
+	t.Helper()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "daemons"), []byte("bgpd=yes\nzebra=yes\nstaticd=yes\nvtysh_enable=yes\nzebra_options=\" -A 127.0.0.1\"\nbgpd_options=\" -A 127.0.0.1\"\nstaticd_options=\"-A 127.0.0.1\"\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "frr.conf"), []byte("frr defaults traditional\nhostname "+name+"\nlog stdout\n"+conf), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "vtysh.conf"), []byte(""), 0o644))
+	var routes []string
+	out, err := exec.Command("kubectl", "--kubeconfig", kubeconfig, "get", "nodes", "-o", `jsonpath={range .items[*]}{.spec.podCIDR} {.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}`).Output()
+	require.NoError(t, err)
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(l); len(f) == 2 {
+			routes = append(routes, fmt.Sprintf("ip route replace %s via %s", f[0], f[1]))
+		}
+	}
+	full := "e2e-" + name + "-" + strings.ToLower(random.UniqueId())
+	cmd := strings.Join(append(routes, "chown -R frr:frr /etc/frr", "/usr/lib/frr/frrinit.sh start", "exec sleep infinity"), " && ")
+	args := []string{"run", "-d", "--name", full, "--network", "kind", "--ip", addr.String(),
+		"--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW", "--cap-add", "SYS_ADMIN",
+		"-v", dir + ":/etc/frr", "--entrypoint", "bash", frrImage, "-c", cmd}
+	out, err = exec.Command("docker", args...).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	t.Cleanup(func() {
+		if t.Failed() {
+			o, _ := exec.Command("docker", "exec", full, "vtysh", "-c", "show bgp summary", "-c", "show bgp ipv4 unicast").CombinedOutput()
+			t.Logf("=== router %s\n%s", name, o)
+		}
+		_ = exec.Command("docker", "rm", "-f", full).Run()
+	})
+	return &Router{Name: full, Addr: addr}
+}
+
+// Route is a prefix in a router's BGP table (best path).
+type Route struct {
+	Prefix    string
+	LocalPref int
+	NextHop   string
+}
+
+// routes reads the router's IPv4 BGP table.
+func (r *Router) routes() (map[string]Route, error) {
+	out, err := exec.Command("docker", "exec", r.Name, "vtysh", "-c", "show bgp ipv4 unicast json").Output()
+	if err != nil {
+		return nil, err
+	}
+	var tab struct {
+		Routes map[string][]struct {
+			Bestpath bool                  `json:"bestpath"`
+			LocPrf   int                   `json:"locPrf"`
+			Valid    bool                  `json:"valid"`
+			Nexthops []struct{ IP string } `json:"nexthops"`
+		} `json:"routes"`
+	}
+	if err := json.Unmarshal(out, &tab); err != nil {
+		return nil, fmt.Errorf("%v: %s", err, out)
+	}
+	res := map[string]Route{}
+	for p, paths := range tab.Routes {
+		for _, path := range paths {
+			if path.Bestpath {
+				r := Route{Prefix: p, LocalPref: path.LocPrf}
+				if len(path.Nexthops) > 0 {
+					r.NextHop = path.Nexthops[0].IP
+				}
+				res[p] = r
+			}
+		}
+	}
+	return res, nil
+}
+
+// routerAddr picks a free address high in the kind network (the nodes take
+// the first ones).
+func routerAddr(n int) netip.Addr {
+	a := kindNet.Addr().As4()
+	a[2] = 250
+	a[3] = byte(n)
+	return netip.AddrFrom4(a)
+}
+
+// routerRange is a /24 of the kind network reserved for the e2e routers.
+func routerRange() string {
+	a := kindNet.Addr().As4()
+	a[2] = 250
+	a[3] = 0
+	return netip.PrefixFrom(netip.AddrFrom4(a), 24).String()
+}
+
+// histogram returns the cumulative bucket counts (by upper bound) of a
+// Prometheus histogram in a /metrics text.
+func histogram(text, name string) map[float64]float64 {
+	out := map[float64]float64{}
+	for _, l := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(l, name+"_bucket{") {
+			continue
+		}
+		i := strings.Index(l, `le="`)
+		j := strings.Index(l[i+4:], `"`)
+		var le, n float64
+		if l[i+4:i+4+j] == "+Inf" {
+			le = math.Inf(1)
+		} else {
+			fmt.Sscanf(l[i+4:i+4+j], "%g", &le)
+		}
+		fmt.Sscanf(strings.Fields(l)[len(strings.Fields(l))-1], "%g", &n)
+		out[le] = n
+	}
+	return out
+}
+
+// quantiles gives the bucket bounds holding the 50th and 99th percentiles.
+func quantiles(b map[float64]float64) (p50, p99, count float64) {
+	var les []float64
+	for le := range b {
+		les = append(les, le)
+	}
+	sort.Float64s(les)
+	if len(les) == 0 {
+		return 0, 0, 0
+	}
+	count = b[les[len(les)-1]]
+	p50, p99 = math.NaN(), math.NaN()
+	for _, le := range les {
+		if math.IsNaN(p50) && b[le] >= 0.5*count {
+			p50 = le
+		}
+		if math.IsNaN(p99) && b[le] >= 0.99*count {
+			p99 = le
+		}
+	}
+	return p50, p99, count
+}

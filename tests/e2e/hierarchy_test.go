@@ -1,0 +1,235 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gruntwork-io/terratest/modules/helm"
+	"github.com/gruntwork-io/terratest/modules/k8s"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// routerConf is an FRR RR client of the given RR pods announcing prefixes,
+// each optionally tagged with a community.
+func routerConf(id netip.Addr, rrs []string, announce map[string]string) string {
+	var b strings.Builder
+	i := 10
+	maps := map[string]string{}
+	for prefix, comm := range announce {
+		if comm != "" {
+			name := "TAG" + strings.ReplaceAll(comm, ":", "_")
+			if _, ok := maps[comm]; !ok {
+				fmt.Fprintf(&b, "route-map %s permit %d\n set community %s\n", name, i, comm)
+				i += 10
+			}
+			maps[comm] = name
+		}
+		_ = prefix
+	}
+	fmt.Fprintf(&b, "router bgp 65000\n bgp router-id %s\n no bgp network import-check\n", id)
+	for _, rr := range rrs {
+		fmt.Fprintf(&b, " neighbor %s remote-as 65000\n", rr)
+	}
+	b.WriteString(" address-family ipv4 unicast\n")
+	for prefix, comm := range announce {
+		if comm != "" {
+			fmt.Fprintf(&b, "  network %s route-map %s\n", prefix, maps[comm])
+		} else {
+			fmt.Fprintf(&b, "  network %s\n", prefix)
+		}
+	}
+	b.WriteString(" exit-address-family\n")
+	return b.String()
+}
+
+// TestHierarchyAndBoundaryPolicy installs the 2regions-hrr example as a
+// core release and two region releases (per-region overlays) and proves
+// the seed demonstration with FRR routers as region clients: 65000:101
+// never leaves its region, 65000:102 arrives elsewhere with local-pref 20,
+// untagged routes reach every client; each region RR peers with at most
+// maxPeers core RRs, on different sides.
+func TestHierarchyAndBoundaryPolicy(t *testing.T) {
+	coreNS := namespace(t, "e2e-core")
+	lothNS := namespace(t, "e2e-loth")
+	mirkNS := namespace(t, "e2e-mirk")
+	helm.Install(t, helmOptions(coreNS, []string{example("2regions-hrr", "values-core.yaml")}, nil), chart(), "core")
+	region := func(opts *k8s.KubectlOptions, name string) {
+		helm.Install(t, helmOptions(opts, []string{example("2regions-hrr", "values.yaml"), example("2regions-hrr", "values-"+name+".yaml")}, map[string]string{
+			"defaults.upstream.namespace":                   coreNS.Namespace,
+			"defaults.upstream.siblingNamespaces":           fmt.Sprintf("{%s,%s}", lothNS.Namespace, mirkNS.Namespace),
+			"groups." + name + ".clients.routers.ranges[0]": routerRange(),
+		}), chart(), name)
+	}
+	start := time.Now()
+	region(lothNS, "lothlorien")
+	region(mirkNS, "mirkwood")
+	coreSel := "app.kubernetes.io/name=meshrr"
+	cores := waitReady(t, coreNS, coreSel, 2, 3*time.Minute)
+	loth := waitReady(t, lothNS, coreSel, 2, 3*time.Minute)
+	mirk := waitReady(t, mirkNS, coreSel, 2, 3*time.Minute)
+	t.Logf("hierarchy: core (2 sides) and two regions ready %s after the region installs", time.Since(start).Round(time.Second))
+
+	side := map[string]string{}
+	for _, p := range cores {
+		side[p.Status.PodIP] = p.Labels["meshrr.io/side"]
+	}
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		for _, set := range []struct {
+			opts *k8s.KubectlOptions
+			rrs  []string
+		}{{lothNS, podNames(loth)}, {mirkNS, podNames(mirk)}} {
+			for _, p := range set.rrs {
+				ss, err := sessions(t, set.opts, p)
+				if !assert.NoError(c, err) {
+					return
+				}
+				up := established(ss, "upstream")
+				assert.LessOrEqual(c, len(up), 2, "%s peers with more than maxPeers core RRs", p)
+				assert.Len(c, up, 2, "%s: upstream sessions", p)
+				sides := map[string]bool{}
+				for peer := range up {
+					sides[side[peer]] = true
+				}
+				assert.Len(c, sides, len(up), "%s: upstream peers on one side: %v", p, up)
+			}
+		}
+	}, 2*time.Minute, time.Second)
+
+	rL := startRouter(t, "loth1", routerAddr(21), routerConf(routerAddr(21), []string{loth[0].Status.PodIP}, map[string]string{
+		"10.100.0.0/24": "", "10.101.0.0/24": "65000:101", "10.102.0.0/24": "65000:102",
+	}))
+	rL2 := startRouter(t, "loth2", routerAddr(22), routerConf(routerAddr(22), []string{loth[1].Status.PodIP}, nil))
+	rM := startRouter(t, "mirk1", routerAddr(23), routerConf(routerAddr(23), []string{mirk[0].Status.PodIP}, nil))
+	_ = rL
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		m, err := rM.routes()
+		if !assert.NoError(c, err) {
+			return
+		}
+		assert.Contains(c, m, "10.100.0.0/24", "an untagged route reaches the other region")
+		if assert.Contains(c, m, "10.102.0.0/24", "65000:102 reaches the other region") {
+			assert.Equal(c, 20, m["10.102.0.0/24"].LocalPref, "65000:102 has local-pref 20 outside its region")
+		}
+		l2, err := rL2.routes()
+		if assert.NoError(c, err) {
+			assert.Contains(c, l2, "10.100.0.0/24", "an untagged route reaches every client of the region")
+			assert.Contains(c, l2, "10.101.0.0/24", "65000:101 stays usable inside its region")
+			assert.Equal(c, 100, l2["10.102.0.0/24"].LocalPref, "inside the region 65000:102 keeps its local-pref")
+		}
+	}, 2*time.Minute, time.Second)
+	for range 5 { // and 65000:101 never shows up in mirkwood
+		m, err := rM.routes()
+		require.NoError(t, err)
+		require.NotContains(t, m, "10.101.0.0/24", "65000:101 left its region")
+		time.Sleep(time.Second)
+	}
+}
+
+func podNames(ps []corev1.Pod) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
+// TestDualHomedClientsLoseNoRouteWhenASideGoes deletes every side-a pod
+// while a client peering with both sides is sampled every 200 ms.
+func TestDualHomedClientsLoseNoRouteWhenASideGoes(t *testing.T) {
+	opts := namespace(t, "e2e-sides")
+	helm.Install(t, helmOptions(opts, []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{
+		"groups.core.clients.routers.ranges[0]": routerRange(),
+	}), chart(), "core")
+	ps := waitReady(t, opts, coreSelector, 2, 3*time.Minute)
+	var rrs []string
+	var sideA []string
+	for _, p := range ps {
+		rrs = append(rrs, p.Status.PodIP)
+		if p.Labels["meshrr.io/side"] == "a" {
+			sideA = append(sideA, p.Name)
+		}
+	}
+	require.NotEmpty(t, sideA)
+	announce := map[string]string{}
+	for i := range 20 {
+		announce[fmt.Sprintf("10.210.%d.0/24", i)] = ""
+	}
+	startRouter(t, "origin", routerAddr(31), routerConf(routerAddr(31), rrs, announce))
+	client := startRouter(t, "client", routerAddr(32), routerConf(routerAddr(32), rrs, nil))
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		m, err := client.routes()
+		if assert.NoError(c, err) {
+			for p := range announce {
+				assert.Contains(c, m, p)
+			}
+		}
+	}, 2*time.Minute, time.Second)
+
+	var mu sync.Mutex
+	missingSince := map[string]time.Time{}
+	var longest time.Duration
+	var samples, lost int
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			m, err := client.routes()
+			if err != nil {
+				continue
+			}
+			now := time.Now()
+			mu.Lock()
+			samples++
+			for p := range announce {
+				if _, ok := m[p]; ok {
+					if s, was := missingSince[p]; was {
+						longest = max(longest, now.Sub(s))
+						delete(missingSince, p)
+					}
+					continue
+				}
+				lost++
+				if _, was := missingSince[p]; !was {
+					missingSince[p] = now
+				}
+			}
+			mu.Unlock()
+		}
+	}()
+	start := time.Now()
+	k8s.RunKubectl(t, opts, append([]string{"delete", "pod", "--wait=false"}, sideA...)...)
+	waitReady(t, opts, coreSelector, 2, 3*time.Minute)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		for _, p := range pods(t, opts, coreSelector) {
+			ss, err := sessions(t, opts, p.Name)
+			if assert.NoError(c, err) {
+				assert.Len(c, established(ss, "routers"), 2, "%s: both routers back", p.Name)
+			}
+		}
+	}, 2*time.Minute, time.Second)
+	t.Logf("sides: side-a pods deleted -> replaced and both routers re-established in %s", time.Since(start).Round(100*time.Millisecond))
+	close(stop)
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	for p, s := range missingSince {
+		longest = max(longest, time.Since(s))
+		t.Errorf("%s still missing", p)
+	}
+	t.Logf("sides: %d samples of the dual-homed client's table, %d prefix-samples missing, longest gap %s (goal 0)", samples, lost, longest)
+	assert.Zero(t, lost, "a dual-homed client lost routes while side a was deleted")
+}

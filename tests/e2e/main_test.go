@@ -1,0 +1,106 @@
+//go:build e2e
+
+// Package e2e installs the chart on a real kind cluster (built offline by
+// tests/kind) and proves behaviour with real BGP sessions: BIRD in the RR
+// pods, FRR routers on the kind Docker network outside the cluster.
+// `make e2e` (part of `make test`) builds what is missing and runs it; a
+// cluster that cannot be created fails the run, it is never skipped.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var (
+	repoRoot   string
+	kubeconfig string
+	cluster    = envOr("CLUSTER", "meshrr-e2e")
+	agentImage = envOr("AGENT_IMAGE", "meshrr/agent:dev")
+	birdImage  = envOr("BIRD_IMAGE", "meshrr/bird:dev")
+	frrImage   = envOr("FRR_IMAGE", "meshrr/frr:dev")
+	// kindNet is the kind Docker network's IPv4 subnet: FRR routers live there.
+	kindNet netip.Prefix
+	logsDir string
+)
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func TestMain(m *testing.M) { os.Exit(mainE(m)) }
+
+func mainE(m *testing.M) int {
+	start := time.Now()
+	wd, _ := os.Getwd()
+	repoRoot = filepath.Clean(filepath.Join(wd, "..", ".."))
+	logsDir = envOr("E2E_LOGS", filepath.Join(repoRoot, "e2e-logs"))
+	if err := script("tests/kind/cluster.sh", "up"); err != nil {
+		fmt.Fprintf(os.Stderr, "E2E SETUP FAILED: the kind cluster could not be created: %v\n", err)
+		return 1
+	}
+	phase("cluster ready", start)
+	if err := script(append([]string{"tests/kind/cluster.sh", "load"}, agentImage, birdImage)...); err != nil {
+		fmt.Fprintf(os.Stderr, "E2E SETUP FAILED: loading images: %v\n", err)
+		return 1
+	}
+	phase("images loaded", start)
+	out, err := exec.Command("bash", "-c", ". tests/kind/lib.sh >/dev/null; echo $KIND_WORK/kubeconfig-"+cluster).Output()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "E2E SETUP FAILED: %v\n", err)
+		return 1
+	}
+	kubeconfig = strings.TrimSpace(string(out))
+	subnet, err := exec.Command("docker", "network", "inspect", "kind", "-f", "{{range .IPAM.Config}}{{println .Subnet}}{{end}}").Output()
+	if err == nil {
+		for _, s := range strings.Fields(string(subnet)) {
+			if p, err := netip.ParsePrefix(s); err == nil && p.Addr().Is4() {
+				kindNet = p
+			}
+		}
+	}
+	if !kindNet.IsValid() {
+		fmt.Fprintf(os.Stderr, "E2E SETUP FAILED: no IPv4 subnet on the kind Docker network (%v)\n", err)
+		return 1
+	}
+	code := m.Run()
+	phase("suites done", start)
+	if code != 0 {
+		_ = os.MkdirAll(logsDir, 0o755)
+		_ = exec.Command(kindBin(), "export", "logs", "--name", cluster, filepath.Join(logsDir, "kind")).Run()
+		fmt.Fprintf(os.Stderr, "e2e: cluster logs exported to %s\n", logsDir)
+	}
+	if os.Getenv("KEEP_CLUSTER") != "1" {
+		_ = script("tests/kind/cluster.sh", "down")
+	} else {
+		fmt.Printf("e2e: KEEP_CLUSTER=1: cluster %s kept; KUBECONFIG=%s\n", cluster, kubeconfig)
+	}
+	return code
+}
+
+func phase(name string, start time.Time) {
+	fmt.Printf("e2e phase: %-16s %6.1fs since start\n", name, time.Since(start).Seconds())
+}
+
+func script(args ...string) error {
+	cmd := exec.CommandContext(context.Background(), "bash", args...)
+	cmd.Dir = repoRoot
+	cmd.Env = append(os.Environ(), "CLUSTER="+cluster)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	return cmd.Run()
+}
+
+func kindBin() string {
+	out, _ := exec.Command("bash", "-c", "cd "+repoRoot+" && . tests/kind/lib.sh >/dev/null; echo $KIND_WORK/bin/kind").Output()
+	return strings.TrimSpace(string(out))
+}

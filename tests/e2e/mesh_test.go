@@ -1,0 +1,118 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/gruntwork-io/terratest/modules/helm"
+	"github.com/gruntwork-io/terratest/modules/k8s"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const coreSelector = "app.kubernetes.io/name=meshrr,meshrr.io/group-name=core"
+
+// meshSettled waits until every pod has an Established mesh session to
+// every other pod, and returns each pod's mesh sessions by peer.
+func meshSettled(t *testing.T, opts *k8s.KubectlOptions, n int, timeout time.Duration) map[string]map[string]Session {
+	t.Helper()
+	var last map[string]map[string]Session
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		ps := pods(t, opts, coreSelector)
+		last = map[string]map[string]Session{}
+		if !assert.Len(c, ps, n) {
+			return
+		}
+		for _, p := range ps {
+			ss, err := sessions(t, opts, p.Name)
+			if !assert.NoError(c, err) {
+				return
+			}
+			mesh := established(ss, "mesh")
+			last[p.Name] = mesh
+			for _, q := range ps {
+				if q.Name != p.Name {
+					assert.Contains(c, mesh, q.Status.PodIP, "%s has no Established mesh session to %s", p.Name, q.Name)
+				}
+			}
+			assert.Len(c, mesh, n-1, "%s: stale mesh sessions", p.Name)
+		}
+	}, timeout, time.Second)
+	return last
+}
+
+// TestMeshScaleOutAndSelfHealing installs a 3-replica core group, proves
+// the full iBGP mesh and that routes cross it between two outside routers,
+// scales it to 5 without resetting a session, and replaces a deleted pod.
+func TestMeshScaleOutAndSelfHealing(t *testing.T) {
+	opts := namespace(t, "e2e-mesh")
+	routers := routerRange()
+	ho := helmOptions(opts, []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{
+		"groups.core.sides":                     "null",
+		"groups.core.replicas":                  "3",
+		"groups.core.nodeSelector":              "null",
+		"groups.core.clients.routers.ranges[0]": routers,
+	})
+	start := time.Now()
+	helm.Install(t, ho, chart(), "core")
+	ps := waitReady(t, opts, coreSelector, 3, 3*time.Minute)
+	meshSettled(t, opts, 3, 2*time.Minute)
+	t.Logf("mesh: 3 RRs installed and fully meshed in %s", time.Since(start).Round(time.Second))
+
+	// an outside router announces through one RR; another learns it through another RR
+	peer := func(pod string) string {
+		return fmt.Sprintf("router bgp 65000\n bgp router-id %%s\n no bgp network import-check\n neighbor %s remote-as 65000\n address-family ipv4 unicast\n  %%s\n exit-address-family\n", pod)
+	}
+	a1, a2 := routerAddr(11), routerAddr(12)
+	startRouter(t, "r1", a1, fmt.Sprintf(peer(ps[0].Status.PodIP), a1, "network 10.201.0.0/24"))
+	r2 := startRouter(t, "r2", a2, fmt.Sprintf(peer(ps[1].Status.PodIP), a2, ""))
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		rs, err := r2.routes()
+		if assert.NoError(c, err) {
+			assert.Contains(c, rs, "10.201.0.0/24", "r2 (client of %s) learns r1's route (client of %s)", ps[1].Name, ps[0].Name)
+			assert.Equal(c, a1.String(), rs["10.201.0.0/24"].NextHop, "next hop unchanged across the reflectors")
+		}
+	}, 90*time.Second, time.Second)
+
+	// scale out 3 -> 5 with helm upgrade: new RRs meshed, no existing session reset
+	before := meshSettled(t, opts, 3, time.Minute)
+	time.Sleep(3 * time.Second) // let any collision-era restart settle before comparing
+	before = meshSettled(t, opts, 3, time.Minute)
+	ho.SetValues["groups.core.replicas"] = "5"
+	start = time.Now()
+	helm.Upgrade(t, ho, chart(), "core")
+	waitReady(t, opts, coreSelector, 5, 3*time.Minute)
+	after := meshSettled(t, opts, 5, 2*time.Minute)
+	t.Logf("scale-out: 3 -> 5 RRs fully meshed %s after helm upgrade", time.Since(start).Round(time.Second))
+	for pod, mesh := range before {
+		for peer, s := range mesh {
+			assert.Equal(t, s.Since, after[pod][peer].Since, "%s: session to %s was reset by the scale-out", pod, peer)
+		}
+	}
+
+	// self-healing: delete one RR; its replacement is meshed again
+	victim := pods(t, opts, coreSelector)[2].Name
+	start = time.Now()
+	k8s.RunKubectl(t, opts, "delete", "pod", victim, "--wait=false")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		for _, p := range pods(t, opts, coreSelector) {
+			assert.NotEqual(c, victim, p.Name)
+		}
+	}, time.Minute, 200*time.Millisecond)
+	meshSettled(t, opts, 5, 2*time.Minute)
+	healed := time.Since(start)
+	t.Logf("self-healing: pod deleted -> replacement meshed with all 4 peers (every session Established) in %s (goal < 15s)", healed.Round(100*time.Millisecond))
+
+	// EndpointSlice change -> config applied, from the agents' histograms
+	buckets := map[float64]float64{}
+	for _, p := range pods(t, opts, coreSelector) {
+		for le, n := range histogram(metrics(t, opts, p.Name), "meshrr_discovery_change_to_applied_seconds") {
+			buckets[le] += n
+		}
+	}
+	p50, p99, n := quantiles(buckets)
+	t.Logf("EndpointSlice change -> config applied over %v changes on all agents: p50 <= %gs, p99 <= %gs (goal p99 < 0.5s)", n, p50, p99)
+}

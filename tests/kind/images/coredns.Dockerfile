@@ -1,0 +1,5 @@
+ARG BASE
+FROM ${BASE}
+COPY coredns /coredns
+EXPOSE 53 53/udp
+ENTRYPOINT ["/coredns"]

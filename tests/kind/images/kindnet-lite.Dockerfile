@@ -1,0 +1,3 @@
+ARG BASE
+FROM ${BASE}
+COPY kubectl kindnet-lite.sh /usr/local/bin/
