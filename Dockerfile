@@ -20,6 +20,9 @@ CMD ["run"]
 FROM ${BASE} AS bird
 RUN command -v bird >/dev/null 2>&1 || \
     (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends bird2 && rm -rf /var/lib/apt/lists/*)
-RUN mkdir -p /etc/bird/conf.d /run/bird /run/meshrr && rm -f /etc/bird/bird.conf
+# Debian's /etc/bird is 0750 bird:bird; BIRD runs as root without
+# CAP_DAC_OVERRIDE in the pod, so the directory must be readable by root itself
+RUN mkdir -p /etc/bird/conf.d /run/bird /run/meshrr && rm -f /etc/bird/bird.conf && \
+    chown -R root:root /etc/bird && chmod 0755 /etc/bird /etc/bird/conf.d
 COPY agent/images/bird/entrypoint.sh /usr/local/bin/meshrr-bird
 ENTRYPOINT ["/usr/local/bin/meshrr-bird"]

@@ -21,7 +21,7 @@ EX := examples
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-test: deps tools lint chart-lint chart-docs-check unit images-smoke ## everything CI runs (see README)
+test: deps tools lint chart-lint chart-docs-check unit images-smoke e2e ## everything CI runs (see README)
 
 deps: ## install what the tests need (bird2, docker.io, debootstrap) and start dockerd when missing
 	@tests/tools/host-deps.sh
@@ -77,5 +77,5 @@ kind-images: deps base ## Kubernetes binaries, kind node image and FRR image, bu
 	@tests/kind/build-binaries.sh
 	@tests/kind/build-images.sh
 
-e2e: kind-images images ## real installs on a kind cluster (KEEP_CLUSTER=1 keeps it)
-	PATH=$(KIND_BIN):$$PATH $(GO) test -tags e2e -count=1 -timeout 40m -v ./tests/e2e/
+e2e: kind-images images ## real installs on a kind cluster (KEEP_CLUSTER=1 keeps it; E2E_RUN=regexp selects suites)
+	PATH=$(KIND_BIN):$$PATH $(GO) test -tags e2e -count=1 -timeout 40m -v -run '$(or $(E2E_RUN),.)' ./tests/e2e/ 2>&1 | tee $(CURDIR)/e2e.log | grep -E --line-buffered '^(=== RUN|--- |PASS|FAIL|ok )|e2e phase|_test.go:[0-9]+: [^ ]'; exit $${PIPESTATUS[0]}

@@ -161,9 +161,10 @@ type Router struct {
 	Addr netip.Addr
 }
 
-// startRouter runs FRR with bgpd on the kind network, routes to the pod
-// networks through the nodes, and the given frr.conf body.
-func startRouter(t *testing.T, name string, addr netip.Addr, conf string) *Router {
+// startRouter runs FRR with bgpd on the kind network (address assigned by
+// Docker), routes to the pod networks through the nodes, and the given
+// frr.conf body.
+func startRouter(t *testing.T, name string, conf string) *Router {
 	t.Helper()
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "daemons"), []byte("bgpd=yes\nzebra=yes\nstaticd=yes\nvtysh_enable=yes\nzebra_options=\" -A 127.0.0.1\"\nbgpd_options=\" -A 127.0.0.1\"\nstaticd_options=\"-A 127.0.0.1\"\n"), 0o644))
@@ -179,7 +180,7 @@ func startRouter(t *testing.T, name string, addr netip.Addr, conf string) *Route
 	}
 	full := "e2e-" + name + "-" + strings.ToLower(random.UniqueId())
 	cmd := strings.Join(append(routes, "chown -R frr:frr /etc/frr", "/usr/lib/frr/frrinit.sh start", "exec sleep infinity"), " && ")
-	args := []string{"run", "-d", "--name", full, "--network", "kind", "--ip", addr.String(),
+	args := []string{"run", "-d", "--name", full, "--network", "kind",
 		"--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW", "--cap-add", "SYS_ADMIN",
 		"-v", dir + ":/etc/frr", "--entrypoint", "bash", frrImage, "-c", cmd}
 	out, err = exec.Command("docker", args...).CombinedOutput()
@@ -191,6 +192,10 @@ func startRouter(t *testing.T, name string, addr netip.Addr, conf string) *Route
 		}
 		_ = exec.Command("docker", "rm", "-f", full).Run()
 	})
+	ip, err := exec.Command("docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", full).Output()
+	require.NoError(t, err)
+	addr, err := netip.ParseAddr(strings.TrimSpace(string(ip)))
+	require.NoError(t, err, "router %s address %q", name, ip)
 	return &Router{Name: full, Addr: addr}
 }
 
@@ -233,22 +238,12 @@ func (r *Router) routes() (map[string]Route, error) {
 	return res, nil
 }
 
-// routerAddr picks a free address high in the kind network (the nodes take
-// the first ones).
-func routerAddr(n int) netip.Addr {
-	a := kindNet.Addr().As4()
-	a[2] = 250
-	a[3] = byte(n)
-	return netip.AddrFrom4(a)
-}
+// routerID is a BGP identifier for the n-th test router (not an address).
+func routerID(n int) string { return fmt.Sprintf("10.255.0.%d", n) }
 
-// routerRange is a /24 of the kind network reserved for the e2e routers.
-func routerRange() string {
-	a := kindNet.Addr().As4()
-	a[2] = 250
-	a[3] = 0
-	return netip.PrefixFrom(netip.AddrFrom4(a), 24).String()
-}
+// routerRange is the client range the e2e routers connect from: the kind
+// Docker network.
+func routerRange() string { return kindNet.String() }
 
 // histogram returns the cumulative bucket counts (by upper bound) of a
 // Prometheus histogram in a /metrics text.
@@ -266,7 +261,8 @@ func histogram(text, name string) map[float64]float64 {
 		} else {
 			fmt.Sscanf(l[i+4:i+4+j], "%g", &le)
 		}
-		fmt.Sscanf(strings.Fields(l)[len(strings.Fields(l))-1], "%g", &n)
+		f := strings.Fields(l)
+		fmt.Sscanf(f[len(f)-1], "%g", &n)
 		out[le] = n
 	}
 	return out

@@ -55,12 +55,11 @@ func mainE(m *testing.M) int {
 		return 1
 	}
 	phase("images loaded", start)
-	out, err := exec.Command("bash", "-c", ". tests/kind/lib.sh >/dev/null; echo $KIND_WORK/kubeconfig-"+cluster).Output()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "E2E SETUP FAILED: %v\n", err)
+	kubeconfig = filepath.Join(kindWork(), "kubeconfig-"+cluster)
+	if _, err := os.Stat(kubeconfig); err != nil {
+		fmt.Fprintf(os.Stderr, "E2E SETUP FAILED: no kubeconfig: %v\n", err)
 		return 1
 	}
-	kubeconfig = strings.TrimSpace(string(out))
 	subnet, err := exec.Command("docker", "network", "inspect", "kind", "-f", "{{range .IPAM.Config}}{{println .Subnet}}{{end}}").Output()
 	if err == nil {
 		for _, s := range strings.Fields(string(subnet)) {
@@ -100,7 +99,16 @@ func script(args ...string) error {
 	return cmd.Run()
 }
 
-func kindBin() string {
-	out, _ := exec.Command("bash", "-c", "cd "+repoRoot+" && . tests/kind/lib.sh >/dev/null; echo $KIND_WORK/bin/kind").Output()
-	return strings.TrimSpace(string(out))
+// kindWork is the harness's cache folder, as tests/kind/versions.sh sets it.
+func kindWork() string {
+	if c := os.Getenv("MESHRR_CACHE"); c != "" {
+		return filepath.Join(c, "kind")
+	}
+	if c := os.Getenv("XDG_CACHE_HOME"); c != "" {
+		return filepath.Join(c, "meshrr", "kind")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "meshrr", "kind")
 }
+
+func kindBin() string { return filepath.Join(kindWork(), "bin", "kind") }

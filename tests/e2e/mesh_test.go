@@ -66,14 +66,13 @@ func TestMeshScaleOutAndSelfHealing(t *testing.T) {
 	peer := func(pod string) string {
 		return fmt.Sprintf("router bgp 65000\n bgp router-id %%s\n no bgp network import-check\n neighbor %s remote-as 65000\n address-family ipv4 unicast\n  %%s\n exit-address-family\n", pod)
 	}
-	a1, a2 := routerAddr(11), routerAddr(12)
-	startRouter(t, "r1", a1, fmt.Sprintf(peer(ps[0].Status.PodIP), a1, "network 10.201.0.0/24"))
-	r2 := startRouter(t, "r2", a2, fmt.Sprintf(peer(ps[1].Status.PodIP), a2, ""))
+	r1 := startRouter(t, "r1", fmt.Sprintf(peer(ps[0].Status.PodIP), routerID(11), "network 10.201.0.0/24"))
+	r2 := startRouter(t, "r2", fmt.Sprintf(peer(ps[1].Status.PodIP), routerID(12), ""))
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		rs, err := r2.routes()
 		if assert.NoError(c, err) {
 			assert.Contains(c, rs, "10.201.0.0/24", "r2 (client of %s) learns r1's route (client of %s)", ps[1].Name, ps[0].Name)
-			assert.Equal(c, a1.String(), rs["10.201.0.0/24"].NextHop, "next hop unchanged across the reflectors")
+			assert.Equal(c, r1.Addr.String(), rs["10.201.0.0/24"].NextHop, "next hop unchanged across the reflectors")
 		}
 	}, 90*time.Second, time.Second)
 

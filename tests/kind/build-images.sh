@@ -14,6 +14,9 @@ NODE_IMAGE=${NODE_IMAGE:-$IMAGE_REPO/node:$K8S_VERSION}
 # image_fresh IMAGE HASH: the image exists and was built from these inputs
 image_fresh() { [ "$(docker image inspect -f '{{ index .Config.Labels "meshrr.inputs" }}' "$1" 2>/dev/null)" = "$2" ]; }
 hash_of() { cat "$@" | sha256sum | cut -c1-16; }
+# quiet CMD...: run a command, showing its output only when it fails (the
+# legacy builder prints a deprecation banner on every build)
+quiet() { local out; out=$("$@" 2>&1) || { echo "$out" >&2; return 1; }; }
 
 rootfs() { # NAME PACKAGES -> $KIND_WORK/rootfs-NAME.tar
   local name=$1 pkgs=$2 key
@@ -52,7 +55,7 @@ component() { # IMAGE DOCKERFILE FILES...
   image_fresh "$image" "$key" && return 0
   log "build $image"
   rm -rf "${ctx:?}"/* && cp "$@" "$ctx/"
-  docker build -q -f "$here/images/$dockerfile" --label "meshrr.inputs=$key" --build-arg "BASE=$IMAGE_REPO/comp-base:bookworm" -t "$image" "$ctx" >/dev/null
+  quiet docker build -q -f "$here/images/$dockerfile" --label "meshrr.inputs=$key" --build-arg "BASE=$IMAGE_REPO/comp-base:bookworm" -t "$image" "$ctx"
 }
 for c in kube-apiserver kube-controller-manager kube-scheduler kube-proxy; do
   component "$IMAGE_REPO/$c:$K8S_VERSION" kube.Dockerfile "$B/$c"
@@ -107,9 +110,11 @@ if ! image_fresh "$IMAGE_REPO/base:bookworm" "$base_key"; then
   chroot "$R" systemctl mask systemd-binfmt.service >/dev/null 2>&1
   mkdir -p "$R/etc/kubernetes/manifests"
   : >"$R/etc/machine-id"
-  tar -C "$R" -c . | docker import -c 'ENV container=docker' -c 'STOPSIGNAL SIGRTMIN+3' \
-    -c "LABEL meshrr.inputs=$base_key" -c 'ENTRYPOINT ["/usr/local/bin/entrypoint","/sbin/init"]' - "$IMAGE_REPO/base:bookworm" >/dev/null
+  tar -C "$R" -c . | docker import -c 'ENV container=docker' -c 'ENTRYPOINT ["/usr/local/bin/entrypoint","/sbin/init"]' - "$IMAGE_REPO/base:import" >/dev/null
   rm -rf "$R"
+  # systemd stops on SIGRTMIN+3, which docker import cannot set
+  printf 'FROM %s\nSTOPSIGNAL SIGRTMIN+3\nLABEL meshrr.inputs=%s\n' "$IMAGE_REPO/base:import" "$base_key" | quiet docker build -q -t "$IMAGE_REPO/base:bookworm" -
+  docker rmi "$IMAGE_REPO/base:import" >/dev/null
 fi
 
 # node image: kubelet/kubeadm/kubectl, kind's manifests and every image preloaded

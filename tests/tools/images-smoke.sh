@@ -22,7 +22,9 @@ docker run --rm -v "$work/etc:/etc/meshrr:ro" -v "$work/meshrr:/run/meshrr" \
   -e POD_NAME=core-0 -e POD_NAMESPACE=smoke -e POD_IPS=10.244.9.9 "$agent" init --config /etc/meshrr/config.yaml
 grep -q 'router id 10.244.9.9;' "$work/meshrr/bird.conf" || { echo "smoke: init wrote no router id" >&2; exit 1; }
 
-docker run -d --name "$name" -v "$work/meshrr:/run/meshrr" -v "$work/bird:/run/bird" "$bird" >/dev/null
+# the pod's security context: read-only root, only the capabilities BIRD needs
+docker run -d --name "$name" --read-only --cap-drop ALL --cap-add NET_BIND_SERVICE --cap-add SETGID --cap-add CHOWN \
+  -v "$work/meshrr:/run/meshrr:ro" -v "$work/bird:/run/bird" "$bird" >/dev/null
 for _ in $(seq 1 50); do [ -S "$work/bird/bird.ctl" ] && break; sleep 0.2; done
 out=$(docker run --rm --user 65532:65532 --entrypoint birdc -v "$work/bird:/run/bird" "$bird" -s /run/bird/bird.ctl show status) || {
   docker logs "$name" >&2; echo "smoke: a non-root client cannot use the control socket" >&2; exit 1; }

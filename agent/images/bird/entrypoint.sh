@@ -14,7 +14,6 @@ while [ ! -s "$conf" ]; do
   sleep 1
   waited=$((waited + 1))
 done
-mkdir -p "$(dirname "$sock")" /etc/bird/conf.d
 # BIRD makes its control socket mode 0660; -g hands it to the agent's group
 # (the agent container runs as 65532:65532) and BIRD runs with that group.
 exec bird -f -c "$conf" -s "$sock" -g "${BIRD_SOCKET_GROUP:-65532}" "$@"

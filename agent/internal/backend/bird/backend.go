@@ -100,8 +100,12 @@ func (b *Backend) Apply(ctx context.Context, cfg []byte) error {
 		return err
 	}
 	lines, err := b.client.Cmd(ctx, `configure check "`+next+`"`)
-	if err != nil {
+	var rejected *CmdError
+	if errors.As(err, &rejected) {
 		return fmt.Errorf("bird rejected the configuration: %w", err)
+	}
+	if err != nil {
+		return fmt.Errorf("bird: configure check: %w", err)
 	}
 	if !hasCode(lines, codeConfigOK) {
 		return fmt.Errorf("bird: configure check: unexpected reply %s", replyText(lines))
