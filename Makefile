@@ -16,12 +16,16 @@ export PATH := $(TOOLS_BIN):$(PATH)
 CHART := charts/meshrr
 EX := examples
 
-.PHONY: help test deps tools unit lint bench fuzz build base images images-smoke chart-lint chart-docs chart-docs-check kind-images e2e
+.PHONY: help test deps tools unit lint bench fuzz build base images images-smoke chart-lint chart-docs chart-docs-check kind-images e2e demo
+
+demo: kind-images images tools ## kind cluster with the 2-regions example; prints BGP sessions (DEMO_TEARDOWN=1 removes it after)
+	@tests/kind/demo.sh
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-test: deps tools lint chart-lint chart-docs-check unit images-smoke e2e ## everything CI runs (see README)
+test: ## everything CI runs, phase by phase with durations (see README)
+	@tests/tools/run-tests.sh
 
 deps: ## install what the tests need (bird2, docker.io, debootstrap) and start dockerd when missing
 	@tests/tools/host-deps.sh

@@ -161,42 +161,29 @@ type Router struct {
 	Addr netip.Addr
 }
 
-// startRouter runs FRR with bgpd on the kind network (address assigned by
-// Docker), routes to the pod networks through the nodes, and the given
-// frr.conf body.
+// startRouter runs an FRR router on the kind network with the given
+// frr.conf body (tests/kind/router.sh owns how).
 func startRouter(t *testing.T, name string, conf string) *Router {
 	t.Helper()
-	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "daemons"), []byte("bgpd=yes\nzebra=yes\nstaticd=yes\nvtysh_enable=yes\nzebra_options=\" -A 127.0.0.1\"\nbgpd_options=\" -A 127.0.0.1\"\nstaticd_options=\"-A 127.0.0.1\"\n"), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "frr.conf"), []byte("frr defaults traditional\nhostname "+name+"\nlog stdout\n"+conf), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "vtysh.conf"), []byte(""), 0o644))
-	var routes []string
-	out, err := exec.Command("kubectl", "--kubeconfig", kubeconfig, "get", "nodes", "-o", `jsonpath={range .items[*]}{.spec.podCIDR} {.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}`).Output()
+	body := filepath.Join(t.TempDir(), "frr.conf")
+	require.NoError(t, os.WriteFile(body, []byte(conf), 0o644))
+	cmd := exec.Command("bash", filepath.Join(repoRoot, "tests", "kind", "router.sh"), "start", name, body)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "FRR_IMAGE="+frrImage)
+	out, err := cmd.Output()
+	require.NoError(t, err, "start router %s", name)
+	f := strings.Fields(string(out))
+	require.Len(t, f, 2, "router.sh start printed %q", out)
+	addr, err := netip.ParseAddr(f[1])
 	require.NoError(t, err)
-	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if f := strings.Fields(l); len(f) == 2 {
-			routes = append(routes, fmt.Sprintf("ip route replace %s via %s", f[0], f[1]))
-		}
-	}
-	full := "e2e-" + name + "-" + strings.ToLower(random.UniqueId())
-	cmd := strings.Join(append(routes, "chown -R frr:frr /etc/frr", "/usr/lib/frr/frrinit.sh start", "exec sleep infinity"), " && ")
-	args := []string{"run", "-d", "--name", full, "--network", "kind",
-		"--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW", "--cap-add", "SYS_ADMIN",
-		"-v", dir + ":/etc/frr", "--entrypoint", "bash", frrImage, "-c", cmd}
-	out, err = exec.Command("docker", args...).CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	r := &Router{Name: f[0], Addr: addr}
 	t.Cleanup(func() {
 		if t.Failed() {
-			o, _ := exec.Command("docker", "exec", full, "vtysh", "-c", "show bgp summary", "-c", "show bgp ipv4 unicast").CombinedOutput()
+			o, _ := exec.Command("docker", "exec", r.Name, "vtysh", "-c", "show bgp summary", "-c", "show bgp ipv4 unicast").CombinedOutput()
 			t.Logf("=== router %s\n%s", name, o)
 		}
-		_ = exec.Command("docker", "rm", "-f", full).Run()
+		_ = exec.Command("bash", filepath.Join(repoRoot, "tests", "kind", "router.sh"), "stop", r.Name).Run()
 	})
-	ip, err := exec.Command("docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", full).Output()
-	require.NoError(t, err)
-	addr, err := netip.ParseAddr(strings.TrimSpace(string(ip)))
-	require.NoError(t, err, "router %s address %q", name, ip)
-	return &Router{Name: full, Addr: addr}
+	return r
 }
 
 // Route is a prefix in a router's BGP table (best path).
@@ -208,7 +195,7 @@ type Route struct {
 
 // routes reads the router's IPv4 BGP table.
 func (r *Router) routes() (map[string]Route, error) {
-	out, err := exec.Command("docker", "exec", r.Name, "vtysh", "-c", "show bgp ipv4 unicast json").Output()
+	out, err := exec.Command("bash", filepath.Join(repoRoot, "tests", "kind", "router.sh"), "routes", r.Name).Output()
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 mkdir -p "$KIND_WORK/bin"
 
 step_start=$(date +%s)
-log() { echo "kind-images [$(( $(date +%s) - step_start ))s] $*"; }
+log() { echo "$(basename "$0" .sh) [$(( $(date +%s) - step_start ))s] $*"; }
 
 # stamp KEY: has this exact build (KEY names inputs and versions) been done?
 done_already() { [ "$(cat "$KIND_WORK/.stamp-$1" 2>/dev/null)" = "$2" ]; }

@@ -8,6 +8,8 @@ need=()
 command -v bird >/dev/null 2>&1 || need+=(bird2)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v jq >/dev/null 2>&1 || need+=(jq)
+command -v column >/dev/null 2>&1 || need+=(bsdextrautils)
 if [ ${#need[@]} -gt 0 ]; then
   echo "host-deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# FRR routers outside the cluster, on the kind Docker network, for the e2e
+# tests and the demo.
+#   router.sh start NAME FRR_CONF_BODY_FILE   prints "CONTAINER ADDRESS"
+#   router.sh routes CONTAINER                the IPv4 BGP table as JSON
+#   router.sh stop CONTAINER...
+# start routes the pod networks through the nodes (KUBECONFIG selects the
+# cluster) so the router can reach RR pods, and runs zebra, staticd and bgpd.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+FRR_IMAGE=${FRR_IMAGE:-meshrr/frr:dev}
+case "${1:-}" in
+  start)
+    name=${2:?name}; body=${3:?frr.conf body file}
+    dir=$(mktemp -d /tmp/meshrr-frr.XXXXXX)
+    printf 'bgpd=yes\nzebra=yes\nstaticd=yes\nvtysh_enable=yes\nzebra_options=" -A 127.0.0.1"\nbgpd_options=" -A 127.0.0.1"\nstaticd_options="-A 127.0.0.1"\n' >"$dir/daemons"
+    { printf 'frr defaults traditional\nhostname %s\nlog stdout\n' "$name"; cat "$body"; } >"$dir/frr.conf"
+    : >"$dir/vtysh.conf"
+    routes=$("$KIND_WORK/bin/kubectl" get nodes -o jsonpath='{range .items[*]}{.spec.podCIDR} {.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}' |
+      awk 'NF==2 {printf "ip route replace %s via %s && ", $1, $2}')
+    container="meshrr-frr-$name-$$-$RANDOM"
+    docker run -d --name "$container" --network kind --cap-add NET_ADMIN --cap-add NET_RAW --cap-add SYS_ADMIN \
+      -v "$dir:/etc/frr" --label meshrr.router=1 --entrypoint bash "$FRR_IMAGE" \
+      -c "${routes}chown -R frr:frr /etc/frr && /usr/lib/frr/frrinit.sh start && exec sleep infinity" >/dev/null
+    addr=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$container")
+    echo "$container $addr"
+    ;;
+  routes)
+    docker exec "${2:?container}" vtysh -c 'show bgp ipv4 unicast json'
+    ;;
+  stop)
+    shift
+    for c in "$@"; do docker rm -f "$c" >/dev/null 2>&1 || true; done
+    ;;
+  *) echo "usage: router.sh start NAME CONF | routes CONTAINER | stop CONTAINER..." >&2; exit 2 ;;
+esac

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# `make test`: runs every phase in order, stops at the first failure, and
+# prints how long each phase took.
+set -uo pipefail
+phases=(deps tools lint chart-lint chart-docs-check unit images-smoke e2e demo)
+export DEMO_TEARDOWN=1 # the README's `make demo`, exercised and removed again
+start=$(date +%s)
+summary=()
+report() {
+  echo "==== phase durations"
+  printf '  %s\n' "${summary[@]}"
+  echo "  total              $(( $(date +%s) - start ))s"
+}
+for p in "${phases[@]}"; do
+  s=$(date +%s)
+  echo "==== phase $p"
+  if ! make --no-print-directory "$p"; then
+    summary+=("$(printf '%-18s %5ds  FAILED' "$p" $(( $(date +%s) - s )))")
+    report
+    exit 1
+  fi
+  summary+=("$(printf '%-18s %5ds' "$p" $(( $(date +%s) - s )))")
+done
+report
