@@ -229,9 +229,8 @@ type Timers struct {
 type Reconcile struct {
 	// Debounce coalesces bursts of changes.
 	Debounce Duration `json:"debounce,omitempty"`
-	// Resync re-plans periodically even without changes.
-	Resync Duration `json:"resync,omitempty"`
-	// StatePoll reads session state this often (upstream replacement, readiness).
+	// StatePoll reads session state and re-plans this often (upstream
+	// grace periods and hold-downs expire without any discovery change).
 	StatePoll Duration `json:"statePoll,omitempty"`
 	// RetryMax caps the backoff after failed applies.
 	RetryMax Duration `json:"retryMax,omitempty"`

@@ -55,7 +55,6 @@ func (c *Config) SetDefaults() {
 	setInt(&t.ErrorWaitMax, 30)
 	r := &c.Reconcile
 	setDur(&r.Debounce, 100*time.Millisecond)
-	setDur(&r.Resync, 60*time.Second)
 	setDur(&r.StatePoll, 5*time.Second)
 	setDur(&r.RetryMax, 30*time.Second)
 	setDur(&r.ConfigPoll, 2*time.Second)

@@ -375,7 +375,7 @@ func (c *Config) validateRuntime(e *errs) {
 	for _, d := range []struct {
 		field string
 		v     Duration
-	}{{"debounce", r.Debounce}, {"resync", r.Resync}, {"statePoll", r.StatePoll}, {"retryMax", r.RetryMax}, {"configPoll", r.ConfigPoll}} {
+	}{{"debounce", r.Debounce}, {"statePoll", r.StatePoll}, {"retryMax", r.RetryMax}, {"configPoll", r.ConfigPoll}} {
 		if d.v.Duration <= 0 {
 			e.add("reconcile."+d.field, "must be positive")
 		}

@@ -1,5 +1,5 @@
 // Package reconcile is the agent's loop: it waits for a change (discovery,
-// configuration, session-state poll, resync or retry), coalesces bursts,
+// configuration, the periodic session-state poll, or a retry), coalesces bursts,
 // plans, renders, skips identical configurations and applies the rest,
 // retrying failures with backoff. It owns the only mutable state of the
 // pipeline: the last applied configuration and the upstream hold-downs.
@@ -104,10 +104,11 @@ func (l *Loop) Run(ctx context.Context) error {
 		l.applied = cur
 	}
 	cfg := l.Config.Current()
-	poll := time.NewTicker(cfg.Reconcile.StatePoll.Duration)
+	// the poll also re-plans periodically: upstream grace periods expire
+	// and hold-downs end without any discovery change
+	pollEvery := cfg.Reconcile.StatePoll.Duration
+	poll := time.NewTicker(pollEvery)
 	defer poll.Stop()
-	resync := time.NewTicker(cfg.Reconcile.Resync.Duration)
-	defer resync.Stop()
 	var retry <-chan time.Time
 	backoff := time.Duration(0)
 
@@ -118,10 +119,13 @@ func (l *Loop) Run(ctx context.Context) error {
 		case <-l.Peers.Changes():
 		case <-l.Config.Changes():
 		case <-poll.C:
-		case <-resync.C:
 		case <-retry:
 		}
 		cfg = l.Config.Current()
+		if d := cfg.Reconcile.StatePoll.Duration; d != pollEvery {
+			pollEvery = d
+			poll.Reset(d)
+		}
 		// coalesce a burst (several EndpointSlice updates for one pod event)
 		select {
 		case <-ctx.Done():
