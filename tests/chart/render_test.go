@@ -141,6 +141,10 @@ func checkRelease(t *testing.T, r release) {
 		}
 		assert.Equal(t, []string{"bird", "agent"}, names, w.name)
 		agent := spec.Containers[1]
+		require.NotNil(t, agent.ReadinessProbe, "%s: agent readiness probe", w.name)
+		assert.Equal(t, "/readyz", agent.ReadinessProbe.HTTPGet.Path)
+		assert.Equal(t, "/healthz", agent.LivenessProbe.HTTPGet.Path)
+		assert.Contains(t, spec.Containers[0].LivenessProbe.Exec.Command, "status", "%s: BIRD liveness asks the daemon", w.name)
 		sc := agent.SecurityContext
 		require.NotNil(t, sc)
 		assert.True(t, *sc.RunAsNonRoot && *sc.ReadOnlyRootFilesystem && !*sc.AllowPrivilegeEscalation, "%s: agent must be unprivileged", w.name)
@@ -339,7 +343,8 @@ func TestClientTiersExampleRendersThreeTiers(t *testing.T) {
 }
 
 func TestOptionalResources(t *testing.T) {
-	set := map[string]string{"networkPolicy.enabled": "true", "serviceMonitor.enabled": "true", "groups.core.backend.bird.extraConfig": "protocol static s { ipv4; }"}
+	set := map[string]string{"networkPolicy.enabled": "true", "serviceMonitor.enabled": "true", "groups.core.backend.bird.extraConfig": "protocol static s { ipv4; }",
+		"groups.core.probes.readiness.periodSeconds": "7"}
 	r := render(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, set)
 	checkRelease(t, r)
 	out, err := renderE(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, set)
@@ -347,6 +352,8 @@ func TestOptionalResources(t *testing.T) {
 	assert.Contains(t, out, "kind: ServiceMonitor")
 	assert.Contains(t, out, "kind: NetworkPolicy")
 	assert.Contains(t, out, `- ipBlock: {cidr: "10.244.0.0/16"}`)
+	assert.EqualValues(t, 7, workloads(r)[0].template.Spec.Containers[1].ReadinessProbe.PeriodSeconds, "probe timings are values")
+	assert.EqualValues(t, 2, workloads(r)[0].template.Spec.Containers[1].ReadinessProbe.FailureThreshold, "unset timings keep their defaults")
 	cm := all[*corev1.ConfigMap](r)[0]
 	assert.Equal(t, "protocol static s { ipv4; }", strings.TrimSpace(cm.Data["bird-extra.conf"]))
 	found := false
