@@ -74,6 +74,26 @@ func TestBoundedAssignmentRespectsCapAndDiversity(t *testing.T) {
 			assert.NotEqual(t, side[ids[0]], side[ids[1]], "%s uses one side twice", s)
 		}
 	}
+	// uneven sides (5 a, 4 b): the scarce side serves more, every sibling
+	// still has one member per side
+	_, nine := balanceSets(100, 9)
+	side9 := map[string]string{}
+	for _, c := range nine {
+		side9[c.ID] = c.Side
+	}
+	a9 := AssignBounded(sibs, nine, 2, 0.05)
+	for s, ids := range a9.Choices {
+		if assert.Len(t, ids, 2, s) {
+			assert.NotEqual(t, side9[ids[0]], side9[ids[1]], "%s lost its side diversity", s)
+		}
+	}
+	for _, c := range nine {
+		assert.LessOrEqual(t, a9.Load[c.ID], a9.Caps[c.ID])
+		if c.Side == "b" {
+			assert.Greater(t, a9.Caps[c.ID], a9.Cap, "the scarce side may exceed the global cap")
+		}
+	}
+
 	// more peers wanted than members: each sibling takes all of them
 	few := AssignBounded(sibs[:3], cores[:1], 2, 0.1)
 	for _, ids := range few.Choices {
@@ -105,18 +125,20 @@ func BenchmarkUpstreamBalance(b *testing.B) {
 		c8, c9 []Candidate
 	}{{"sides", sided, sided9}, {"flat", flat(sided), flat(sided9)}} {
 		b.Run(sc.name, func(b *testing.B) {
-			var bounded, hrw float64
+			var bounded, bounded9, hrw float64
 			var movedBounded, movedHRW int
 			for b.Loop() {
 				a8 := AssignBounded(sibs, sc.c8, 2, eps)
 				a9 := AssignBounded(sibs, sc.c9, 2, eps)
 				bounded = maxOverMean(a8.Choices, sc.c8)
+				bounded9 = maxOverMean(a9.Choices, sc.c9)
 				movedBounded = moved(a8.Choices, a9.Choices)
 				h8 := AssignRendezvous(sibs, sc.c8, 2)
 				hrw = maxOverMean(h8, sc.c8)
 				movedHRW = moved(h8, AssignRendezvous(sibs, sc.c9, 2))
 			}
 			b.ReportMetric(bounded, "bounded-max/mean")
+			b.ReportMetric(bounded9, "bounded-max/mean-9-cores")
 			b.ReportMetric(hrw, "rendezvous-max/mean")
 			b.ReportMetric(float64(movedBounded), "bounded-moved-on-9th")
 			b.ReportMetric(float64(movedHRW), "rendezvous-moved-on-9th")

@@ -357,10 +357,11 @@ func refill(self string, keep []string, cands []Candidate, a Assignment, want in
 	}
 	side := func(c Candidate) string { return c.Side }
 	node := func(c Candidate) string { return c.Node }
+	below := func(c Candidate) bool { return a.Load[c.ID] < a.Caps[c.ID] }
 	passes := []func(Candidate) bool{
-		func(c Candidate) bool { return a.Load[c.ID] < a.Cap && !uses(side, c.Side) && !uses(node, c.Node) },
-		func(c Candidate) bool { return a.Load[c.ID] < a.Cap && !uses(node, c.Node) },
-		func(c Candidate) bool { return a.Load[c.ID] < a.Cap },
+		func(c Candidate) bool { return below(c) && !uses(side, c.Side) && !uses(node, c.Node) },
+		func(c Candidate) bool { return below(c) && !uses(node, c.Node) },
+		below,
 		func(Candidate) bool { return true },
 	}
 	for _, p := range passes {

@@ -15,11 +15,12 @@ type Candidate struct {
 }
 
 // Assignment maps each sibling (a downstream RR) to the upstream member IDs
-// it peers with, best first, and records the load cap that was used.
+// it peers with, best first, and records the load caps that were used.
 type Assignment struct {
 	Choices map[string][]string
 	Load    map[string]int
-	Cap     int
+	Cap     int            // ceil((1+eps) * mean)
+	Caps    map[string]int // per member: Cap, or more on a scarce side
 }
 
 type pair struct {
@@ -61,6 +62,28 @@ func AssignBounded(siblings []string, members []Candidate, k int, eps float64) A
 	}
 	kk := min(k, n)
 	a.Cap = int(math.Ceil((1 + eps) * float64(len(siblings)*kk) / float64(n)))
+	// With sides, every sibling wants one member per side: a side with
+	// fewer members (9 cores as 5/4) must serve more each, or siblings lose
+	// their diversity and many choices move. A member's cap is the larger of
+	// the global cap and its side's fair share.
+	perSide := map[string]int{}
+	for _, u := range members {
+		if u.Side == "" {
+			perSide = nil
+			break
+		}
+		perSide[u.Side]++
+	}
+	a.Caps = map[string]int{}
+	capOf := make([]int, n)
+	for ui, u := range members {
+		capOf[ui] = a.Cap
+		if len(perSide) > 1 {
+			share := float64(len(siblings)*kk) / float64(len(perSide)) / float64(perSide[u.Side])
+			capOf[ui] = max(a.Cap, int(math.Ceil((1+eps)*share)))
+		}
+		a.Caps[u.ID] = capOf[ui]
+	}
 
 	pairs := make([]pair, 0, len(siblings)*n)
 	for si, s := range siblings {
@@ -102,7 +125,7 @@ func AssignBounded(siblings []string, members []Candidate, k int, eps float64) A
 			if need == 0 {
 				break
 			}
-			if len(got[pr.s]) >= kk || (p.capped && load[pr.u] >= a.Cap) || has(pr.s, pr.u) || !p.ok(pr.s, pr.u) {
+			if len(got[pr.s]) >= kk || (p.capped && load[pr.u] >= capOf[pr.u]) || has(pr.s, pr.u) || !p.ok(pr.s, pr.u) {
 				continue
 			}
 			got[pr.s] = append(got[pr.s], pr.u)
