@@ -207,9 +207,9 @@ type PolicyRule struct {
 	prefixes    []model.PrefixMatch
 }
 
-// Compiled returns the validated matches.
-func (r *PolicyRule) Compiled() ([]model.Community, []model.PrefixMatch) {
-	return r.communities, r.prefixes
+// Compiled returns the validated prefix and community matches.
+func (r *PolicyRule) Compiled() ([]model.PrefixMatch, []model.Community) {
+	return r.prefixes, r.communities
 }
 
 // Timers in seconds.

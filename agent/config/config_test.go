@@ -52,7 +52,7 @@ func TestRegionFixtureCompilesTypedValues(t *testing.T) {
 	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("172.19.0.0/16"), netip.MustParsePrefix("fd00:19::/64")}, c.Clients[0].CompiledRanges())
 	assert.Equal(t, ClientInternal, c.Clients[0].Type)
 	assert.False(t, *c.Clients[0].NextHopUnchanged)
-	comms, _ := c.Policy[1].Compiled()
+	_, comms := c.Policy[1].Compiled()
 	assert.Equal(t, []model.Community{{A: 65000, B: 102}}, comms)
 }
 

@@ -7,7 +7,8 @@ set -euo pipefail
 need=()
 command -v bird >/dev/null 2>&1 || need+=(bird2)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
-command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+# debootstrap checks Release signatures with the archive keyring (only a recommendation of the package)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap debian-archive-keyring ca-certificates)
 command -v jq >/dev/null 2>&1 || need+=(jq)
 command -v column >/dev/null 2>&1 || need+=(bsdextrautils)
 if [ ${#need[@]} -gt 0 ]; then

@@ -405,7 +405,7 @@ func applyBoundaryRules(c *config.Config, groups []model.PeerGroup) {
 		g := &groups[gi]
 		var exp, imp []model.Rule
 		for _, r := range c.Policy {
-			comms, prefixes := r.Compiled()
+			prefixes, comms := r.Compiled()
 			rule := model.Rule{
 				Name:  r.Name,
 				Match: model.Match{Communities: comms, Prefixes: prefixes},
