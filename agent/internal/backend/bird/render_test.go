@@ -12,58 +12,13 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"sigs.k8s.io/yaml"
 
 	"github.com/meshrr/meshrr/agent/config"
 	"github.com/meshrr/meshrr/agent/internal/model"
-	"github.com/meshrr/meshrr/agent/internal/plan"
+	"github.com/meshrr/meshrr/agent/internal/testutil/fixture"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
-
-// fixture is a golden test input: the agent config, the pod and what
-// discovery found.
-type fixture struct {
-	Self struct {
-		Name      string       `json:"name"`
-		Namespace string       `json:"namespace"`
-		Addrs     []netip.Addr `json:"addrs"`
-	} `json:"self"`
-	Members []struct {
-		Namespace         string       `json:"namespace"`
-		Group             string       `json:"group"`
-		Side              string       `json:"side"`
-		Pod               string       `json:"pod"`
-		Node              string       `json:"node"`
-		Addrs             []netip.Addr `json:"addrs"`
-		UpstreamGroup     string       `json:"upstreamGroup"`
-		UpstreamNamespace string       `json:"upstreamNamespace"`
-	} `json:"members"`
-	Config map[string]any `json:"config"`
-}
-
-func modelFromFixture(t *testing.T, path string) model.Model {
-	t.Helper()
-	raw, err := os.ReadFile(path)
-	require.NoError(t, err)
-	var f fixture
-	require.NoError(t, yaml.UnmarshalStrict(raw, &f))
-	cy, err := yaml.Marshal(f.Config)
-	require.NoError(t, err)
-	cfg, err := config.Parse(cy)
-	require.NoError(t, err)
-	in := plan.Input{Config: cfg, Self: plan.Self{Name: f.Self.Name, Namespace: f.Self.Namespace, Addrs: f.Self.Addrs}}
-	in.Snapshot.Synced = true
-	for _, m := range f.Members {
-		in.Snapshot.Members = append(in.Snapshot.Members, model.Member{
-			Namespace: m.Namespace, Group: m.Group, Side: m.Side, Pod: m.Pod, Node: m.Node, Addrs: m.Addrs,
-			UpstreamGroup: m.UpstreamGroup, UpstreamNamespace: m.UpstreamNamespace,
-		})
-	}
-	res, err := plan.Build(in)
-	require.NoError(t, err)
-	return res.Model
-}
 
 var goldenOptions = Options{Include: []string{config.DefaultBirdInclude}, StrictBind: true}
 
@@ -81,15 +36,11 @@ func birdParse(t *testing.T, conf []byte) {
 }
 
 func TestRenderGolden(t *testing.T) {
-	inputs, err := filepath.Glob("testdata/*.input.yaml")
-	require.NoError(t, err)
-	require.NotEmpty(t, inputs)
-	for _, in := range inputs {
-		name := strings.TrimSuffix(filepath.Base(in), ".input.yaml")
+	for _, name := range fixture.Names(t) {
 		t.Run(name, func(t *testing.T) {
-			got, err := Render(modelFromFixture(t, in), goldenOptions)
+			got, err := Render(fixture.Model(t, name), goldenOptions)
 			require.NoError(t, err)
-			golden := filepath.Join("testdata", name+".golden.conf")
+			golden := filepath.Join("testdata", name+".golden")
 			if *update {
 				require.NoError(t, os.WriteFile(golden, got, 0o644))
 			}
@@ -102,7 +53,7 @@ func TestRenderGolden(t *testing.T) {
 }
 
 func TestRenderIsDeterministic(t *testing.T) {
-	m := modelFromFixture(t, "testdata/region.input.yaml")
+	m := fixture.Model(t, "region")
 	a, err := Render(m, goldenOptions)
 	require.NoError(t, err)
 	for range 20 {
@@ -113,12 +64,12 @@ func TestRenderIsDeterministic(t *testing.T) {
 }
 
 func TestRenderRejectsModelsBIRDCannotRun(t *testing.T) {
-	m := modelFromFixture(t, "testdata/alone.input.yaml")
+	m := fixture.Model(t, "alone")
 	m.RouterID = netip.MustParseAddr("fd00::1")
 	_, err := Render(m, goldenOptions)
 	require.ErrorContains(t, err, "router id")
 
-	m = modelFromFixture(t, "testdata/alone.input.yaml")
+	m = fixture.Model(t, "alone")
 	m.Groups[0].Neighbors = []model.Neighbor{{Addr: netip.MustParseAddr("fd00::2"), ASN: 1}}
 	_, err = Render(m, goldenOptions)
 	require.ErrorContains(t, err, "no ipv6 address")

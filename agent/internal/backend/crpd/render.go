@@ -1,0 +1,221 @@
+// Package crpd is the Juniper cRPD backend. This file renders the model
+// into the Junos configuration of the agent-owned `groups MESHRR` subtree
+// (applied with apply-groups, so operator configuration is never touched),
+// as text for <load-configuration action="replace" format="text">.
+// Statement names follow Juniper's documentation (see the reference in
+// ../shared/reference/daemons.md); no real Junos is available here, so the
+// golden files are checked against that documentation, not a parser.
+package crpd
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"strings"
+	"text/template"
+
+	"github.com/meshrr/meshrr/agent/internal/model"
+)
+
+//go:embed templates/*.tmpl
+var templatesFS embed.FS
+
+var tmpl = template.Must(template.New("junos").Funcs(template.FuncMap{
+	"join": func(s []string) string { return strings.Join(s, " ") },
+}).ParseFS(templatesFS, "templates/*.tmpl"))
+
+// GroupName is the configuration group the agent owns.
+const GroupName = "MESHRR"
+
+type view struct {
+	Group       string
+	RouterID    string
+	ASN         model.ASN
+	BGPGroups   []bgpGroup
+	ASLists     []namedList
+	Communities []namedList
+	Policies    []policy
+}
+
+type bgpGroup struct {
+	Name            string
+	Type            string // internal | external
+	LocalAddress    string
+	HoldTime        int
+	Cluster         string
+	Allow           []string
+	PeerASList      string
+	Multihop        int
+	NoNexthopChange bool
+	Families        []string // inet | inet6
+	Import, Export  string
+	Neighbors       []neighbor
+}
+
+type neighbor struct {
+	Addr        string
+	Description string
+}
+
+type namedList struct {
+	Name    string
+	Members []string
+}
+
+type policy struct {
+	Name  string
+	Terms []term
+}
+
+type term struct {
+	Name string
+	From []string
+	Then []string
+}
+
+// Render turns the model into the MESHRR group. It is pure.
+func Render(m model.Model) ([]byte, error) {
+	if !m.RouterID.Is4() {
+		return nil, fmt.Errorf("crpd: router id %v is not an IPv4 address", m.RouterID)
+	}
+	v := view{Group: GroupName, RouterID: m.RouterID.String(), ASN: m.ASN}
+	comms := map[string]bool{}
+	for _, g := range m.Groups {
+		imp, err := v.addPolicy(g.Name, "import", g.Import, comms)
+		if err != nil {
+			return nil, err
+		}
+		exp, err := v.addPolicy(g.Name, "export", g.Export, comms)
+		if err != nil {
+			return nil, err
+		}
+		asList := ""
+		if g.External && len(g.PeerASNs) > 0 {
+			asList = fmt.Sprintf("%s-%s-peer-as", GroupName, g.Name)
+			var members []string
+			for _, r := range g.PeerASNs {
+				members = append(members, r.String())
+			}
+			v.ASLists = append(v.ASLists, namedList{asList, members})
+		}
+		for _, f := range g.Families() {
+			local, ok := m.LocalAddr(f)
+			if !ok {
+				return nil, fmt.Errorf("crpd: group %s has %s peers but the pod has no %s address", g.Name, f, f)
+			}
+			bg := bgpGroup{
+				Name:         groupName(g.Name, f),
+				Type:         "internal",
+				LocalAddress: local.String(),
+				HoldTime:     m.Timers.Hold,
+				PeerASList:   asList,
+				Families:     []string{map[model.Family]string{model.IPv4: "inet", model.IPv6: "inet6"}[f]},
+				Import:       imp,
+				Export:       exp,
+			}
+			if g.External {
+				bg.Type = "external"
+				bg.Multihop = g.Multihop
+				bg.NoNexthopChange = g.NextHopUnchanged
+			}
+			if g.RRClient {
+				bg.Cluster = g.ClusterID.String()
+			}
+			// Junos takes the subtracted allow list: a peer configured in
+			// another group is never matched by this group's ranges.
+			for _, p := range g.Allow {
+				if model.FamilyOf(p.Addr()) == f {
+					bg.Allow = append(bg.Allow, p.String())
+				}
+			}
+			for _, n := range g.Neighbors {
+				if model.FamilyOf(n.Addr) == f {
+					bg.Neighbors = append(bg.Neighbors, neighbor{n.Addr.String(), n.Name})
+				}
+			}
+			v.BGPGroups = append(v.BGPGroups, bg)
+		}
+	}
+	var buf bytes.Buffer
+	if err := tmpl.ExecuteTemplate(&buf, "meshrr.tmpl", v); err != nil {
+		return nil, fmt.Errorf("crpd: render: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// groupName: the model group for IPv4, "<name>-v6" for its IPv6 sessions
+// (one local-address per BGP group).
+func groupName(name string, f model.Family) string {
+	if f == model.IPv6 {
+		return name + "-v6"
+	}
+	return name
+}
+
+// addPolicy renders a policy-statement and returns its name ("" when the
+// policy accepts everything unchanged).
+func (v *view) addPolicy(group, dir string, p model.Policy, seen map[string]bool) (string, error) {
+	if p.Empty() {
+		return "", nil
+	}
+	ps := policy{Name: fmt.Sprintf("%s-%s-%s", GroupName, group, dir)}
+	for _, r := range p.Rules {
+		t := term{Name: r.Name}
+		if len(r.Match.Prefixes) > 0 && r.Match.DefaultRoute {
+			return "", fmt.Errorf("crpd: rule %s matches prefixes and the default route at once: Junos ORs route-filters", r.Name)
+		}
+		if len(r.Match.Communities) > 0 {
+			var names []string
+			for _, c := range r.Match.Communities {
+				name, member := communityName(c)
+				names = append(names, name)
+				if !seen[name] {
+					seen[name] = true
+					v.Communities = append(v.Communities, namedList{name, []string{member}})
+				}
+			}
+			if len(names) == 1 {
+				t.From = append(t.From, "community "+names[0]+";")
+			} else {
+				t.From = append(t.From, "community [ "+strings.Join(names, " ")+" ];")
+			}
+		}
+		for _, pm := range r.Match.Prefixes {
+			t.From = append(t.From, routeFilter(pm))
+		}
+		if r.Match.DefaultRoute {
+			t.From = append(t.From, "route-filter 0.0.0.0/0 exact;", "route-filter ::/0 exact;")
+		}
+		if r.Action.SetLocalPref != nil {
+			t.Then = append(t.Then, fmt.Sprintf("local-preference %d;", *r.Action.SetLocalPref))
+		}
+		switch {
+		case r.Action.Reject:
+			t.Then = append(t.Then, "reject;")
+		case r.Action.Accept:
+			t.Then = append(t.Then, "accept;")
+		}
+		ps.Terms = append(ps.Terms, t)
+	}
+	final := "accept;"
+	if p.DefaultReject {
+		final = "reject;"
+	}
+	ps.Terms = append(ps.Terms, term{Name: "meshrr-default", Then: []string{final}})
+	v.Policies = append(v.Policies, ps)
+	return ps.Name, nil
+}
+
+func communityName(c model.Community) (name, member string) {
+	if c.Large {
+		return fmt.Sprintf("%s-L-%d-%d-%d", GroupName, c.A, c.B, c.C), fmt.Sprintf("large:%d:%d:%d", c.A, c.B, c.C)
+	}
+	return fmt.Sprintf("%s-C-%d-%d", GroupName, c.A, c.B), fmt.Sprintf("%d:%d", c.A, c.B)
+}
+
+func routeFilter(pm model.PrefixMatch) string {
+	if pm.MaxLen == pm.Prefix.Bits() {
+		return fmt.Sprintf("route-filter %s exact;", pm.Prefix)
+	}
+	return fmt.Sprintf("route-filter %s upto /%d;", pm.Prefix, pm.MaxLen)
+}
