@@ -1,0 +1,92 @@
+package crpd
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func reply(t *testing.T, name string) Reply {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("testdata", name))
+	require.NoError(t, err)
+	r, err := ParseReply(raw)
+	require.NoError(t, err)
+	return r
+}
+
+func TestNestedLoadErrorsAreSurfaced(t *testing.T) {
+	r := reply(t, "load-error.xml")
+	assert.Equal(t, "7", r.MessageID)
+	assert.Equal(t, 1, r.LoadErrorCount)
+	assert.False(t, r.LoadSuccess)
+	err := r.Err()
+	require.Error(t, err)
+	assert.Equal(t, "syntax error at [edit groups MESHRR protocols bgp group mesh] (locl-address)", err.Error())
+}
+
+func TestWarningsDoNotFailALoad(t *testing.T) {
+	r := reply(t, "load-warning.xml")
+	assert.NoError(t, r.Err())
+	assert.True(t, r.LoadSuccess)
+	require.Len(t, r.Warnings, 1)
+	assert.Equal(t, "statement has no effect", r.Warnings[0].Message)
+}
+
+func TestOkBesideANestedCommitErrorIsAFailure(t *testing.T) {
+	r := reply(t, "commit-error-beside-ok.xml")
+	assert.True(t, r.Ok)
+	err := r.CommitErr()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "Missing mandatory statement: 'peer-as'")
+
+	ok, err := ParseReply([]byte(`<rpc-reply message-id="3"><ok/></rpc-reply>`))
+	require.NoError(t, err)
+	assert.NoError(t, ok.Err())
+	assert.ErrorContains(t, ok.CommitErr(), "without commit-success", "<ok/> alone proves no commit")
+
+	assert.NoError(t, reply(t, "commit-success.xml").CommitErr())
+}
+
+func TestLoadErrorCountWithoutDetailsIsStillAnError(t *testing.T) {
+	r, err := ParseReply([]byte(`<rpc-reply><load-configuration-results><load-error-count>2</load-error-count></load-configuration-results></rpc-reply>`))
+	require.NoError(t, err)
+	assert.ErrorContains(t, r.Err(), "2 error(s)")
+	_, err = ParseReply([]byte(`<rpc-reply><ok/>`))
+	assert.Error(t, err, "truncated XML is malformed")
+}
+
+func TestBGPSummaryPeers(t *testing.T) {
+	raw, err := os.ReadFile("testdata/bgp-summary.xml")
+	require.NoError(t, err)
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	peers, err := ParseBGPSummary(raw, now)
+	require.NoError(t, err)
+	assert.Equal(t, []Peer{
+		{Addr: netip.MustParseAddr("10.244.2.7"), AS: 65000, State: "Established", Established: true, Since: now.Add(-3723 * time.Second), FlapCount: 1, Received: 7},
+		{Addr: netip.MustParseAddr("fd00:244::3:10"), AS: 65000, State: "Active", Since: now.Add(-15 * time.Second)},
+	}, peers)
+}
+
+func FuzzParseReply(f *testing.F) {
+	for _, n := range []string{"load-error.xml", "load-warning.xml", "commit-error-beside-ok.xml", "commit-success.xml", "bgp-summary.xml"} {
+		raw, err := os.ReadFile(filepath.Join("testdata", n))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(raw)
+	}
+	f.Add([]byte(`<rpc-reply><rpc-error><error-message>x</error-message></rpc-error></rpc-reply>`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if r, err := ParseReply(data); err == nil {
+			_ = r.Err()
+			_ = r.CommitErr()
+		}
+		_, _ = ParseBGPSummary(data, time.Unix(0, 0))
+	})
+}
