@@ -1,0 +1,381 @@
+package crpd
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// fakeJunos is an in-process NETCONF-over-SSH server that behaves like
+// cRPD's as described in ../shared/reference/daemons.md. Every reply it
+// builds is ASSUMED from Juniper's documentation (none was captured from a
+// device): hello with base:1.0 and the Junos capability after a comment,
+// 1.0 framing (1.1 only when offer11 and the client offers it too),
+// message-id echo, a private candidate per session, load-configuration
+// replace/text with errors nested in load-configuration-results, commit
+// check and commit with commit-results, and a BGP summary derived from the
+// committed configuration.
+type fakeJunos struct {
+	t       testing.TB
+	addr    string
+	clients ssh.PublicKey
+	offer11 bool
+
+	mu        sync.Mutex
+	committed string            // committed MESHRR group text
+	states    map[string]string // peer address -> peer-state (default Active)
+	commits   int
+}
+
+var neighborRE = regexp.MustCompile(`(?m)^\s*neighbor ([0-9a-fA-F:.]+)`)
+
+func startFakeJunos(t testing.TB, offer11 bool) (*fakeJunos, *ssh.ClientConfig) {
+	t.Helper()
+	_, hostPriv, _ := ed25519.GenerateKey(rand.Reader)
+	hostSigner, err := ssh.NewSignerFromKey(hostPriv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, clientPriv, _ := ed25519.GenerateKey(rand.Reader)
+	clientSigner, err := ssh.NewSignerFromKey(clientPriv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeJunos{t: t, clients: clientSigner.PublicKey(), offer11: offer11, states: map[string]string{}}
+	cfg := &ssh.ServerConfig{PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
+		if bytes.Equal(k.Marshal(), f.clients.Marshal()) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("unknown key")
+	}}
+	cfg.AddHostKey(hostSigner)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.addr = ln.Addr().String()
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go f.serveConn(c, cfg)
+		}
+	}()
+	client := &ssh.ClientConfig{
+		User:            "meshrr-agent",
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(clientSigner)},
+		HostKeyCallback: ssh.FixedHostKey(hostSigner.PublicKey()),
+		Timeout:         5 * time.Second,
+	}
+	return f, client
+}
+
+func (f *fakeJunos) setState(peer, state string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.states[peer] = state
+}
+
+func (f *fakeJunos) serveConn(c net.Conn, cfg *ssh.ServerConfig) {
+	defer c.Close()
+	_, chans, reqs, err := ssh.NewServerConn(c, cfg)
+	if err != nil {
+		return
+	}
+	go ssh.DiscardRequests(reqs)
+	for nc := range chans {
+		if nc.ChannelType() != "session" {
+			_ = nc.Reject(ssh.UnknownChannelType, "only sessions")
+			continue
+		}
+		ch, requests, err := nc.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			for r := range requests {
+				ok := r.Type == "subsystem" && len(r.Payload) >= 4 && string(r.Payload[4:]) == "netconf"
+				_ = r.Reply(ok, nil)
+				if ok {
+					go f.serveNetconf(ch)
+				}
+			}
+		}()
+	}
+}
+
+const (
+	eom10 = "]]>]]>"
+	eom11 = "\n##\n"
+)
+
+// session is one NETCONF session's state.
+type session struct {
+	chunked bool
+	private *string // private candidate, nil when not open
+}
+
+func (f *fakeJunos) serveNetconf(ch ssh.Channel) {
+	defer ch.Close()
+	caps := `<capability>urn:ietf:params:netconf:base:1.0</capability><capability>http://xml.juniper.net/netconf/junos/1.0</capability>`
+	if f.offer11 {
+		caps += `<capability>urn:ietf:params:netconf:base:1.1</capability>`
+	}
+	fmt.Fprintf(ch, "<!-- No zombies were killed during the creation of this user interface -->\n<hello xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><capabilities>%s</capabilities><session-id>%d</session-id></hello>%s",
+		caps, 4242, eom10)
+	r := bufio.NewReader(ch)
+	hello, err := readUntil(r, eom10)
+	if err != nil {
+		return
+	}
+	s := &session{chunked: f.offer11 && strings.Contains(hello, "urn:ietf:params:netconf:base:1.1")}
+	for {
+		var msg string
+		if s.chunked {
+			msg, err = readChunked(r)
+		} else {
+			msg, err = readUntil(r, eom10)
+		}
+		if err != nil {
+			return
+		}
+		reply, close := f.handle(s, msg)
+		if s.chunked {
+			// two chunks, so that a client keeping chunk headers breaks the XML
+			half := len(reply) / 2
+			fmt.Fprintf(ch, "\n#%d\n%s\n#%d\n%s%s", half, reply[:half], len(reply)-half, reply[half:], eom11)
+		} else {
+			io.WriteString(ch, reply+eom10)
+		}
+		if close {
+			return
+		}
+	}
+}
+
+func readUntil(r *bufio.Reader, delim string) (string, error) {
+	var b strings.Builder
+	for {
+		c, err := r.ReadByte()
+		if err != nil {
+			return "", err
+		}
+		b.WriteByte(c)
+		if strings.HasSuffix(b.String(), delim) {
+			return strings.TrimSuffix(b.String(), delim), nil
+		}
+	}
+}
+
+func readChunked(r *bufio.Reader) (string, error) {
+	var b strings.Builder
+	for {
+		line, err := readUntil(r, "\n")
+		if err != nil {
+			return "", err
+		}
+		if line == "" {
+			continue
+		}
+		if line == "##" {
+			return b.String(), nil
+		}
+		if !strings.HasPrefix(line, "#") {
+			return "", fmt.Errorf("bad chunk header %q", line)
+		}
+		n, err := strconv.Atoi(line[1:])
+		if err != nil {
+			return "", err
+		}
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return "", err
+		}
+		b.Write(buf)
+	}
+}
+
+type rpcEnvelope struct {
+	MessageID string `xml:"message-id,attr"`
+	Inner     []byte `xml:",innerxml"`
+}
+
+func (f *fakeJunos) handle(s *session, msg string) (string, bool) {
+	var env rpcEnvelope
+	if err := xml.Unmarshal([]byte(msg), &env); err != nil {
+		return rpcReply("", rpcErrorXML("error", "", "malformed rpc", "")), false
+	}
+	body := strings.TrimSpace(string(env.Inner))
+	id := env.MessageID
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case strings.HasPrefix(body, "<open-configuration"):
+		empty := f.committed
+		s.private = &empty
+		return rpcReply(id, "<ok/>"), false
+	case strings.HasPrefix(body, "<load-configuration"):
+		if s.private == nil {
+			return rpcReply(id, "<load-configuration-results>"+rpcErrorXML("error", "", "configuration database not open", "")+"<load-error-count>1</load-error-count></load-configuration-results>"), false
+		}
+		text := between(body, "<configuration-text>", "</configuration-text>")
+		text = xmlUnescape(text)
+		if bad := junosSyntaxError(text); bad != "" {
+			return rpcReply(id, "<load-configuration-results>"+rpcErrorXML("error", "[edit groups MESHRR]", "syntax error", bad)+"<load-error-count>1</load-error-count></load-configuration-results>"), false
+		}
+		*s.private = text
+		return rpcReply(id, "<load-configuration-results><load-success/></load-configuration-results>"), false
+	case strings.HasPrefix(body, "<commit-configuration"):
+		if s.private == nil {
+			return rpcReply(id, rpcErrorXML("error", "", "configuration database not open", "")), false
+		}
+		if msg := junosCommitError(*s.private); msg != "" {
+			return rpcReply(id, "<commit-results><routing-engine><name>re0</name>"+rpcErrorXML("error", "[edit protocols bgp]", msg, "")+"</routing-engine></commit-results>"), false
+		}
+		if strings.Contains(body, "<check/>") {
+			return rpcReply(id, "<commit-results><routing-engine><name>re0</name><commit-check-success/></routing-engine></commit-results>"), false
+		}
+		f.committed = *s.private
+		f.commits++
+		return rpcReply(id, "<commit-results><routing-engine><name>re0</name><commit-success/></routing-engine></commit-results>"), false
+	case strings.HasPrefix(body, "<close-configuration"):
+		s.private = nil
+		return rpcReply(id, "<ok/>"), false
+	case strings.HasPrefix(body, "<get-bgp-summary-information"):
+		var b strings.Builder
+		b.WriteString(`<bgp-information xmlns="http://xml.juniper.net/junos/23.4R1/junos-routing">`)
+		for _, m := range neighborRE.FindAllStringSubmatch(f.committed, -1) {
+			st := f.states[m[1]]
+			if st == "" {
+				st = "Active"
+			}
+			fmt.Fprintf(&b, `<bgp-peer junos:style="terse"><peer-address>%s</peer-address><peer-as>65000</peer-as><flap-count>0</flap-count><elapsed-time junos:seconds="42">42</elapsed-time><peer-state>%s</peer-state></bgp-peer>`, m[1], st)
+		}
+		b.WriteString("</bgp-information>")
+		return rpcReply(id, b.String()), false
+	case strings.HasPrefix(body, "<close-session"):
+		return rpcReply(id, "<ok/>"), true
+	}
+	return rpcReply(id, rpcErrorXML("error", "", "syntax error, expecting <rpc> method", body)), false
+}
+
+func rpcReply(id, inner string) string {
+	return fmt.Sprintf(`<rpc-reply xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" xmlns:junos="http://xml.juniper.net/junos/23.4R1/junos" message-id=%q>%s</rpc-reply>`, id, inner)
+}
+
+func rpcErrorXML(sev, path, msg, bad string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "<rpc-error><error-type>protocol</error-type><error-tag>operation-failed</error-tag><error-severity>%s</error-severity>", sev)
+	if path != "" {
+		fmt.Fprintf(&b, "<error-path>%s</error-path>", path)
+	}
+	if bad != "" {
+		fmt.Fprintf(&b, "<error-info><bad-element>%s</bad-element></error-info>", xmlEscape(bad))
+	}
+	fmt.Fprintf(&b, "<error-message>%s</error-message></rpc-error>", msg)
+	return b.String()
+}
+
+func between(s, a, b string) string {
+	_, rest, ok := strings.Cut(s, a)
+	if !ok {
+		return ""
+	}
+	in, _, _ := strings.Cut(rest, b)
+	return in
+}
+
+func xmlEscape(s string) string {
+	var b bytes.Buffer
+	_ = xml.EscapeText(&b, []byte(s))
+	return b.String()
+}
+
+func xmlUnescape(s string) string {
+	var v struct {
+		T string `xml:",chardata"`
+	}
+	if err := xml.Unmarshal([]byte("<x>"+s+"</x>"), &v); err != nil {
+		return s
+	}
+	return v.T
+}
+
+// junosStatements are the first words the renderer may use; anything else
+// is a syntax error, as Junos would report an unknown statement.
+var junosStatements = map[string]bool{
+	"groups": true, "replace:": true, "MESHRR": true, "routing-options": true, "router-id": true,
+	"autonomous-system": true, "protocols": true, "bgp": true, "group": true, "type": true,
+	"local-address": true, "hold-time": true, "cluster": true, "multihop": true, "ttl": true,
+	"no-nexthop-change": true, "family": true, "unicast": true, "import": true, "export": true,
+	"peer-as-list": true, "allow": true, "neighbor": true, "description": true, "policy-options": true,
+	"as-list": true, "community": true, "policy-statement": true, "term": true, "from": true,
+	"then": true, "route-filter": true, "reject": true, "accept": true, "local-preference": true,
+	"}": true, "/*": true, "*/": true,
+}
+
+func junosSyntaxError(text string) string {
+	depth := 0
+	inComment := false
+	for _, line := range strings.Split(text, "\n") {
+		l := strings.TrimSpace(line)
+		if l == "" {
+			continue
+		}
+		if inComment || strings.HasPrefix(l, "/*") {
+			inComment = !strings.HasSuffix(l, "*/")
+			continue
+		}
+		depth += strings.Count(l, "{") - strings.Count(l, "}")
+		if depth < 0 {
+			return l
+		}
+		if w := strings.TrimSuffix(strings.Fields(l)[0], ";"); !junosStatements[w] {
+			return w
+		}
+		if !strings.HasSuffix(l, ";") && !strings.HasSuffix(l, "{") && !strings.HasSuffix(l, "}") {
+			return l
+		}
+	}
+	if depth != 0 {
+		return "missing }"
+	}
+	return ""
+}
+
+// junosCommitError: the commit-time check this fake knows, as documented:
+// an external group needs peer-as or peer-as-list.
+func junosCommitError(text string) string {
+	for _, g := range strings.Split(text, "group ")[1:] {
+		if strings.Contains(g, "type external;") && !strings.Contains(g, "peer-as") {
+			return "Missing mandatory statement: 'peer-as'"
+		}
+	}
+	return ""
+}
+
+func newTestSigner(t testing.TB) (ed25519.PublicKey, ssh.Signer, error) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := ssh.NewSignerFromKey(priv)
+	return pub, s, err
+}
