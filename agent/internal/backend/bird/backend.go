@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshrr/meshrr/agent/config"
+	"github.com/meshrr/meshrr/agent/internal/fileutil"
 	"github.com/meshrr/meshrr/agent/internal/model"
 )
 
@@ -68,7 +69,10 @@ func (b *Backend) WriteBootstrap(routerID netip.Addr) (written bool, err error) 
 	if err := os.MkdirAll(filepath.Dir(b.configFile), 0o755); err != nil {
 		return false, fmt.Errorf("bird: %w", err)
 	}
-	return true, writeAtomic(b.configFile, Bootstrap(routerID, b.opts.Include))
+	if err := fileutil.WriteAtomic(b.configFile, Bootstrap(routerID, b.opts.Include)); err != nil {
+		return false, fmt.Errorf("bird: %w", err)
+	}
+	return true, nil
 }
 
 // Name implements backend.Backend.
@@ -96,8 +100,8 @@ func (b *Backend) Current(context.Context) ([]byte, error) {
 // live file.
 func (b *Backend) Apply(ctx context.Context, cfg []byte) error {
 	next := b.configFile + ".next"
-	if err := writeAtomic(next, cfg); err != nil {
-		return err
+	if err := fileutil.WriteAtomic(next, cfg); err != nil {
+		return fmt.Errorf("bird: %w", err)
 	}
 	lines, err := b.client.Cmd(ctx, `configure check "`+next+`"`)
 	var rejected *CmdError
@@ -117,7 +121,10 @@ func (b *Backend) Apply(ctx context.Context, cfg []byte) error {
 	if !hasCode(lines, codeReconfigured, codeReconfInProgress, codeReconfQueued, codeNothingToDo) {
 		return fmt.Errorf("bird: configure: unexpected reply %s", replyText(lines))
 	}
-	return writeAtomic(b.configFile, cfg)
+	if err := fileutil.WriteAtomic(b.configFile, cfg); err != nil {
+		return fmt.Errorf("bird: %w", err)
+	}
+	return nil
 }
 
 // Sessions implements backend.Backend: every BGP protocol with a neighbour
@@ -178,29 +185,4 @@ func replyText(lines []Line) string {
 		parts = append(parts, fmt.Sprintf("%04d %s", l.Code, l.Text))
 	}
 	return strings.Join(parts, " | ")
-}
-
-// writeAtomic replaces path with data (temp file, fsync, rename).
-func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("bird: write %s: %w", path, err)
-	}
-	defer os.Remove(f.Name())
-	if _, err = f.Write(data); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("bird: write %s: %w", path, err)
-	}
-	return nil
 }

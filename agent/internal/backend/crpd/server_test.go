@@ -38,7 +38,20 @@ type fakeJunos struct {
 	committed string            // committed MESHRR group text
 	states    map[string]string // peer address -> peer-state (default Active)
 	commits   int
+	lockedBy  *session // exclusive lock (configure exclusive)
+	// faults, consumed by the next commit
+	dropCommit  bool          // close the connection on commit, before committing
+	commitDelay time.Duration // answer commits this late
+	truncate    bool          // commit, then send half the reply and close (EOF without delimiter)
 }
+
+// reply actions
+const (
+	send = iota
+	sendClose
+	drop
+	sendHalfClose
+)
 
 var neighborRE = regexp.MustCompile(`(?m)^\s*neighbor ([0-9a-fA-F:.]+)`)
 
@@ -132,7 +145,15 @@ type session struct {
 }
 
 func (f *fakeJunos) serveNetconf(ch ssh.Channel) {
-	defer ch.Close()
+	s := &session{}
+	defer func() {
+		ch.Close()
+		f.mu.Lock()
+		if f.lockedBy == s { // a session's lock ends with it
+			f.lockedBy = nil
+		}
+		f.mu.Unlock()
+	}()
 	caps := `<capability>urn:ietf:params:netconf:base:1.0</capability><capability>http://xml.juniper.net/netconf/junos/1.0</capability>`
 	if f.offer11 {
 		caps += `<capability>urn:ietf:params:netconf:base:1.1</capability>`
@@ -144,7 +165,7 @@ func (f *fakeJunos) serveNetconf(ch ssh.Channel) {
 	if err != nil {
 		return
 	}
-	s := &session{chunked: f.offer11 && strings.Contains(hello, "urn:ietf:params:netconf:base:1.1")}
+	s.chunked = f.offer11 && strings.Contains(hello, "urn:ietf:params:netconf:base:1.1")
 	for {
 		var msg string
 		if s.chunked {
@@ -155,7 +176,14 @@ func (f *fakeJunos) serveNetconf(ch ssh.Channel) {
 		if err != nil {
 			return
 		}
-		reply, close := f.handle(s, msg)
+		reply, action := f.handle(s, msg)
+		switch action {
+		case drop:
+			return
+		case sendHalfClose:
+			io.WriteString(ch, reply[:len(reply)/2])
+			return
+		}
 		if s.chunked {
 			// two chunks, so that a client keeping chunk headers breaks the XML
 			half := len(reply) / 2
@@ -163,7 +191,7 @@ func (f *fakeJunos) serveNetconf(ch ssh.Channel) {
 		} else {
 			io.WriteString(ch, reply+eom10)
 		}
-		if close {
+		if action == sendClose {
 			return
 		}
 	}
@@ -216,47 +244,78 @@ type rpcEnvelope struct {
 	Inner     []byte `xml:",innerxml"`
 }
 
-func (f *fakeJunos) handle(s *session, msg string) (string, bool) {
+func (f *fakeJunos) handle(s *session, msg string) (string, int) {
 	var env rpcEnvelope
 	if err := xml.Unmarshal([]byte(msg), &env); err != nil {
-		return rpcReply("", rpcErrorXML("error", "", "malformed rpc", "")), false
+		return rpcReply("", rpcErrorXML("error", "", "malformed rpc", "")), send
 	}
 	body := strings.TrimSpace(string(env.Inner))
 	id := env.MessageID
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if strings.HasPrefix(body, "<commit-configuration") && !strings.Contains(body, "<check/>") {
+		if f.dropCommit {
+			f.dropCommit = false
+			return "", drop
+		}
+		if d := f.commitDelay; d > 0 {
+			f.commitDelay = 0
+			f.mu.Unlock()
+			time.Sleep(d)
+			f.mu.Lock()
+		}
+	}
 	switch {
+	case strings.HasPrefix(body, "<lock-configuration"):
+		if f.lockedBy != nil && f.lockedBy != s {
+			return rpcReply(id, rpcErrorXML("error", "", "configuration database locked by: meshrr-test terminal p0 (pid 4242)", "")), send
+		}
+		f.lockedBy = s
+		return rpcReply(id, "<ok/>"), send
+	case strings.HasPrefix(body, "<unlock-configuration"):
+		if f.lockedBy == s {
+			f.lockedBy = nil
+		}
+		return rpcReply(id, "<ok/>"), send
 	case strings.HasPrefix(body, "<open-configuration"):
 		empty := f.committed
 		s.private = &empty
-		return rpcReply(id, "<ok/>"), false
+		return rpcReply(id, "<ok/>"), send
 	case strings.HasPrefix(body, "<load-configuration"):
 		if s.private == nil {
-			return rpcReply(id, "<load-configuration-results>"+rpcErrorXML("error", "", "configuration database not open", "")+"<load-error-count>1</load-error-count></load-configuration-results>"), false
+			return rpcReply(id, "<load-configuration-results>"+rpcErrorXML("error", "", "configuration database not open", "")+"<load-error-count>1</load-error-count></load-configuration-results>"), send
 		}
 		text := between(body, "<configuration-text>", "</configuration-text>")
 		text = xmlUnescape(text)
 		if bad := junosSyntaxError(text); bad != "" {
-			return rpcReply(id, "<load-configuration-results>"+rpcErrorXML("error", "[edit groups MESHRR]", "syntax error", bad)+"<load-error-count>1</load-error-count></load-configuration-results>"), false
+			return rpcReply(id, "<load-configuration-results>"+rpcErrorXML("error", "[edit groups MESHRR]", "syntax error", bad)+"<load-error-count>1</load-error-count></load-configuration-results>"), send
 		}
 		*s.private = text
-		return rpcReply(id, "<load-configuration-results><load-success/></load-configuration-results>"), false
+		return rpcReply(id, "<load-configuration-results><load-success/></load-configuration-results>"), send
 	case strings.HasPrefix(body, "<commit-configuration"):
 		if s.private == nil {
-			return rpcReply(id, rpcErrorXML("error", "", "configuration database not open", "")), false
+			return rpcReply(id, rpcErrorXML("error", "", "configuration database not open", "")), send
 		}
 		if msg := junosCommitError(*s.private); msg != "" {
-			return rpcReply(id, "<commit-results><routing-engine><name>re0</name>"+rpcErrorXML("error", "[edit protocols bgp]", msg, "")+"</routing-engine></commit-results>"), false
+			return rpcReply(id, "<commit-results><routing-engine><name>re0</name>"+rpcErrorXML("error", "[edit protocols bgp]", msg, "")+"</routing-engine></commit-results>"), send
 		}
 		if strings.Contains(body, "<check/>") {
-			return rpcReply(id, "<commit-results><routing-engine><name>re0</name><commit-check-success/></routing-engine></commit-results>"), false
+			return rpcReply(id, "<commit-results><routing-engine><name>re0</name><commit-check-success/></routing-engine></commit-results>"), send
+		}
+		if f.lockedBy != nil && f.lockedBy != s {
+			return rpcReply(id, "<commit-results><routing-engine><name>re0</name>"+rpcErrorXML("error", "", "configuration database locked by: meshrr-test terminal p0 (pid 4242)", "")+"</routing-engine></commit-results>"), send
 		}
 		f.committed = *s.private
 		f.commits++
-		return rpcReply(id, "<commit-results><routing-engine><name>re0</name><commit-success/></routing-engine></commit-results>"), false
+		reply := rpcReply(id, "<commit-results><routing-engine><name>re0</name><commit-success/></routing-engine></commit-results>")
+		if f.truncate {
+			f.truncate = false
+			return reply, sendHalfClose
+		}
+		return reply, send
 	case strings.HasPrefix(body, "<close-configuration"):
 		s.private = nil
-		return rpcReply(id, "<ok/>"), false
+		return rpcReply(id, "<ok/>"), send
 	case strings.HasPrefix(body, "<get-bgp-summary-information"):
 		var b strings.Builder
 		b.WriteString(`<bgp-information xmlns="http://xml.juniper.net/junos/23.4R1/junos-routing">`)
@@ -268,11 +327,11 @@ func (f *fakeJunos) handle(s *session, msg string) (string, bool) {
 			fmt.Fprintf(&b, `<bgp-peer junos:style="terse"><peer-address>%s</peer-address><peer-as>65000</peer-as><flap-count>0</flap-count><elapsed-time junos:seconds="42">42</elapsed-time><peer-state>%s</peer-state></bgp-peer>`, m[1], st)
 		}
 		b.WriteString("</bgp-information>")
-		return rpcReply(id, b.String()), false
+		return rpcReply(id, b.String()), send
 	case strings.HasPrefix(body, "<close-session"):
-		return rpcReply(id, "<ok/>"), true
+		return rpcReply(id, "<ok/>"), sendClose
 	}
-	return rpcReply(id, rpcErrorXML("error", "", "syntax error, expecting <rpc> method", body)), false
+	return rpcReply(id, rpcErrorXML("error", "", "syntax error, expecting <rpc> method", body)), send
 }
 
 func rpcReply(id, inner string) string {

@@ -1,0 +1,186 @@
+package crpd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/meshrr/meshrr/agent/internal/fileutil"
+	"github.com/meshrr/meshrr/agent/internal/model"
+)
+
+// Backend drives one cRPD over NETCONF.
+type Backend struct {
+	conn *Conn
+	// stateFile keeps the last configuration committed by the agent (in the
+	// pod's volume): after an agent restart an identical one is not loaded
+	// again. cRPD's own rendering of the group differs from ours, so the
+	// committed text cannot be compared directly.
+	stateFile string
+	now       func() time.Time
+
+	mu     sync.Mutex
+	groups map[netip.Addr]string // neighbour -> model group, from the applied text
+	allow  []allowed
+}
+
+type allowed struct {
+	prefix netip.Prefix
+	group  string
+}
+
+// New returns the backend for a cRPD reached through conn.
+func New(conn *Conn, stateFile string) *Backend {
+	b := &Backend{conn: conn, stateFile: stateFile, now: time.Now}
+	if cur, err := os.ReadFile(stateFile); err == nil {
+		b.remember(cur)
+	}
+	return b
+}
+
+// Name implements backend.Backend.
+func (b *Backend) Name() string { return "crpd" }
+
+// Render implements backend.Backend.
+func (b *Backend) Render(m model.Model) ([]byte, error) { return Render(m) }
+
+// Current implements backend.Backend: the last configuration the agent
+// committed.
+func (b *Backend) Current(context.Context) ([]byte, error) {
+	cur, err := os.ReadFile(b.stateFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return cur, err
+}
+
+// Apply loads cfg into a private candidate, checks and commits it. Any
+// error discards the private candidate (and a dropped session discards it
+// too): nothing partial is ever committed.
+func (b *Backend) Apply(ctx context.Context, cfg []byte) error {
+	r, _, err := b.conn.Do(ctx, "<open-configuration><private/></open-configuration>")
+	if err == nil {
+		err = r.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("crpd: open private candidate: %w", err)
+	}
+	step := func(name, rpc string, check func(Reply) error) error {
+		r, _, err := b.conn.Do(ctx, rpc)
+		if err == nil {
+			err = check(r)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	}
+	err = step("crpd rejected the configuration", `<load-configuration action="replace" format="text"><configuration-text>`+xmlText(string(cfg))+`</configuration-text></load-configuration>`, Reply.Err)
+	if err == nil {
+		err = step("crpd: commit check", "<commit-configuration><check/></commit-configuration>", Reply.Err)
+	}
+	if err == nil {
+		err = step("crpd: commit", "<commit-configuration/>", Reply.CommitErr)
+	}
+	// close in any case; after a transport error the session is gone already
+	_, _, cerr := b.conn.Do(ctx, "<close-configuration/>")
+	if err != nil {
+		return err
+	}
+	if cerr != nil {
+		return fmt.Errorf("crpd: close private candidate after commit: %w", cerr)
+	}
+	if err := fileutil.WriteAtomic(b.stateFile, cfg); err != nil {
+		return fmt.Errorf("crpd: %w", err)
+	}
+	b.remember(cfg)
+	return nil
+}
+
+// Sessions implements backend.Backend.
+func (b *Backend) Sessions(ctx context.Context) ([]model.Session, error) {
+	_, raw, err := b.conn.Do(ctx, "<get-bgp-summary-information/>")
+	if err != nil {
+		return nil, err
+	}
+	peers, err := ParseBGPSummary(raw, b.now())
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]model.Session, 0, len(peers))
+	for _, p := range peers {
+		out = append(out, model.Session{
+			Name: p.Addr.String(), Group: b.groupOf(p.Addr), Peer: p.Addr, State: p.State,
+			Established: p.Established, Since: p.Since, Imported: p.Received,
+		})
+	}
+	return out, nil
+}
+
+// Ping implements backend.Backend.
+func (b *Backend) Ping(ctx context.Context) error {
+	r, _, err := b.conn.Do(ctx, "<get-bgp-summary-information/>")
+	if err == nil {
+		err = r.Err()
+	}
+	return err
+}
+
+var (
+	groupRE    = regexp.MustCompile(`^\s*group (\S+) \{`)
+	neighborLn = regexp.MustCompile(`^\s*neighbor ([0-9a-fA-F:.]+)`)
+	allowLn    = regexp.MustCompile(`^\s*allow \[ (.*) \];`)
+)
+
+// remember maps neighbours and allow ranges to model groups from a
+// configuration this package rendered (group "<name>" or "<name>-v6").
+func (b *Backend) remember(cfg []byte) {
+	groups := map[netip.Addr]string{}
+	var allow []allowed
+	cur := ""
+	for _, line := range strings.Split(string(cfg), "\n") {
+		if m := groupRE.FindStringSubmatch(line); m != nil {
+			cur = strings.TrimSuffix(m[1], "-v6")
+		} else if m := neighborLn.FindStringSubmatch(line); m != nil && cur != "" {
+			if a, err := netip.ParseAddr(m[1]); err == nil {
+				groups[a] = cur
+			}
+		} else if m := allowLn.FindStringSubmatch(line); m != nil && cur != "" {
+			for _, f := range strings.Fields(m[1]) {
+				if p, err := netip.ParsePrefix(f); err == nil {
+					allow = append(allow, allowed{p, cur})
+				}
+			}
+		}
+	}
+	b.mu.Lock()
+	b.groups, b.allow = groups, allow
+	b.mu.Unlock()
+}
+
+func (b *Backend) groupOf(a netip.Addr) string {
+	if g, ok := b.groups[a]; ok {
+		return g
+	}
+	for _, al := range b.allow {
+		if al.prefix.Contains(a) {
+			return al.group
+		}
+	}
+	return ""
+}
+
+// xmlText escapes configuration text for <configuration-text>.
+func xmlText(s string) string {
+	r := strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+	return r.Replace(s)
+}

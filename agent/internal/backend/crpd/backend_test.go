@@ -1,0 +1,156 @@
+package crpd
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func newBackend(t *testing.T, srv *fakeJunos, cfg *Conn) *Backend {
+	t.Helper()
+	t.Cleanup(func() { cfg.Close() })
+	return New(cfg, filepath.Join(t.TempDir(), "crpd-applied.conf"))
+}
+
+func golden(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name+".golden"))
+	require.NoError(t, err)
+	return b
+}
+
+func (f *fakeJunos) snapshot() (string, int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.committed, f.commits
+}
+
+func TestApplyCommitsAndSessionsMapToGroups(t *testing.T) {
+	srv, cfg := startFakeJunos(t, false)
+	b := newBackend(t, srv, NewConn(srv.addr, cfg))
+	cur, err := b.Current(context.Background())
+	require.NoError(t, err)
+	assert.Nil(t, cur)
+
+	want := golden(t, "region")
+	require.NoError(t, b.Apply(ctx5(t), want))
+	committed, n := srv.snapshot()
+	assert.Equal(t, string(want), committed)
+	assert.Equal(t, 1, n)
+	cur, err = b.Current(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, want, cur, "the applied configuration is remembered for restarts")
+
+	srv.setState("10.244.2.10", "Established")
+	ss, err := b.Sessions(ctx5(t))
+	require.NoError(t, err)
+	groups := map[string]string{}
+	for _, s := range ss {
+		groups[s.Peer.String()] = s.Group
+		if s.Peer.String() == "10.244.2.10" {
+			assert.True(t, s.Established)
+			assert.WithinDuration(t, time.Now().Add(-42*time.Second), s.Since, 5*time.Second)
+		}
+	}
+	assert.Equal(t, "mesh", groups["10.244.6.1"])
+	assert.Equal(t, "mesh", groups["fd00:244::6:1"], "the -v6 group maps back to its model group")
+	assert.Equal(t, "upstream", groups["10.244.2.10"])
+	require.NoError(t, b.Ping(ctx5(t)))
+
+	// a restarted agent knows the groups from the remembered configuration
+	again := New(NewConn(srv.addr, cfg), b.stateFile)
+	ss, err = again.Sessions(ctx5(t))
+	require.NoError(t, err)
+	assert.NotEmpty(t, ss)
+	for _, s := range ss {
+		assert.NotEmpty(t, s.Group, "%s", s.Peer)
+	}
+}
+
+func TestRejectedLoadCommitsNothing(t *testing.T) {
+	srv, cfg := startFakeJunos(t, false)
+	b := newBackend(t, srv, NewConn(srv.addr, cfg))
+	err := b.Apply(ctx5(t), []byte("groups {\n    replace: MESHRR {\n        protocls {\n        }\n    }\n}\n"))
+	require.ErrorContains(t, err, "crpd rejected the configuration: syntax error")
+	_, n := srv.snapshot()
+	assert.Zero(t, n)
+	cur, _ := b.Current(context.Background())
+	assert.Nil(t, cur, "a rejected configuration is not remembered as applied")
+	// the private candidate was discarded: a good configuration applies next
+	require.NoError(t, b.Apply(ctx5(t), golden(t, "core")))
+}
+
+func TestConnectionDroppedMidCommitLeavesNothingPartialAndConverges(t *testing.T) {
+	srv, cfg := startFakeJunos(t, false)
+	b := newBackend(t, srv, NewConn(srv.addr, cfg))
+	require.NoError(t, b.Apply(ctx5(t), golden(t, "core")))
+	srv.mu.Lock()
+	srv.dropCommit = true
+	srv.mu.Unlock()
+	err := b.Apply(ctx5(t), golden(t, "region"))
+	require.Error(t, err)
+	committed, n := srv.snapshot()
+	assert.Equal(t, string(golden(t, "core")), committed, "nothing of the dropped commit is committed")
+	assert.Equal(t, 1, n)
+	cur, _ := b.Current(context.Background())
+	assert.Equal(t, golden(t, "core"), cur)
+
+	require.NoError(t, b.Apply(ctx5(t), golden(t, "region")), "the agent reconnects and converges")
+	committed, _ = srv.snapshot()
+	assert.Equal(t, string(golden(t, "region")), committed)
+}
+
+func TestSlowCommitIsWaitedFor(t *testing.T) {
+	srv, cfg := startFakeJunos(t, false)
+	b := newBackend(t, srv, NewConn(srv.addr, cfg))
+	srv.mu.Lock()
+	srv.commitDelay = 1500 * time.Millisecond
+	srv.mu.Unlock()
+	start := time.Now()
+	require.NoError(t, b.Apply(ctx5(t), golden(t, "tiers")), "a slow commit within the context's deadline succeeds")
+	assert.GreaterOrEqual(t, time.Since(start), 1500*time.Millisecond)
+
+	srv.mu.Lock()
+	srv.commitDelay = 2 * time.Second
+	srv.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	require.Error(t, b.Apply(ctx, golden(t, "core")), "past the deadline the apply fails instead of hanging")
+}
+
+func TestReplyCutWithoutDelimiterIsAFailureNotASuccess(t *testing.T) {
+	srv, cfg := startFakeJunos(t, false)
+	b := newBackend(t, srv, NewConn(srv.addr, cfg))
+	srv.mu.Lock()
+	srv.truncate = true
+	srv.mu.Unlock()
+	err := b.Apply(ctx5(t), golden(t, "core"))
+	require.Error(t, err, "go-netconf returns the partial data of an EOF without delimiter; it must not read as success")
+	cur, _ := b.Current(context.Background())
+	assert.Nil(t, cur)
+	require.NoError(t, b.Apply(ctx5(t), golden(t, "core")), "re-applying converges (the commit is idempotent)")
+}
+
+func TestAnExclusiveLockBlocksThePrivateCommitUntilReleased(t *testing.T) {
+	srv, cfg := startFakeJunos(t, false)
+	operator := NewConn(srv.addr, cfg)
+	defer operator.Close()
+	r, _, err := operator.Do(ctx5(t), "<lock-configuration/>")
+	require.NoError(t, err)
+	require.NoError(t, r.Err())
+
+	b := newBackend(t, srv, NewConn(srv.addr, cfg))
+	err = b.Apply(ctx5(t), golden(t, "core"))
+	require.ErrorContains(t, err, "configuration database locked")
+	_, n := srv.snapshot()
+	assert.Zero(t, n)
+
+	_, _, err = operator.Do(ctx5(t), "<unlock-configuration/>")
+	require.NoError(t, err)
+	require.NoError(t, b.Apply(ctx5(t), golden(t, "core")))
+}
