@@ -100,6 +100,28 @@ type Identity struct {
 type Backend struct {
 	Type string      `json:"type"`
 	Bird BirdBackend `json:"bird"`
+	CRPD CRPDBackend `json:"crpd"`
+}
+
+// CRPDBackend configures Juniper cRPD, driven over NETCONF.
+type CRPDBackend struct {
+	// Address of cRPD's NETCONF-over-SSH service inside the pod.
+	Address string `json:"address,omitempty"`
+	// User is the login the init step creates for the agent.
+	User string `json:"user,omitempty"`
+	// KeyFile is the agent's ed25519 private key, generated per pod by init.
+	KeyFile string `json:"keyFile,omitempty"`
+	// KnownHostFile stores cRPD's host key on first use; later connections
+	// must present the same key.
+	KnownHostFile string `json:"knownHostFile,omitempty"`
+	// StateFile keeps the last configuration the agent committed.
+	StateFile string `json:"stateFile,omitempty"`
+	// StartupConfig is the juniper.conf init writes when none exists.
+	StartupConfig string `json:"startupConfig,omitempty"`
+	// LicenseFile holds the cRPD licence key (from a Secret).
+	LicenseFile string `json:"licenseFile,omitempty"`
+	// RPCTimeout bounds one NETCONF RPC (commits can be slow).
+	RPCTimeout Duration `json:"rpcTimeout,omitempty"`
 }
 
 // BirdBackend configures BIRD 2.

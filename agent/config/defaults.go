@@ -28,6 +28,14 @@ func (c *Config) SetDefaults() {
 	if b.StrictBind == nil {
 		b.StrictBind = ptr(true)
 	}
+	k := &c.Backend.CRPD
+	setStr(&k.Address, "127.0.0.1:830")
+	setStr(&k.User, "meshrr-agent")
+	setStr(&k.KeyFile, "/run/meshrr/crpd/id_ed25519")
+	setStr(&k.KnownHostFile, "/run/meshrr/crpd/known_host")
+	setStr(&k.StateFile, "/run/meshrr/crpd/applied.conf")
+	setStr(&k.StartupConfig, "/config/juniper.conf")
+	setDur(&k.RPCTimeout, 2*time.Minute)
 	if u := c.Upstream; u != nil {
 		if u.MaxPeers == 0 {
 			u.MaxPeers = DefaultMaxPeers

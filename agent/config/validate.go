@@ -86,6 +86,28 @@ func (c *Config) validateBackend(e *errs) {
 	default:
 		e.add("backend.type", "%q is not a backend: use bird or crpd", c.Backend.Type)
 	}
+	if c.Backend.Type == BackendCRPD {
+		k := c.Backend.CRPD
+		if _, _, err := net.SplitHostPort(k.Address); err != nil {
+			e.add("backend.crpd.address", "%q: use host:port, e.g. 127.0.0.1:830", k.Address)
+		}
+		if k.User == "" {
+			e.add("backend.crpd.user", "required: the login the agent uses")
+		}
+		for _, fp := range [][2]string{{"backend.crpd.keyFile", k.KeyFile}, {"backend.crpd.knownHostFile", k.KnownHostFile},
+			{"backend.crpd.stateFile", k.StateFile}, {"backend.crpd.startupConfig", k.StartupConfig}} {
+			if !filepath.IsAbs(fp[1]) {
+				e.add(fp[0], "%q must be an absolute path", fp[1])
+			}
+		}
+		if k.LicenseFile != "" && !filepath.IsAbs(k.LicenseFile) {
+			e.add("backend.crpd.licenseFile", "%q must be an absolute path", k.LicenseFile)
+		}
+		if k.RPCTimeout.Duration <= 0 {
+			e.add("backend.crpd.rpcTimeout", "must be positive")
+		}
+		return
+	}
 	if c.Backend.Type != BackendBird {
 		return
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/meshrr/meshrr/agent/config"
 	"github.com/meshrr/meshrr/agent/internal/backend"
 	"github.com/meshrr/meshrr/agent/internal/backend/bird"
+	"github.com/meshrr/meshrr/agent/internal/backend/crpd"
 	"github.com/meshrr/meshrr/agent/internal/discovery"
 	"github.com/meshrr/meshrr/agent/internal/events"
 	"github.com/meshrr/meshrr/agent/internal/metrics"
@@ -152,8 +153,15 @@ func newBackend(c *config.Config) (backend.Backend, error) {
 	switch c.Backend.Type {
 	case config.BackendBird:
 		return bird.New(c.Backend.Bird), nil
+	case config.BackendCRPD:
+		k := c.Backend.CRPD
+		sshCfg, err := crpd.SSHConfig(k.User, k.KeyFile, k.KnownHostFile, 10*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		return crpd.New(crpd.NewConn(k.Address, sshCfg).WithRPCTimeout(k.RPCTimeout.Duration), k.StateFile), nil
 	}
-	return nil, fmt.Errorf("backend.type %q is not available in this agent build (supported: bird)", c.Backend.Type)
+	return nil, fmt.Errorf("backend.type %q is not available (supported: bird, crpd)", c.Backend.Type)
 }
 
 // runSessions prints the daemon's sessions as JSON (one array).
@@ -193,17 +201,26 @@ func runInit(cfgPath string, getenv func(string) string, stdout io.Writer) error
 	if err != nil {
 		return err
 	}
-	if c.Backend.Type != config.BackendBird {
-		return fmt.Errorf("init: backend %q is not available in this agent build", c.Backend.Type)
+	var written bool
+	var file string
+	switch c.Backend.Type {
+	case config.BackendBird:
+		file = c.Backend.Bird.ConfigFile
+		written, err = bird.New(c.Backend.Bird).WriteBootstrap(rid)
+	case config.BackendCRPD:
+		k := c.Backend.CRPD
+		file = k.StartupConfig
+		written, err = crpd.Init(k.StartupConfig, k.KeyFile, k.LicenseFile, crpd.Startup{RouterID: rid, ASN: c.ASN(), User: k.User})
+	default:
+		return fmt.Errorf("init: backend %q is not available", c.Backend.Type)
 	}
-	written, err := bird.New(c.Backend.Bird).WriteBootstrap(rid)
 	if err != nil {
 		return err
 	}
 	if written {
-		fmt.Fprintf(stdout, "wrote %s (router id %s)\n", c.Backend.Bird.ConfigFile, rid)
+		fmt.Fprintf(stdout, "wrote %s (router id %s)\n", file, rid)
 	} else {
-		fmt.Fprintf(stdout, "kept the existing %s\n", c.Backend.Bird.ConfigFile)
+		fmt.Fprintf(stdout, "kept the existing %s\n", file)
 	}
 	return nil
 }
@@ -278,7 +295,7 @@ func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(strin
 			// container (the daemon and its sessions are not touched)
 			cancel(fmt.Errorf("watched namespaces changed from %v to %v: restarting the agent to watch them", namespaces, now))
 		}
-		if c.Backend.Type != cfg.Backend.Type || c.Backend.Bird.Socket != cfg.Backend.Bird.Socket || c.Backend.Bird.ConfigFile != cfg.Backend.Bird.ConfigFile {
+		if c.Backend.Type != cfg.Backend.Type || c.Backend.Bird.Socket != cfg.Backend.Bird.Socket || c.Backend.Bird.ConfigFile != cfg.Backend.Bird.ConfigFile || c.Backend.CRPD != cfg.Backend.CRPD {
 			cancel(errors.New("backend settings changed: restarting the agent to use them"))
 		}
 	}

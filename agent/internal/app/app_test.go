@@ -79,18 +79,22 @@ func TestMissingDownwardAPIEnvironmentIsNamed(t *testing.T) {
 	assert.Contains(t, err.Error(), "pass --kubeconfig", "outside a pod the agent says how to connect")
 }
 
-func TestUnknownSubcommandAndCrpdAreClearErrors(t *testing.T) {
+func TestUnknownSubcommandAndCrpdInit(t *testing.T) {
 	_, stderr, err := run(t, env(nil), "frobnicate")
 	require.ErrorContains(t, err, `unknown subcommand "frobnicate"`)
 	assert.Contains(t, stderr, "Usage:")
 	_, _, err = run(t, env(nil))
 	require.ErrorContains(t, err, "subcommand is required")
 
-	cfg := writeConfig(t, "identity: {asn: 65000}\nmesh: {group: core.core}\nbackend: {type: crpd}\n")
-	_, _, err = run(t, env(map[string]string{"POD_NAME": "p", "POD_NAMESPACE": "n", "POD_IP": "10.0.0.1"}), "init", "--config", cfg)
-	require.ErrorContains(t, err, `backend "crpd" is not available`)
+	dir := t.TempDir()
+	cfg := writeConfig(t, fmt.Sprintf("identity: {asn: 65000}\nmesh: {group: core.core}\nbackend: {type: crpd, crpd: {keyFile: %s/id, startupConfig: %s/juniper.conf}}\n", dir, dir))
+	out, _, err := run(t, env(map[string]string{"POD_NAME": "p", "POD_NAMESPACE": "n", "POD_IP": "10.0.0.1"}), "init", "--config", cfg)
+	require.NoError(t, err)
+	assert.Contains(t, out, "juniper.conf (router id 10.0.0.1)")
+	_, _, err = run(t, env(nil), "sessions", "--config", cfg)
+	require.ErrorContains(t, err, "crpd: connect 127.0.0.1:830", "without cRPD running the agent says what it tried")
 
-	out, _, err := run(t, env(nil), "version")
+	out, _, err = run(t, env(nil), "version")
 	require.NoError(t, err)
 	assert.Equal(t, "dev", strings.TrimSpace(out))
 }

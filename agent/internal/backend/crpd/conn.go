@@ -22,8 +22,9 @@ import (
 // errors nested anywhere in a reply, and reconnection: any transport or
 // framing problem drops the session and the next call dials again.
 type Conn struct {
-	addr string
-	ssh  *ssh.ClientConfig
+	addr    string
+	ssh     *ssh.ClientConfig
+	timeout time.Duration // per RPC when the context has no deadline
 
 	mu     sync.Mutex
 	conn   net.Conn
@@ -34,7 +35,14 @@ type Conn struct {
 // NewConn prepares a session to addr (host:port) with the SSH client
 // configuration (user and key); it dials on first use.
 func NewConn(addr string, cfg *ssh.ClientConfig) *Conn {
-	return &Conn{addr: addr, ssh: cfg}
+	return &Conn{addr: addr, ssh: cfg, timeout: 5 * time.Minute}
+}
+
+// WithRPCTimeout sets the bound of one RPC when the caller's context has no
+// deadline (commits can be slow).
+func (c *Conn) WithRPCTimeout(d time.Duration) *Conn {
+	c.timeout = d
+	return c
 }
 
 // Do sends one RPC (the XML inside <rpc>) and returns the parsed reply and
@@ -46,7 +54,7 @@ func (c *Conn) Do(ctx context.Context, rpc string) (Reply, []byte, error) {
 	if err := c.connect(ctx); err != nil {
 		return Reply{}, nil, err
 	}
-	deadline(ctx, c.conn)
+	c.deadline(ctx, c.conn)
 	c.nextID++
 	id := strconv.Itoa(c.nextID)
 	msg := `<rpc xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" message-id="` + id + `">` + rpc + `</rpc>`
@@ -91,7 +99,7 @@ func (c *Conn) connect(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("crpd: connect %s: %w", c.addr, err)
 	}
-	deadline(ctx, conn) // bounds the SSH handshake and the hello exchange
+	c.deadline(ctx, conn) // bounds the SSH handshake and the hello exchange
 	s, err := netconf.NewSSHSession(conn, c.ssh)
 	if err != nil {
 		conn.Close()
@@ -126,10 +134,10 @@ func (c *Conn) chunked() bool {
 	return false
 }
 
-func deadline(ctx context.Context, conn net.Conn) {
+func (c *Conn) deadline(ctx context.Context, conn net.Conn) {
 	d, ok := ctx.Deadline()
 	if !ok {
-		d = time.Now().Add(5 * time.Minute) // a slow commit must still end
+		d = time.Now().Add(c.timeout) // a slow commit must still end
 	}
 	_ = conn.SetDeadline(d)
 }

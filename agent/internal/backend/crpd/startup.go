@@ -1,0 +1,73 @@
+package crpd
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/meshrr/meshrr/agent/internal/fileutil"
+	"github.com/meshrr/meshrr/agent/internal/model"
+)
+
+// Startup is what the startup juniper.conf needs.
+type Startup struct {
+	RouterID  netip.Addr
+	ASN       model.ASN
+	User      string
+	PublicKey string // authorized-key form: "ssh-ed25519 AAAA..."
+	License   string
+	Extra     string // operator additions, verbatim
+}
+
+// RenderStartup renders the startup configuration. It is pure.
+func RenderStartup(s Startup) ([]byte, error) {
+	if strings.ContainsAny(s.License+s.PublicKey, "\"\n") {
+		return nil, errors.New("crpd: licence and key must be single lines without quotes")
+	}
+	var buf bytes.Buffer
+	if err := tmpl.ExecuteTemplate(&buf, "startup.tmpl", s); err != nil {
+		return nil, fmt.Errorf("crpd: render startup: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Init generates the agent's key if needed and writes the startup
+// configuration when none exists (a persistent configuration is kept: the
+// identity arrives with the MESHRR group at the first apply).
+func Init(startupFile, keyFile, licenseFile string, s Startup) (written bool, err error) {
+	signer, _, err := EnsureKey(keyFile)
+	if err != nil {
+		return false, err
+	}
+	if _, err := os.Stat(startupFile); err == nil {
+		return false, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return false, fmt.Errorf("crpd: %w", err)
+	}
+	s.PublicKey = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))
+	if licenseFile != "" {
+		lic, err := os.ReadFile(licenseFile)
+		if err != nil {
+			return false, fmt.Errorf("crpd: licence: %w (mount the licence Secret)", err)
+		}
+		s.License = strings.TrimSpace(string(lic))
+	}
+	out, err := RenderStartup(s)
+	if err != nil {
+		return false, err
+	}
+	if err := os.MkdirAll(filepath.Dir(startupFile), 0o755); err != nil {
+		return false, fmt.Errorf("crpd: %w", err)
+	}
+	if err := fileutil.WriteAtomic(startupFile, out); err != nil {
+		return false, fmt.Errorf("crpd: %w", err)
+	}
+	return true, nil
+}
