@@ -120,6 +120,8 @@ type CRPDBackend struct {
 	StartupConfig string `json:"startupConfig,omitempty"`
 	// LicenseFile holds the cRPD licence key (from a Secret).
 	LicenseFile string `json:"licenseFile,omitempty"`
+	// ExtraConfigFile holds Junos text appended to the startup configuration.
+	ExtraConfigFile string `json:"extraConfigFile,omitempty"`
 	// RPCTimeout bounds one NETCONF RPC (commits can be slow).
 	RPCTimeout Duration `json:"rpcTimeout,omitempty"`
 }

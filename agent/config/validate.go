@@ -100,8 +100,10 @@ func (c *Config) validateBackend(e *errs) {
 				e.add(fp[0], "%q must be an absolute path", fp[1])
 			}
 		}
-		if k.LicenseFile != "" && !filepath.IsAbs(k.LicenseFile) {
-			e.add("backend.crpd.licenseFile", "%q must be an absolute path", k.LicenseFile)
+		for _, fp := range [][2]string{{"backend.crpd.licenseFile", k.LicenseFile}, {"backend.crpd.extraConfigFile", k.ExtraConfigFile}} {
+			if fp[1] != "" && !filepath.IsAbs(fp[1]) {
+				e.add(fp[0], "%q must be an absolute path", fp[1])
+			}
 		}
 		if k.RPCTimeout.Duration <= 0 {
 			e.add("backend.crpd.rpcTimeout", "must be positive")

@@ -139,20 +139,24 @@ func checkRelease(t *testing.T, r release) {
 		for _, c := range spec.Containers {
 			names = append(names, c.Name)
 		}
-		assert.Equal(t, []string{"bird", "agent"}, names, w.name)
+		require.Len(t, names, 2, w.name)
+		assert.Contains(t, []string{"bird", "crpd"}, names[0], w.name)
+		assert.Equal(t, "agent", names[1], w.name)
 		agent := spec.Containers[1]
 		require.NotNil(t, agent.ReadinessProbe, "%s: agent readiness probe", w.name)
 		assert.Equal(t, "/readyz", agent.ReadinessProbe.HTTPGet.Path)
 		assert.Equal(t, "/healthz", agent.LivenessProbe.HTTPGet.Path)
-		assert.Contains(t, spec.Containers[0].LivenessProbe.Exec.Command, "status", "%s: BIRD liveness asks the daemon", w.name)
 		sc := agent.SecurityContext
 		require.NotNil(t, sc)
 		assert.True(t, *sc.RunAsNonRoot && *sc.ReadOnlyRootFilesystem && !*sc.AllowPrivilegeEscalation, "%s: agent must be unprivileged", w.name)
 		assert.Equal(t, []corev1.Capability{"ALL"}, sc.Capabilities.Drop)
-		bird := spec.Containers[0].SecurityContext
-		assert.ElementsMatch(t, []corev1.Capability{"NET_BIND_SERVICE", "SETGID", "CHOWN"}, bird.Capabilities.Add, "%s: bird gets only what it needs", w.name)
-		assert.False(t, *bird.AllowPrivilegeEscalation)
-		assert.Nil(t, bird.Privileged)
+		if names[0] == "bird" {
+			bird := spec.Containers[0].SecurityContext
+			assert.ElementsMatch(t, []corev1.Capability{"NET_BIND_SERVICE", "SETGID", "CHOWN"}, bird.Capabilities.Add, "%s: bird gets only what it needs", w.name)
+			assert.False(t, *bird.AllowPrivilegeEscalation)
+			assert.Nil(t, bird.Privileged)
+			assert.Contains(t, spec.Containers[0].LivenessProbe.Exec.Command, "status", "%s: BIRD liveness asks the daemon", w.name)
+		}
 		var env []string
 		for _, e := range agent.Env {
 			env = append(env, e.Name)
@@ -363,4 +367,42 @@ func TestOptionalResources(t *testing.T) {
 		}
 	}
 	assert.True(t, found, "extra BIRD configuration is mounted into conf.d")
+}
+
+func TestCRPDBackendRendersTheDaemonLicenceAndStartupVolumes(t *testing.T) {
+	set := map[string]string{
+		"groups.core.backend.type":                    "crpd",
+		"groups.core.backend.crpd.image":              "crpd:23.4R1",
+		"groups.core.backend.crpd.licenseSecret.name": "crpd-license",
+		"groups.core.backend.crpd.extraConfig":        "system { syslog { file messages { any notice; } } }",
+	}
+	r := render(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, set)
+	checkRelease(t, r)
+	cfg := agentConfigs(t, r)["core-meshrr-core"]
+	assert.Equal(t, config.BackendCRPD, cfg.Backend.Type)
+	assert.Equal(t, "/etc/meshrr/license/license", cfg.Backend.CRPD.LicenseFile)
+	assert.Equal(t, "/etc/meshrr/crpd-extra.conf", cfg.Backend.CRPD.ExtraConfigFile)
+	w := workloads(r)[0]
+	crpd := w.template.Spec.Containers[0]
+	assert.Equal(t, "crpd", crpd.Name)
+	assert.Equal(t, "crpd:23.4R1", crpd.Image)
+	mounts := func(c corev1.Container) map[string]string {
+		m := map[string]string{}
+		for _, v := range c.VolumeMounts {
+			m[v.Name] = v.MountPath
+		}
+		return m
+	}
+	init := w.template.Spec.InitContainers[0]
+	assert.Equal(t, "/config", mounts(init)["crpd-config"], "init writes the startup juniper.conf cRPD reads")
+	assert.Equal(t, "/config", mounts(crpd)["crpd-config"])
+	assert.Equal(t, "/etc/meshrr/license", mounts(init)["crpd-license"], "the licence reaches only the init step")
+	assert.NotContains(t, mounts(w.template.Spec.Containers[1]), "crpd-license")
+	assert.Contains(t, mounts(w.template.Spec.Containers[1]), "run-meshrr", "the agent keeps its key and state in the pod volume")
+	for _, v := range w.template.Spec.Volumes {
+		if v.Name == "crpd-license" {
+			assert.Equal(t, "crpd-license", v.Secret.SecretName)
+		}
+	}
+	assert.Equal(t, int32(830), crpd.LivenessProbe.TCPSocket.Port.IntVal)
 }

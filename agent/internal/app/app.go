@@ -210,7 +210,15 @@ func runInit(cfgPath string, getenv func(string) string, stdout io.Writer) error
 	case config.BackendCRPD:
 		k := c.Backend.CRPD
 		file = k.StartupConfig
-		written, err = crpd.Init(k.StartupConfig, k.KeyFile, k.LicenseFile, crpd.Startup{RouterID: rid, ASN: c.ASN(), User: k.User})
+		st := crpd.Startup{RouterID: rid, ASN: c.ASN(), User: k.User}
+		if k.ExtraConfigFile != "" {
+			extra, rerr := os.ReadFile(k.ExtraConfigFile)
+			if rerr != nil {
+				return fmt.Errorf("backend.crpd.extraConfigFile: %w", rerr)
+			}
+			st.Extra = strings.TrimSpace(string(extra))
+		}
+		written, err = crpd.Init(k.StartupConfig, k.KeyFile, k.LicenseFile, st)
 	default:
 		return fmt.Errorf("init: backend %q is not available", c.Backend.Type)
 	}

@@ -124,7 +124,13 @@ The agent configuration of a group: exactly the file the agent validates
 {{- if $v.identity.routerID }}{{ $_ := set $id "routerID" $v.identity.routerID }}{{ end -}}
 {{- if $v.identity.clusterID }}{{ $_ := set $id "clusterID" $v.identity.clusterID }}{{ end -}}
 {{- $_ := set $cfg "identity" $id -}}
-{{- $_ := set $cfg "backend" (dict "type" $v.backend.type) -}}
+{{- $backend := dict "type" $v.backend.type -}}
+{{- if eq $v.backend.type "crpd" -}}
+{{- $k := dict "licenseFile" (printf "/etc/meshrr/license/%s" ($v.backend.crpd.licenseSecret.key | default "license")) -}}
+{{- if $v.backend.crpd.extraConfig }}{{ $_ := set $k "extraConfigFile" "/etc/meshrr/crpd-extra.conf" }}{{ end -}}
+{{- $_ := set $backend "crpd" $k -}}
+{{- end -}}
+{{- $_ := set $cfg "backend" $backend -}}
 {{- $_ := set $cfg "mesh" (dict "group" .unit.groupID) -}}
 {{- $up := include "meshrr.upstream" (dict "root" .root "values" $v) | fromYaml -}}
 {{- if $up.groupID -}}

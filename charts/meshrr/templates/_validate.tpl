@@ -42,7 +42,6 @@ groups, uniqueness). Every message names the field and says what to do.
 {{- if not $c.image -}}
 {{- fail (printf "%s.backend.crpd.image: required for cRPD: your cRPD image (not distributed with meshrr)" $f) -}}
 {{- end -}}
-{{- fail (printf "%s.backend.type: crpd is not supported by this chart version yet; use bird" $f) -}}
 {{- end -}}
 {{- if and (eq $g.kind "DaemonSet") (hasKey (get $root.Values.groups $name | default dict) "replicas") -}}
 {{- fail (printf "%s.replicas: a DaemonSet runs one pod per selected node; remove replicas or use kind Deployment" $f) -}}
