@@ -89,11 +89,15 @@ func (b *Backend) Apply(ctx context.Context, cfg []byte) error {
 	if err == nil {
 		err = step("crpd: commit", "<commit-configuration/>", Reply.CommitErr)
 	}
-	// close in any case; after a transport error the session is gone already
-	_, _, cerr := b.conn.Do(ctx, "<close-configuration/>")
+	// close the private candidate; after a transport failure the session,
+	// and with it the candidate, is gone already: do not dial just to close
 	if err != nil {
+		if b.conn.Connected() {
+			_, _, _ = b.conn.Do(ctx, "<close-configuration/>")
+		}
 		return err
 	}
+	_, _, cerr := b.conn.Do(ctx, "<close-configuration/>")
 	if cerr != nil {
 		return fmt.Errorf("crpd: close private candidate after commit: %w", cerr)
 	}

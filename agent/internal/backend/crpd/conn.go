@@ -82,6 +82,13 @@ func (c *Conn) Do(ctx context.Context, rpc string) (Reply, []byte, error) {
 	return r, raw, nil
 }
 
+// Connected reports whether a session is up (a failed call drops it).
+func (c *Conn) Connected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.s != nil
+}
+
 // Close ends the session (the server discards a private candidate).
 func (c *Conn) Close() error {
 	c.mu.Lock()
