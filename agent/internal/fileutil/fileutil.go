@@ -2,10 +2,21 @@
 package fileutil
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
+
+// ReadIfExists returns the file's content, or nil when it does not exist.
+func ReadIfExists(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
 
 // WriteAtomic replaces path with data (temp file, fsync, chmod 0644, rename):
 // a reader sees the old or the new content, never a partial one.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -87,11 +86,7 @@ func (b *Backend) Render(m model.Model) ([]byte, error) { return Render(m, b.opt
 // Current returns the configuration file BIRD loads on start: the last one
 // applied successfully.
 func (b *Backend) Current(context.Context) ([]byte, error) {
-	cfg, err := os.ReadFile(b.configFile)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	return cfg, err
+	return fileutil.ReadIfExists(b.configFile)
 }
 
 // Apply writes cfg beside the live file, has BIRD check it, activates it

@@ -2,11 +2,8 @@ package crpd
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/netip"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -39,7 +36,7 @@ type allowed struct {
 // New returns the backend for a cRPD reached through conn.
 func New(conn *Conn, stateFile string) *Backend {
 	b := &Backend{conn: conn, stateFile: stateFile, now: time.Now}
-	if cur, err := os.ReadFile(stateFile); err == nil {
+	if cur, err := fileutil.ReadIfExists(stateFile); err == nil && cur != nil {
 		b.remember(cur)
 	}
 	return b
@@ -54,11 +51,7 @@ func (b *Backend) Render(m model.Model) ([]byte, error) { return Render(m) }
 // Current implements backend.Backend: the last configuration the agent
 // committed.
 func (b *Backend) Current(context.Context) ([]byte, error) {
-	cur, err := os.ReadFile(b.stateFile)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	return cur, err
+	return fileutil.ReadIfExists(b.stateFile)
 }
 
 // Apply loads cfg into a private candidate, checks and commits it. Any
