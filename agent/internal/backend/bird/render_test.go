@@ -40,13 +40,7 @@ func TestRenderGolden(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			got, err := Render(fixture.Model(t, name), goldenOptions)
 			require.NoError(t, err)
-			golden := filepath.Join("testdata", name+".golden")
-			if *update {
-				require.NoError(t, os.WriteFile(golden, got, 0o644))
-			}
-			want, err := os.ReadFile(golden)
-			require.NoError(t, err, "run go test ./agent/internal/backend/bird -run TestRenderGolden -update")
-			assert.Equal(t, string(want), string(got))
+			fixture.Golden(t, filepath.Join("testdata", name+".golden"), got, *update)
 			birdParse(t, got)
 		})
 	}

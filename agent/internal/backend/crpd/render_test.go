@@ -3,7 +3,6 @@ package crpd
 import (
 	"flag"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,13 +27,7 @@ func TestRenderGolden(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			got, err := Render(fixture.Model(t, name))
 			require.NoError(t, err)
-			golden := filepath.Join("testdata", name+".golden")
-			if *update {
-				require.NoError(t, os.WriteFile(golden, got, 0o644))
-			}
-			want, err := os.ReadFile(golden)
-			require.NoError(t, err, "run go test ./agent/internal/backend/crpd -run TestRenderGolden -update")
-			assert.Equal(t, string(want), string(got))
+			fixture.Golden(t, filepath.Join("testdata", name+".golden"), got, *update)
 			assert.Equal(t, strings.Count(string(got), "{"), strings.Count(string(got), "}"), "braces balance")
 		})
 	}

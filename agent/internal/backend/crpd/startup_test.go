@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/meshrr/meshrr/agent/internal/testutil/fixture"
 )
 
 func TestStartupGolden(t *testing.T) {
@@ -17,13 +19,7 @@ func TestStartupGolden(t *testing.T) {
 		PublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExampleExample", License: "JUNOS_LICENSE_KEY",
 		Extra: "protocols {\n    bfd;\n}"})
 	require.NoError(t, err)
-	golden := filepath.Join("testdata", "startup.golden")
-	if *update {
-		require.NoError(t, os.WriteFile(golden, out, 0o644))
-	}
-	want, err := os.ReadFile(golden)
-	require.NoError(t, err)
-	assert.Equal(t, string(want), string(out))
+	fixture.Golden(t, filepath.Join("testdata", "startup.golden"), out, *update)
 	assert.Equal(t, strings.Count(string(out), "{"), strings.Count(string(out), "}"))
 	_, err = RenderStartup(Startup{License: "bad\"licence"})
 	assert.Error(t, err)
