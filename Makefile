@@ -45,6 +45,7 @@ chart-lint: tools ## helm lint with every example (and its overlays) and ct lint
 	helm lint $(CHART) -n lothlorien -f $(EX)/2regions-hrr/values.yaml -f $(EX)/2regions-hrr/values-lothlorien.yaml
 	helm lint $(CHART) -n mirkwood -f $(EX)/2regions-hrr/values.yaml -f $(EX)/2regions-hrr/values-mirkwood.yaml
 	helm lint $(CHART) -n rs -f $(EX)/route-servers/values.yaml
+	helm lint $(CHART) -n rs -f $(EX)/route-servers/values.yaml -f $(EX)/route-servers/values-crpd-evpn.yaml
 	helm lint $(CHART) -n edge -f $(EX)/client-tiers/values.yaml
 	ct lint --config ct.yaml
 

@@ -40,6 +40,13 @@ const (
 	TierDefault = "default"
 )
 
+// NLRI families carried by every session (besides the session's own address
+// family, which decides between IPv4 and IPv6 unicast).
+const (
+	FamilyUnicast = "unicast" // IPv4 unicast on IPv4 sessions, IPv6 unicast on IPv6 sessions
+	FamilyEVPN    = "evpn"    // L2VPN EVPN (AFI 25, SAFI 70); backend crpd only
+)
+
 // Policy rule actions and well-known targets.
 const (
 	ActionContinue = ""
@@ -65,6 +72,8 @@ type Config struct {
 	Clients []Client `json:"clients,omitempty"`
 	// Policy rules applied at group boundaries, in order.
 	Policy []PolicyRule `json:"policy,omitempty"`
+	// Families the sessions carry: unicast (default) and/or evpn (crpd only).
+	Families []string `json:"families,omitempty"`
 	// Timers for every session.
 	Timers Timers `json:"timers"`
 	// Reconcile tunes the loop.

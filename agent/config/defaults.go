@@ -54,6 +54,9 @@ func (c *Config) SetDefaults() {
 			cl.NextHopUnchanged = ptr(cl.Type == ClientExternal)
 		}
 	}
+	if c.Families == nil {
+		c.Families = []string{FamilyUnicast}
+	}
 	t := &c.Timers
 	setInt(&t.ConnectDelay, 1) // BIRD's default 5 s delays every new mesh session
 	setInt(&t.ConnectRetry, 5)

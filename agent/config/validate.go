@@ -37,6 +37,7 @@ func (c *Config) Validate() error {
 	c.validateUpstream(&e)
 	c.validateClients(&e)
 	c.validatePolicy(&e)
+	c.validateFamilies(&e)
 	c.validateTimers(&e)
 	c.validateRuntime(&e)
 	return errors.Join(e.list...)
@@ -88,8 +89,10 @@ func (c *Config) validateBackend(e *errs) {
 	}
 	if c.Backend.Type == BackendCRPD {
 		k := c.Backend.CRPD
-		if _, _, err := net.SplitHostPort(k.Address); err != nil {
+		if host, _, err := net.SplitHostPort(k.Address); err != nil {
 			e.add("backend.crpd.address", "%q: use host:port, e.g. 127.0.0.1:830", k.Address)
+		} else if a, err := netip.ParseAddr(host); host != "localhost" && (err != nil || !a.IsLoopback()) {
+			e.add("backend.crpd.address", "%q: NETCONF must stay inside the pod: use a loopback address such as 127.0.0.1:830", k.Address)
 		}
 		if k.User == "" {
 			e.add("backend.crpd.user", "required: the login the agent uses")
@@ -128,6 +131,28 @@ func (c *Config) validateBackend(e *errs) {
 		}
 	}
 }
+
+func (c *Config) validateFamilies(e *errs) {
+	if len(c.Families) == 0 {
+		e.add("families", "must not be empty: list unicast and/or evpn")
+	}
+	seen := map[string]bool{}
+	for i, f := range c.Families {
+		field := fmt.Sprintf("families[%d]", i)
+		switch {
+		case f != FamilyUnicast && f != FamilyEVPN:
+			e.add(field, "%q is not a family: use unicast or evpn", f)
+		case seen[f]:
+			e.add(field, "%q is listed twice", f)
+		case f == FamilyEVPN && c.Backend.Type == BackendBird:
+			e.add(field, "evpn needs backend.type crpd: BIRD 2 has no EVPN support; remove evpn or use the crpd backend")
+		}
+		seen[f] = true
+	}
+}
+
+// HasFamily reports whether the sessions carry family f.
+func (c *Config) HasFamily(f string) bool { return slices.Contains(c.Families, f) }
 
 func checkNamespace(e *errs, field, ns string) {
 	if ns != "" && (len(ns) > 63 || !dns1123Label.MatchString(ns)) {

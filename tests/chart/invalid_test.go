@@ -40,6 +40,8 @@ func TestInvalidValuesFailNamingTheField(t *testing.T) {
 		{"unknown backend", with("groups.core.backend.type", "gobgp"), []string{"/groups/core/backend/type", "bird", "crpd"}},
 		{"crpd without licence secret", with("groups.core.backend.type", "crpd", "groups.core.backend.crpd.image", "crpd:23.4"), []string{"groups.core.backend.crpd.licenseSecret.name: required"}},
 		{"crpd without image", with("groups.core.backend.type", "crpd", "groups.core.backend.crpd.licenseSecret.name", "lic"), []string{"groups.core.backend.crpd.image: required"}},
+		{"evpn with bird", with("groups.core.families[0]", "unicast", "groups.core.families[1]", "evpn"), []string{"groups.core.families: evpn needs backend.type crpd"}},
+		{"unknown family", with("groups.core.families[0]", "vpnv4"), []string{"/groups/core/families/0", "unicast", "evpn"}},
 		{"unknown workload kind", with("groups.core.kind", "ReplicaSet"), []string{"/groups/core/kind", "Deployment"}},
 		{"replicas on a DaemonSet", with("groups.core.kind", "DaemonSet", "groups.core.replicas", "3"), []string{"groups.core.replicas: a DaemonSet runs one pod per selected node"}},
 		{"group name not a DNS label", with("groups.Core_1.identity.asn", "1"), []string{"'Core_1' not allowed"}},

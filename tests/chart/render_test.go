@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -333,6 +334,34 @@ func TestRouteServerExampleRendersSidesWithAnycastAddresses(t *testing.T) {
 	assert.Contains(t, out, "autoAssign: false")
 	assert.Contains(t, out, "kind: BGPPeer")
 	assert.Contains(t, out, "apiVersion: metallb.io/v1beta2")
+}
+
+func TestRouteServerEVPNOverlayRendersCRPDWithEVPN(t *testing.T) {
+	files := []string{example("route-servers", "values.yaml"), example("route-servers", "values-crpd-evpn.yaml")}
+	r := render(t, "rs", "rs", files, nil)
+	checkRelease(t, r)
+	cfg := agentConfigs(t, r)["rs-meshrr-rs"]
+	assert.Equal(t, config.BackendCRPD, cfg.Backend.Type)
+	assert.Equal(t, []string{config.FamilyUnicast, config.FamilyEVPN}, cfg.Families)
+	for _, w := range workloads(r) {
+		assert.Equal(t, "crpd", w.template.Spec.Containers[0].Name)
+	}
+	// cRPD's NETCONF/SSH listens on the pod address: with backend crpd the
+	// policy is rendered without networkPolicy.enabled and admits only BGP
+	// and metrics
+	nps := all[*networkingv1.NetworkPolicy](r)
+	require.Len(t, nps, 2, "one per side")
+	for _, np := range nps {
+		var ports []int32
+		for _, in := range np.Spec.Ingress {
+			for _, p := range in.Ports {
+				ports = append(ports, p.Port.IntVal)
+			}
+		}
+		assert.ElementsMatch(t, []int32{179, 9479}, ports, "NETCONF (830) and SSH (22) are not admitted")
+	}
+	// BIRD groups get no policy unless asked
+	assert.Empty(t, all[*networkingv1.NetworkPolicy](render(t, "rs", "rs", files[:1], nil)))
 }
 
 func TestClientTiersExampleRendersThreeTiers(t *testing.T) {

@@ -129,6 +129,14 @@ func FamilyOf(a netip.Addr) Family {
 	return IPv6
 }
 
+// NLRI is what a session carries beyond its transport address family.
+type NLRI string
+
+const (
+	NLRIUnicast NLRI = "unicast" // unicast of the session's address family
+	NLRIEVPN    NLRI = "evpn"    // L2VPN EVPN (AFI 25, SAFI 70)
+)
+
 // Role says why a peer group exists.
 type Role string
 
@@ -186,8 +194,10 @@ type PeerGroup struct {
 	Multihop         int        // 0: daemon default
 	NextHopUnchanged bool
 	RouteServer      bool // transparent route server (external clients)
-	Import           Policy
-	Export           Policy
+	// NLRI lists what the sessions carry; nil means unicast only.
+	NLRI   []NLRI
+	Import Policy
+	Export Policy
 }
 
 // Families returns the address families this group carries, from its
@@ -207,6 +217,23 @@ func (g *PeerGroup) Families() []Family {
 	}
 	slices.Sort(fs)
 	return fs
+}
+
+// Carries reports whether the group's sessions carry n.
+func (g *PeerGroup) Carries(n NLRI) bool {
+	if g.NLRI == nil {
+		return n == NLRIUnicast
+	}
+	return slices.Contains(g.NLRI, n)
+}
+
+// EVPNFamily is the transport family whose sessions carry EVPN: IPv4 when
+// the group has IPv4 sessions, else IPv6 (one EVPN session per peer pair).
+func (g *PeerGroup) EVPNFamily() Family {
+	if fs := g.Families(); len(fs) > 0 {
+		return fs[0]
+	}
+	return IPv4
 }
 
 // Neighbor is one explicitly configured peer.

@@ -144,7 +144,12 @@ func Build(in Input) (Result, error) {
 		m.Groups = append(m.Groups, g)
 	}
 	applyBoundaryRules(c, m.Groups)
+	var nlri []model.NLRI
+	for _, f := range c.Families {
+		nlri = append(nlri, model.NLRI(f))
+	}
 	for i := range m.Groups {
+		m.Groups[i].NLRI = nlri
 		slices.SortFunc(m.Groups[i].Neighbors, func(a, b model.Neighbor) int { return a.Addr.Compare(b.Addr) })
 	}
 	slices.SortFunc(m.Groups, func(a, b model.PeerGroup) int { return cmp.Compare(a.Name, b.Name) })

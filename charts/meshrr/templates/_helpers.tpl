@@ -148,6 +148,7 @@ The agent configuration of a group: exactly the file the agent validates
 {{- $_ := set $cfg "clients" $clients -}}
 {{- end -}}
 {{- if $v.policy }}{{ $_ := set $cfg "policy" $v.policy }}{{ end -}}
+{{- if $v.families }}{{ $_ := set $cfg "families" $v.families }}{{ end -}}
 {{- if $v.timers }}{{ $_ := set $cfg "timers" $v.timers }}{{ end -}}
 {{- $_ := set $cfg "status" (dict "listen" (printf ":%v" $v.metricsPort) "readyRequiresEstablished" $v.readyRequiresEstablished) -}}
 {{- toYaml $cfg -}}

@@ -43,6 +43,9 @@ groups, uniqueness). Every message names the field and says what to do.
 {{- fail (printf "%s.backend.crpd.image: required for cRPD: your cRPD image (not distributed with meshrr)" $f) -}}
 {{- end -}}
 {{- end -}}
+{{- if and (has "evpn" ($g.families | default list)) (ne $g.backend.type "crpd") -}}
+{{- fail (printf "%s.families: evpn needs backend.type crpd (BIRD 2 has no EVPN); remove evpn or set %s.backend.type=crpd" $f $f) -}}
+{{- end -}}
 {{- if and (eq $g.kind "DaemonSet") (hasKey (get $root.Values.groups $name | default dict) "replicas") -}}
 {{- fail (printf "%s.replicas: a DaemonSet runs one pod per selected node; remove replicas or use kind Deployment" $f) -}}
 {{- end -}}

@@ -77,6 +77,9 @@ func Render(m model.Model, o Options) ([]byte, error) {
 	}
 	v := view{RouterID: m.RouterID.String(), Include: o.Include}
 	for _, g := range m.Groups {
+		if g.Carries(model.NLRIEVPN) || !g.Carries(model.NLRIUnicast) {
+			return nil, fmt.Errorf("bird: group %s must carry unicast only: BIRD 2 has no EVPN (use the crpd backend)", g.Name)
+		}
 		sym := groupSymbol(g)
 		imp, exp := "all", "all"
 		if lines := filterLines(g.Import, importGuards(g)); lines != nil {

@@ -36,7 +36,7 @@ func birdParse(t *testing.T, conf []byte) {
 }
 
 func TestRenderGolden(t *testing.T) {
-	for _, name := range fixture.Names(t) {
+	for _, name := range fixture.Names(t, "bird") {
 		t.Run(name, func(t *testing.T) {
 			got, err := Render(fixture.Model(t, name), goldenOptions)
 			require.NoError(t, err)
@@ -67,6 +67,10 @@ func TestRenderRejectsModelsBIRDCannotRun(t *testing.T) {
 	m.Groups[0].Neighbors = []model.Neighbor{{Addr: netip.MustParseAddr("fd00::2"), ASN: 1}}
 	_, err = Render(m, goldenOptions)
 	require.ErrorContains(t, err, "no ipv6 address")
+
+	// the config rejects evpn with bird first; the renderer refuses too
+	_, err = Render(fixture.Model(t, "routeservers-evpn"), goldenOptions)
+	require.ErrorContains(t, err, "no EVPN")
 }
 
 func TestProtocolNamesFitBIRDSymbols(t *testing.T) {

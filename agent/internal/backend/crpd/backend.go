@@ -48,11 +48,34 @@ func (b *Backend) Name() string { return "crpd" }
 // Render implements backend.Backend.
 func (b *Backend) Render(m model.Model) ([]byte, error) { return Render(m) }
 
+// committedDigestRPC reads the apply-macro of the committed MESHRR group.
+var committedDigestRPC = `<get-configuration database="committed" format="xml"><configuration><groups><name>` +
+	GroupName + `</name><apply-macro><name>` + MacroName + `</name></apply-macro></groups></configuration></get-configuration>`
+
 // Current implements backend.Backend: the last configuration the agent
-// committed.
-func (b *Backend) Current(context.Context) ([]byte, error) {
-	return fileutil.ReadIfExists(b.stateFile)
+// committed, when cRPD's committed configuration still carries its digest
+// (cRPD may have lost it, or someone replaced the group: then it is
+// applied again).
+func (b *Backend) Current(ctx context.Context) ([]byte, error) {
+	cur, err := fileutil.ReadIfExists(b.stateFile)
+	if err != nil || cur == nil {
+		return cur, err
+	}
+	_, raw, err := b.conn.Do(ctx, committedDigestRPC)
+	if err != nil {
+		return nil, fmt.Errorf("crpd: read the committed %s group: %w", GroupName, err)
+	}
+	got, err := ParseCommittedDigest(raw)
+	if err != nil {
+		return nil, fmt.Errorf("crpd: read the committed %s group: %w", GroupName, err)
+	}
+	if want := DigestOf(cur); got != want {
+		return nil, fmt.Errorf("crpd: the committed %s group (digest %q) is not the agent's last commit (%q)", GroupName, short(got), short(want))
+	}
+	return cur, nil
 }
+
+func short(d string) string { return d[:min(len(d), 12)] }
 
 // Apply loads cfg into a private candidate, checks and commits it. Any
 // error discards the private candidate (and a dropped session discards it

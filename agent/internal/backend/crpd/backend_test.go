@@ -72,6 +72,35 @@ func TestApplyCommitsAndSessionsMapToGroups(t *testing.T) {
 	}
 }
 
+// After an agent restart the remembered configuration counts only while
+// cRPD's committed group still carries its digest.
+func TestCurrentTrustsTheStateFileOnlyWhenCRPDStillRunsIt(t *testing.T) {
+	srv, cfg := startFakeJunos(t, false)
+	b := newBackend(t, srv, NewConn(srv.addr, cfg))
+	want := golden(t, "core")
+	require.NoError(t, b.Apply(ctx5(t), want))
+
+	restarted := New(NewConn(srv.addr, cfg), b.stateFile)
+	cur, err := restarted.Current(ctx5(t))
+	require.NoError(t, err)
+	assert.Equal(t, want, cur, "identical: nothing is loaded again")
+
+	// someone committed another MESHRR group (or cRPD lost it)
+	other := golden(t, "alone")
+	srv.mu.Lock()
+	srv.committed = string(other)
+	srv.mu.Unlock()
+	cur, err = restarted.Current(ctx5(t))
+	require.ErrorContains(t, err, "is not the agent's last commit")
+	assert.Nil(t, cur, "the loop applies its plan again")
+
+	srv.mu.Lock()
+	srv.committed = ""
+	srv.mu.Unlock()
+	_, err = restarted.Current(ctx5(t))
+	require.ErrorContains(t, err, `digest ""`)
+}
+
 func TestRejectedLoadCommitsNothing(t *testing.T) {
 	srv, cfg := startFakeJunos(t, false)
 	b := newBackend(t, srv, NewConn(srv.addr, cfg))

@@ -9,8 +9,11 @@ package crpd
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"fmt"
+	"regexp"
 	"strings"
 	"text/template"
 
@@ -29,6 +32,8 @@ const GroupName = "MESHRR"
 
 type view struct {
 	Group       string
+	Macro       string
+	Digest      string
 	RouterID    string
 	ASN         model.ASN
 	BGPGroups   []bgpGroup
@@ -47,10 +52,13 @@ type bgpGroup struct {
 	PeerASList      string
 	Multihop        int
 	NoNexthopChange bool
-	Families        []string // inet | inet6
+	Families        []family
 	Import, Export  string
 	Neighbors       []neighbor
 }
+
+// family is a Junos `family AFI { SAFI; }` statement.
+type family struct{ AFI, SAFI string }
 
 type neighbor struct {
 	Addr        string
@@ -78,7 +86,7 @@ func Render(m model.Model) ([]byte, error) {
 	if !m.RouterID.Is4() {
 		return nil, fmt.Errorf("crpd: router id %v is not an IPv4 address", m.RouterID)
 	}
-	v := view{Group: GroupName, RouterID: m.RouterID.String(), ASN: m.ASN}
+	v := view{Group: GroupName, Macro: MacroName, RouterID: m.RouterID.String(), ASN: m.ASN}
 	comms := map[string]bool{}
 	for _, g := range m.Groups {
 		imp, err := v.addPolicy(g.Name, "import", g.Import, comms)
@@ -99,6 +107,16 @@ func Render(m model.Model) ([]byte, error) {
 			v.ASLists = append(v.ASLists, namedList{asList, members})
 		}
 		for _, f := range g.Families() {
+			var fams []family
+			if g.Carries(model.NLRIUnicast) {
+				fams = append(fams, family{map[model.Family]string{model.IPv4: "inet", model.IPv6: "inet6"}[f], "unicast"})
+			}
+			if g.Carries(model.NLRIEVPN) && f == g.EVPNFamily() {
+				fams = append(fams, family{"evpn", "signaling"})
+			}
+			if len(fams) == 0 {
+				continue // EVPN only, carried by the group's other family
+			}
 			local, ok := m.LocalAddr(f)
 			if !ok {
 				return nil, fmt.Errorf("crpd: group %s has %s peers but the pod has no %s address", g.Name, f, f)
@@ -109,7 +127,7 @@ func Render(m model.Model) ([]byte, error) {
 				LocalAddress: local.String(),
 				HoldTime:     m.Timers.Hold,
 				PeerASList:   asList,
-				Families:     []string{map[model.Family]string{model.IPv4: "inet", model.IPv6: "inet6"}[f]},
+				Families:     fams,
 				Import:       imp,
 				Export:       exp,
 			}
@@ -136,11 +154,34 @@ func Render(m model.Model) ([]byte, error) {
 			v.BGPGroups = append(v.BGPGroups, bg)
 		}
 	}
+	// the committed group carries the digest of its own text, so that the
+	// agent can tell after a restart whether cRPD still runs its last commit
 	var buf bytes.Buffer
-	if err := tmpl.ExecuteTemplate(&buf, "meshrr.tmpl", v); err != nil {
-		return nil, fmt.Errorf("crpd: render: %w", err)
+	for _, d := range []string{"-", ""} {
+		if d == "" {
+			sum := sha256.Sum256(buf.Bytes())
+			d = hex.EncodeToString(sum[:])
+		}
+		v.Digest = d
+		buf.Reset()
+		if err := tmpl.ExecuteTemplate(&buf, "meshrr.tmpl", v); err != nil {
+			return nil, fmt.Errorf("crpd: render: %w", err)
+		}
 	}
 	return buf.Bytes(), nil
+}
+
+// MacroName is the apply-macro of the MESHRR group that holds the digest.
+const MacroName = "meshrr-agent"
+
+var digestRE = regexp.MustCompile(`(?m)^\s*digest ([0-9a-f]{64});$`)
+
+// DigestOf returns the digest a rendered configuration carries ("" if none).
+func DigestOf(cfg []byte) string {
+	if m := digestRE.FindSubmatch(cfg); m != nil {
+		return string(m[1])
+	}
+	return ""
 }
 
 // groupName: the model group for IPv4, "<name>-v6" for its IPv6 sessions

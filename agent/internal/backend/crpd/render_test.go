@@ -19,11 +19,12 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // TestRenderGolden renders every shared topology. No Junos parser exists
 // here: the goldens were reviewed against Juniper's documented statements
 // (groups/replace:, protocols bgp group type/local-address/cluster/allow/
-// multihop ttl no-nexthop-change/family inet(6) unicast/peer-as-list/
-// import/export/neighbor, policy-options as-list/community/policy-statement
-// term from/then, route-filter exact/upto).
+// multihop ttl no-nexthop-change/family inet(6) unicast/family evpn
+// signaling/peer-as-list/import/export/neighbor, apply-macro, routing-options
+// forwarding-table export, policy-options as-list/community/policy-statement
+// term from (community, route-filter exact/upto, protocol)/then).
 func TestRenderGolden(t *testing.T) {
-	for _, name := range fixture.Names(t) {
+	for _, name := range fixture.Names(t, "crpd") {
 		t.Run(name, func(t *testing.T) {
 			got, err := Render(fixture.Model(t, name))
 			require.NoError(t, err)

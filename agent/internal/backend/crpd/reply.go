@@ -231,3 +231,47 @@ func ParseBGPSummary(data []byte, now time.Time) ([]Peer, error) {
 	}
 	return peers, nil
 }
+
+// ParseCommittedDigest reads the digest of the MESHRR group's apply-macro
+// from a <get-configuration> reply ("" when the group or the macro is
+// missing). Elements match by local name.
+func ParseCommittedDigest(data []byte) (string, error) {
+	r, err := ParseReply(data)
+	if err != nil {
+		return "", err
+	}
+	if err := r.Err(); err != nil {
+		return "", err
+	}
+	var doc struct {
+		Groups []struct {
+			Name   string `xml:"name"`
+			Macros []struct {
+				Name string `xml:"name"`
+				Data []struct {
+					Name  string `xml:"name"`
+					Value string `xml:"value"`
+				} `xml:"data"`
+			} `xml:"apply-macro"`
+		} `xml:"configuration>groups"`
+	}
+	if err := xml.Unmarshal(data, &doc); err != nil {
+		return "", fmt.Errorf("crpd: configuration reply: %w", err)
+	}
+	for _, g := range doc.Groups {
+		if strings.TrimSpace(g.Name) != GroupName {
+			continue
+		}
+		for _, m := range g.Macros {
+			if strings.TrimSpace(m.Name) != MacroName {
+				continue
+			}
+			for _, d := range m.Data {
+				if strings.TrimSpace(d.Name) == "digest" {
+					return strings.TrimSpace(d.Value), nil
+				}
+			}
+		}
+	}
+	return "", nil
+}

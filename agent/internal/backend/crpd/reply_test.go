@@ -1,6 +1,9 @@
 package crpd
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -81,6 +84,7 @@ func FuzzParseReply(f *testing.F) {
 		}
 		f.Add(raw)
 	}
+	f.Add([]byte(`<rpc-reply><configuration><groups><name>MESHRR</name><apply-macro><name>meshrr-agent</name><data><name>digest</name><value>ab</value></data></apply-macro></groups></configuration></rpc-reply>`))
 	f.Add([]byte(`<rpc-reply><rpc-error><error-message>x</error-message></rpc-error></rpc-reply>`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if r, err := ParseReply(data); err == nil {
@@ -88,5 +92,32 @@ func FuzzParseReply(f *testing.F) {
 			_ = r.CommitErr()
 		}
 		_, _ = ParseBGPSummary(data, time.Unix(0, 0))
+		_, _ = ParseCommittedDigest(data)
 	})
+}
+
+func TestParseCommittedDigest(t *testing.T) {
+	ns := `<rpc-reply xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" xmlns:junos="http://xml.juniper.net/junos/23.4R1/junos" message-id="7">` +
+		`<configuration xmlns="http://xml.juniper.net/xnm/1.1/xnm" junos:commit-seconds="1"><groups><name>OTHER</name><apply-macro><name>meshrr-agent</name><data><name>digest</name><value>00</value></data></apply-macro></groups>` +
+		`<groups><name>MESHRR</name><apply-macro><name>meshrr-agent</name><data><name>digest</name><value>abc</value></data></apply-macro></groups></configuration></rpc-reply>`
+	d, err := ParseCommittedDigest([]byte(ns))
+	require.NoError(t, err)
+	assert.Equal(t, "abc", d, "only the MESHRR group's macro counts")
+
+	d, err = ParseCommittedDigest([]byte(`<rpc-reply><configuration/></rpc-reply>`))
+	require.NoError(t, err)
+	assert.Empty(t, d)
+
+	_, err = ParseCommittedDigest([]byte(`<rpc-reply><rpc-error><error-severity>error</error-severity><error-message>permission denied</error-message></rpc-error></rpc-reply>`))
+	require.ErrorContains(t, err, "permission denied")
+}
+
+func TestRenderedDigestIsTheDigestOfTheText(t *testing.T) {
+	for _, name := range []string{"region", "routeservers-evpn"} {
+		got := golden(t, name)
+		d := DigestOf(got)
+		require.Len(t, d, 64)
+		sum := sha256.Sum256(bytes.Replace(got, []byte(d), []byte("-"), 1))
+		assert.Equal(t, hex.EncodeToString(sum[:]), d)
+	}
 }

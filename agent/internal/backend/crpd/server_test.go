@@ -53,7 +53,10 @@ const (
 	sendHalfClose
 )
 
-var neighborRE = regexp.MustCompile(`(?m)^\s*neighbor ([0-9a-fA-F:.]+)`)
+var (
+	neighborRE = regexp.MustCompile(`(?m)^\s*neighbor ([0-9a-fA-F:.]+)`)
+	macroRE    = regexp.MustCompile(`apply-macro (\S+) \{\s*digest (\S+);`)
+)
 
 func startFakeJunos(t testing.TB, offer11 bool) (*fakeJunos, *ssh.ClientConfig) {
 	t.Helper()
@@ -316,6 +319,21 @@ func (f *fakeJunos) handle(s *session, msg string) (string, int) {
 	case strings.HasPrefix(body, "<close-configuration"):
 		s.private = nil
 		return rpcReply(id, "<ok/>"), send
+	case strings.HasPrefix(body, "<get-configuration"):
+		// ASSUMED: the XML of a committed apply-macro under groups, as
+		// Junos documents apply-macro (data/name/value); only the filter
+		// the agent sends is understood
+		text := f.committed
+		if !strings.Contains(body, `database="committed"`) && s.private != nil {
+			text = *s.private
+		}
+		var b strings.Builder
+		b.WriteString(`<configuration junos:commit-seconds="1795312345" junos:commit-user="meshrr-agent">`)
+		if m := macroRE.FindStringSubmatch(text); m != nil {
+			fmt.Fprintf(&b, `<groups><name>MESHRR</name><apply-macro><name>%s</name><data><name>digest</name><value>%s</value></data></apply-macro></groups>`, m[1], m[2])
+		}
+		b.WriteString("</configuration>")
+		return rpcReply(id, b.String()), send
 	case strings.HasPrefix(body, "<get-bgp-summary-information"):
 		var b strings.Builder
 		b.WriteString(`<bgp-information xmlns="http://xml.juniper.net/junos/23.4R1/junos-routing">`)
@@ -386,6 +404,7 @@ var junosStatements = map[string]bool{
 	"peer-as-list": true, "allow": true, "neighbor": true, "description": true, "policy-options": true,
 	"as-list": true, "community": true, "policy-statement": true, "term": true, "from": true,
 	"then": true, "route-filter": true, "reject": true, "accept": true, "local-preference": true,
+	"forwarding-table": true, "signaling": true, "apply-macro": true, "digest": true,
 	"}": true, "/*": true, "*/": true,
 }
 
