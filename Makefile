@@ -78,7 +78,7 @@ images-smoke: images ## run the images as a pod would (init, BIRD, non-root sock
 
 KIND_BIN := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/meshrr/kind/bin
 
-kind-images: deps base ## Kubernetes binaries, kind node image and FRR image, built offline (cached; about 12 min cold)
+kind-images: deps base ## Kubernetes binaries, kind node image, FRR and MetalLB images, built offline (cached; about 14 min cold)
 	@tests/kind/host-prep.sh $(BASE_IMAGE)
 	@tests/kind/build-binaries.sh
 	@tests/kind/build-images.sh

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -186,11 +187,13 @@ func startRouter(t *testing.T, name string, conf string) *Router {
 	return r
 }
 
-// Route is a prefix in a router's BGP table (best path).
+// Route is a prefix in a router's BGP table: its best path, and the first
+// next hop of every valid path.
 type Route struct {
 	Prefix    string
 	LocalPref int
 	NextHop   string
+	NextHops  []string
 }
 
 // routes reads the router's IPv4 BGP table.
@@ -212,9 +215,16 @@ func (r *Router) routes() (map[string]Route, error) {
 	}
 	res := map[string]Route{}
 	for p, paths := range tab.Routes {
+		var all []string
+		for _, path := range paths {
+			if path.Valid && len(path.Nexthops) > 0 {
+				all = append(all, path.Nexthops[0].IP)
+			}
+		}
+		sort.Strings(all)
 		for _, path := range paths {
 			if path.Bestpath {
-				r := Route{Prefix: p, LocalPref: path.LocPrf}
+				r := Route{Prefix: p, LocalPref: path.LocPrf, NextHops: all}
 				if len(path.Nexthops) > 0 {
 					r.NextHop = path.Nexthops[0].IP
 				}
@@ -223,6 +233,94 @@ func (r *Router) routes() (map[string]Route, error) {
 		}
 	}
 	return res, nil
+}
+
+// configure applies FRR configuration commands (one per line, from the
+// configuration node) to a running router.
+func (r *Router) configure(t *testing.T, conf string) {
+	t.Helper()
+	args := []string{"exec", r.Name, "vtysh", "-c", "configure terminal"}
+	for _, l := range strings.Split(strings.TrimSpace(conf), "\n") {
+		args = append(args, "-c", strings.TrimSpace(l))
+	}
+	out, err := exec.Command("docker", args...).CombinedOutput()
+	require.NoError(t, err, "configure %s: %s", r.Name, out)
+}
+
+// neighborState is the BGP state of one of the router's neighbours.
+func (r *Router) neighborState(addr string) string {
+	out, err := exec.Command("docker", "exec", r.Name, "vtysh", "-c", "show bgp neighbors "+addr+" json").Output()
+	if err != nil {
+		return ""
+	}
+	var n map[string]struct {
+		State string `json:"bgpState"`
+	}
+	if json.Unmarshal(out, &n) != nil {
+		return ""
+	}
+	return n[addr].State
+}
+
+// routeWatch samples a router's table every 200 ms and records how long
+// each watched prefix was missing.
+type routeWatch struct {
+	mu            sync.Mutex
+	missingSince  map[string]time.Time
+	longest       time.Duration
+	samples, lost int
+	stop, done    chan struct{}
+}
+
+func watchRoutes(r *Router, prefixes []string) *routeWatch {
+	w := &routeWatch{missingSince: map[string]time.Time{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for {
+			select {
+			case <-w.stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			m, err := r.routes()
+			if err != nil {
+				continue
+			}
+			now := time.Now()
+			w.mu.Lock()
+			w.samples++
+			for _, p := range prefixes {
+				if _, ok := m[p]; ok {
+					if s, was := w.missingSince[p]; was {
+						w.longest = max(w.longest, now.Sub(s))
+						delete(w.missingSince, p)
+					}
+					continue
+				}
+				w.lost++
+				if _, was := w.missingSince[p]; !was {
+					w.missingSince[p] = now
+				}
+			}
+			w.mu.Unlock()
+		}
+	}()
+	return w
+}
+
+// finish stops sampling and reports samples taken, prefix-samples missing,
+// the longest gap and the prefixes still missing.
+func (w *routeWatch) finish() (samples, lost int, longest time.Duration, missing []string) {
+	close(w.stop)
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for p, s := range w.missingSince {
+		w.longest = max(w.longest, time.Since(s))
+		missing = append(missing, p)
+	}
+	sort.Strings(missing)
+	return w.samples, w.lost, w.longest, missing
 }
 
 // routerID is a BGP identifier for the n-th test router (not an address).

@@ -5,7 +5,6 @@ package e2e
 import (
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -172,43 +171,11 @@ func TestDualHomedClientsLoseNoRouteWhenASideGoes(t *testing.T) {
 		}
 	}, 2*time.Minute, time.Second)
 
-	var mu sync.Mutex
-	missingSince := map[string]time.Time{}
-	var longest time.Duration
-	var samples, lost int
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
-			m, err := client.routes()
-			if err != nil {
-				continue
-			}
-			now := time.Now()
-			mu.Lock()
-			samples++
-			for p := range announce {
-				if _, ok := m[p]; ok {
-					if s, was := missingSince[p]; was {
-						longest = max(longest, now.Sub(s))
-						delete(missingSince, p)
-					}
-					continue
-				}
-				lost++
-				if _, was := missingSince[p]; !was {
-					missingSince[p] = now
-				}
-			}
-			mu.Unlock()
-		}
-	}()
+	var prefixes []string
+	for p := range announce {
+		prefixes = append(prefixes, p)
+	}
+	watch := watchRoutes(client, prefixes)
 	start := time.Now()
 	k8s.RunKubectl(t, opts, append([]string{"delete", "pod", "--wait=false"}, sideA...)...)
 	// The routers peer with pod addresses here, so they cannot follow a
@@ -229,14 +196,8 @@ func TestDualHomedClientsLoseNoRouteWhenASideGoes(t *testing.T) {
 	meshSettled(t, opts, 2, 2*time.Minute)
 	t.Logf("sides: every side-a pod deleted -> replacement ready and meshed in %s", time.Since(start).Round(100*time.Millisecond))
 	time.Sleep(5 * time.Second) // keep sampling after the replacement joined
-	close(stop)
-	<-done
-	mu.Lock()
-	defer mu.Unlock()
-	for p, s := range missingSince {
-		longest = max(longest, time.Since(s))
-		t.Errorf("%s still missing", p)
-	}
+	samples, lost, longest, missing := watch.finish()
+	assert.Empty(t, missing, "prefixes still missing")
 	t.Logf("sides: %d samples of the dual-homed client's table, %d prefix-samples missing, longest gap %s (goal 0)", samples, lost, longest)
 	assert.Zero(t, lost, "a dual-homed client lost routes while side a was deleted")
 }

@@ -80,4 +80,15 @@ if ! done_already kind "$KIND_VERSION"; then
   (cd "$d" && go mod tidy >/dev/null 2>&1 && go build -trimpath -ldflags "-s -w" -o "$KIND_WORK/bin/kind" sigs.k8s.io/kind)
   mark_done kind "$KIND_VERSION"
 fi
+if ! done_already metallb "$METALLB_VERSION"; then
+  log "building MetalLB $METALLB_VERSION controller and speaker"
+  d=$KIND_WORK/src/metallb
+  src=$(go mod download -json "go.universe.tf/metallb@$METALLB_VERSION" | jq -r .Dir)
+  # the module's own go.mod and go.sum pin its dependencies; build in a
+  # writable copy of it
+  rm -rf "$d" && cp -r "$src" "$d" && chmod -R u+w "$d"
+  (cd "$d" && go build -trimpath -ldflags "-s -w" -o "$KIND_WORK/bin/metallb-controller" ./controller &&
+    go build -trimpath -ldflags "-s -w" -o "$KIND_WORK/bin/metallb-speaker" ./speaker)
+  mark_done metallb "$METALLB_VERSION"
+fi
 log "binaries ready in $KIND_WORK/bin"

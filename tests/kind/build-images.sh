@@ -136,6 +136,18 @@ if ! image_fresh "$NODE_IMAGE" "$node_key"; then
   docker rm -f "$id" >/dev/null
 fi
 
+# MetalLB controller and speaker: the static binaries alone, with the
+# entrypoints MetalLB's manifests expect (/controller, /speaker)
+for name in controller speaker; do
+  image=$IMAGE_REPO/metallb-$name:$METALLB_VERSION
+  rm -rf "${ctx:?}"/* && cp "$B/metallb-$name" "$ctx/$name"
+  printf 'FROM scratch\nCOPY %s /%s\nENTRYPOINT ["/%s"]\n' "$name" "$name" "$name" >"$ctx/Dockerfile"
+  key=$(hash_of "$ctx/$name" "$ctx/Dockerfile")
+  image_fresh "$image" "$key" && continue
+  log "build $image"
+  quiet docker build -q --label "meshrr.inputs=$key" -t "$image" "$ctx"
+done
+
 # FRR routers for the e2e tests (Debian's frr package)
 import_rootfs frr meshrr/frr:dev -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/lib/frr:/usr/sbin:/usr/bin:/sbin:/bin'
 log "images ready: $NODE_IMAGE, meshrr/frr:dev"

@@ -4,11 +4,15 @@
 #   router.sh start NAME FRR_CONF_BODY_FILE   prints "CONTAINER ADDRESS"
 #   router.sh routes CONTAINER                the IPv4 BGP table as JSON
 #   router.sh stop CONTAINER...
+#   router.sh steer PREFIX ADDRESS            every kind node routes PREFIX via ADDRESS
+#                                             (e.g. to a router's anycast loopback)
 # start routes the pod networks through the nodes (KUBECONFIG selects the
-# cluster) so the router can reach RR pods, and runs zebra, staticd and bgpd.
+# cluster) so the router can reach RR pods, enables forwarding, and runs
+# zebra, staticd and bgpd.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 FRR_IMAGE=${FRR_IMAGE:-meshrr/frr:dev}
+CLUSTER=${CLUSTER:-meshrr-e2e}
 case "${1:-}" in
   start)
     name=${2:?name}; body=${3:?frr.conf body file}
@@ -20,6 +24,7 @@ case "${1:-}" in
       awk 'NF==2 {printf "ip route replace %s via %s && ", $1, $2}')
     container="meshrr-frr-$name-$$-$RANDOM"
     docker run -d --name "$container" --network kind --cap-add NET_ADMIN --cap-add NET_RAW --cap-add SYS_ADMIN \
+      --sysctl net.ipv4.ip_forward=1 \
       -v "$dir:/etc/frr" --label meshrr.router=1 --entrypoint bash "$FRR_IMAGE" \
       -c "${routes}chown -R frr:frr /etc/frr && /usr/lib/frr/frrinit.sh start && exec sleep infinity" >/dev/null
     addr=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$container")
@@ -28,9 +33,15 @@ case "${1:-}" in
   routes)
     docker exec "${2:?container}" vtysh -c 'show bgp ipv4 unicast json'
     ;;
+  steer)
+    prefix=${2:?prefix}; via=${3:?address}
+    for n in $("$KIND_WORK/bin/kind" get nodes --name "$CLUSTER"); do
+      docker exec "$n" ip route replace "$prefix" via "$via"
+    done
+    ;;
   stop)
     shift
     for c in "$@"; do docker rm -f "$c" >/dev/null 2>&1 || true; done
     ;;
-  *) echo "usage: router.sh start NAME CONF | routes CONTAINER | stop CONTAINER..." >&2; exit 2 ;;
+  *) echo "usage: router.sh start NAME CONF | routes CONTAINER | steer PREFIX ADDRESS | stop CONTAINER..." >&2; exit 2 ;;
 esac

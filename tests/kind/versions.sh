@@ -8,6 +8,8 @@ COREDNS_VERSION=v1.12.1
 CRICTL_VERSION=v1.34.0
 KIND_VERSION=v0.33.0
 PAUSE_TAG=3.10.1
+# MetalLB (BGP mode, native speaker) for the route-server suites
+METALLB_VERSION=v0.15.2
 # kubeadm pulls control-plane images from here; the node image carries them
 # preloaded under this local name, so nothing is ever pulled.
 IMAGE_REPO=meshrr-kind

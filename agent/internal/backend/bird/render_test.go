@@ -46,6 +46,20 @@ func TestRenderGolden(t *testing.T) {
 	}
 }
 
+// Route reflectors and route servers are not in the forwarding path: no
+// rendering has a kernel protocol, so BIRD installs no route in the pod.
+func TestRenderInstallsNoRoute(t *testing.T) {
+	for _, name := range fixture.Names(t, "bird") {
+		got, err := Render(fixture.Model(t, name), goldenOptions)
+		require.NoError(t, err)
+		assert.NotContains(t, string(got), "protocol kernel", name)
+	}
+	got, err := Render(fixture.Model(t, "routeservers"), goldenOptions)
+	require.NoError(t, err)
+	assert.Contains(t, string(got), "rs client;")
+	assert.Contains(t, string(got), "next hop keep;")
+}
+
 func TestRenderIsDeterministic(t *testing.T) {
 	m := fixture.Model(t, "region")
 	a, err := Render(m, goldenOptions)

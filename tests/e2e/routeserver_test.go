@@ -1,0 +1,182 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gruntwork-io/terratest/modules/helm"
+	"github.com/gruntwork-io/terratest/modules/k8s"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// The route-servers example's addresses: the routers' anycast loopback the
+// MetalLB speakers peer with, and the two sides' anycast addresses.
+const (
+	torLoopback = "172.30.255.1"
+	vipA        = "172.30.0.1"
+	vipB        = "172.30.0.2"
+)
+
+var (
+	metallbOnce sync.Once
+	metallbErr  error
+)
+
+// installMetalLB installs MetalLB (BGP mode) once per run.
+func installMetalLB(t *testing.T) {
+	t.Helper()
+	metallbOnce.Do(func() {
+		start := time.Now()
+		metallbErr = script("tests/kind/metallb.sh", "install")
+		t.Logf("metallb: installed and answering in %s", time.Since(start).Round(100*time.Millisecond))
+	})
+	require.NoError(t, metallbErr, "MetalLB install (tests/kind/metallb.sh)")
+}
+
+// torConf is the router connecting the cluster: the anycast loopback, and
+// passive eBGP with every MetalLB speaker of the kind network.
+func torConf() string {
+	return fmt.Sprintf(`interface lo
+ ip address %s/32
+router bgp 64513
+ bgp router-id %s
+ no bgp ebgp-requires-policy
+ neighbor METALLB peer-group
+ neighbor METALLB remote-as 64512
+ bgp listen range %s peer-group METALLB
+`, torLoopback, routerID(40), kindNet)
+}
+
+// dcConf is a data-centre router: eBGP multihop with both sides' anycast
+// addresses (reached through the ToR), announcing one prefix.
+func dcConf(id string, asn int, tor netip.Addr, announce string) string {
+	return fmt.Sprintf(`ip route 172.30.0.0/24 %s
+router bgp %d
+ bgp router-id %s
+ no bgp ebgp-requires-policy
+ no bgp enforce-first-as
+ no bgp network import-check
+ neighbor RS peer-group
+ neighbor RS remote-as 65000
+ neighbor RS ebgp-multihop 4
+ neighbor RS timers connect 2
+ neighbor %s peer-group RS
+ neighbor %s peer-group RS
+ address-family ipv4 unicast
+  network %s
+ exit-address-family
+`, tor, asn, id, vipA, vipB, announce)
+}
+
+// TestRouteServersBehindAnycastSides installs the route-servers example
+// with MetalLB: speakers announce each side's address only from the node
+// running that side's route server; two data-centre routers exchange routes
+// through the route servers (next hop unchanged); deleting the side-a pod
+// costs the routers only their side-a sessions, which come back to the
+// replacement through the same address, and no route.
+func TestRouteServersBehindAnycastSides(t *testing.T) {
+	installMetalLB(t)
+	opts := namespace(t, "e2e-rs")
+	tor := startRouter(t, "tor", torConf())
+	steer := exec.Command("bash", filepath.Join(repoRoot, "tests", "kind", "router.sh"), "steer", torLoopback+"/32", tor.Addr.String())
+	steer.Env = append(steer.Environ(), "CLUSTER="+cluster)
+	out, err := steer.CombinedOutput()
+	require.NoError(t, err, "route the nodes to the ToR's loopback: %s", out)
+	dc1 := startRouter(t, "dc1", dcConf(routerID(41), 65101, tor.Addr, "10.201.0.0/24"))
+	dc2 := startRouter(t, "dc2", dcConf(routerID(42), 65102, tor.Addr, "10.202.0.0/24"))
+
+	start := time.Now()
+	helm.Install(t, helmOptions(opts, []string{example("route-servers", "values.yaml")}, map[string]string{
+		"groups.rs.clients.dcs.ranges[0]": routerRange(),
+	}), chart(), "rs")
+	t.Cleanup(func() { _ = helm.DeleteE(t, helmOptions(opts, nil, nil), "rs", true) })
+	sel := "app.kubernetes.io/name=meshrr"
+	ps := waitReady(t, opts, sel, 2, 3*time.Minute)
+	nodeOf := map[string]string{}
+	var podA corev1.Pod
+	for _, p := range ps {
+		nodeOf[p.Labels["meshrr.io/side"]] = p.Status.HostIP
+		if p.Labels["meshrr.io/side"] == "a" {
+			podA = p
+		}
+	}
+	require.NotEmpty(t, podA.Name, "no side-a route server")
+
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		m, err := tor.routes()
+		if !assert.NoError(c, err) {
+			return
+		}
+		assert.Equal(c, []string{nodeOf["a"]}, m[vipA+"/32"].NextHops, "side a announced only from the node running it")
+		assert.Equal(c, []string{nodeOf["b"]}, m[vipB+"/32"].NextHops, "side b announced only from the node running it")
+	}, 2*time.Minute, 500*time.Millisecond)
+	t.Logf("route servers: both anycast addresses announced %s after helm install", time.Since(start).Round(100*time.Millisecond))
+
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		for _, dc := range []*Router{dc1, dc2} {
+			for _, vip := range []string{vipA, vipB} {
+				assert.Equal(c, "Established", dc.neighborState(vip), "%s to %s", dc.Name, vip)
+			}
+		}
+		m1, err1 := dc1.routes()
+		m2, err2 := dc2.routes()
+		if assert.NoError(c, err1) && assert.NoError(c, err2) {
+			assert.Equal(c, dc2.Addr.String(), m1["10.202.0.0/24"].NextHop, "dc1 learns dc2's prefix with dc2's next hop")
+			assert.Equal(c, dc1.Addr.String(), m2["10.201.0.0/24"].NextHop, "dc2 learns dc1's prefix with dc1's next hop")
+		}
+	}, 2*time.Minute, 500*time.Millisecond)
+	t.Logf("route servers: dc1 and dc2 Established with both sides and exchanging routes %s after helm install", time.Since(start).Round(100*time.Millisecond))
+
+	w1 := watchRoutes(dc1, []string{"10.202.0.0/24"})
+	w2 := watchRoutes(dc2, []string{"10.201.0.0/24"})
+	del := time.Now()
+	k8s.RunKubectl(t, opts, "delete", "pod", "--wait=false", podA.Name)
+	var withdrawn, announced, back1, back2 time.Duration
+	announcedFrom := ""
+	deadline := time.Now().Add(3 * time.Minute)
+	for (announced == 0 || back1 == 0 || back2 == 0) && time.Now().Before(deadline) {
+		now := time.Since(del)
+		if m, err := tor.routes(); err == nil {
+			r, ok := m[vipA+"/32"]
+			switch {
+			case !ok && withdrawn == 0:
+				withdrawn = now
+			case ok && withdrawn != 0 && announced == 0:
+				announced, announcedFrom = now, fmt.Sprint(r.NextHops)
+			}
+		}
+		if announced != 0 {
+			if back1 == 0 && dc1.neighborState(vipA) == "Established" {
+				back1 = now
+			}
+			if back2 == 0 && dc2.neighborState(vipA) == "Established" {
+				back2 = now
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	require.NotZero(t, withdrawn, "the side-a address was never withdrawn after its pod was deleted")
+	require.NotZero(t, announced, "the side-a address was not announced again within 3 minutes")
+	require.NotZero(t, back1, "dc1's side-a session did not come back")
+	require.NotZero(t, back2, "dc2's side-a session did not come back")
+	time.Sleep(3 * time.Second) // keep sampling after the sessions came back
+	s1, lost1, gap1, miss1 := w1.finish()
+	s2, lost2, gap2, miss2 := w2.finish()
+	t.Logf("route servers: side-a pod deleted: %s withdrawn after %s, announced again after %s from %s; side-a sessions re-established after %s (dc1) and %s (dc2)",
+		vipA, withdrawn.Round(10*time.Millisecond), announced.Round(10*time.Millisecond), announcedFrom, back1.Round(10*time.Millisecond), back2.Round(10*time.Millisecond))
+	t.Logf("route servers: through side b dc1 kept dc2's prefix in %d of %d samples (longest gap %s), dc2 kept dc1's in %d of %d (longest gap %s)",
+		s1-lost1, s1, gap1, s2-lost2, s2, gap2)
+	assert.Empty(t, miss1)
+	assert.Empty(t, miss2)
+	assert.Zero(t, lost1, "dc1 lost a route while side a was replaced")
+	assert.Zero(t, lost2, "dc2 lost a route while side a was replaced")
+}
