@@ -76,6 +76,10 @@ type Config struct {
 	Families []string `json:"families,omitempty"`
 	// Timers for every session.
 	Timers Timers `json:"timers"`
+	// GracefulRestart keeps routes through a daemon restart (RFC 4724).
+	GracefulRestart GracefulRestart `json:"gracefulRestart"`
+	// Drain is what the pod does before it stops (graceful shutdown, RFC 8326).
+	Drain Drain `json:"drain"`
 	// Reconcile tunes the loop.
 	Reconcile Reconcile `json:"reconcile"`
 	// Status configures metrics and health endpoints.
@@ -256,6 +260,46 @@ type Timers struct {
 	// keep a replaced peer unreachable for a minute.
 	ErrorWaitMin int `json:"errorWaitMin,omitempty"`
 	ErrorWaitMax int `json:"errorWaitMax,omitempty"`
+}
+
+// GracefulRestart (RFC 4724) for every session: peers keep this pod's routes
+// while its daemon restarts; long-lived graceful restart (RFC 9494) keeps
+// them, least preferred, for much longer.
+type GracefulRestart struct {
+	Enabled *bool `json:"enabled,omitempty"`
+	// RestartTime (seconds) peers wait for the daemon to come back.
+	RestartTime int `json:"restartTime,omitempty"`
+	// LongLived enables long-lived graceful restart with StaleTime seconds.
+	LongLived bool `json:"longLived,omitempty"`
+	StaleTime int  `json:"staleTime,omitempty"`
+}
+
+// On reports whether graceful restart is enabled.
+func (g GracefulRestart) On() bool { return g.Enabled == nil || *g.Enabled }
+
+// Drain is the graceful shutdown of a pod that is about to stop (the
+// chart's preStop runs `meshrr-agent drain`): one member of the group at a
+// time, after every other side has a meshed member, every route this pod
+// sends gets the GRACEFUL_SHUTDOWN community 65535:0 and local-preference 0,
+// so that peers move to other paths before the sessions close.
+type Drain struct {
+	// Time the routes stay announced, drained, before the pod stops.
+	Time Duration `json:"time,omitempty"`
+	// WaitTimeout bounds the wait for the group's drain lock and for the
+	// other sides; after it the pod drains anyway.
+	WaitTimeout Duration `json:"waitTimeout,omitempty"`
+	// Sides every member waits for (one meshed member of each other side);
+	// empty: any other member of the group. The chart fills it.
+	Sides []string `json:"sides,omitempty"`
+	// WaitForPeers: false for groups of one pod (nothing to wait for).
+	WaitForPeers *bool `json:"waitForPeers,omitempty"`
+	// Lock names the Lease that lets one member drain at a time ("" : none).
+	Lock string `json:"lock,omitempty"`
+	// ControlSocket is where the running agent takes the drain request.
+	ControlSocket string `json:"controlSocket,omitempty"`
+	// DoneFile is created once the drain time is over: the daemon
+	// container's preStop waits for it.
+	DoneFile string `json:"doneFile,omitempty"`
 }
 
 // Reconcile tunes the loop.

@@ -12,6 +12,8 @@ const (
 	DefaultHoldDown       = 5 * time.Minute
 	DefaultEpsilon        = 0.05
 	DefaultListen         = ":9479"
+	DefaultDrainTime      = 15 * time.Second
+	DefaultDrainWait      = 60 * time.Second
 )
 
 // SetDefaults fills every unset field with its documented default.
@@ -64,6 +66,21 @@ func (c *Config) SetDefaults() {
 	setInt(&t.Keepalive, 30)
 	setInt(&t.ErrorWaitMin, 1)
 	setInt(&t.ErrorWaitMax, 30)
+	g := &c.GracefulRestart
+	if g.On() {
+		setInt(&g.RestartTime, 120)
+		if g.LongLived {
+			setInt(&g.StaleTime, 3600)
+		}
+	}
+	d := &c.Drain
+	setDur(&d.Time, DefaultDrainTime)
+	setDur(&d.WaitTimeout, DefaultDrainWait)
+	if d.WaitForPeers == nil {
+		d.WaitForPeers = ptr(true)
+	}
+	setStr(&d.ControlSocket, "/run/meshrr/agent.sock")
+	setStr(&d.DoneFile, "/run/meshrr/drain-done")
 	r := &c.Reconcile
 	setDur(&r.Debounce, 100*time.Millisecond)
 	setDur(&r.StatePoll, 5*time.Second)

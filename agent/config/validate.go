@@ -9,13 +9,15 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/meshrr/meshrr/agent/internal/model"
 )
 
 var (
-	dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	labelValue   = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
+	dns1123Label     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	dns1123Subdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	labelValue       = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
 )
 
 // maxClientName keeps BIRD protocol names ("cl_<name>_r<hash>") within 63 characters.
@@ -39,6 +41,8 @@ func (c *Config) Validate() error {
 	c.validatePolicy(&e)
 	c.validateFamilies(&e)
 	c.validateTimers(&e)
+	c.validateGracefulRestart(&e)
+	c.validateDrain(&e)
 	c.validateRuntime(&e)
 	return errors.Join(e.list...)
 }
@@ -416,6 +420,51 @@ func (c *Config) validateTimers(e *errs) {
 	}
 	if t.Keepalive >= t.Hold {
 		e.add("timers.keepalive", "%d must be below the hold time %d (usually a third of it)", t.Keepalive, t.Hold)
+	}
+}
+
+func (c *Config) validateGracefulRestart(e *errs) {
+	g := c.GracefulRestart
+	if !g.On() {
+		if g.LongLived {
+			e.add("gracefulRestart.longLived", "needs gracefulRestart.enabled")
+		}
+		return
+	}
+	if g.RestartTime < 1 || g.RestartTime > 4095 {
+		e.add("gracefulRestart.restartTime", "%d: must be 1-4095 seconds (a 12-bit field of the capability)", g.RestartTime)
+	}
+	if g.LongLived && (g.StaleTime < 1 || g.StaleTime > 16777215) {
+		e.add("gracefulRestart.staleTime", "%d: must be 1-16777215 seconds", g.StaleTime)
+	}
+	if g.LongLived && c.Backend.Type == BackendCRPD {
+		e.add("gracefulRestart.longLived", "not rendered for cRPD by this agent yet: use it with bird or set it false")
+	}
+	if !g.LongLived && g.StaleTime != 0 {
+		e.add("gracefulRestart.staleTime", "only with longLived: true")
+	}
+}
+
+func (c *Config) validateDrain(e *errs) {
+	d := c.Drain
+	if d.Time.Duration < 0 || d.Time.Duration > time.Hour {
+		e.add("drain.time", "%s: must be between 0 and 1h", d.Time.Duration)
+	}
+	if d.WaitTimeout.Duration < 0 || d.WaitTimeout.Duration > time.Hour {
+		e.add("drain.waitTimeout", "%s: must be between 0 and 1h", d.WaitTimeout.Duration)
+	}
+	for i, s := range d.Sides {
+		if !dns1123Label.MatchString(s) {
+			e.add(fmt.Sprintf("drain.sides[%d]", i), "%q is not a side name (DNS-1123 label)", s)
+		}
+	}
+	if d.Lock != "" && (len(d.Lock) > 253 || !dns1123Subdomain.MatchString(d.Lock)) {
+		e.add("drain.lock", "%q is not a Lease name (DNS-1123 subdomain)", d.Lock)
+	}
+	for _, fp := range [][2]string{{"drain.controlSocket", d.ControlSocket}, {"drain.doneFile", d.DoneFile}} {
+		if !filepath.IsAbs(fp[1]) {
+			e.add(fp[0], "%q must be an absolute path", fp[1])
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gruntwork-io/terratest/modules/helm"
 	"github.com/gruntwork-io/terratest/modules/k8s"
@@ -191,7 +192,7 @@ func checkRelease(t *testing.T, r release) {
 			}
 		}
 	}
-	// RBAC: read EndpointSlices, write Events; nothing else
+	// RBAC: read EndpointSlices, write Events, hold the drain Lease; nothing else
 	for _, role := range all[*rbacv1.Role](r) {
 		for _, rule := range role.Rules {
 			switch {
@@ -201,6 +202,10 @@ func checkRelease(t *testing.T, r release) {
 			case slices.Equal(rule.Resources, []string{"events"}):
 				assert.ElementsMatch(t, []string{"create", "patch"}, rule.Verbs)
 				assert.Equal(t, r.namespace, role.Namespace, "events only in the release namespace")
+			case slices.Equal(rule.Resources, []string{"leases"}):
+				assert.Equal(t, []string{"coordination.k8s.io"}, rule.APIGroups)
+				assert.ElementsMatch(t, []string{"get", "create", "update"}, rule.Verbs)
+				assert.Equal(t, r.namespace, role.Namespace, "the drain Lease only in the release namespace")
 			default:
 				assert.Fail(t, "unexpected RBAC rule", "%s: %+v", role.Name, rule)
 			}
@@ -219,6 +224,27 @@ func checkRelease(t *testing.T, r release) {
 			}
 		}
 		assert.Equal(t, []string{p.Name}, matched, "PDB %s must cover exactly its own workload", p.Name)
+	}
+	// graceful shutdown: the agent drains, the daemon stays up until the
+	// drain is over, and the grace period covers the wait and the drain
+	for _, w := range ws {
+		spec := w.template.Spec
+		daemon, agentC := spec.Containers[0], spec.Containers[len(spec.Containers)-1]
+		require.NotNil(t, agentC.Lifecycle, w.name)
+		assert.Equal(t, []string{"/meshrr-agent", "drain", "--config", "/etc/meshrr/config.yaml"}, agentC.Lifecycle.PreStop.Exec.Command, w.name)
+		require.NotNil(t, daemon.Lifecycle, w.name)
+		assert.Contains(t, strings.Join(daemon.Lifecycle.PreStop.Exec.Command, " "), "/run/meshrr/drain-done", w.name)
+		cmName := ""
+		for _, v := range spec.Volumes {
+			if v.Name == "config" {
+				cmName = v.ConfigMap.Name
+			}
+		}
+		c := cfgs[cmName]
+		require.NotNil(t, c, "%s: config %s", w.name, cmName)
+		need := int64((c.Drain.Time.Duration + c.Drain.WaitTimeout.Duration).Seconds())
+		assert.GreaterOrEqual(t, *spec.TerminationGracePeriodSeconds, need+15, w.name)
+		assert.Equal(t, c.Drain.DoneFile, "/run/meshrr/drain-done")
 	}
 	// discovery Services carry the group id the agents are configured with
 	ids := map[string]bool{}
@@ -434,4 +460,24 @@ func TestCRPDBackendRendersTheDaemonLicenceAndStartupVolumes(t *testing.T) {
 		}
 	}
 	assert.Equal(t, int32(830), crpd.LivenessProbe.TCPSocket.Port.IntVal)
+}
+
+func TestDrainSettingsFollowValues(t *testing.T) {
+	r := render(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{
+		"groups.core.drain.timeSeconds": "30", "groups.core.drain.waitTimeoutSeconds": "20", "groups.core.gracefulRestart.restartTime": "200",
+	})
+	checkRelease(t, r)
+	c := agentConfigs(t, r)["core-meshrr-core"]
+	assert.Equal(t, 30*time.Second, c.Drain.Time.Duration)
+	assert.Equal(t, 20*time.Second, c.Drain.WaitTimeout.Duration)
+	assert.Equal(t, []string{"a", "b"}, c.Drain.Sides, "every side of the group")
+	assert.Equal(t, "core-meshrr-core-drain", c.Drain.Lock)
+	assert.True(t, *c.Drain.WaitForPeers)
+	assert.Equal(t, 200, c.GracefulRestart.RestartTime)
+	for _, w := range workloads(r) {
+		assert.EqualValues(t, 65, *w.template.Spec.TerminationGracePeriodSeconds, "30 s drain + 20 s wait + 15 s")
+	}
+	// a group of one pod has nobody to wait for
+	one := render(t, "solo", "solo", nil, map[string]string{"groups.solo.identity.asn": "65000", "groups.solo.replicas": "1"})
+	assert.False(t, *agentConfigs(t, one)["solo-meshrr-solo"].Drain.WaitForPeers)
 }

@@ -57,9 +57,15 @@ router bgp 64513
 }
 
 // dcConf is a data-centre router: eBGP multihop with both sides' anycast
-// addresses (reached through the ToR), announcing one prefix.
+// addresses (reached through the ToR), announcing one prefix, and honouring
+// GRACEFUL_SHUTDOWN (RFC 8326) as the README tells routers to.
 func dcConf(id string, asn int, tor netip.Addr, announce string) string {
 	return fmt.Sprintf(`ip route 172.30.0.0/24 %s
+bgp community-list standard GSHUT permit 65535:0
+route-map RS-IN permit 10
+ match community GSHUT
+ set local-preference 0
+route-map RS-IN permit 20
 router bgp %d
  bgp router-id %s
  no bgp ebgp-requires-policy
@@ -72,9 +78,64 @@ router bgp %d
  neighbor %s peer-group RS
  neighbor %s peer-group RS
  address-family ipv4 unicast
+  neighbor RS route-map RS-IN in
   network %s
  exit-address-family
 `, tor, asn, id, vipA, vipB, announce)
+}
+
+const rsSelector = "app.kubernetes.io/name=meshrr"
+
+// rsFixture is the route-servers example with MetalLB, a ToR and two
+// data-centre routers peering with both sides.
+type rsFixture struct {
+	opts          *k8s.KubectlOptions
+	tor, dc1, dc2 *Router
+	start         time.Time // helm install
+}
+
+func startRouteServers(t *testing.T) *rsFixture {
+	t.Helper()
+	installMetalLB(t)
+	f := &rsFixture{opts: namespace(t, "e2e-rs")}
+	f.tor = startRouter(t, "tor", torConf())
+	steer := exec.Command("bash", filepath.Join(repoRoot, "tests", "kind", "router.sh"), "steer", torLoopback+"/32", f.tor.Addr.String())
+	steer.Env = append(steer.Environ(), "CLUSTER="+cluster)
+	out, err := steer.CombinedOutput()
+	require.NoError(t, err, "route the nodes to the ToR's loopback: %s", out)
+	f.dc1 = startRouter(t, "dc1", dcConf(routerID(41), 65101, f.tor.Addr, "10.201.0.0/24"))
+	f.dc2 = startRouter(t, "dc2", dcConf(routerID(42), 65102, f.tor.Addr, "10.202.0.0/24"))
+	f.start = time.Now()
+	helm.Install(t, f.helm(nil), chart(), "rs")
+	t.Cleanup(func() { _ = helm.DeleteE(t, helmOptions(f.opts, nil, nil), "rs", true) })
+	return f
+}
+
+func (f *rsFixture) helm(set map[string]string) *helm.Options {
+	values := map[string]string{"groups.rs.clients.dcs.ranges[0]": routerRange()}
+	for k, v := range set {
+		values[k] = v
+	}
+	return helmOptions(f.opts, []string{example("route-servers", "values.yaml")}, values)
+}
+
+// waitExchanging waits until both DC routers are Established with both
+// sides and learn each other's prefix with the other's next hop.
+func (f *rsFixture) waitExchanging(t *testing.T) {
+	t.Helper()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		for _, dc := range []*Router{f.dc1, f.dc2} {
+			for _, vip := range []string{vipA, vipB} {
+				assert.Equal(c, "Established", dc.neighborState(vip), "%s to %s", dc.Name, vip)
+			}
+		}
+		m1, err1 := f.dc1.routes()
+		m2, err2 := f.dc2.routes()
+		if assert.NoError(c, err1) && assert.NoError(c, err2) {
+			assert.Equal(c, f.dc2.Addr.String(), m1["10.202.0.0/24"].NextHop, "dc1 learns dc2's prefix with dc2's next hop")
+			assert.Equal(c, f.dc1.Addr.String(), m2["10.201.0.0/24"].NextHop, "dc2 learns dc1's prefix with dc1's next hop")
+		}
+	}, 3*time.Minute, 500*time.Millisecond)
 }
 
 // TestRouteServersBehindAnycastSides installs the route-servers example
@@ -84,23 +145,9 @@ router bgp %d
 // costs the routers only their side-a sessions, which come back to the
 // replacement through the same address, and no route.
 func TestRouteServersBehindAnycastSides(t *testing.T) {
-	installMetalLB(t)
-	opts := namespace(t, "e2e-rs")
-	tor := startRouter(t, "tor", torConf())
-	steer := exec.Command("bash", filepath.Join(repoRoot, "tests", "kind", "router.sh"), "steer", torLoopback+"/32", tor.Addr.String())
-	steer.Env = append(steer.Environ(), "CLUSTER="+cluster)
-	out, err := steer.CombinedOutput()
-	require.NoError(t, err, "route the nodes to the ToR's loopback: %s", out)
-	dc1 := startRouter(t, "dc1", dcConf(routerID(41), 65101, tor.Addr, "10.201.0.0/24"))
-	dc2 := startRouter(t, "dc2", dcConf(routerID(42), 65102, tor.Addr, "10.202.0.0/24"))
-
-	start := time.Now()
-	helm.Install(t, helmOptions(opts, []string{example("route-servers", "values.yaml")}, map[string]string{
-		"groups.rs.clients.dcs.ranges[0]": routerRange(),
-	}), chart(), "rs")
-	t.Cleanup(func() { _ = helm.DeleteE(t, helmOptions(opts, nil, nil), "rs", true) })
-	sel := "app.kubernetes.io/name=meshrr"
-	ps := waitReady(t, opts, sel, 2, 3*time.Minute)
+	f := startRouteServers(t)
+	opts, tor, dc1, dc2, start := f.opts, f.tor, f.dc1, f.dc2, f.start
+	ps := waitReady(t, opts, rsSelector, 2, 3*time.Minute)
 	nodeOf := map[string]string{}
 	var podA corev1.Pod
 	for _, p := range ps {
@@ -121,19 +168,7 @@ func TestRouteServersBehindAnycastSides(t *testing.T) {
 	}, 2*time.Minute, 500*time.Millisecond)
 	t.Logf("route servers: both anycast addresses announced %s after helm install", time.Since(start).Round(100*time.Millisecond))
 
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		for _, dc := range []*Router{dc1, dc2} {
-			for _, vip := range []string{vipA, vipB} {
-				assert.Equal(c, "Established", dc.neighborState(vip), "%s to %s", dc.Name, vip)
-			}
-		}
-		m1, err1 := dc1.routes()
-		m2, err2 := dc2.routes()
-		if assert.NoError(c, err1) && assert.NoError(c, err2) {
-			assert.Equal(c, dc2.Addr.String(), m1["10.202.0.0/24"].NextHop, "dc1 learns dc2's prefix with dc2's next hop")
-			assert.Equal(c, dc1.Addr.String(), m2["10.201.0.0/24"].NextHop, "dc2 learns dc1's prefix with dc1's next hop")
-		}
-	}, 2*time.Minute, 500*time.Millisecond)
+	f.waitExchanging(t)
 	t.Logf("route servers: dc1 and dc2 Established with both sides and exchanging routes %s after helm install", time.Since(start).Round(100*time.Millisecond))
 
 	w1 := watchRoutes(dc1, []string{"10.202.0.0/24"})

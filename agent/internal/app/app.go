@@ -47,11 +47,13 @@ Usage:
   meshrr-agent check --config FILE     validate a configuration file and exit
   meshrr-agent init  --config FILE     write the daemon's startup configuration if none exists
   meshrr-agent sessions --config FILE  print the daemon's BGP sessions as JSON
+  meshrr-agent drain --config FILE     graceful shutdown (the pod's preStop): ask the running
+                                       agent to drain, then stay up for drain.time
   meshrr-agent version
 
 The pod is described by the environment (downward API): POD_NAME,
 POD_NAMESPACE, POD_UID, POD_IPS (status.podIPs, comma-separated; POD_IP is
-accepted too) and NODE_NAME.
+accepted too), NODE_NAME and MESHRR_SIDE (the pod's meshrr.io/side label).
 `
 
 // Main runs the agent and returns the process exit code.
@@ -99,6 +101,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runInit(*cfgPath, getenv, stdout)
 	case "sessions":
 		return runSessions(ctx, *cfgPath, stdout)
+	case "drain":
+		return runDrain(ctx, *cfgPath, stdout)
 	case "run":
 		return runAgent(ctx, *cfgPath, *kubeconfig, getenv, log)
 	case "help", "-h", "--help":
@@ -117,7 +121,7 @@ type podEnv struct {
 }
 
 func readPod(getenv func(string) string) (podEnv, error) {
-	p := podEnv{self: plan.Self{Name: getenv("POD_NAME"), Namespace: getenv("POD_NAMESPACE")}, uid: getenv("POD_UID"), node: getenv("NODE_NAME")}
+	p := podEnv{self: plan.Self{Name: getenv("POD_NAME"), Namespace: getenv("POD_NAMESPACE"), Side: getenv("MESHRR_SIDE")}, uid: getenv("POD_UID"), node: getenv("NODE_NAME")}
 	var problems []string
 	if p.self.Name == "" {
 		problems = append(problems, "POD_NAME is not set (downward API metadata.name)")
@@ -321,6 +325,12 @@ func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(strin
 		defer scancel()
 		_ = srv.Shutdown(sctx)
 	}()
+
+	stopControl, err := serveControl(ctx, cfg, client, loop, pod, rec, log)
+	if err != nil {
+		return err
+	}
+	defer stopControl()
 
 	log.Info("starting", "version", Version, "backend", be.Name(), "router_id", rid.String(), "namespaces", namespaces, "listen", cfg.Status.Listen)
 	go watcher.Run(ctx)

@@ -153,7 +153,8 @@ func Members(eps []*discoveryv1.EndpointSlice) model.Snapshot {
 			continue
 		}
 		for _, ep := range s.Endpoints {
-			if !usable(ep) {
+			ok, terminating := usable(ep)
+			if !ok {
 				continue
 			}
 			var addrs []netip.Addr
@@ -172,6 +173,7 @@ func Members(eps []*discoveryv1.EndpointSlice) model.Snapshot {
 				UpstreamGroup:     s.Labels[LabelUpstreamGroup],
 				UpstreamNamespace: s.Labels[LabelUpstreamNamespace],
 				Addrs:             addrs,
+				Terminating:       terminating,
 			}
 			if ep.TargetRef != nil && ep.TargetRef.Kind == "Pod" {
 				m.Pod = ep.TargetRef.Name
@@ -202,14 +204,16 @@ func Members(eps []*discoveryv1.EndpointSlice) model.Snapshot {
 	return snap
 }
 
-// usable: ready (unset means ready) and not terminating. Terminating is
-// checked on its own because Services that publish not-ready addresses
+// usable: ready (unset means ready), or terminating and still serving. A
+// terminating member stays a member until its pod is gone: it drains
+// before it stops and its mesh sessions must last until then. Terminating
+// is checked on its own because Services that publish not-ready addresses
 // (as the chart's discovery Services do) report terminating endpoints as
 // ready.
-func usable(ep discoveryv1.Endpoint) bool {
+func usable(ep discoveryv1.Endpoint) (ok, terminating bool) {
 	c := ep.Conditions
 	if c.Terminating != nil && *c.Terminating {
-		return false
+		return c.Serving == nil || *c.Serving, true
 	}
-	return c.Ready == nil || *c.Ready
+	return c.Ready == nil || *c.Ready, false
 }

@@ -27,6 +27,7 @@ type ep struct {
 	pod, node   string
 	addrs       []string
 	ready, term *bool
+	serving     *bool
 }
 
 func yes() *bool { b := true; return &b }
@@ -38,7 +39,7 @@ func slice(ns, name string, typ discoveryv1.AddressType, lbl map[string]string, 
 		AddressType: typ,
 	}
 	for _, e := range eps {
-		x := discoveryv1.Endpoint{Addresses: e.addrs, Conditions: discoveryv1.EndpointConditions{Ready: e.ready, Terminating: e.term}}
+		x := discoveryv1.Endpoint{Addresses: e.addrs, Conditions: discoveryv1.EndpointConditions{Ready: e.ready, Terminating: e.term, Serving: e.serving}}
 		if e.pod != "" {
 			x.TargetRef = &corev1.ObjectReference{Kind: "Pod", Name: e.pod, Namespace: ns}
 		}
@@ -58,15 +59,16 @@ func addrs(ss ...string) []netip.Addr {
 	return out
 }
 
-func TestMembersMergeFamiliesAndDropUnusableEndpoints(t *testing.T) {
+func TestMembersMergeFamiliesKeepStoppingOnesAndDropUnusableEndpoints(t *testing.T) {
 	core := map[string]string{LabelGroup: "core.core", LabelSide: "a"}
 	region := map[string]string{LabelGroup: "lothl.lothlorien", LabelUpstreamGroup: "core.core", LabelUpstreamNamespace: "core"}
 	snap := Members([]*discoveryv1.EndpointSlice{
 		slice("core", "core-a-v4", discoveryv1.AddressTypeIPv4, core,
 			ep{pod: "core-a-0", node: "w1", addrs: []string{"10.244.1.10"}, ready: yes()},
-			ep{pod: "core-a-1", node: "w2", addrs: []string{"10.244.2.10"}},                            // ready unset = ready
-			ep{pod: "core-a-2", node: "w3", addrs: []string{"10.244.3.10"}, ready: no()},               // not ready
-			ep{pod: "core-a-3", node: "w3", addrs: []string{"10.244.3.11"}, ready: yes(), term: yes()}, // terminating, published as ready
+			ep{pod: "core-a-1", node: "w2", addrs: []string{"10.244.2.10"}},                                           // ready unset = ready
+			ep{pod: "core-a-2", node: "w3", addrs: []string{"10.244.3.10"}, ready: no()},                              // not ready
+			ep{pod: "core-a-3", node: "w3", addrs: []string{"10.244.3.11"}, ready: yes(), term: yes()},                // terminating, published as ready: still a member
+			ep{pod: "core-a-4", node: "w3", addrs: []string{"10.244.3.12"}, ready: yes(), term: yes(), serving: no()}, // terminating and no longer serving
 		),
 		slice("core", "core-a-v6", discoveryv1.AddressTypeIPv6, core,
 			ep{pod: "core-a-0", node: "w1", addrs: []string{"fd00:244::1:10"}, ready: yes()},
@@ -78,6 +80,7 @@ func TestMembersMergeFamiliesAndDropUnusableEndpoints(t *testing.T) {
 	assert.Equal(t, model.Snapshot{Synced: true, Members: []model.Member{
 		{Namespace: "core", Group: "core.core", Side: "a", Pod: "core-a-0", Node: "w1", Addrs: addrs("10.244.1.10", "fd00:244::1:10")},
 		{Namespace: "core", Group: "core.core", Side: "a", Pod: "core-a-1", Node: "w2", Addrs: addrs("10.244.2.10")},
+		{Namespace: "core", Group: "core.core", Side: "a", Pod: "core-a-3", Node: "w3", Addrs: addrs("10.244.3.11"), Terminating: true},
 		{Namespace: "lothl", Group: "lothl.lothlorien", Addrs: addrs("10.244.5.1"), UpstreamGroup: "core.core", UpstreamNamespace: "core"},
 	}}, snap)
 }

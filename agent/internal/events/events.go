@@ -21,6 +21,8 @@ const (
 	ReasonApplyFailed      = "ApplyFailed"
 	ReasonConfigRejected   = "ConfigRejected"
 	ReasonConfigReloaded   = "ConfigReloaded"
+	ReasonDraining         = "Draining"
+	ReasonDrainFailed      = "DrainFailed"
 )
 
 // Recorder records Events about the agent's pod.

@@ -106,6 +106,9 @@ func ParseCommunity(s string) (Community, error) {
 	return c, nil
 }
 
+// GracefulShutdown is the well-known GRACEFUL_SHUTDOWN community (RFC 8326).
+var GracefulShutdown = Community{A: 65535, B: 0}
+
 func (c Community) String() string {
 	if c.Large {
 		return fmt.Sprintf("%d:%d:%d", c.A, c.B, c.C)
@@ -152,7 +155,20 @@ type Model struct {
 	RouterID   netip.Addr
 	LocalAddrs []netip.Addr // the pod's own addresses, one per family at most
 	Timers     Timers
-	Groups     []PeerGroup // sorted by Name
+	// GracefulRestart applies to every session.
+	GracefulRestart GracefulRestart
+	// Draining: the exports carry the graceful-shutdown rule (the pod is
+	// about to stop).
+	Draining bool
+	Groups   []PeerGroup // sorted by Name
+}
+
+// GracefulRestart (RFC 4724) and long-lived graceful restart (RFC 9494).
+type GracefulRestart struct {
+	Enabled     bool
+	RestartTime int // seconds
+	LongLived   bool
+	StaleTime   int // seconds
 }
 
 // LocalAddr returns the pod's address of the given family.
@@ -279,9 +295,10 @@ type PrefixMatch struct {
 
 // Action is what a rule does to a matching route.
 type Action struct {
-	Reject       bool
-	Accept       bool
-	SetLocalPref *uint32
+	Reject         bool
+	Accept         bool
+	SetLocalPref   *uint32
+	AddCommunities []Community
 }
 
 // Session is a BGP session as read from the daemon.
@@ -308,6 +325,9 @@ type Member struct {
 	// labels of its Service: the group this member's group peers up to.
 	UpstreamGroup     string
 	UpstreamNamespace string
+	// Terminating members are stopping (and draining): still meshed until
+	// they are gone, never chosen as a new upstream.
+	Terminating bool
 }
 
 // ID identifies a member stably for hashing: namespace/pod, or

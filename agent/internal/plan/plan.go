@@ -21,6 +21,8 @@ type Self struct {
 	Name      string
 	Namespace string
 	Addrs     []netip.Addr
+	// Side is the pod's redundancy side ("" without sides).
+	Side string
 }
 
 // ID is the pod's member ID, as other agents compute it.
@@ -39,6 +41,9 @@ type Input struct {
 	// HoldDown keeps replaced upstream members (by member ID) out of the
 	// choice until the given time.
 	HoldDown map[string]time.Time
+	// Draining: the pod is about to stop; every exported route gets the
+	// GRACEFUL_SHUTDOWN community and local-preference 0.
+	Draining bool
 }
 
 // Replacement records an upstream member dropped because its session did
@@ -90,6 +95,10 @@ func Build(in Input) (Result, error) {
 			ErrorWaitMin: c.Timers.ErrorWaitMin,
 			ErrorWaitMax: c.Timers.ErrorWaitMax,
 		},
+		Draining: in.Draining,
+	}
+	if gr := c.GracefulRestart; gr.On() {
+		m.GracefulRestart = model.GracefulRestart{Enabled: true, RestartTime: gr.RestartTime, LongLived: gr.LongLived, StaleTime: gr.StaleTime}
 	}
 
 	meshNS := or(c.Mesh.Namespace, in.Self.Namespace)
@@ -150,6 +159,9 @@ func Build(in Input) (Result, error) {
 	}
 	for i := range m.Groups {
 		m.Groups[i].NLRI = nlri
+		if in.Draining {
+			m.Groups[i].Export.Rules = append([]model.Rule{drainRule}, m.Groups[i].Export.Rules...)
+		}
 		slices.SortFunc(m.Groups[i].Neighbors, func(a, b model.Neighbor) int { return a.Addr.Compare(b.Addr) })
 	}
 	slices.SortFunc(m.Groups, func(a, b model.PeerGroup) int { return cmp.Compare(a.Name, b.Name) })
@@ -267,7 +279,9 @@ func neighbors(m model.Member, local []netip.Addr, asn model.ASN) []model.Neighb
 func chooseUpstream(in Input, local []netip.Addr) (chosen []model.Member, replaced []Replacement, seen int) {
 	u := in.Config.Upstream
 	upNS := or(u.Namespace, in.Self.Namespace)
-	ups := members(in.Snapshot, upNS, u.Group)
+	// a stopping upstream member is dropped at once (make before break: the
+	// replacement is chosen while it still drains)
+	ups := slices.DeleteFunc(members(in.Snapshot, upNS, u.Group), func(m model.Member) bool { return m.Terminating })
 	seen = len(ups)
 	if len(ups) == 0 {
 		return nil, nil, 0
@@ -284,7 +298,7 @@ func chooseUpstream(in Input, local []netip.Addr) (chosen []model.Member, replac
 	self := in.Self.ID()
 	sibs := []string{self}
 	for _, m := range in.Snapshot.Members {
-		if m.UpstreamGroup == u.Group && or(m.UpstreamNamespace, m.Namespace) == upNS && !slices.Contains(sibs, m.ID()) && !isSelf(m, in.Self) {
+		if m.UpstreamGroup == u.Group && or(m.UpstreamNamespace, m.Namespace) == upNS && !m.Terminating && !slices.Contains(sibs, m.ID()) && !isSelf(m, in.Self) {
 			sibs = append(sibs, m.ID())
 		}
 	}
@@ -383,6 +397,13 @@ func refill(self string, keep []string, cands []Candidate, a Assignment, want in
 }
 
 // tierPolicy turns a client export tier into rules.
+// drainRule runs first on every export while the pod drains (RFC 8326):
+// peers that honour GRACEFUL_SHUTDOWN, and iBGP peers through the
+// local-preference, prefer every other path before the sessions close.
+var drainRule = model.Rule{Name: "graceful-shutdown", Action: model.Action{
+	SetLocalPref: new(uint32), AddCommunities: []model.Community{model.GracefulShutdown},
+}}
+
 func tierPolicy(x config.Export) model.Policy {
 	prefixes, comms := x.Compiled()
 	switch x.Tier {

@@ -327,6 +327,57 @@ func TestUpstreamLeavingDiscoveryIsReplaced(t *testing.T) {
 	assert.NotContains(t, res.Upstream, first.Upstream[0])
 }
 
+// A stopping (terminating) upstream member is replaced at once, while it
+// still drains: make before break. A stopping mesh member stays meshed
+// until it is gone.
+func TestStoppingMembersStayMeshedButAreNotChosenUpstream(t *testing.T) {
+	in := regionInput(t)
+	first, err := Build(in)
+	require.NoError(t, err)
+	for i, m := range in.Snapshot.Members {
+		if m.ID() == first.Upstream[0] {
+			in.Snapshot.Members[i].Terminating = true
+		}
+	}
+	res, err := Build(in)
+	require.NoError(t, err)
+	assert.Len(t, res.Upstream, 2)
+	assert.NotContains(t, res.Upstream, first.Upstream[0])
+
+	mesh := Input{
+		Config: mustConfig(t, coreYAML),
+		Self:   Self{Name: "core-a", Namespace: "core", Addrs: []netip.Addr{ip("10.244.1.2")}},
+		Snapshot: model.Snapshot{Synced: true, Members: []model.Member{
+			member("core", "core.core", "core-a", "", "n1", "10.244.1.2"),
+			member("core", "core.core", "core-b", "", "n2", "10.244.2.2"),
+		}},
+		Now: t0,
+	}
+	mesh.Snapshot.Members[1].Terminating = true
+	res, err = Build(mesh)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"10.244.2.2"}, addrs(group(t, res.Model, "mesh")))
+}
+
+func TestDrainingExportsStartWithTheGracefulShutdownRule(t *testing.T) {
+	in := regionInput(t)
+	in.Draining = true
+	res, err := Build(in)
+	require.NoError(t, err)
+	require.True(t, res.Model.Draining)
+	for _, g := range res.Model.Groups {
+		require.NotEmpty(t, g.Export.Rules, g.Name)
+		r := g.Export.Rules[0]
+		assert.Equal(t, "graceful-shutdown", r.Name)
+		assert.Equal(t, []model.Community{model.GracefulShutdown}, r.Action.AddCommunities)
+		require.NotNil(t, r.Action.SetLocalPref)
+		assert.Zero(t, *r.Action.SetLocalPref)
+		assert.False(t, r.Action.Accept || r.Action.Reject, "the group's own policy still runs after it")
+	}
+	assert.True(t, res.Model.GracefulRestart.Enabled, "graceful restart is on by default")
+	assert.Equal(t, 120, res.Model.GracefulRestart.RestartTime)
+}
+
 func TestBoundaryPoliciesAndTiers(t *testing.T) {
 	in := regionInput(t)
 	res, err := Build(in)

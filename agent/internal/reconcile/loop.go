@@ -56,8 +56,46 @@ type Loop struct {
 	neighborRole map[netip.Addr]string
 	pendingSince time.Time
 
+	drainOnce sync.Once
+	drainReq  chan chan error
+	draining  bool // owned by Run
+
 	mu     sync.Mutex
 	status Status
+}
+
+func (l *Loop) drainCh() chan chan error {
+	l.drainOnce.Do(func() { l.drainReq = make(chan chan error) })
+	return l.drainReq
+}
+
+// Drain switches the loop to draining (every export carries the
+// graceful-shutdown rule from now on) and returns once that configuration
+// is applied. Run must be running.
+func (l *Loop) Drain(ctx context.Context) error {
+	reply := make(chan error, 1)
+	select {
+	case l.drainCh() <- reply:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// DrainBlockers says what the pod still waits for before it may drain
+// (see plan.DrainBlockers); nil: nothing.
+func (l *Loop) DrainBlockers(ctx context.Context) ([]string, error) {
+	ss, err := l.Backend.Sessions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	snap, _ := l.Peers.Snapshot()
+	return plan.DrainBlockers(l.Config.Current(), l.Self, snap, ss), nil
 }
 
 // Status is what readiness and status commands read.
@@ -120,6 +158,14 @@ func (l *Loop) Run(ctx context.Context) error {
 		case <-l.Config.Changes():
 		case <-poll.C:
 		case <-retry:
+		case reply := <-l.drainCh():
+			l.draining = true
+			err := l.ReconcileOnce(ctx)
+			reply <- err
+			if err == nil {
+				backoff, retry = 0, nil
+			}
+			continue
 		}
 		cfg = l.Config.Current()
 		if d := cfg.Reconcile.StatePoll.Duration; d != pollEvery {
@@ -182,7 +228,7 @@ func (l *Loop) ReconcileOnce(ctx context.Context) (err error) {
 			delete(l.holdDown, id)
 		}
 	}
-	res, err := plan.Build(plan.Input{Config: cfg, Self: l.Self, Snapshot: snap, Sessions: sessions, Now: now, HoldDown: l.holdDown})
+	res, err := plan.Build(plan.Input{Config: cfg, Self: l.Self, Snapshot: snap, Sessions: sessions, Now: now, HoldDown: l.holdDown, Draining: l.draining})
 	if err != nil {
 		return err
 	}

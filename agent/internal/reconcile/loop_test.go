@@ -302,3 +302,47 @@ func rangeHash(t *testing.T, prefix string) string {
 	require.True(t, ok)
 	return rest[:8]
 }
+
+// Draining re-exports every route with GRACEFUL_SHUTDOWN and
+// local-preference 0 on the live sessions: a filter change, no reset.
+func TestDrainMarksEveryRouteAndResetsNoSession(t *testing.T) {
+	pods := map[string]string{"core-0": "127.0.20.11", "core-1": "127.0.20.12"}
+	client := fake.NewClientset(endpointSlice(pods))
+	a := startAgent(t, client, "core-0", pods["core-0"], "")
+	b := startAgent(t, client, "core-1", pods["core-1"], "")
+	waitMeshed(t, []*agent{a, b}, pods, 10*time.Second)
+	a.lab.AddInclude(t, "origin", "protocol static meshrr_test_origin { ipv4; route 10.99.0.0/24 blackhole; }\n")
+	route := func(c assert.TestingT) string {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		lines, err := b.lab.Client.Cmd(ctx, "show route 10.99.0.0/24 all")
+		assert.NoError(c, err)
+		var s strings.Builder
+		for _, l := range lines {
+			s.WriteString(l.Text + "\n")
+		}
+		return s.String()
+	}
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Contains(c, route(c), "BGP.local_pref: 100")
+	}, 10*time.Second, 100*time.Millisecond)
+	before := settled(t, b)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	require.NoError(t, a.loop.Drain(ctx))
+	applied := time.Since(start)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		r := route(c)
+		assert.Contains(c, r, "BGP.local_pref: 0")
+		assert.Contains(c, r, "(65535,0)")
+	}, 5*time.Second, 50*time.Millisecond)
+	t.Logf("drain: applied in %s, peer sees local-pref 0 and 65535:0 %s after the request", applied.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	time.Sleep(time.Second) // later reconciles keep draining
+	assert.Contains(t, route(t), "BGP.local_pref: 0")
+	after := b.sessions(t)
+	name := meshName(pods["core-0"])
+	require.True(t, after[name].Established)
+	assert.WithinDuration(t, before[name].Since, after[name].Since, 10*time.Millisecond, "the drain reset the session")
+}

@@ -52,7 +52,7 @@ headless Service, PodDisruptionBudget and, for sides, LoadBalancer Service.
 {{- $units := list -}}
 {{- range $name := keys .Values.groups | sortAlpha -}}
 {{- $g := include "meshrr.group" (dict "root" $root "name" $name) | fromYaml -}}
-{{- $base := printf "%s-%s" (include "meshrr.fullname" $root) $name -}}
+{{- $base := include "meshrr.groupBase" (dict "root" $root "name" $name) -}}
 {{- $gid := printf "%s.%s" $root.Release.Name $name -}}
 {{- if $g.sides -}}
 {{- range $side := keys $g.sides | sortAlpha -}}
@@ -150,6 +150,17 @@ The agent configuration of a group: exactly the file the agent validates
 {{- if $v.policy }}{{ $_ := set $cfg "policy" $v.policy }}{{ end -}}
 {{- if $v.families }}{{ $_ := set $cfg "families" $v.families }}{{ end -}}
 {{- if $v.timers }}{{ $_ := set $cfg "timers" $v.timers }}{{ end -}}
+{{- if $v.gracefulRestart }}{{ $_ := set $cfg "gracefulRestart" $v.gracefulRestart }}{{ end -}}
+{{- $drain := dict "time" (printf "%ds" (int $v.drain.timeSeconds)) "waitTimeout" (printf "%ds" (int $v.drain.waitTimeoutSeconds)) "lock" (printf "%s-drain" (include "meshrr.groupBase" (dict "root" .root "name" .unit.group))) -}}
+{{- $total := 0 -}}
+{{- if $v.sides -}}
+{{- $_ := set $drain "sides" (keys $v.sides | sortAlpha) -}}
+{{- range $side := keys $v.sides -}}{{- $s := index $v.sides $side | default dict -}}{{- $total = add $total (ternary $s.replicas $v.replicas (hasKey $s "replicas")) -}}{{- end -}}
+{{- else -}}
+{{- $total = $v.replicas -}}
+{{- end -}}
+{{- if and (ne $v.kind "DaemonSet") (le (int $total) 1) }}{{ $_ := set $drain "waitForPeers" false }}{{ end -}}
+{{- $_ := set $cfg "drain" $drain -}}
 {{- $_ := set $cfg "status" (dict "listen" (printf ":%v" $v.metricsPort) "readyRequiresEstablished" $v.readyRequiresEstablished) -}}
 {{- toYaml $cfg -}}
 {{- end -}}
@@ -157,6 +168,21 @@ The agent configuration of a group: exactly the file the agent validates
 {{/* Image reference. Args: dict "root" $ "image" IMAGE. */}}
 {{- define "meshrr.image" -}}
 {{- printf "%s:%s" .image.repository (.image.tag | default .root.Chart.AppVersion) -}}
+{{- end -}}
+
+{{/* Name stem of a group's objects. Args: dict "root" $ "name" GROUP. */}}
+{{- define "meshrr.groupBase" -}}
+{{- printf "%s-%s" (include "meshrr.fullname" .root) .name -}}
+{{- end -}}
+
+{{/* Seconds a stopping pod needs: the drain wait and time, and 15 s for the daemons to stop. */}}
+{{- define "meshrr.terminationGrace" -}}
+{{- max (int .terminationGracePeriodSeconds) (add (int .drain.timeSeconds) (int .drain.waitTimeoutSeconds) 15) -}}
+{{- end -}}
+
+{{/* The daemon container's preStop: stay up until the agent's drain time is over (its drain.doneFile), bounded. Args: group values. */}}
+{{- define "meshrr.daemonPreStop" -}}
+i=0; while [ ! -e /run/meshrr/drain-done ] && [ $i -lt {{ add (int .drain.timeSeconds) (int .drain.waitTimeoutSeconds) 5 }} ]; do sleep 1; i=$((i+1)); done
 {{- end -}}
 
 {{/* Downward API environment of the agent. */}}
@@ -171,6 +197,8 @@ The agent configuration of a group: exactly the file the agent validates
   valueFrom: {fieldRef: {fieldPath: status.podIPs}}
 - name: NODE_NAME
   valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
+- name: MESHRR_SIDE
+  valueFrom: {fieldRef: {fieldPath: "metadata.labels['meshrr.io/side']"}}
 {{- end -}}
 
 {{/* The agent runs unprivileged: non-root, read-only root, no capabilities. */}}

@@ -51,6 +51,7 @@ type templateView struct {
 	Local      string
 	ASN        model.ASN
 	Family     model.Family
+	GR         model.GracefulRestart
 	StrictBind bool
 	Timers     model.Timers
 	RRClient   bool
@@ -106,6 +107,7 @@ func Render(m model.Model, o Options) ([]byte, error) {
 				Timers:     m.Timers,
 				RRClient:   g.RRClient,
 				RSClient:   g.RouteServer,
+				GR:         m.GracefulRestart,
 				Multihop:   g.Multihop,
 				NextHop:    g.NextHopUnchanged,
 				Import:     imp,
@@ -218,20 +220,27 @@ func filterLines(p model.Policy, guards []string) []string {
 		if r.Action.SetLocalPref != nil {
 			do = append(do, fmt.Sprintf("bgp_local_pref = %d;", *r.Action.SetLocalPref))
 		}
+		for _, c := range r.Action.AddCommunities {
+			if c.Large {
+				do = append(do, fmt.Sprintf("bgp_large_community.add((%d, %d, %d));", c.A, c.B, c.C))
+			} else {
+				do = append(do, fmt.Sprintf("bgp_community.add((%d, %d));", c.A, c.B))
+			}
+		}
 		switch {
 		case r.Action.Reject:
 			do = append(do, "reject;")
 		case r.Action.Accept:
 			do = append(do, "accept;")
 		}
-		body := strings.Join(do, " ")
-		if len(do) > 1 {
-			body = "{ " + body + " }"
-		}
-		if cond := condition(r.Match); cond != "" {
-			lines = append(lines, fmt.Sprintf("if %s then %s", cond, body))
-		} else {
-			lines = append(lines, body)
+		cond := condition(r.Match)
+		switch {
+		case cond == "":
+			lines = append(lines, do...)
+		case len(do) == 1:
+			lines = append(lines, fmt.Sprintf("if %s then %s", cond, do[0]))
+		default:
+			lines = append(lines, fmt.Sprintf("if %s then { %s }", cond, strings.Join(do, " ")))
 		}
 	}
 	if p.DefaultReject {

@@ -34,6 +34,7 @@ type view struct {
 	Group       string
 	Macro       string
 	Digest      string
+	GR          int // graceful restart time; 0: off
 	RouterID    string
 	ASN         model.ASN
 	BGPGroups   []bgpGroup
@@ -86,7 +87,10 @@ func Render(m model.Model) ([]byte, error) {
 	if !m.RouterID.Is4() {
 		return nil, fmt.Errorf("crpd: router id %v is not an IPv4 address", m.RouterID)
 	}
-	v := view{Group: GroupName, Macro: MacroName, RouterID: m.RouterID.String(), ASN: m.ASN}
+	if m.GracefulRestart.LongLived {
+		return nil, fmt.Errorf("crpd: long-lived graceful restart is not rendered for cRPD by this agent: set gracefulRestart.longLived false")
+	}
+	v := view{Group: GroupName, Macro: MacroName, GR: m.GracefulRestart.RestartTime, RouterID: m.RouterID.String(), ASN: m.ASN}
 	comms := map[string]bool{}
 	for _, g := range m.Groups {
 		imp, err := v.addPolicy(g.Name, "import", g.Import, comms)
@@ -205,15 +209,18 @@ func (v *view) addPolicy(group, dir string, p model.Policy, seen map[string]bool
 		if len(r.Match.Prefixes) > 0 && r.Match.DefaultRoute {
 			return "", fmt.Errorf("crpd: rule %s matches prefixes and the default route at once: Junos ORs route-filters", r.Name)
 		}
+		define := func(c model.Community) string {
+			name, member := communityName(c)
+			if !seen[name] {
+				seen[name] = true
+				v.Communities = append(v.Communities, namedList{name, []string{member}})
+			}
+			return name
+		}
 		if len(r.Match.Communities) > 0 {
 			var names []string
 			for _, c := range r.Match.Communities {
-				name, member := communityName(c)
-				names = append(names, name)
-				if !seen[name] {
-					seen[name] = true
-					v.Communities = append(v.Communities, namedList{name, []string{member}})
-				}
+				names = append(names, define(c))
 			}
 			if len(names) == 1 {
 				t.From = append(t.From, "community "+names[0]+";")
@@ -229,6 +236,9 @@ func (v *view) addPolicy(group, dir string, p model.Policy, seen map[string]bool
 		}
 		if r.Action.SetLocalPref != nil {
 			t.Then = append(t.Then, fmt.Sprintf("local-preference %d;", *r.Action.SetLocalPref))
+		}
+		for _, c := range r.Action.AddCommunities {
+			t.Then = append(t.Then, "community add "+define(c)+";")
 		}
 		switch {
 		case r.Action.Reject:

@@ -405,6 +405,7 @@ var junosStatements = map[string]bool{
 	"as-list": true, "community": true, "policy-statement": true, "term": true, "from": true,
 	"then": true, "route-filter": true, "reject": true, "accept": true, "local-preference": true,
 	"forwarding-table": true, "signaling": true, "apply-macro": true, "digest": true,
+	"graceful-restart": true, "graceful-restart;": true, "restart-time": true, "disable": true,
 	"}": true, "/*": true, "*/": true,
 }
 

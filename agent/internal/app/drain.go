@@ -1,0 +1,104 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/meshrr/meshrr/agent/config"
+	"github.com/meshrr/meshrr/agent/internal/drain"
+	"github.com/meshrr/meshrr/agent/internal/events"
+	"github.com/meshrr/meshrr/agent/internal/reconcile"
+)
+
+// serveControl serves the drain request on the control socket, a Unix
+// socket in the pod's own volume: only the pod's containers reach it.
+func serveControl(ctx context.Context, cfg *config.Config, client kubernetes.Interface, loop *reconcile.Loop, self podEnv, rec events.Recorder, log *slog.Logger) (stop func(), err error) {
+	_ = os.Remove(cfg.Drain.DoneFile) // from an earlier agent of this pod
+	_ = os.Remove(cfg.Drain.ControlSocket)
+	ln, err := net.Listen("unix", cfg.Drain.ControlSocket)
+	if err != nil {
+		return nil, fmt.Errorf("drain.controlSocket: %w", err)
+	}
+	d := &drain.Drainer{
+		Blockers:    loop.DrainBlockers,
+		Apply:       loop.Drain,
+		WaitTimeout: cfg.Drain.WaitTimeout.Duration,
+		Log:         log,
+	}
+	var lock *drain.LeaseLock
+	if cfg.Drain.Lock != "" {
+		lock = &drain.LeaseLock{Client: client, Namespace: self.self.Namespace, Name: cfg.Drain.Lock, Identity: self.self.Name, Log: log}
+		d.Lock = lock
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /drain", func(rw http.ResponseWriter, r *http.Request) {
+		log.Info("drain requested", "op", "drain", "lock", cfg.Drain.Lock, "wait_timeout", cfg.Drain.WaitTimeout.Duration)
+		rep, err := d.Drain(r.Context())
+		if err != nil {
+			log.Error("drain failed", "op", "drain", "error", err)
+			rec.Warning(events.ReasonDrainFailed, "graceful shutdown failed: %v", err)
+			http.Error(rw, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		log.Info("draining", "op", "drain", "report", rep.String())
+		rec.Normal(events.ReasonDraining, "routes marked for graceful shutdown (community 65535:0, local-preference 0): %s", rep)
+		fmt.Fprintln(rw, rep)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		if lock != nil {
+			lock.Release()
+		}
+	}, nil
+}
+
+// runDrain is the preStop step: ask the running agent to drain, keep the
+// pod up for the drain time, then tell the daemon's preStop (DoneFile).
+func runDrain(ctx context.Context, cfgPath string, stdout io.Writer) error {
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.WriteFile(cfg.Drain.DoneFile, nil, 0o644) }()
+	c := &http.Client{
+		Timeout: cfg.Drain.WaitTimeout.Duration + 30*time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", cfg.Drain.ControlSocket)
+		}},
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://agent/drain", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return fmt.Errorf("drain: no running agent answers on %s: %w", cfg.Drain.ControlSocket, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	msg := strings.TrimSpace(string(body))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("drain: the agent could not drain: %s", msg)
+	}
+	fmt.Fprintf(stdout, "%s; staying up for %s\n", msg, cfg.Drain.Time.Duration)
+	select {
+	case <-time.After(cfg.Drain.Time.Duration):
+	case <-ctx.Done():
+		return errors.New("drain: interrupted before the drain time was over")
+	}
+	return nil
+}

@@ -1,0 +1,76 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gruntwork-io/terratest/modules/helm"
+	"github.com/gruntwork-io/terratest/modules/k8s"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestRollingUpgradeLosesNoRoute upgrades the route servers' agent image
+// with helm while both data-centre routers are sampled every 200 ms. Both
+// sides' StatefulSets roll at once; the group's drain lock makes one route
+// server drain (GRACEFUL_SHUTDOWN, local-preference 0) and stop at a time,
+// and only once the other side has a meshed member.
+func TestRollingUpgradeLosesNoRoute(t *testing.T) {
+	f := startRouteServers(t)
+	before := waitReady(t, f.opts, rsSelector, 2, 3*time.Minute)
+	f.waitExchanging(t)
+
+	tag := "e2e-upgrade"
+	out, err := exec.Command("docker", "tag", agentImage, "meshrr/agent:"+tag).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.NoError(t, script("tests/kind/cluster.sh", "load", "meshrr/agent:"+tag))
+
+	w1 := watchRoutes(f.dc1, []string{"10.202.0.0/24"})
+	w2 := watchRoutes(f.dc2, []string{"10.201.0.0/24"})
+	start := time.Now()
+	helm.Upgrade(t, f.helm(map[string]string{"images.agent.tag": tag}), chart(), "rs")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		ps := pods(t, f.opts, rsSelector)
+		if !assert.Len(c, ps, 2) {
+			return
+		}
+		for _, p := range ps {
+			assert.True(c, isReady(p) && p.DeletionTimestamp == nil, "%s not ready", p.Name)
+			for _, ct := range p.Spec.Containers {
+				if ct.Name == "agent" {
+					assert.True(c, strings.HasSuffix(ct.Image, ":"+tag), "%s still runs %s", p.Name, ct.Image)
+				}
+			}
+		}
+	}, 4*time.Minute, time.Second)
+	rolled := time.Since(start)
+	f.waitExchanging(t)
+	settledAt := time.Since(start)
+	time.Sleep(3 * time.Second)
+	s1, lost1, gap1, miss1 := w1.finish()
+	s2, lost2, gap2, miss2 := w2.finish()
+
+	after := pods(t, f.opts, rsSelector)
+	for _, p := range before {
+		for _, q := range after {
+			assert.NotEqual(t, p.UID, q.UID, "%s was not replaced", p.Name)
+		}
+	}
+	evs, err := k8s.RunKubectlAndGetOutputE(t, f.opts, "get", "events", "--field-selector", "reason=Draining", "-o", "jsonpath={range .items[*]}{.involvedObject.name}: {.message}{\"\\n\"}{end}")
+	require.NoError(t, err)
+	t.Logf("upgrade: drain events:\n%s", evs)
+	assert.Equal(t, 2, strings.Count(evs, "routes marked for graceful shutdown"), "each old route server drained once")
+
+	t.Logf("upgrade: agent image rolled on both sides in %s; both DC routers Established with both sides again after %s",
+		rolled.Round(100*time.Millisecond), settledAt.Round(100*time.Millisecond))
+	t.Logf("upgrade: dc1 kept dc2's prefix in %d of %d samples (longest gap %s), dc2 kept dc1's in %d of %d (longest gap %s); goal: no gap",
+		s1-lost1, s1, gap1, s2-lost2, s2, gap2)
+	assert.Empty(t, miss1)
+	assert.Empty(t, miss2)
+	assert.Zero(t, lost1, "dc1 lost a route during the rolling upgrade")
+	assert.Zero(t, lost2, "dc2 lost a route during the rolling upgrade")
+}
