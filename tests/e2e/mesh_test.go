@@ -98,10 +98,11 @@ func TestMeshScaleOutAndSelfHealing(t *testing.T) {
 		}
 	}
 
-	// self-healing: delete one RR; its replacement is meshed again
+	// self-healing: one RR is lost (killed: no graceful shutdown); its
+	// replacement is meshed again
 	victim := pods(t, opts, coreSelector)[2].Name
 	start = time.Now()
-	k8s.RunKubectl(t, opts, "delete", "pod", victim, "--wait=false")
+	k8s.RunKubectl(t, opts, "delete", "pod", victim, "--wait=false", "--grace-period=0", "--force")
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		for _, p := range pods(t, opts, coreSelector) {
 			assert.NotEqual(c, victim, p.Name)
@@ -109,7 +110,7 @@ func TestMeshScaleOutAndSelfHealing(t *testing.T) {
 	}, time.Minute, 200*time.Millisecond)
 	meshSettled(t, opts, 5, 2*time.Minute)
 	healed := time.Since(start)
-	t.Logf("self-healing: pod deleted -> replacement meshed with all 4 peers (every session Established) in %s (goal < 15s)", healed.Round(100*time.Millisecond))
+	t.Logf("self-healing: pod killed -> replacement meshed with all 4 peers (every session Established) in %s (goal < 15s)", healed.Round(100*time.Millisecond))
 
 	// EndpointSlice change -> config applied, from the agents' histograms
 	buckets := map[float64]float64{}

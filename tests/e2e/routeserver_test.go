@@ -173,6 +173,7 @@ func TestRouteServersBehindAnycastSides(t *testing.T) {
 
 	w1 := watchRoutes(dc1, []string{"10.202.0.0/24"})
 	w2 := watchRoutes(dc2, []string{"10.201.0.0/24"})
+	const drainTime = "15s" // the chart's default drain.timeSeconds
 	del := time.Now()
 	k8s.RunKubectl(t, opts, "delete", "pod", "--wait=false", podA.Name)
 	var withdrawn, announced, back1, back2 time.Duration
@@ -206,8 +207,8 @@ func TestRouteServersBehindAnycastSides(t *testing.T) {
 	time.Sleep(3 * time.Second) // keep sampling after the sessions came back
 	s1, lost1, gap1, miss1 := w1.finish()
 	s2, lost2, gap2, miss2 := w2.finish()
-	t.Logf("route servers: side-a pod deleted: %s withdrawn after %s, announced again after %s from %s; side-a sessions re-established after %s (dc1) and %s (dc2)",
-		vipA, withdrawn.Round(10*time.Millisecond), announced.Round(10*time.Millisecond), announcedFrom, back1.Round(10*time.Millisecond), back2.Round(10*time.Millisecond))
+	t.Logf("route servers: side-a pod deleted (it drains %s first): %s withdrawn after %s, announced again after %s from %s; side-a sessions re-established after %s (dc1) and %s (dc2)",
+		drainTime, vipA, withdrawn.Round(10*time.Millisecond), announced.Round(10*time.Millisecond), announcedFrom, back1.Round(10*time.Millisecond), back2.Round(10*time.Millisecond))
 	t.Logf("route servers: through side b dc1 kept dc2's prefix in %d of %d samples (longest gap %s), dc2 kept dc1's in %d of %d (longest gap %s)",
 		s1-lost1, s1, gap1, s2-lost2, s2, gap2)
 	assert.Empty(t, miss1)
