@@ -59,9 +59,11 @@ chart-docs-check: tools ## fail when charts/meshrr/README.md is stale
 bench: ## benchmarks with allocations (numbers for the issue notes)
 	$(GO) test -run '^$$' -bench . -benchmem ./agent/...
 
-fuzz: ## fuzz the birdc and NETCONF reply parsers, 30s each
-	$(GO) test -run '^$$' -fuzz FuzzParseProtocols -fuzztime 30s ./agent/internal/backend/bird/
-	$(GO) test -run '^$$' -fuzz FuzzParseReply -fuzztime 30s ./agent/internal/backend/crpd/
+FUZZTIME ?= 30s
+fuzz: ## fuzz the config loader, the birdc and the NETCONF reply parsers (FUZZTIME each, default 30s; make test: 10s)
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./agent/config/
+	$(GO) test -run '^$$' -fuzz FuzzParseProtocols -fuzztime $(FUZZTIME) ./agent/internal/backend/bird/
+	$(GO) test -run '^$$' -fuzz FuzzParseReply -fuzztime $(FUZZTIME) ./agent/internal/backend/crpd/
 
 build: ## build the static agent binary into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.com/meshrr/meshrr/agent/internal/app.Version=$(VERSION)" -o bin/meshrr-agent ./agent/cmd/meshrr-agent

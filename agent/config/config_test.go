@@ -4,12 +4,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"sigs.k8s.io/yaml"
 
 	"github.com/meshrr/meshrr/agent/internal/model"
 )
@@ -161,4 +163,40 @@ func TestLoadReportsThePath(t *testing.T) {
 	require.ErrorContains(t, err, p)
 	_, err = Load(filepath.Join(t.TempDir(), "missing.yaml"))
 	require.ErrorContains(t, err, "read config")
+}
+
+// FuzzParse: any input is either a configuration that validates, whose
+// canonical form parses again to the same configuration, or an error;
+// never a panic.
+func FuzzParse(f *testing.F) {
+	files, err := filepath.Glob("testdata/valid-*.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, p := range files {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(raw)
+	}
+	f.Add([]byte("identity: {asn: 65000}\nmesh: {group: a.b}\nclients: [{name: x, ranges: ['10.0.0.0/8']}]\n"))
+	f.Add([]byte("identity: {asn: 65000}\nmesh: {group: a.b}\ndrain: {time: 1s, sides: [a]}\nfamilies: [evpn]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(data)
+		if err != nil {
+			return
+		}
+		again, err := yaml.Marshal(c)
+		if err != nil {
+			t.Fatalf("a valid configuration does not marshal: %v", err)
+		}
+		c2, err := Parse(again)
+		if err != nil {
+			t.Fatalf("the canonical form of a valid configuration is rejected: %v\n%s", err, again)
+		}
+		if !reflect.DeepEqual(c, c2) {
+			t.Fatalf("the canonical form parses to another configuration:\n%s", again)
+		}
+	})
 }
