@@ -1,0 +1,175 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/gruntwork-io/terratest/modules/helm"
+	"github.com/gruntwork-io/terratest/modules/k8s"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+)
+
+var appliedRE = regexp.MustCompile(`(?m)^meshrr_apply_total\{result="applied"\} (\d+)`)
+
+// applied is how many configurations an agent has applied to its daemon.
+func applied(t *testing.T, opts *k8s.KubectlOptions, pod string) int {
+	t.Helper()
+	m := appliedRE.FindStringSubmatch(metrics(t, opts, pod))
+	require.NotNil(t, m, "%s exports no meshrr_apply_total{result=\"applied\"}", pod)
+	n, err := strconv.Atoi(m[1])
+	require.NoError(t, err)
+	return n
+}
+
+// podState is what must not change across an operation: identity and
+// container restarts.
+func podState(ps []corev1.Pod) map[string]string {
+	out := map[string]string{}
+	for _, p := range ps {
+		var restarts int32
+		for _, c := range p.Status.ContainerStatuses {
+			restarts += c.RestartCount
+		}
+		out[p.Name] = fmt.Sprintf("%s restarts=%d", p.UID, restarts)
+	}
+	return out
+}
+
+// resets counts the sessions of before that are no longer Established with
+// the same Since in after.
+func resets(before, after map[string]map[string]Session) (reset, total int, which []string) {
+	for pod, ss := range before {
+		for peer, s := range ss {
+			total++
+			a, ok := after[pod][peer]
+			if !ok || !a.Established || a.Since.Sub(s.Since).Abs() > sinceJitter {
+				reset++
+				which = append(which, pod+"->"+peer)
+			}
+		}
+	}
+	return reset, total, which
+}
+
+func installCore(t *testing.T, prefix string) (*k8s.KubectlOptions, *helm.Options) {
+	t.Helper()
+	opts := namespace(t, prefix)
+	ho := helmOptions(opts, []string{example("2regions-hrr", "values-core.yaml")}, nil)
+	helm.Install(t, ho, chart(), "core")
+	waitReady(t, opts, coreSelector, 2, 3*time.Minute)
+	return opts, ho
+}
+
+// TestPolicyOnlyUpgradeResetsNoSession: a helm upgrade that changes only a
+// boundary policy reaches every agent through the ConfigMap (hot reload),
+// rolls no pod and resets no session.
+func TestPolicyOnlyUpgradeResetsNoSession(t *testing.T) {
+	opts, ho := installCore(t, "e2e-policy")
+	meshSettled(t, opts, 2, 2*time.Minute)
+	before := settledSessions(t, opts)
+	ps := pods(t, opts, coreSelector)
+	state := podState(ps)
+	count := map[string]int{}
+	for _, p := range ps {
+		count[p.Name] = applied(t, opts, p.Name)
+	}
+
+	start := time.Now()
+	ho.SetValues = map[string]string{
+		"groups.core.policy[0].name":                "drop-65000-999",
+		"groups.core.policy[0].towards[0]":          "regions",
+		"groups.core.policy[0].matchCommunities[0]": "65000:999",
+		"groups.core.policy[0].action":              "reject",
+	}
+	helm.Upgrade(t, ho, chart(), "core")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		for _, p := range ps {
+			assert.Greater(c, applied(t, opts, p.Name), count[p.Name], "%s has not applied the new policy yet", p.Name)
+		}
+	}, 3*time.Minute, 2*time.Second)
+	took := time.Since(start)
+	after := settledSessions(t, opts)
+	n, total, which := resets(before, after)
+	assert.Equal(t, state, podState(pods(t, opts, coreSelector)), "no pod replaced or restarted")
+	t.Logf("policy-only upgrade: applied by every RR %s after helm upgrade (kubelet's ConfigMap sync); %d of %d sessions reset %v (goal 0)", took.Round(time.Second), n, total, which)
+	assert.Zero(t, n, "a policy change reset sessions")
+}
+
+// settledSessions reads every core pod's Established sessions, by peer.
+func settledSessions(t *testing.T, opts *k8s.KubectlOptions) map[string]map[string]Session {
+	t.Helper()
+	out := map[string]map[string]Session{}
+	for _, p := range pods(t, opts, coreSelector) {
+		ss, err := sessions(t, opts, p.Name)
+		require.NoError(t, err)
+		out[p.Name] = map[string]Session{}
+		for _, s := range ss {
+			if s.Established {
+				out[p.Name][s.Peer] = s
+			}
+		}
+	}
+	return out
+}
+
+// TestAPIServerOutageChangesNothing stops the control plane's
+// kube-apiserver for 60 s: the agents keep their peers (informer caches)
+// and change nothing, and no BGP session resets.
+func TestAPIServerOutageChangesNothing(t *testing.T) {
+	opts, _ := installCore(t, "e2e-outage")
+	meshSettled(t, opts, 2, 2*time.Minute)
+	before := settledSessions(t, opts)
+	ps := pods(t, opts, coreSelector)
+	state := podState(ps)
+	count := map[string]int{}
+	for _, p := range ps {
+		count[p.Name] = applied(t, opts, p.Name)
+	}
+
+	node := cluster + "-control-plane"
+	manifest := "/etc/kubernetes/manifests/kube-apiserver.yaml"
+	parked := "/etc/kubernetes/kube-apiserver.yaml.parked"
+	restore := func() {
+		_ = exec.Command("docker", "exec", node, "sh", "-c", fmt.Sprintf("[ -f %s ] && mv %s %s || true", parked, parked, manifest)).Run()
+	}
+	t.Cleanup(restore)
+	out, err := exec.Command("docker", "exec", node, "mv", manifest, parked).CombinedOutput()
+	require.NoError(t, err, "park the apiserver manifest: %s", out)
+	start := time.Now()
+	apiUp := func() bool {
+		_, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "--raw", "/readyz", "--request-timeout=2s")
+		return err == nil
+	}
+	for apiUp() && time.Since(start) < 2*time.Minute {
+		time.Sleep(time.Second)
+	}
+	require.False(t, apiUp(), "the apiserver did not stop")
+	down := time.Now()
+	t.Logf("api outage: kube-apiserver unreachable %s after its manifest was removed", down.Sub(start).Round(time.Second))
+	time.Sleep(60 * time.Second)
+	restore()
+	for !apiUp() && time.Since(down) < 4*time.Minute {
+		time.Sleep(time.Second)
+	}
+	require.True(t, apiUp(), "the apiserver did not come back")
+	outage := time.Since(down)
+
+	after := settledSessions(t, opts)
+	n, total, which := resets(before, after)
+	changed := 0
+	for _, p := range ps {
+		changed += applied(t, opts, p.Name) - count[p.Name]
+	}
+	assert.Equal(t, state, podState(pods(t, opts, coreSelector)), "no pod replaced or restarted")
+	t.Logf("api outage: apiserver unreachable for %s; %d of %d sessions reset %v, %d configuration changes (goal 0 and 0)", outage.Round(time.Second), n, total, which, changed)
+	assert.Zero(t, n, "sessions reset during the API outage")
+	assert.Zero(t, changed, "configuration changed during the API outage")
+}
