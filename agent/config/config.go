@@ -313,6 +313,9 @@ type Reconcile struct {
 	RetryMax Duration `json:"retryMax,omitempty"`
 	// ConfigPoll is how often the config file is checked for changes.
 	ConfigPoll Duration `json:"configPoll,omitempty"`
+	// DaemonPoll is how often the daemon's start time is read: a restart
+	// is noticed within it and the configuration applied again.
+	DaemonPoll Duration `json:"daemonPoll,omitempty"`
 }
 
 // Status configures the HTTP endpoints.

@@ -86,6 +86,7 @@ func (c *Config) SetDefaults() {
 	setDur(&r.StatePoll, 5*time.Second)
 	setDur(&r.RetryMax, 30*time.Second)
 	setDur(&r.ConfigPoll, 2*time.Second)
+	setDur(&r.DaemonPoll, time.Second)
 	setStr(&c.Status.Listen, DefaultListen)
 	if c.Status.ReadyRequiresEstablished == nil {
 		c.Status.ReadyRequiresEstablished = ptr(true)

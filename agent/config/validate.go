@@ -473,7 +473,7 @@ func (c *Config) validateRuntime(e *errs) {
 	for _, d := range []struct {
 		field string
 		v     Duration
-	}{{"debounce", r.Debounce}, {"statePoll", r.StatePoll}, {"retryMax", r.RetryMax}, {"configPoll", r.ConfigPoll}} {
+	}{{"debounce", r.Debounce}, {"statePoll", r.StatePoll}, {"retryMax", r.RetryMax}, {"configPoll", r.ConfigPoll}, {"daemonPoll", r.DaemonPoll}} {
 		if d.v.Duration <= 0 {
 			e.add("reconcile."+d.field, "must be positive")
 		}

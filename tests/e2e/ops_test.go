@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -172,4 +173,38 @@ func TestAPIServerOutageChangesNothing(t *testing.T) {
 	t.Logf("api outage: apiserver unreachable for %s; %d of %d sessions reset %v, %d configuration changes (goal 0 and 0)", outage.Round(time.Second), n, total, which, changed)
 	assert.Zero(t, n, "sessions reset during the API outage")
 	assert.Zero(t, changed, "configuration changed during the API outage")
+}
+
+var daemonRestartsRE = regexp.MustCompile(`(?m)^meshrr_daemon_restarts_total (\d+)`)
+
+// TestDaemonKilledIsNoticedAndMeshesAgain kills BIRD inside an RR pod (a
+// crash: SIGKILL from the node): the container restarts on the last
+// applied configuration, the agent notices the restart, applies its
+// configuration again and says so, and the mesh is Established again.
+func TestDaemonKilledIsNoticedAndMeshesAgain(t *testing.T) {
+	opts, _ := installCore(t, "e2e-crash")
+	meshSettled(t, opts, 2, 2*time.Minute)
+	victim := pods(t, opts, coreSelector)[0]
+	node := victim.Spec.NodeName
+	id, err := exec.Command("docker", "exec", node, "crictl", "ps", "-q", "--name", "^bird$", "--label", "io.kubernetes.pod.name="+victim.Name).Output()
+	require.NoError(t, err)
+	pid, err := exec.Command("docker", "exec", node, "crictl", "inspect", "-o", "go-template", "--template", "{{.info.pid}}", strings.TrimSpace(string(id))).Output()
+	require.NoError(t, err, "container %q", id)
+	start := time.Now()
+	out, err := exec.Command("docker", "exec", node, "kill", "-KILL", strings.TrimSpace(string(pid))).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	var noticed time.Duration
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		m := daemonRestartsRE.FindStringSubmatch(metrics(t, opts, victim.Name))
+		if assert.NotNil(c, m) && assert.Equal(c, "1", m[1], "the agent has not noticed the restart") && noticed == 0 {
+			noticed = time.Since(start)
+		}
+	}, 2*time.Minute, 200*time.Millisecond)
+	meshSettled(t, opts, 2, 2*time.Minute)
+	back := time.Since(start)
+	evs, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "events", "--field-selector", "reason=DaemonRestarted,involvedObject.name="+victim.Name, "-o", "jsonpath={.items[*].message}")
+	require.NoError(t, err)
+	assert.Contains(t, evs, "bird restarted")
+	t.Logf("daemon killed: restart noticed by the agent (configuration applied again) %s after the kill; mesh Established again after %s", noticed.Round(100*time.Millisecond), back.Round(100*time.Millisecond))
 }

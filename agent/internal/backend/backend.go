@@ -5,6 +5,7 @@ package backend
 
 import (
 	"context"
+	"time"
 
 	"github.com/meshrr/meshrr/agent/internal/model"
 )
@@ -27,4 +28,7 @@ type Backend interface {
 	Sessions(ctx context.Context) ([]model.Session, error)
 	// Ping checks that the daemon answers.
 	Ping(ctx context.Context) error
+	// Started is when the daemon's routing process last started: a change
+	// means it restarted (crashed, or was restarted) since it was read.
+	Started(ctx context.Context) (time.Time, error)
 }

@@ -23,6 +23,7 @@ const (
 	ReasonConfigReloaded   = "ConfigReloaded"
 	ReasonDraining         = "Draining"
 	ReasonDrainFailed      = "DrainFailed"
+	ReasonDaemonRestarted  = "DaemonRestarted"
 )
 
 // Recorder records Events about the agent's pod.

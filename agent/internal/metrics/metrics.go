@@ -33,6 +33,7 @@ type Metrics struct {
 	ChangeToApplied      prometheus.Histogram
 	ConfigReloads        *prometheus.CounterVec
 	ConfigLastReloadOK   prometheus.Gauge
+	DaemonRestarts       prometheus.Counter
 	UpstreamReplacements prometheus.Counter
 	Info                 *prometheus.GaugeVec
 }
@@ -84,6 +85,10 @@ func New(r SessionReader) *Metrics {
 			Namespace: ns, Subsystem: "upstream", Name: "replacements_total",
 			Help: "Upstream peers replaced because their session stayed down past the grace period.",
 		}),
+		DaemonRestarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: "daemon", Name: "restarts_total",
+			Help: "Restarts of the routing daemon the agent noticed (its configuration is applied again each time).",
+		}),
 		Info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: "agent", Name: "info",
 			Help: "Constant 1, labelled with the agent's version, backend and router id.",
@@ -95,7 +100,7 @@ func New(r SessionReader) *Metrics {
 	}
 	m.Registry.MustRegister(
 		m.DiscoveredPeers, m.ConfiguredPeers, m.ReconcileDuration, m.ApplyDuration, m.Applies,
-		m.ChangeToApplied, m.ConfigReloads, m.ConfigLastReloadOK, m.UpstreamReplacements, m.Info,
+		m.ChangeToApplied, m.ConfigReloads, m.ConfigLastReloadOK, m.UpstreamReplacements, m.DaemonRestarts, m.Info,
 		&sessionCollector{r: r},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -56,6 +56,7 @@ type Loop struct {
 	neighborRole map[netip.Addr]string
 	pendingSince time.Time
 
+	started   time.Time // the daemon's start time, as last read
 	drainOnce sync.Once
 	drainReq  chan chan error
 	draining  bool // owned by Run
@@ -85,6 +86,26 @@ func (l *Loop) Drain(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// daemonRestarted reads the daemon's start time; when it changed, the
+// daemon restarted: count it, say so, and make the next reconcile apply
+// the configuration again (whatever the daemon started with).
+func (l *Loop) daemonRestarted(ctx context.Context) bool {
+	t, err := l.Backend.Started(ctx)
+	if err != nil || t.Equal(l.started) {
+		return false // down (readiness reports it) or unchanged
+	}
+	prev := l.started
+	l.started = t
+	if prev.IsZero() {
+		return false // first read
+	}
+	l.applied = nil
+	l.Metrics.DaemonRestarts.Inc()
+	l.Log.Warn("daemon restarted; applying the configuration again", "op", "daemon", "started", t)
+	l.Events.Warning(events.ReasonDaemonRestarted, "%s restarted (started %s): applying the configuration again", l.Backend.Name(), t.Format(time.RFC3339Nano))
+	return true
 }
 
 // DrainBlockers says what the pod still waits for before it may drain
@@ -141,12 +162,17 @@ func (l *Loop) Run(ctx context.Context) error {
 	} else {
 		l.applied = cur
 	}
+	if t, err := l.Backend.Started(ctx); err == nil {
+		l.started = t
+	}
 	cfg := l.Config.Current()
 	// the poll also re-plans periodically: upstream grace periods expire
 	// and hold-downs end without any discovery change
 	pollEvery := cfg.Reconcile.StatePoll.Duration
 	poll := time.NewTicker(pollEvery)
 	defer poll.Stop()
+	daemon := time.NewTicker(cfg.Reconcile.DaemonPoll.Duration)
+	defer daemon.Stop()
 	var retry <-chan time.Time
 	backoff := time.Duration(0)
 
@@ -158,6 +184,10 @@ func (l *Loop) Run(ctx context.Context) error {
 		case <-l.Config.Changes():
 		case <-poll.C:
 		case <-retry:
+		case <-daemon.C:
+			if !l.daemonRestarted(ctx) {
+				continue
+			}
 		case reply := <-l.drainCh():
 			l.draining = true
 			err := l.ReconcileOnce(ctx)

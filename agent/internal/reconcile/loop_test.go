@@ -346,3 +346,30 @@ func TestDrainMarksEveryRouteAndResetsNoSession(t *testing.T) {
 	require.True(t, after[name].Established)
 	assert.WithinDuration(t, before[name].Since, after[name].Since, 10*time.Millisecond, "the drain reset the session")
 }
+
+// A crashed daemon is noticed within reconcile.daemonPoll: counted, said in
+// an Event, and its configuration applied again; the mesh comes back.
+func TestDaemonCrashIsNoticedAndReapplied(t *testing.T) {
+	pods := map[string]string{"core-0": "127.0.20.21", "core-1": "127.0.20.22"}
+	client := fake.NewClientset(endpointSlice(pods))
+	a := startAgent(t, client, "core-0", pods["core-0"], "")
+	b := startAgent(t, client, "core-1", pods["core-1"], "")
+	waitMeshed(t, []*agent{a, b}, pods, 10*time.Second)
+	applies := func() float64 { return testutil.ToFloat64(a.metrics.Applies.WithLabelValues(metrics.ResultApplied)) }
+	before := applies()
+
+	start := time.Now()
+	a.lab.Crash(t)
+	var noticed time.Duration
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.EqualValues(c, 1, testutil.ToFloat64(a.metrics.DaemonRestarts))
+		assert.Greater(c, applies(), before, "configuration applied again")
+		if noticed == 0 && testutil.ToFloat64(a.metrics.DaemonRestarts) == 1 {
+			noticed = time.Since(start)
+		}
+	}, 5*time.Second, 20*time.Millisecond)
+	waitMeshed(t, []*agent{a, b}, pods, 15*time.Second)
+	t.Logf("daemon crash: noticed and configuration applied again %s after the restart; mesh Established again %s after it",
+		noticed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	assert.Contains(t, a.events.all(), "DaemonRestarted: bird restarted")
+}

@@ -48,6 +48,9 @@ func (b *recordingBackend) Apply(_ context.Context, cfg []byte) error {
 }
 func (b *recordingBackend) Sessions(context.Context) ([]model.Session, error) { return b.sessions, nil }
 func (b *recordingBackend) Ping(context.Context) error                        { return nil }
+func (b *recordingBackend) Started(context.Context) (time.Time, error) {
+	return time.Unix(1, 0), nil
+}
 
 type staticPeers struct{ snap model.Snapshot }
 

@@ -170,6 +170,30 @@ func (b *Backend) Ping(ctx context.Context) error {
 	return nil
 }
 
+// Started implements backend.Backend: "Last reboot on" of show status
+// (the configuration sets timeformat base to milliseconds).
+func (b *Backend) Started(ctx context.Context) (time.Time, error) {
+	lines, err := b.client.Cmd(ctx, "show status")
+	if err != nil {
+		return time.Time{}, err
+	}
+	return parseStarted(lines)
+}
+
+func parseStarted(lines []Line) (time.Time, error) {
+	for _, l := range lines {
+		if v, ok := strings.CutPrefix(l.Text, "Last reboot on "); ok {
+			for _, layout := range []string{"2006-01-02 15:04:05.000", "2006-01-02 15:04:05", time.DateOnly} {
+				if t, err := time.ParseInLocation(layout, strings.TrimSpace(v), time.Local); err == nil {
+					return t, nil
+				}
+			}
+			return time.Time{}, fmt.Errorf("bird: show status: cannot read the time in %q", l.Text)
+		}
+	}
+	return time.Time{}, fmt.Errorf("bird: show status has no \"Last reboot on\" line: %s", replyText(lines))
+}
+
 func hasCode(lines []Line, codes ...int) bool {
 	return slices.ContainsFunc(lines, func(l Line) bool { return slices.Contains(codes, l.Code) })
 }

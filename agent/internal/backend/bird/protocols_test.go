@@ -110,3 +110,11 @@ func FuzzParseProtocols(f *testing.F) {
 		}
 	})
 }
+
+func TestParseStarted(t *testing.T) {
+	got, err := parseStarted([]Line{{Code: 1000, Text: "BIRD 2.0.12"}, {Code: 1011, Text: "Last reboot on 2026-11-22 02:29:55.861"}, {Code: 13, Text: "Daemon is up and running"}})
+	require.NoError(t, err)
+	assert.Equal(t, time.Date(2026, 11, 22, 2, 29, 55, 861e6, time.Local), got)
+	_, err = parseStarted([]Line{{Code: 13, Text: "Daemon is up and running"}})
+	require.ErrorContains(t, err, "Last reboot on")
+}

@@ -146,6 +146,17 @@ func (b *Backend) Sessions(ctx context.Context) ([]model.Session, error) {
 	return out, nil
 }
 
+// Started implements backend.Backend: when cRPD's routing protocols last
+// started (<protocols-started-time> of <get-system-uptime-information>,
+// as documented for Junos; ASSUMED for cRPD).
+func (b *Backend) Started(ctx context.Context) (time.Time, error) {
+	_, raw, err := b.conn.Do(ctx, "<get-system-uptime-information/>")
+	if err != nil {
+		return time.Time{}, err
+	}
+	return ParseProtocolsStarted(raw)
+}
+
 // Ping implements backend.Backend.
 func (b *Backend) Ping(ctx context.Context) error {
 	r, _, err := b.conn.Do(ctx, "<get-bgp-summary-information/>")

@@ -183,3 +183,17 @@ func TestAnExclusiveLockBlocksThePrivateCommitUntilReleased(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, b.Apply(ctx5(t), golden(t, "core")))
 }
+
+func TestStartedFollowsTheRoutingProcess(t *testing.T) {
+	srv, cfg := startFakeJunos(t, false)
+	b := newBackend(t, srv, NewConn(srv.addr, cfg))
+	first, err := b.Started(ctx5(t))
+	require.NoError(t, err)
+	assert.Equal(t, time.Unix(1795300000, 0), first)
+	srv.mu.Lock()
+	srv.started = srv.started.Add(time.Hour) // rpd restarted
+	srv.mu.Unlock()
+	again, err := b.Started(ctx5(t))
+	require.NoError(t, err)
+	assert.Equal(t, time.Hour, again.Sub(first))
+}

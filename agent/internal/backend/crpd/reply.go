@@ -275,3 +275,51 @@ func ParseCommittedDigest(data []byte) (string, error) {
 	}
 	return "", nil
 }
+
+// ParseProtocolsStarted reads the junos:seconds of
+// <protocols-started-time><date-time junos:seconds="..."> from a
+// <get-system-uptime-information> reply (elements and attributes matched by
+// local name; the attribute is accepted on protocols-started-time too).
+func ParseProtocolsStarted(data []byte) (time.Time, error) {
+	r, err := ParseReply(data)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if err := r.Err(); err != nil {
+		return time.Time{}, err
+	}
+	d := xml.NewDecoder(strings.NewReader(string(data)))
+	inside := false
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return time.Time{}, fmt.Errorf("crpd: uptime reply: %w", err)
+		}
+		if ee, ok := tok.(xml.EndElement); ok && ee.Name.Local == "protocols-started-time" {
+			inside = false
+		}
+		se, ok := tok.(xml.StartElement)
+		if !ok {
+			continue
+		}
+		if se.Name.Local == "protocols-started-time" {
+			inside = true
+		}
+		if !inside || (se.Name.Local != "protocols-started-time" && se.Name.Local != "date-time") {
+			continue
+		}
+		for _, a := range se.Attr {
+			if a.Name.Local == "seconds" {
+				s, err := strconv.ParseInt(strings.TrimSpace(a.Value), 10, 64)
+				if err != nil || s <= 0 {
+					return time.Time{}, fmt.Errorf("crpd: uptime reply: protocols-started-time seconds %q", a.Value)
+				}
+				return time.Unix(s, 0), nil
+			}
+		}
+	}
+	return time.Time{}, errors.New("crpd: uptime reply has no protocols-started-time")
+}

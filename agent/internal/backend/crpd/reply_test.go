@@ -93,6 +93,7 @@ func FuzzParseReply(f *testing.F) {
 		}
 		_, _ = ParseBGPSummary(data, time.Unix(0, 0))
 		_, _ = ParseCommittedDigest(data)
+		_, _ = ParseProtocolsStarted(data)
 	})
 }
 
@@ -120,4 +121,16 @@ func TestRenderedDigestIsTheDigestOfTheText(t *testing.T) {
 		sum := sha256.Sum256(bytes.Replace(got, []byte(d), []byte("-"), 1))
 		assert.Equal(t, hex.EncodeToString(sum[:]), d)
 	}
+}
+
+func TestParseProtocolsStarted(t *testing.T) {
+	got, err := ParseProtocolsStarted([]byte(`<rpc-reply xmlns:junos="http://xml.juniper.net/junos/23.4R1/junos"><system-uptime-information>` +
+		`<system-booted-time><date-time junos:seconds="100">x</date-time></system-booted-time>` +
+		`<protocols-started-time><date-time junos:seconds="1795300000">y</date-time></protocols-started-time></system-uptime-information></rpc-reply>`))
+	require.NoError(t, err)
+	assert.Equal(t, time.Unix(1795300000, 0), got, "the protocols' time, not the system's")
+	_, err = ParseProtocolsStarted([]byte(`<rpc-reply><system-uptime-information/></rpc-reply>`))
+	require.ErrorContains(t, err, "no protocols-started-time")
+	_, err = ParseProtocolsStarted([]byte(`<rpc-reply><protocols-started-time><date-time junos:seconds="x"/></protocols-started-time></rpc-reply>`))
+	require.Error(t, err)
 }

@@ -38,7 +38,8 @@ type fakeJunos struct {
 	committed string            // committed MESHRR group text
 	states    map[string]string // peer address -> peer-state (default Active)
 	commits   int
-	lockedBy  *session // exclusive lock (configure exclusive)
+	lockedBy  *session  // exclusive lock (configure exclusive)
+	started   time.Time // when "rpd" started: a test changes it to restart it
 	// faults, consumed by the next commit
 	dropCommit  bool          // close the connection on commit, before committing
 	commitDelay time.Duration // answer commits this late
@@ -70,7 +71,7 @@ func startFakeJunos(t testing.TB, offer11 bool) (*fakeJunos, *ssh.ClientConfig) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeJunos{t: t, clients: clientSigner.PublicKey(), offer11: offer11, states: map[string]string{}}
+	f := &fakeJunos{t: t, clients: clientSigner.PublicKey(), offer11: offer11, states: map[string]string{}, started: time.Unix(1795300000, 0)}
 	cfg := &ssh.ServerConfig{PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
 		if bytes.Equal(k.Marshal(), f.clients.Marshal()) {
 			return nil, nil
@@ -334,6 +335,11 @@ func (f *fakeJunos) handle(s *session, msg string) (string, int) {
 		}
 		b.WriteString("</configuration>")
 		return rpcReply(id, b.String()), send
+	case strings.HasPrefix(body, "<get-system-uptime-information"):
+		// ASSUMED: the shape Junos documents for show system uptime
+		started := f.started.Unix()
+		return rpcReply(id, fmt.Sprintf(`<system-uptime-information xmlns="http://xml.juniper.net/junos/23.4R1/junos"><current-time><date-time junos:seconds="%d">now</date-time></current-time>`+
+			`<protocols-started-time><date-time junos:seconds="%d">then</date-time><time-length junos:seconds="60">00:01:00</time-length></protocols-started-time></system-uptime-information>`, time.Now().Unix(), started)), send
 	case strings.HasPrefix(body, "<get-bgp-summary-information"):
 		var b strings.Builder
 		b.WriteString(`<bgp-information xmlns="http://xml.juniper.net/junos/23.4R1/junos-routing">`)

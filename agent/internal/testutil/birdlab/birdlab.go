@@ -30,6 +30,7 @@ type Instance struct {
 	cmd        *exec.Cmd
 	done       chan struct{} // closed when the process has exited
 	log        string
+	logf       *os.File
 }
 
 // Start runs BIRD with a bootstrap configuration (router id and the
@@ -67,13 +68,7 @@ func Start(t testing.TB, name, addr string) *Instance {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in.cmd = exec.Command("bird", "-f", "-c", in.ConfigFile, "-s", in.Socket)
-	in.cmd.Stdout, in.cmd.Stderr = logf, logf
-	if err := in.cmd.Start(); err != nil {
-		t.Fatalf("start bird %s: %v", name, err)
-	}
-	in.done = make(chan struct{})
-	go func() { _ = in.cmd.Wait(); close(in.done) }()
+	in.logf = logf
 	in.Client = bird.NewClient(in.Socket, 5*time.Second)
 	t.Cleanup(func() {
 		in.Stop()
@@ -83,23 +78,49 @@ func Start(t testing.TB, name, addr string) *Instance {
 		}
 		os.RemoveAll(dir)
 	})
+	in.spawn(t)
+	return in
+}
+
+// spawn starts the process on the instance's files and waits until it
+// answers.
+func (in *Instance) spawn(t testing.TB) {
+	t.Helper()
+	in.cmd = exec.Command("bird", "-f", "-c", in.ConfigFile, "-s", in.Socket)
+	in.cmd.Stdout, in.cmd.Stderr = in.logf, in.logf
+	if err := in.cmd.Start(); err != nil {
+		t.Fatalf("start bird %s: %v", in.Name, err)
+	}
+	done := make(chan struct{})
+	in.done = done
+	cmd := in.cmd
+	go func() { _ = cmd.Wait(); close(done) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := in.Client.Cmd(ctx, "show status")
 		cancel()
 		if err == nil {
-			return in
+			return
 		}
 		select {
-		case <-in.done:
-			t.Fatalf("bird %s exited at start (its log follows)", name)
+		case <-done:
+			t.Fatalf("bird %s exited at start (its log follows)", in.Name)
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("bird %s did not answer on %s: %v", name, in.Socket, err)
+			t.Fatalf("bird %s did not answer on %s: %v", in.Name, in.Socket, err)
 		}
 	}
+}
+
+// Crash kills the daemon (no shutdown: peers see the session drop) and
+// starts it again on the configuration file it was running, as the pod's
+// restart of a crashed daemon container does.
+func (in *Instance) Crash(t testing.TB) {
+	t.Helper()
+	in.Stop()
+	in.spawn(t)
 }
 
 // Stop kills the daemon and waits for it (idempotent).
