@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"time"
 
 	"sigs.k8s.io/yaml"
@@ -47,6 +48,26 @@ const (
 	FamilyEVPN    = "evpn"    // L2VPN EVPN (AFI 25, SAFI 70); backend crpd only
 )
 
+// What happens to a session beyond its maxPrefixes.
+const (
+	LimitRestart = "restart"
+	LimitDisable = "disable"
+	LimitBlock   = "block"
+	LimitWarn    = "warn"
+)
+
+// PasswordFile is the key file of a session group ("mesh", "upstream" or a
+// client group's name) under PasswordDir ("" without PasswordDir).
+func (c *Config) PasswordFile(group string, client bool) string {
+	if c.PasswordDir == "" {
+		return ""
+	}
+	if client {
+		group = "client-" + group
+	}
+	return filepath.Join(c.PasswordDir, group)
+}
+
 // Policy rule actions and well-known targets.
 const (
 	ActionContinue = ""
@@ -80,6 +101,11 @@ type Config struct {
 	GracefulRestart GracefulRestart `json:"gracefulRestart"`
 	// Drain is what the pod does before it stops (graceful shutdown, RFC 8326).
 	Drain Drain `json:"drain"`
+	// PasswordDir holds TCP-MD5 keys (RFC 2385), one file per session
+	// group: "mesh", "upstream", "client-<name>" (a Secret mounted by the
+	// chart). A missing file leaves that group without MD5. Keys are read
+	// at every reconcile (rotation) and never logged.
+	PasswordDir string `json:"passwordDir,omitempty"`
 	// Reconcile tunes the loop.
 	Reconcile Reconcile `json:"reconcile"`
 	// Status configures metrics and health endpoints.
@@ -195,6 +221,14 @@ type Client struct {
 	NextHopUnchanged *bool `json:"nextHopUnchanged,omitempty"`
 	// Export is the table tier the clients receive.
 	Export Export `json:"export,omitempty"`
+	// MaxPrefixes per session (0: no limit) and what happens beyond it:
+	// restart (default: the session restarts), disable (stays down until an
+	// operator acts), block (excess routes dropped; BIRD only), warn (log).
+	MaxPrefixes     int    `json:"maxPrefixes,omitempty"`
+	MaxPrefixAction string `json:"maxPrefixAction,omitempty"`
+	// TTLSecurity enables GTSM (RFC 5082): packets must arrive with TTL
+	// 255 - multihop + 1 or more (BIRD only).
+	TTLSecurity bool `json:"ttlSecurity,omitempty"`
 
 	ranges   []netip.Prefix
 	peerASNs []model.ASNRange

@@ -52,6 +52,9 @@ func (c *Config) SetDefaults() {
 		cl := &c.Clients[i]
 		setStr(&cl.Type, ClientInternal)
 		setStr(&cl.Export.Tier, TierFull)
+		if cl.MaxPrefixes > 0 {
+			setStr(&cl.MaxPrefixAction, LimitRestart)
+		}
 		if cl.NextHopUnchanged == nil {
 			cl.NextHopUnchanged = ptr(cl.Type == ClientExternal)
 		}

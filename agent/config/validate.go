@@ -42,6 +42,7 @@ func (c *Config) Validate() error {
 	c.validateFamilies(&e)
 	c.validateTimers(&e)
 	c.validateGracefulRestart(&e)
+	c.validatePasswords(&e)
 	c.validateDrain(&e)
 	c.validateRuntime(&e)
 	return errors.Join(e.list...)
@@ -234,6 +235,24 @@ func (c *Config) validateClients(e *errs) {
 		if len(cl.Ranges) == 0 {
 			e.add(f+".ranges", "required: at least one address range allowed to open sessions")
 		}
+		if cl.MaxPrefixes < 0 {
+			e.add(f+".maxPrefixes", "%d: must not be negative (0: no limit)", cl.MaxPrefixes)
+		}
+		switch cl.MaxPrefixAction {
+		case "", LimitRestart, LimitDisable, LimitWarn:
+		case LimitBlock:
+			if c.Backend.Type == BackendCRPD {
+				e.add(f+".maxPrefixAction", "block is not available with cRPD: use restart, disable or warn")
+			}
+		default:
+			e.add(f+".maxPrefixAction", "%q: use restart, disable, block or warn", cl.MaxPrefixAction)
+		}
+		if cl.MaxPrefixAction != "" && cl.MaxPrefixes == 0 {
+			e.add(f+".maxPrefixAction", "needs maxPrefixes")
+		}
+		if cl.TTLSecurity && c.Backend.Type == BackendCRPD {
+			e.add(f+".ttlSecurity", "GTSM is not rendered for cRPD (Junos does it with a firewall filter): remove it or use bird")
+		}
 		cl.ranges = nil
 		for j, r := range cl.Ranges {
 			rf := fmt.Sprintf("%s.ranges[%d]", f, j)
@@ -420,6 +439,12 @@ func (c *Config) validateTimers(e *errs) {
 	}
 	if t.Keepalive >= t.Hold {
 		e.add("timers.keepalive", "%d must be below the hold time %d (usually a third of it)", t.Keepalive, t.Hold)
+	}
+}
+
+func (c *Config) validatePasswords(e *errs) {
+	if c.PasswordDir != "" && !filepath.IsAbs(c.PasswordDir) {
+		e.add("passwordDir", "%q must be an absolute path", c.PasswordDir)
 	}
 }
 

@@ -481,3 +481,32 @@ func TestDrainSettingsFollowValues(t *testing.T) {
 	one := render(t, "solo", "solo", nil, map[string]string{"groups.solo.identity.asn": "65000", "groups.solo.replicas": "1"})
 	assert.False(t, *agentConfigs(t, one)["solo-meshrr-solo"].Drain.WaitForPeers)
 }
+
+func TestTCPMD5SecretReachesOnlyTheAgent(t *testing.T) {
+	r := render(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{
+		"groups.core.tcpMD5Secret": "core-bgp-keys", "groups.core.clients.regions.maxPrefixes": "5000", "groups.core.clients.regions.ttlSecurity": "true",
+	})
+	checkRelease(t, r)
+	c := agentConfigs(t, r)["core-meshrr-core"]
+	assert.Equal(t, "/etc/meshrr-bgp-passwords", c.PasswordDir)
+	assert.Equal(t, "/etc/meshrr-bgp-passwords/client-regions", c.PasswordFile("regions", true))
+	assert.Equal(t, 5000, c.Clients[0].MaxPrefixes)
+	assert.Equal(t, config.LimitRestart, c.Clients[0].MaxPrefixAction)
+	assert.True(t, c.Clients[0].TTLSecurity)
+	for _, w := range workloads(r) {
+		for _, ct := range w.template.Spec.Containers {
+			mounted := false
+			for _, m := range ct.VolumeMounts {
+				mounted = mounted || m.Name == "bgp-passwords"
+			}
+			assert.Equal(t, ct.Name == "agent", mounted, "%s/%s", w.name, ct.Name)
+		}
+		found := false
+		for _, v := range w.template.Spec.Volumes {
+			if v.Name == "bgp-passwords" {
+				found = v.Secret != nil && v.Secret.SecretName == "core-bgp-keys"
+			}
+		}
+		assert.True(t, found, w.name)
+	}
+}

@@ -208,3 +208,28 @@ func TestDaemonKilledIsNoticedAndMeshesAgain(t *testing.T) {
 	assert.Contains(t, evs, "bird restarted")
 	t.Logf("daemon killed: restart noticed by the agent (configuration applied again) %s after the kill; mesh Established again after %s", noticed.Round(100*time.Millisecond), back.Round(100*time.Millisecond))
 }
+
+// TestTCPMD5FromASecret: the core group's client key comes from a Secret;
+// a router with another key never gets a session, with the right key it
+// does.
+func TestTCPMD5FromASecret(t *testing.T) {
+	opts := namespace(t, "e2e-md5")
+	k8s.RunKubectl(t, opts, "create", "secret", "generic", "core-bgp-keys", "--from-literal=client-routers=right-key-123")
+	helm.Install(t, helmOptions(opts, []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{
+		"groups.core.tcpMD5Secret":              "core-bgp-keys",
+		"groups.core.clients.routers.ranges[0]": routerRange(),
+	}), chart(), "core")
+	ps := waitReady(t, opts, coreSelector, 2, 3*time.Minute)
+	rr := ps[0].Status.PodIP
+	r := startRouter(t, "md5", fmt.Sprintf("router bgp 65000\n bgp router-id %s\n neighbor %s remote-as 65000\n neighbor %s timers connect 1\n neighbor %s password wrong-key-456\n", routerID(60), rr, rr, rr))
+	for range 8 {
+		time.Sleep(time.Second)
+		require.NotEqual(t, "Established", r.neighborState(rr), "Established with the wrong key")
+	}
+	r.configure(t, fmt.Sprintf("router bgp 65000\nneighbor %s password right-key-123", rr))
+	start := time.Now()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, "Established", r.neighborState(rr))
+	}, time.Minute, 200*time.Millisecond)
+	t.Logf("md5: wrong key: no session for 8 s; right key: Established %s after the router's change", time.Since(start).Round(100*time.Millisecond))
+}

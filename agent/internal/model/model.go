@@ -211,7 +211,16 @@ type PeerGroup struct {
 	NextHopUnchanged bool
 	RouteServer      bool // transparent route server (external clients)
 	// NLRI lists what the sessions carry; nil means unicast only.
-	NLRI   []NLRI
+	NLRI []NLRI
+	// Password is the TCP-MD5 key (RFC 2385) of the sessions: a secret,
+	// never logged ("" : none).
+	Password string
+	// MaxPrefixes per session (0: none) and the action beyond it
+	// (restart, disable, block, warn).
+	MaxPrefixes     int
+	MaxPrefixAction string
+	// TTLSecurity: GTSM (RFC 5082).
+	TTLSecurity bool
 	Import Policy
 	Export Policy
 }

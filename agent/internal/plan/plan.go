@@ -44,6 +44,8 @@ type Input struct {
 	// Draining: the pod is about to stop; every exported route gets the
 	// GRACEFUL_SHUTDOWN community and local-preference 0.
 	Draining bool
+	// Passwords are the TCP-MD5 keys by model group name (secrets).
+	Passwords map[string]string
 }
 
 // Replacement records an upstream member dropped because its session did
@@ -142,6 +144,9 @@ func Build(in Input) (Result, error) {
 			PeerASNs:         cl.CompiledPeerASNs(),
 			Multihop:         cl.Multihop,
 			NextHopUnchanged: *cl.NextHopUnchanged,
+			MaxPrefixes:      cl.MaxPrefixes,
+			MaxPrefixAction:  cl.MaxPrefixAction,
+			TTLSecurity:      cl.TTLSecurity,
 		}
 		if g.External {
 			g.RouteServer = true
@@ -159,6 +164,7 @@ func Build(in Input) (Result, error) {
 	}
 	for i := range m.Groups {
 		m.Groups[i].NLRI = nlri
+		m.Groups[i].Password = in.Passwords[m.Groups[i].Name]
 		if in.Draining {
 			m.Groups[i].Export.Rules = append([]model.Rule{drainRule}, m.Groups[i].Export.Rules...)
 		}

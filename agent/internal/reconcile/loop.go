@@ -258,7 +258,11 @@ func (l *Loop) ReconcileOnce(ctx context.Context) (err error) {
 			delete(l.holdDown, id)
 		}
 	}
-	res, err := plan.Build(plan.Input{Config: cfg, Self: l.Self, Snapshot: snap, Sessions: sessions, Now: now, HoldDown: l.holdDown, Draining: l.draining})
+	passwords, err := readPasswords(cfg)
+	if err != nil {
+		return err
+	}
+	res, err := plan.Build(plan.Input{Config: cfg, Self: l.Self, Snapshot: snap, Sessions: sessions, Now: now, HoldDown: l.holdDown, Draining: l.draining, Passwords: passwords})
 	if err != nil {
 		return err
 	}
@@ -273,11 +277,11 @@ func (l *Loop) ReconcileOnce(ctx context.Context) (err error) {
 
 	out, err := l.Backend.Render(res.Model)
 	if err != nil {
-		return fmt.Errorf("render: %w", err)
+		return redact(fmt.Errorf("render: %w", err), passwords)
 	}
 	if !bytes.Equal(out, l.applied) {
 		applyStart := l.now()
-		err := l.Backend.Apply(ctx, out)
+		err := redact(l.Backend.Apply(ctx, out), passwords)
 		l.Metrics.ApplyDuration.Observe(l.now().Sub(applyStart).Seconds())
 		if err != nil {
 			l.Metrics.Applies.WithLabelValues(metrics.ResultError).Inc()

@@ -373,3 +373,37 @@ func TestDaemonCrashIsNoticedAndReapplied(t *testing.T) {
 		noticed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	assert.Contains(t, a.events.all(), "DaemonRestarted: bird restarted")
 }
+
+// TCP-MD5 (RFC 2385) on real BIRD sessions: matching keys mesh; a rotated
+// key on one side only keeps the session down; the same key on both brings
+// it back. Keys are read from passwordDir at every reconcile.
+func TestMD5KeysFromFilesGuardTheMesh(t *testing.T) {
+	pods := map[string]string{"core-0": "127.0.20.31", "core-1": "127.0.20.32"}
+	client := fake.NewClientset(endpointSlice(pods))
+	dirs := map[string]string{"core-0": t.TempDir(), "core-1": t.TempDir()}
+	setKey := func(pod, key string) {
+		require.NoError(t, os.WriteFile(filepath.Join(dirs[pod], "mesh"), []byte(key+"\n"), 0o600))
+	}
+	setKey("core-0", "first-key")
+	setKey("core-1", "first-key")
+	// retry every second: a session that could come up would, within the checks below
+	extra := "timers: {connectRetry: 1, errorWaitMin: 1, errorWaitMax: 1}\npasswordDir: "
+	a := startAgent(t, client, "core-0", pods["core-0"], extra+dirs["core-0"])
+	b := startAgent(t, client, "core-1", pods["core-1"], extra+dirs["core-1"])
+	waitMeshed(t, []*agent{a, b}, pods, 10*time.Second)
+	assert.Contains(t, a.lab.Must(t, "show protocols all "+meshName(pods["core-1"])), "BGP state:          Established")
+
+	setKey("core-1", "rotated-key") // one side only
+	name := meshName(pods["core-0"])
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.False(c, b.sessions(c)[name].Established, "still Established with the old key")
+	}, 10*time.Second, 100*time.Millisecond)
+	for range 5 { // and it stays down: the keys differ
+		time.Sleep(time.Second)
+		require.False(t, b.sessions(t)[name].Established, "Established although the keys differ")
+	}
+	setKey("core-0", "rotated-key")
+	start := time.Now()
+	waitMeshed(t, []*agent{a, b}, pods, 15*time.Second)
+	t.Logf("md5: mismatched keys kept the session down; matching keys again -> Established in %s", time.Since(start).Round(10*time.Millisecond))
+}

@@ -1,11 +1,15 @@
 package reconcile
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -119,4 +123,43 @@ func TestReadinessWaitsForAnEstablishedMeshSession(t *testing.T) {
 	alone, _, _ := newTestLoop(t, members("10.0.0.1"))
 	require.NoError(t, alone.ReconcileOnce(context.Background()))
 	assert.NoError(t, alone.Ready(context.Background(), true), "a group's first pod is ready without peers")
+}
+
+// TCP-MD5 keys never reach logs, Events or metrics, even when the daemon
+// echoes one in an error.
+func TestKeysNeverReachLogsEventsOrMetrics(t *testing.T) {
+	dir := t.TempDir()
+	const key = "s3cr3t-md5-key"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "mesh"), []byte(key+"\n"), 0o600))
+	cfg, err := config.Parse([]byte("identity: {asn: 65000}\nmesh: {group: g}\npasswordDir: " + dir + "\n"))
+	require.NoError(t, err)
+	be := &recordingBackend{failNext: fmt.Errorf(`line 12: password "%s" rejected`, key)}
+	ev := &recorder{}
+	var logs bytes.Buffer
+	l := &Loop{Backend: be, Peers: &staticPeers{members("10.0.0.1", "10.0.0.2")}, Config: staticConfig{cfg},
+		Self:    plan.Self{Name: "p0", Namespace: "ns", Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.1")}},
+		Metrics: metrics.New(be), Events: ev, Log: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		holdDown: map[string]time.Time{}}
+	applyErr := l.ReconcileOnce(context.Background())
+	require.ErrorContains(t, applyErr, `password "<redacted>" rejected`)
+	l.Log.Warn("reconcile failed; retrying", "error", applyErr) // as Run logs it
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	require.Len(t, be.applies, 1)
+
+	var metricsText bytes.Buffer
+	mfs, err := l.Metrics.Registry.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		fmt.Fprintln(&metricsText, mf.String())
+	}
+	for where, text := range map[string]string{"logs": logs.String(), "events": ev.all(), "metrics": metricsText.String(), "error": applyErr.Error()} {
+		assert.NotContains(t, text, key, where)
+	}
+	assert.Contains(t, ev.all(), "<redacted>")
+
+	// a key the daemons cannot take is refused, named by its file only
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "mesh"), []byte(`bad"`+key), 0o600))
+	err = l.ReconcileOnce(context.Background())
+	require.ErrorContains(t, err, "the key in mesh must be")
+	assert.NotContains(t, err.Error(), key)
 }

@@ -161,6 +161,7 @@ The agent configuration of a group: exactly the file the agent validates
 {{- end -}}
 {{- if and (ne $v.kind "DaemonSet") (le (int $total) 1) }}{{ $_ := set $drain "waitForPeers" false }}{{ end -}}
 {{- $_ := set $cfg "drain" $drain -}}
+{{- if $v.tcpMD5Secret }}{{ $_ := set $cfg "passwordDir" "/etc/meshrr-bgp-passwords" }}{{ end -}}
 {{- $_ := set $cfg "status" (dict "listen" (printf ":%v" $v.metricsPort) "readyRequiresEstablished" $v.readyRequiresEstablished) -}}
 {{- toYaml $cfg -}}
 {{- end -}}

@@ -52,6 +52,10 @@ type templateView struct {
 	ASN        model.ASN
 	Family     model.Family
 	GR         model.GracefulRestart
+	Password   string // secret
+	Limit      int
+	LimitDo    string
+	TTLSec     bool
 	StrictBind bool
 	Timers     model.Timers
 	RRClient   bool
@@ -78,6 +82,9 @@ func Render(m model.Model, o Options) ([]byte, error) {
 	}
 	v := view{RouterID: m.RouterID.String(), Include: o.Include}
 	for _, g := range m.Groups {
+		if strings.ContainsAny(g.Password, "\"\\\n") {
+			return nil, fmt.Errorf("bird: the TCP-MD5 key of group %s contains a quote, backslash or newline", g.Name)
+		}
 		if g.Carries(model.NLRIEVPN) || !g.Carries(model.NLRIUnicast) {
 			return nil, fmt.Errorf("bird: group %s must carry unicast only: BIRD 2 has no EVPN (use the crpd backend)", g.Name)
 		}
@@ -108,6 +115,10 @@ func Render(m model.Model, o Options) ([]byte, error) {
 				RRClient:   g.RRClient,
 				RSClient:   g.RouteServer,
 				GR:         m.GracefulRestart,
+				Password:   g.Password,
+				Limit:      g.MaxPrefixes,
+				LimitDo:    g.MaxPrefixAction,
+				TTLSec:     g.TTLSecurity,
 				Multihop:   g.Multihop,
 				NextHop:    g.NextHopUnchanged,
 				Import:     imp,

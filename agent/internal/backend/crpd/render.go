@@ -54,12 +54,18 @@ type bgpGroup struct {
 	Multihop        int
 	NoNexthopChange bool
 	Families        []family
+	AuthKey         string // secret
 	Import, Export  string
 	Neighbors       []neighbor
 }
 
-// family is a Junos `family AFI { SAFI; }` statement.
-type family struct{ AFI, SAFI string }
+// family is a Junos `family AFI { SAFI; }` statement, with an optional
+// prefix-limit.
+type family struct {
+	AFI, SAFI string
+	Limit     int
+	Teardown  string // "": warn only
+}
 
 type neighbor struct {
 	Addr        string
@@ -87,6 +93,18 @@ func Render(m model.Model) ([]byte, error) {
 	if !m.RouterID.Is4() {
 		return nil, fmt.Errorf("crpd: router id %v is not an IPv4 address", m.RouterID)
 	}
+	for _, g := range m.Groups {
+		switch {
+		case g.Password != "" && len(g.Ranges) > 0:
+			return nil, fmt.Errorf("crpd: group %s: Junos cannot combine allow (client ranges) with authentication: remove its client-%s key", g.Name, g.Name)
+		case strings.ContainsAny(g.Password, "\"\\\n"):
+			return nil, fmt.Errorf("crpd: the TCP-MD5 key of group %s contains a quote, backslash or newline", g.Name)
+		case g.TTLSecurity:
+			return nil, fmt.Errorf("crpd: group %s: GTSM is not rendered for cRPD", g.Name)
+		case g.MaxPrefixAction == "block":
+			return nil, fmt.Errorf("crpd: group %s: maxPrefixAction block is not available with cRPD", g.Name)
+		}
+	}
 	if m.GracefulRestart.LongLived {
 		return nil, fmt.Errorf("crpd: long-lived graceful restart is not rendered for cRPD by this agent: set gracefulRestart.longLived false")
 	}
@@ -112,11 +130,12 @@ func Render(m model.Model) ([]byte, error) {
 		}
 		for _, f := range g.Families() {
 			var fams []family
+			teardown := map[string]string{"restart": "teardown idle-timeout 1;", "disable": "teardown idle-timeout forever;"}[g.MaxPrefixAction]
 			if g.Carries(model.NLRIUnicast) {
-				fams = append(fams, family{map[model.Family]string{model.IPv4: "inet", model.IPv6: "inet6"}[f], "unicast"})
+				fams = append(fams, family{AFI: map[model.Family]string{model.IPv4: "inet", model.IPv6: "inet6"}[f], SAFI: "unicast", Limit: g.MaxPrefixes, Teardown: teardown})
 			}
 			if g.Carries(model.NLRIEVPN) && f == g.EVPNFamily() {
-				fams = append(fams, family{"evpn", "signaling"})
+				fams = append(fams, family{AFI: "evpn", SAFI: "signaling", Limit: g.MaxPrefixes, Teardown: teardown})
 			}
 			if len(fams) == 0 {
 				continue // EVPN only, carried by the group's other family
@@ -132,6 +151,7 @@ func Render(m model.Model) ([]byte, error) {
 				HoldTime:     m.Timers.Hold,
 				PeerASList:   asList,
 				Families:     fams,
+				AuthKey:      g.Password,
 				Import:       imp,
 				Export:       exp,
 			}

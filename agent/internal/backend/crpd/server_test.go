@@ -410,7 +410,7 @@ var junosStatements = map[string]bool{
 	"peer-as-list": true, "allow": true, "neighbor": true, "description": true, "policy-options": true,
 	"as-list": true, "community": true, "policy-statement": true, "term": true, "from": true,
 	"then": true, "route-filter": true, "reject": true, "accept": true, "local-preference": true,
-	"forwarding-table": true, "signaling": true, "apply-macro": true, "digest": true,
+	"forwarding-table": true, "signaling": true, "authentication-key": true, "prefix-limit": true, "maximum": true, "teardown": true, "apply-macro": true, "digest": true,
 	"graceful-restart": true, "graceful-restart;": true, "restart-time": true, "disable": true,
 	"}": true, "/*": true, "*/": true,
 }
