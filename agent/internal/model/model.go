@@ -221,8 +221,8 @@ type PeerGroup struct {
 	MaxPrefixAction string
 	// TTLSecurity: GTSM (RFC 5082).
 	TTLSecurity bool
-	Import Policy
-	Export Policy
+	Import      Policy
+	Export      Policy
 }
 
 // Families returns the address families this group carries, from its
