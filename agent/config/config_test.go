@@ -1,10 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -166,7 +166,7 @@ func TestLoadReportsThePath(t *testing.T) {
 }
 
 // FuzzParse: any input is either a configuration that validates, whose
-// canonical form parses again to the same configuration, or an error;
+// canonical form parses again to the same canonical form, or an error;
 // never a panic.
 func FuzzParse(f *testing.F) {
 	files, err := filepath.Glob("testdata/valid-*.yaml")
@@ -195,8 +195,13 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			t.Fatalf("the canonical form of a valid configuration is rejected: %v\n%s", err, again)
 		}
-		if !reflect.DeepEqual(c, c2) {
-			t.Fatalf("the canonical form parses to another configuration:\n%s", again)
+		// a fixed point: nil and empty lists, for one, marshal alike
+		third, err := yaml.Marshal(c2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(again, third) {
+			t.Fatalf("the canonical form parses to another configuration:\n%s\n---\n%s", again, third)
 		}
 	})
 }
