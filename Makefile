@@ -18,7 +18,7 @@ EX := examples
 
 .PHONY: help test deps tools unit lint bench fuzz build base images images-smoke chart-lint chart-docs chart-docs-check kind-images e2e demo
 
-demo: kind-images images tools ## kind cluster with the 2-regions example; prints BGP sessions (DEMO_TEARDOWN=1 removes it after)
+demo: kind-images images tools build ## kind cluster with the 2-regions example; prints BGP sessions (DEMO_TEARDOWN=1 removes it after)
 	@tests/kind/demo.sh
 
 help: ## list targets
@@ -65,8 +65,18 @@ fuzz: ## fuzz the config loader, the birdc and the NETCONF reply parsers (FUZZTI
 	$(GO) test -run '^$$' -fuzz FuzzParseProtocols -fuzztime $(FUZZTIME) ./agent/internal/backend/bird/
 	$(GO) test -run '^$$' -fuzz FuzzParseReply -fuzztime $(FUZZTIME) ./agent/internal/backend/crpd/
 
-build: ## build the static agent binary into bin/
+build: ## build the static agent binary and the kubectl-meshrr plugin into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.com/meshrr/meshrr/agent/internal/app.Version=$(VERSION)" -o bin/meshrr-agent ./agent/cmd/meshrr-agent
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/kubectl-meshrr ./agent/cmd/kubectl-meshrr
+
+DEMO_KUBECONFIG ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/meshrr/kind/kubeconfig-meshrr-demo
+status: build ## every meshrr group of the demo cluster (KUBECONFIG=... for another); exit 2 when one is degraded
+	bin/kubectl-meshrr status -A --kubeconfig $(or $(KUBECONFIG),$(DEMO_KUBECONFIG))
+
+TOPOLOGY ?= topology.svg
+topology: build ## the live hierarchy of the demo cluster as an SVG (TOPOLOGY=file; Graphviz)
+	bin/kubectl-meshrr topology -A --kubeconfig $(or $(KUBECONFIG),$(DEMO_KUBECONFIG)) | dot -Tsvg -o $(TOPOLOGY)
+	@echo "wrote $(TOPOLOGY)"
 
 base: ## local base image (debootstrap + docker import; skipped when up to date)
 	@if [ "$(BASE_IMAGE)" = meshrr/base:bookworm ]; then tests/tools/make-base.sh $(BASE_IMAGE); fi

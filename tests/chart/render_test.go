@@ -4,6 +4,7 @@
 package chart
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -114,6 +115,9 @@ func agentConfigs(t *testing.T, r release) map[string]*config.Config {
 	t.Helper()
 	out := map[string]*config.Config{}
 	for _, cm := range all[*corev1.ConfigMap](r) {
+		if cm.Labels["meshrr.io/group-name"] == "" {
+			continue // not a group's (e.g. the dashboard)
+		}
 		raw, ok := cm.Data["config.yaml"]
 		require.True(t, ok, "%s has no config.yaml", cm.Name)
 		c, err := config.Parse([]byte(raw))
@@ -403,17 +407,34 @@ func TestClientTiersExampleRendersThreeTiers(t *testing.T) {
 
 func TestOptionalResources(t *testing.T) {
 	set := map[string]string{"networkPolicy.enabled": "true", "serviceMonitor.enabled": "true", "groups.core.backend.bird.extraConfig": "protocol static s { ipv4; }",
+		"grafanaDashboard.enabled": "true", "prometheusRule.enabled": "true", "prometheusRule.minEstablishedSessions": "2",
 		"groups.core.probes.readiness.periodSeconds": "7"}
 	r := render(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, set)
 	checkRelease(t, r)
 	out, err := renderE(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, set)
 	require.NoError(t, err)
 	assert.Contains(t, out, "kind: ServiceMonitor")
+	assert.Contains(t, out, "kind: PrometheusRule")
+	assert.Contains(t, out, `state="Established"}) < 2`)
+	var dash *corev1.ConfigMap
+	for _, cm := range all[*corev1.ConfigMap](r) {
+		if cm.Labels["grafana_dashboard"] == "1" {
+			dash = cm
+		}
+	}
+	require.NotNil(t, dash, "the dashboard ConfigMap carries the sidecar's label")
+	assert.True(t, json.Valid([]byte(dash.Data["meshrr.json"])), "the dashboard survives the template as valid JSON")
 	assert.Contains(t, out, "kind: NetworkPolicy")
 	assert.Contains(t, out, `- ipBlock: {cidr: "10.244.0.0/16"}`)
 	assert.EqualValues(t, 7, workloads(r)[0].template.Spec.Containers[1].ReadinessProbe.PeriodSeconds, "probe timings are values")
 	assert.EqualValues(t, 2, workloads(r)[0].template.Spec.Containers[1].ReadinessProbe.FailureThreshold, "unset timings keep their defaults")
-	cm := all[*corev1.ConfigMap](r)[0]
+	var cm *corev1.ConfigMap
+	for _, c := range all[*corev1.ConfigMap](r) {
+		if c.Name == "core-meshrr-core" {
+			cm = c
+		}
+	}
+	require.NotNil(t, cm)
 	assert.Equal(t, "protocol static s { ipv4; }", strings.TrimSpace(cm.Data["bird-extra.conf"]))
 	found := false
 	for _, v := range workloads(r)[0].template.Spec.Volumes {

@@ -69,6 +69,14 @@ echo "== what the mirkwood router learned from the lothlorien router, through th
 "$here/router.sh" routes "$rm" | jq -r '.routes | to_entries[] | .key as $p | .value[] | select(.bestpath) | "   \($p)\tlocal-pref \(.locPrf // 100)"' | column -t -s $'\t'
 echo "   (10.101.0.0/24 is missing: 65000:101 never leaves its region; 10.102.0.0/24 arrives with local-pref 20)"
 echo
+echo "== every group at a glance (kubectl meshrr status -A; make status)"
+"$root/bin/kubectl-meshrr" status -A || echo "   (a group is degraded: see the lines marked !)"
+echo
+svg=${DEMO_TOPOLOGY:-$root/e2e-logs/demo-topology.svg}
+mkdir -p "$(dirname "$svg")"
+"$root/bin/kubectl-meshrr" topology -A | dot -Tsvg -o "$svg"
+echo "== the live topology (kubectl meshrr topology -A | dot -Tsvg; make topology): $svg"
+echo
 if [ "${DEMO_TEARDOWN:-0}" = 1 ]; then
   "$here/router.sh" stop "$rl" "$rm"
   "$here/cluster.sh" down

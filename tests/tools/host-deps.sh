@@ -11,6 +11,7 @@ command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap debian-archive-keyring ca-certificates)
 command -v jq >/dev/null 2>&1 || need+=(jq)
 command -v column >/dev/null 2>&1 || need+=(bsdextrautils)
+command -v dot >/dev/null 2>&1 || need+=(graphviz)
 if [ ${#need[@]} -gt 0 ]; then
   echo "host-deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

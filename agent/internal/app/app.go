@@ -47,6 +47,8 @@ Usage:
   meshrr-agent check --config FILE     validate a configuration file and exit
   meshrr-agent init  --config FILE     write the daemon's startup configuration if none exists
   meshrr-agent sessions --config FILE  print the daemon's BGP sessions as JSON
+  meshrr-agent status --config FILE [--json]  this pod's peers and sessions (from the running
+                                       agent); exits 1 when the pod is degraded
   meshrr-agent drain --config FILE     graceful shutdown (the pod's preStop): ask the running
                                        agent to drain, then stay up for drain.time
   meshrr-agent version
@@ -78,6 +80,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	cfgPath := fs.String("config", "/etc/meshrr/config.yaml", "agent configuration file")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	asJSON := fs.Bool("json", false, "status: print the report as JSON")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -103,6 +106,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runSessions(ctx, *cfgPath, stdout)
 	case "drain":
 		return runDrain(ctx, *cfgPath, stdout)
+	case "status":
+		return runStatus(ctx, *cfgPath, *asJSON, stdout)
 	case "run":
 		return runAgent(ctx, *cfgPath, *kubeconfig, getenv, log)
 	case "help", "-h", "--help":
@@ -314,7 +319,8 @@ func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(strin
 	disc := discovery.New(client, namespaces, 0, log)
 	loop := &reconcile.Loop{Backend: be, Peers: disc, Config: watcher, Self: pod.self, Metrics: m, Events: rec, Log: log}
 
-	srv := &http.Server{Addr: cfg.Status.Listen, Handler: handler(m, loop, watcher), ReadHeaderTimeout: 5 * time.Second}
+	rep := &reporter{loop: loop, be: be, cfg: watcher, pod: pod}
+	srv := &http.Server{Addr: cfg.Status.Listen, Handler: handler(m, loop, watcher, rep), ReadHeaderTimeout: 5 * time.Second}
 	ln, err := net.Listen("tcp", cfg.Status.Listen)
 	if err != nil {
 		return fmt.Errorf("status.listen: %w", err)
@@ -326,7 +332,7 @@ func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(strin
 		_ = srv.Shutdown(sctx)
 	}()
 
-	stopControl, err := serveControl(ctx, cfg, client, loop, pod, rec, log)
+	stopControl, err := serveControl(ctx, cfg, client, loop, pod, rec, rep, log)
 	if err != nil {
 		return err
 	}
@@ -366,8 +372,9 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 
 // handler serves /metrics, /healthz (the process answers) and /readyz
 // (the pod is useful: see reconcile.Loop.Ready).
-func handler(m *metrics.Metrics, loop *reconcile.Loop, w *config.Watcher) http.Handler {
+func handler(m *metrics.Metrics, loop *reconcile.Loop, w *config.Watcher, rep *reporter) http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", rep.serveHTTP)
 	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(rw http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(rw, "ok")

@@ -22,7 +22,7 @@ import (
 
 // serveControl serves the drain request on the control socket, a Unix
 // socket in the pod's own volume: only the pod's containers reach it.
-func serveControl(ctx context.Context, cfg *config.Config, client kubernetes.Interface, loop *reconcile.Loop, self podEnv, rec events.Recorder, log *slog.Logger) (stop func(), err error) {
+func serveControl(ctx context.Context, cfg *config.Config, client kubernetes.Interface, loop *reconcile.Loop, self podEnv, rec events.Recorder, rep *reporter, log *slog.Logger) (stop func(), err error) {
 	_ = os.Remove(cfg.Drain.DoneFile) // from an earlier agent of this pod
 	_ = os.Remove(cfg.Drain.ControlSocket)
 	ln, err := net.Listen("unix", cfg.Drain.ControlSocket)
@@ -41,6 +41,7 @@ func serveControl(ctx context.Context, cfg *config.Config, client kubernetes.Int
 		d.Lock = lock
 	}
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", rep.serveHTTP)
 	mux.HandleFunc("POST /drain", func(rw http.ResponseWriter, r *http.Request) {
 		log.Info("drain requested", "op", "drain", "lock", cfg.Drain.Lock, "wait_timeout", cfg.Drain.WaitTimeout.Duration)
 		rep, err := d.Drain(r.Context())

@@ -2,7 +2,11 @@ package metrics
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -65,4 +69,74 @@ func TestEveryMetricIsNamespacedAndPreinitialised(t *testing.T) {
 	}
 	assert.Contains(t, names, "meshrr_apply_total", "apply outcomes are exported at zero before the first reconcile")
 	assert.Contains(t, names, "meshrr_config_last_reload_successful")
+}
+
+var metricName = regexp.MustCompile(`\bmeshrr_[a-z_]+\b`)
+
+// exported lists every metric name the agent exports, with the series
+// names histograms add.
+func exported(t *testing.T) map[string]bool {
+	t.Helper()
+	m := New(sessions{list: []model.Session{{Group: "mesh", State: "Established", Established: true}}})
+	m.ApplyDuration.Observe(0.01)
+	m.ReconcileDuration.Observe(0.01)
+	m.ChangeToApplied.Observe(0.01)
+	m.DaemonRestarts.Add(0)
+	m.Info.WithLabelValues("v", "bird", "10.0.0.1").Set(1)
+	m.ConfigReloads.WithLabelValues("rejected")
+	mfs, err := m.Registry.Gather()
+	require.NoError(t, err)
+	out := map[string]bool{}
+	for _, mf := range mfs {
+		n := mf.GetName()
+		out[n] = true
+		if mf.GetType().String() == "HISTOGRAM" {
+			out[n+"_bucket"], out[n+"_sum"], out[n+"_count"] = true, true, true
+		}
+	}
+	return out
+}
+
+// The shipped dashboard is valid JSON and every expression uses only
+// metrics the agent exports; so do the chart's alerts.
+func TestDashboardAndAlertsUseOnlyExportedMetrics(t *testing.T) {
+	have := exported(t)
+	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "charts", "meshrr", "dashboards", "meshrr.json"))
+	require.NoError(t, err)
+	var d struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &d), "the dashboard is not valid JSON")
+	require.NotEmpty(t, d.Panels)
+	used := 0
+	for _, p := range d.Panels {
+		require.NotEmpty(t, p.Targets, p.Title)
+		for _, tg := range p.Targets {
+			names := metricName.FindAllString(tg.Expr, -1)
+			require.NotEmpty(t, names, "%s: %s", p.Title, tg.Expr)
+			for _, n := range names {
+				assert.True(t, have[n], "%s: %s is not exported by the agent", p.Title, n)
+				used++
+			}
+		}
+	}
+	rules, err := os.ReadFile(filepath.Join("..", "..", "..", "charts", "meshrr", "templates", "prometheusrule.yaml"))
+	require.NoError(t, err)
+	for _, n := range metricName.FindAllString(string(rules), -1) {
+		assert.True(t, have[n], "alert rule uses %s, which the agent does not export", n)
+	}
+	// and the dashboard covers sessions, convergence and errors
+	all := string(raw)
+	for _, n := range metricName.FindAllString(all, -1) { // variables too
+		assert.True(t, have[n], "the dashboard uses %s, which the agent does not export", n)
+	}
+	for _, n := range []string{"meshrr_bgp_sessions", "meshrr_discovery_change_to_applied_seconds_bucket", "meshrr_apply_duration_seconds_bucket", "meshrr_apply_total"} {
+		assert.Contains(t, all, n)
+	}
+	t.Logf("dashboard: %d panels, %d metric references, all exported", len(d.Panels), used)
 }

@@ -1,0 +1,11 @@
+// Command kubectl-meshrr shows the state of every meshrr group in a
+// cluster (`kubectl meshrr status`, `kubectl meshrr topology`).
+package main
+
+import (
+	"os"
+
+	"github.com/meshrr/meshrr/agent/internal/cli"
+)
+
+func main() { os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr)) }

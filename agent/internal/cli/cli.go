@@ -1,0 +1,184 @@
+// Package cli is kubectl-meshrr: it reads every meshrr pod's status report
+// through the API server's pod proxy and prints a table per group (exit 2
+// when a group is degraded) or the live topology as Graphviz DOT.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/meshrr/meshrr/agent/internal/status"
+)
+
+const usage = `kubectl-meshrr shows the meshrr route reflector groups of a cluster.
+
+Usage:
+  kubectl meshrr status   [-n NAMESPACE | -A] [--kubeconfig FILE] [--json]
+      a table per group: pods, sides, every session's state, uptime and
+      prefixes; exit status 2 when a group is degraded (a pod not ready or
+      failing, or a mesh or upstream session not Established)
+  kubectl meshrr topology [-n NAMESPACE | -A] [--kubeconfig FILE]
+      the live hierarchy as Graphviz DOT (render: dot -Tsvg)
+`
+
+// Exit statuses.
+const (
+	ExitOK       = 0
+	ExitError    = 1
+	ExitDegraded = 2
+)
+
+// Main runs one command.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "status" && args[0] != "topology") {
+		fmt.Fprint(stderr, usage)
+		return ExitError
+	}
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	ns := fs.String("n", "", "namespace (default: the kubeconfig's)")
+	all := fs.Bool("A", false, "all namespaces")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+	asJSON := fs.Bool("json", false, "status: print the reports as JSON")
+	timeout := fs.Duration("timeout", 20*time.Second, "overall time limit")
+	if err := fs.Parse(args[1:]); err != nil {
+		return ExitError
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	client, namespace, err := connect(*kubeconfig, *ns, *all)
+	if err != nil {
+		fmt.Fprintln(stderr, "kubectl-meshrr:", err)
+		return ExitError
+	}
+	reports, err := Collect(ctx, client, namespace)
+	if err != nil {
+		fmt.Fprintln(stderr, "kubectl-meshrr:", err)
+		return ExitError
+	}
+	if len(reports) == 0 {
+		fmt.Fprintf(stderr, "kubectl-meshrr: no meshrr pods (label app.kubernetes.io/name=meshrr) in %s\n", where(namespace))
+		return ExitError
+	}
+	groups := status.Groups(reports)
+	switch args[0] {
+	case "topology":
+		_, _ = stdout.Write(status.DOT(groups))
+		return ExitOK
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(reports)
+	} else if status.Table(stdout, groups) {
+		return ExitDegraded
+	}
+	for _, g := range groups {
+		if len(g.Problems) > 0 {
+			return ExitDegraded
+		}
+	}
+	return ExitOK
+}
+
+func where(ns string) string {
+	if ns == "" {
+		return "any namespace"
+	}
+	return "namespace " + ns
+}
+
+func connect(kubeconfig, ns string, all bool) (kubernetes.Interface, string, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if kubeconfig != "" {
+		rules.ExplicitPath = kubeconfig
+	}
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
+	cfg, err := cc.ClientConfig()
+	if err != nil {
+		return nil, "", fmt.Errorf("kubeconfig: %w", err)
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	switch {
+	case all:
+		ns = ""
+	case ns == "":
+		if ns, _, err = cc.Namespace(); err != nil {
+			return nil, "", err
+		}
+	}
+	return client, ns, nil
+}
+
+// Collect reads every meshrr pod's report; a pod that does not answer is
+// reported not ready, with the reason.
+func Collect(ctx context.Context, client kubernetes.Interface, namespace string) ([]status.Report, error) {
+	pods, err := client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=meshrr"})
+	if err != nil {
+		return nil, fmt.Errorf("list meshrr pods: %w", err)
+	}
+	items := pods.Items
+	sort.Slice(items, func(i, j int) bool {
+		return items[i].Namespace+"/"+items[i].Name < items[j].Namespace+"/"+items[j].Name
+	})
+	var out []status.Report
+	for _, p := range items {
+		out = append(out, report(ctx, client, p))
+	}
+	return out, nil
+}
+
+func report(ctx context.Context, client kubernetes.Interface, p corev1.Pod) status.Report {
+	fallback := status.Report{Pod: p.Name, Namespace: p.Namespace, Side: p.Labels["meshrr.io/side"], Node: p.Spec.NodeName,
+		Group: p.Labels["app.kubernetes.io/instance"] + "." + p.Labels["meshrr.io/group-name"], Peers: []status.Peer{}, Time: time.Now()}
+	port := metricsPort(p)
+	if p.Status.Phase != corev1.PodRunning || port == 0 {
+		fallback.NotReady = fmt.Sprintf("pod is %s", p.Status.Phase)
+		return fallback
+	}
+	w := client.CoreV1().Pods(p.Namespace).ProxyGet("http", p.Name, strconv.Itoa(port), "/status", nil)
+	if w == nil {
+		fallback.NotReady = "status unreachable: no pod proxy"
+		return fallback
+	}
+	raw, err := w.DoRaw(ctx)
+	if err != nil {
+		fallback.NotReady = "status unreachable: " + err.Error()
+		return fallback
+	}
+	var r status.Report
+	if err := json.Unmarshal(raw, &r); err != nil {
+		fallback.NotReady = "status unreadable: " + err.Error()
+		return fallback
+	}
+	return r
+}
+
+// metricsPort is the agent container's "metrics" port (0: none).
+func metricsPort(p corev1.Pod) int {
+	for _, c := range p.Spec.Containers {
+		if c.Name != "agent" {
+			continue
+		}
+		for _, port := range c.Ports {
+			if port.Name == "metrics" {
+				return int(port.ContainerPort)
+			}
+		}
+	}
+	return 0
+}

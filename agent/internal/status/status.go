@@ -1,0 +1,136 @@
+// Package status is what an RR pod says about itself (served by the agent
+// at /status) and what operators read from a whole release set: a table
+// per group, a degraded verdict for scripts, and a Graphviz picture of the
+// live hierarchy. Everything here is pure: the agent and kubectl-meshrr
+// gather the reports.
+package status
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/meshrr/meshrr/agent/internal/model"
+)
+
+// Report is one RR pod's view of itself. It never carries a secret.
+type Report struct {
+	Pod       string    `json:"pod"`
+	Namespace string    `json:"namespace"`
+	Group     string    `json:"group"` // the meshrr.io/group id (release.group)
+	Side      string    `json:"side,omitempty"`
+	Node      string    `json:"node,omitempty"`
+	Version   string    `json:"version"`
+	Backend   string    `json:"backend"`
+	RouterID  string    `json:"routerID"`
+	Ready     bool      `json:"ready"`
+	NotReady  string    `json:"notReady,omitempty"` // why, when not ready
+	Draining  bool      `json:"draining,omitempty"`
+	Upstream  string    `json:"upstream,omitempty"` // upstream group id
+	LastError string    `json:"lastError,omitempty"`
+	Peers     []Peer    `json:"peers"`
+	Time      time.Time `json:"time"` // when the report was made
+}
+
+// Peer is one session: a configured neighbour (mesh, upstream) or a client
+// that connected through a range.
+type Peer struct {
+	Group       string    `json:"group"` // mesh, upstream or the client group's name
+	Role        string    `json:"role"`  // mesh, upstream, clients
+	Addr        string    `json:"addr"`
+	Name        string    `json:"name,omitempty"` // namespace/pod of an RR peer
+	Side        string    `json:"side,omitempty"`
+	State       string    `json:"state"`
+	Established bool      `json:"established"`
+	Since       time.Time `json:"since,omitzero"`
+	Received    int       `json:"received"`
+	Sent        int       `json:"sent"`
+}
+
+// Build makes a pod's report from the applied model and the daemon's
+// sessions. Configured neighbours without a session are reported "Down";
+// client sessions come from the daemon only.
+func Build(base Report, m model.Model, sessions []model.Session) Report {
+	r := base
+	r.Draining = m.Draining
+	if m.RouterID.IsValid() {
+		r.RouterID = m.RouterID.String()
+	}
+	byAddr := map[netip.Addr]model.Session{}
+	for _, s := range sessions {
+		byAddr[s.Peer] = s
+	}
+	seen := map[netip.Addr]bool{}
+	for _, g := range m.Groups {
+		for _, n := range g.Neighbors {
+			p := Peer{Group: g.Name, Role: string(g.Role), Addr: n.Addr.String(), Name: n.Name, Side: n.Side, State: "Down"}
+			if s, ok := byAddr[n.Addr]; ok {
+				p.fill(s)
+			}
+			seen[n.Addr] = true
+			r.Peers = append(r.Peers, p)
+		}
+	}
+	roles := map[string]string{}
+	for _, g := range m.Groups {
+		roles[g.Name] = string(g.Role)
+	}
+	for _, s := range sessions {
+		if seen[s.Peer] || !s.Peer.IsValid() || s.Group == "" {
+			continue
+		}
+		p := Peer{Group: s.Group, Role: roles[s.Group], Addr: s.Peer.String()}
+		p.fill(s)
+		r.Peers = append(r.Peers, p)
+	}
+	slices.SortFunc(r.Peers, func(a, b Peer) int {
+		if a.Group != b.Group {
+			return compare(a.Group, b.Group)
+		}
+		return compare(a.Addr, b.Addr)
+	})
+	if r.Peers == nil {
+		r.Peers = []Peer{}
+	}
+	return r
+}
+
+func (p *Peer) fill(s model.Session) {
+	p.State, p.Established, p.Since, p.Received, p.Sent = s.State, s.Established, s.Since, s.Imported, s.Exported
+	if p.State == "" {
+		p.State = "Down"
+	}
+}
+
+func compare(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Problems says why a pod is degraded: not ready, failing to apply, or a
+// configured mesh or upstream peer not Established. nil: healthy.
+func Problems(r Report) []string {
+	var out []string
+	if !r.Ready {
+		out = append(out, fmt.Sprintf("%s not ready: %s", r.Pod, r.NotReady))
+	}
+	if r.LastError != "" {
+		out = append(out, fmt.Sprintf("%s: last reconcile failed: %s", r.Pod, r.LastError))
+	}
+	for _, p := range r.Peers {
+		if (p.Role == string(model.RoleMesh) || p.Role == string(model.RoleUpstream)) && !p.Established {
+			who := p.Addr
+			if p.Name != "" {
+				who = p.Name + " (" + p.Addr + ")"
+			}
+			out = append(out, fmt.Sprintf("%s: %s peer %s is %s", r.Pod, p.Group, who, p.State))
+		}
+	}
+	return out
+}

@@ -1,0 +1,101 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gruntwork-io/terratest/modules/k8s"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// plugin builds kubectl-meshrr once per test.
+func plugin(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "kubectl-meshrr")
+	cmd := exec.Command("go", "build", "-o", bin, "./agent/cmd/kubectl-meshrr")
+	cmd.Dir = repoRoot
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	return bin
+}
+
+// runPlugin returns the output and exit status.
+func runPlugin(t *testing.T, bin string, args ...string) (string, int) {
+	t.Helper()
+	out, err := exec.Command(bin, append(args, "--kubeconfig", kubeconfig)...).Output()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return string(out), ee.ExitCode()
+	}
+	require.NoError(t, err)
+	return string(out), 0
+}
+
+// TestStatusAndTopologyOfALiveGroup: kubectl meshrr status prints the group
+// table and exits 0; with one mesh session disabled in BIRD it says
+// DEGRADED and exits 2; meshrr-agent status in a pod agrees; topology is
+// DOT that Graphviz renders to SVG.
+func TestStatusAndTopologyOfALiveGroup(t *testing.T) {
+	opts, _ := installCore(t, "e2e-status")
+	meshSettled(t, opts, 2, 2*time.Minute)
+	bin := plugin(t)
+	var out string
+	var code int
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		out, code = runPlugin(t, bin, "status", "-n", opts.Namespace)
+		assert.Equal(c, 0, code, out)
+	}, time.Minute, time.Second)
+	t.Logf("status: kubectl meshrr status -n %s (exit %d):\n%s", opts.Namespace, code, out)
+	assert.Contains(t, out, "GROUP core.core (namespace "+opts.Namespace+"): 2 RRs, sides a,b, 2 of 2 sessions Established: OK")
+	ps := pods(t, opts, coreSelector)
+	for _, p := range ps {
+		assert.Contains(t, out, p.Name)
+	}
+	inPod, err := k8s.RunKubectlAndGetOutputE(t, opts, "exec", ps[0].Name, "-c", "agent", "--", "/meshrr-agent", "status", "--config", "/etc/meshrr/config.yaml")
+	require.NoError(t, err, inPod)
+	assert.Contains(t, inPod, ": OK")
+
+	ss, err := sessions(t, opts, ps[0].Name)
+	require.NoError(t, err)
+	proto := ""
+	for _, s := range ss {
+		if s.Group == "mesh" {
+			proto = s.Name
+		}
+	}
+	require.NotEmpty(t, proto)
+	k8s.RunKubectl(t, opts, "exec", ps[0].Name, "-c", "bird", "--", "birdc", "-s", "/run/bird/bird.ctl", "disable", proto)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		out, code = runPlugin(t, bin, "status", "-n", opts.Namespace)
+		assert.Equal(c, 2, code, "a degraded group exits 2:\n%s", out)
+		assert.Contains(c, out, "DEGRADED")
+	}, time.Minute, time.Second)
+	t.Logf("status: with %s disabled in %s (exit %d):\n%s", proto, ps[0].Name, code, out)
+	_, err = k8s.RunKubectlAndGetOutputE(t, opts, "exec", ps[0].Name, "-c", "agent", "--", "/meshrr-agent", "status", "--config", "/etc/meshrr/config.yaml")
+	assert.Error(t, err, "meshrr-agent status fails in a degraded pod")
+
+	dot, code := runPlugin(t, bin, "topology", "-n", opts.Namespace)
+	require.Equal(t, 0, code)
+	assert.True(t, strings.HasPrefix(dot, "digraph meshrr {"), dot)
+	svg := filepath.Join(logsDir, "status-topology.svg")
+	require.NoError(t, os.MkdirAll(logsDir, 0o755))
+	render := exec.Command("dot", "-Tsvg", "-o", svg)
+	render.Stdin = strings.NewReader(dot)
+	o, err := render.CombinedOutput()
+	require.NoError(t, err, "graphviz rejected the DOT: %s\n%s", o, dot)
+	b, err := os.ReadFile(svg)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), "<svg")
+	assert.Contains(t, string(b), "side b")
+	assert.Contains(t, string(b), "DEGRADED")
+	assert.Contains(t, string(b), `stroke="#c62828"`, "the disabled session is drawn red")
+	t.Logf("status: topology rendered by graphviz to %s (%d bytes)", svg, len(b))
+}
