@@ -75,13 +75,7 @@ func installCore(t *testing.T, prefix string) (*k8s.KubectlOptions, *helm.Option
 func TestPolicyOnlyUpgradeResetsNoSession(t *testing.T) {
 	opts, ho := installCore(t, "e2e-policy")
 	meshSettled(t, opts, 2, 2*time.Minute)
-	before := settledSessions(t, opts)
-	ps := pods(t, opts, coreSelector)
-	state := podState(ps)
-	count := map[string]int{}
-	for _, p := range ps {
-		count[p.Name] = applied(t, opts, p.Name)
-	}
+	before, ps, state, count := baseline(t, opts)
 
 	start := time.Now()
 	ho.SetValues = map[string]string{
@@ -102,6 +96,19 @@ func TestPolicyOnlyUpgradeResetsNoSession(t *testing.T) {
 	assert.Equal(t, state, podState(pods(t, opts, coreSelector)), "no pod replaced or restarted")
 	t.Logf("policy-only upgrade: applied by every RR %s after helm upgrade (kubelet's ConfigMap sync); %d of %d sessions reset %v (goal 0)", took.Round(time.Second), n, total, which)
 	assert.Zero(t, n, "a policy change reset sessions")
+}
+
+// baseline is what an operation must not change: the sessions, the pods
+// and how many configurations each agent applied.
+func baseline(t *testing.T, opts *k8s.KubectlOptions) (map[string]map[string]Session, []corev1.Pod, map[string]string, map[string]int) {
+	t.Helper()
+	before := settledSessions(t, opts)
+	ps := pods(t, opts, coreSelector)
+	count := map[string]int{}
+	for _, p := range ps {
+		count[p.Name] = applied(t, opts, p.Name)
+	}
+	return before, ps, podState(ps), count
 }
 
 // settledSessions reads every core pod's Established sessions, by peer.
@@ -127,13 +134,7 @@ func settledSessions(t *testing.T, opts *k8s.KubectlOptions) map[string]map[stri
 func TestAPIServerOutageChangesNothing(t *testing.T) {
 	opts, _ := installCore(t, "e2e-outage")
 	meshSettled(t, opts, 2, 2*time.Minute)
-	before := settledSessions(t, opts)
-	ps := pods(t, opts, coreSelector)
-	state := podState(ps)
-	count := map[string]int{}
-	for _, p := range ps {
-		count[p.Name] = applied(t, opts, p.Name)
-	}
+	before, ps, state, count := baseline(t, opts)
 
 	node := cluster + "-control-plane"
 	manifest := "/etc/kubernetes/manifests/kube-apiserver.yaml"

@@ -67,6 +67,13 @@ func serveControl(ctx context.Context, cfg *config.Config, client kubernetes.Int
 	}, nil
 }
 
+// controlClient talks to the running agent over its control socket.
+func controlClient(cfg *config.Config, timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", cfg.Drain.ControlSocket)
+	}}}
+}
+
 // runDrain is the preStop step: ask the running agent to drain, keep the
 // pod up for the drain time, then tell the daemon's preStop (DoneFile).
 func runDrain(ctx context.Context, cfgPath string, stdout io.Writer) error {
@@ -75,12 +82,7 @@ func runDrain(ctx context.Context, cfgPath string, stdout io.Writer) error {
 		return err
 	}
 	defer func() { _ = os.WriteFile(cfg.Drain.DoneFile, nil, 0o644) }()
-	c := &http.Client{
-		Timeout: cfg.Drain.WaitTimeout.Duration + 30*time.Second,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", cfg.Drain.ControlSocket)
-		}},
-	}
+	c := controlClient(cfg, cfg.Drain.WaitTimeout.Duration+30*time.Second)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://agent/drain", nil)
 	if err != nil {
 		return err

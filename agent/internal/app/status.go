@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -62,9 +61,7 @@ func runStatus(ctx context.Context, cfgPath string, asJSON bool, stdout io.Write
 	if err != nil {
 		return err
 	}
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", cfg.Drain.ControlSocket)
-	}}}
+	c := controlClient(cfg, 10*time.Second)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent/status", nil)
 	if err != nil {
 		return err
