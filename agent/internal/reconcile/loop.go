@@ -88,12 +88,17 @@ func (l *Loop) Drain(ctx context.Context) error {
 	}
 }
 
+// startJitter: BIRD prints its start time from a monotonic clock converted
+// to wall time, so two reads of one run can differ by a millisecond; a
+// restart moves it by far more (the daemon has to stop and start).
+const startJitter = 100 * time.Millisecond
+
 // daemonRestarted reads the daemon's start time; when it changed, the
 // daemon restarted: count it, say so, and make the next reconcile apply
 // the configuration again (whatever the daemon started with).
 func (l *Loop) daemonRestarted(ctx context.Context) bool {
 	t, err := l.Backend.Started(ctx)
-	if err != nil || t.Equal(l.started) {
+	if err != nil || (!l.started.IsZero() && t.Sub(l.started).Abs() < startJitter) {
 		return false // down (readiness reports it) or unchanged
 	}
 	prev := l.started

@@ -163,3 +163,33 @@ func TestKeysNeverReachLogsEventsOrMetrics(t *testing.T) {
 	require.ErrorContains(t, err, "the key in mesh must be")
 	assert.NotContains(t, err.Error(), key)
 }
+
+type jitteryStart struct {
+	recordingBackend
+	at []time.Time
+}
+
+func (b *jitteryStart) Started(context.Context) (time.Time, error) {
+	t := b.at[0]
+	if len(b.at) > 1 {
+		b.at = b.at[1:]
+	}
+	return t, nil
+}
+
+// BIRD's printed start time wobbles by a millisecond between reads: that is
+// not a restart; a start time seconds later is.
+func TestStartTimeJitterIsNotARestart(t *testing.T) {
+	l, _, ev := newTestLoop(t, members("10.0.0.1"))
+	base := time.Date(2026, 11, 22, 3, 8, 22, 123e6, time.UTC)
+	be := &jitteryStart{at: []time.Time{base, base.Add(-time.Millisecond), base, base.Add(time.Millisecond), base.Add(5 * time.Second)}}
+	l.Backend = be
+	l.Metrics = metrics.New(be)
+	var restarts []bool
+	for range 5 {
+		restarts = append(restarts, l.daemonRestarted(context.Background()))
+	}
+	assert.Equal(t, []bool{false, false, false, false, true}, restarts)
+	assert.Equal(t, 1.0, testutil.ToFloat64(l.Metrics.DaemonRestarts))
+	assert.Contains(t, ev.all(), "DaemonRestarted")
+}
