@@ -259,6 +259,8 @@ func checkRelease(t *testing.T, r release) {
 		if s.Spec.ClusterIP == corev1.ClusterIPNone {
 			assert.True(t, ids[s.Labels["meshrr.io/group"]], "%s: meshrr.io/group %q matches no agent config", s.Name, s.Labels["meshrr.io/group"])
 			assert.True(t, s.Spec.PublishNotReadyAddresses, "%s: a new RR must be discoverable before it is ready", s.Name)
+			require.NotNil(t, s.Spec.IPFamilyPolicy)
+			assert.Equal(t, corev1.IPFamilyPolicyPreferDualStack, *s.Spec.IPFamilyPolicy, "%s: both families are discovered on dual-stack clusters", s.Name)
 		}
 	}
 }

@@ -197,8 +197,11 @@ type Route struct {
 }
 
 // routes reads the router's IPv4 BGP table.
-func (r *Router) routes() (map[string]Route, error) {
-	out, err := exec.Command("bash", filepath.Join(repoRoot, "tests", "kind", "router.sh"), "routes", r.Name).Output()
+func (r *Router) routes() (map[string]Route, error) { return r.routesOf("ipv4") }
+
+// routesOf reads the router's BGP table of a family (ipv4, ipv6).
+func (r *Router) routesOf(family string) (map[string]Route, error) {
+	out, err := exec.Command("bash", filepath.Join(repoRoot, "tests", "kind", "router.sh"), "routes", r.Name, family).Output()
 	if err != nil {
 		return nil, err
 	}

@@ -91,10 +91,14 @@ func phase(name string, start time.Time) {
 	fmt.Printf("e2e phase: %-16s %6.1fs since start\n", name, time.Since(start).Seconds())
 }
 
-func script(args ...string) error {
+func script(args ...string) error { return scriptIn(cluster, nil, args...) }
+
+// scriptIn runs a harness script for the named cluster with extra
+// environment.
+func scriptIn(name string, env []string, args ...string) error {
 	cmd := exec.CommandContext(context.Background(), "bash", args...)
 	cmd.Dir = repoRoot
-	cmd.Env = append(os.Environ(), "CLUSTER="+cluster)
+	cmd.Env = append(append(os.Environ(), "CLUSTER="+name), env...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	return cmd.Run()
 }

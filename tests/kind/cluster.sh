@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates (or reuses) the e2e kind cluster and loads the project's images.
 # Usage: cluster.sh up|down|load IMAGE...
-# Environment: CLUSTER (default meshrr-e2e), NODE_IMAGE (default: the locally
+# Environment: CLUSTER (default meshrr-e2e), CLUSTER_CONFIG (a file beside
+# this script; default cluster.yaml, cluster-dual.yaml for dual stack), NODE_IMAGE (default: the locally
 # built node image; set it to use a node image from a registry).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -14,7 +15,7 @@ case "${1:-}" in
       log "cluster $CLUSTER exists; reusing it"
     else
       log "creating cluster $CLUSTER from $NODE_IMAGE"
-      "$KIND" create cluster --name "$CLUSTER" --image "$NODE_IMAGE" --config "$here/cluster.yaml" --wait 180s
+      "$KIND" create cluster --name "$CLUSTER" --image "$NODE_IMAGE" --config "$here/${CLUSTER_CONFIG:-cluster.yaml}" --wait 180s
     fi
     "$KIND" get kubeconfig --name "$CLUSTER" >"$KIND_WORK/kubeconfig-$CLUSTER"
     log "kubeconfig: $KIND_WORK/kubeconfig-$CLUSTER"

@@ -10,6 +10,13 @@
 # Usage: host-prep.sh IMAGE (any local image, used for the probe)
 set -euo pipefail
 probe_image=${1:?usage: host-prep.sh IMAGE}
+# Two kind clusters at once (the e2e cluster and the dual-stack one) run
+# eight nodes: Debian's inotify limits (128 instances) make kube-proxy fail
+# with "too many open files" (kind's known issue); raise them when lower.
+for kv in fs.inotify.max_user_instances=512 fs.inotify.max_user_watches=524288; do
+  k=${kv%=*} v=${kv#*=}
+  if [ "$(sysctl -n "$k")" -lt "$v" ]; then sysctl -qw "$kv" && echo "host-prep: $kv"; fi
+done
 if docker run --rm --privileged --entrypoint true "$probe_image" 2>/dev/null; then
   echo "host-prep: docker run --privileged works; no workaround needed"
   exit 0

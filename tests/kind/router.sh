@@ -2,7 +2,7 @@
 # FRR routers outside the cluster, on the kind Docker network, for the e2e
 # tests and the demo.
 #   router.sh start NAME FRR_CONF_BODY_FILE   prints "CONTAINER ADDRESS"
-#   router.sh routes CONTAINER                the IPv4 BGP table as JSON
+#   router.sh routes CONTAINER [ipv4|ipv6]    the BGP table of a family as JSON (default ipv4)
 #   router.sh stop CONTAINER...
 #   router.sh steer PREFIX ADDRESS            every kind node routes PREFIX via ADDRESS
 #                                             (e.g. to a router's anycast loopback)
@@ -20,8 +20,11 @@ case "${1:-}" in
     printf 'bgpd=yes\nzebra=yes\nstaticd=yes\nvtysh_enable=yes\nzebra_options=" -A 127.0.0.1"\nbgpd_options=" -A 127.0.0.1"\nstaticd_options="-A 127.0.0.1"\n' >"$dir/daemons"
     { printf 'frr defaults traditional\nhostname %s\nlog stdout\n' "$name"; cat "$body"; } >"$dir/frr.conf"
     : >"$dir/vtysh.conf"
-    routes=$("$KIND_WORK/bin/kubectl" get nodes -o jsonpath='{range .items[*]}{.spec.podCIDR} {.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}' |
-      awk 'NF==2 {printf "ip route replace %s via %s && ", $1, $2}')
+    # each pod CIDR through its node's address of the same family (dual stack too)
+    routes=$("$KIND_WORK/bin/kubectl" get nodes -o jsonpath='{range .items[*]}{.spec.podCIDRs[*]};{.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}' |
+      awk -F';' '{ n = split($1, c, " "); m = split($2, a, " ");
+        for (i = 1; i <= n; i++) for (j = 1; j <= m; j++) {
+          if ((index(c[i], ":") > 0) == (index(a[j], ":") > 0)) printf "ip %s route replace %s via %s && ", (index(c[i], ":") > 0 ? "-6" : ""), c[i], a[j] } }')
     container="meshrr-frr-$name-$$-$RANDOM"
     docker run -d --name "$container" --network kind --cap-add NET_ADMIN --cap-add NET_RAW --cap-add SYS_ADMIN \
       --sysctl net.ipv4.ip_forward=1 \
@@ -31,7 +34,7 @@ case "${1:-}" in
     echo "$container $addr"
     ;;
   routes)
-    docker exec "${2:?container}" vtysh -c 'show bgp ipv4 unicast json'
+    docker exec "${2:?container}" vtysh -c "show bgp ${3:-ipv4} unicast json"
     ;;
   steer)
     prefix=${2:?prefix}; via=${3:?address}
