@@ -227,10 +227,16 @@ func TestTCPMD5FromASecret(t *testing.T) {
 		time.Sleep(time.Second)
 		require.NotEqual(t, "Established", r.neighborState(rr), "Established with the wrong key")
 	}
+	// why: the RR pod's kernel counted the badly signed segments
+	dropped := regexp.MustCompile(`(?m)^meshrr_tcp_md5_segments_dropped_total\{reason="failure"\} (\d+)`).FindStringSubmatch(metrics(t, opts, ps[0].Name))
+	require.NotNil(t, dropped, "no meshrr_tcp_md5_segments_dropped_total{reason=\"failure\"}")
+	n, err := strconv.Atoi(dropped[1])
+	require.NoError(t, err)
+	assert.Positive(t, n, "the wrong key shows in the RR's metrics")
 	r.configure(t, fmt.Sprintf("router bgp 65000\nneighbor %s password right-key-123", rr))
 	start := time.Now()
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		assert.Equal(c, "Established", r.neighborState(rr))
 	}, time.Minute, 200*time.Millisecond)
-	t.Logf("md5: wrong key: no session for 8 s; right key: Established %s after the router's change", time.Since(start).Round(100*time.Millisecond))
+	t.Logf("md5: wrong key: no session for 8 s, %d badly signed segments dropped (meshrr_tcp_md5_segments_dropped_total{reason=\"failure\"}); right key: Established %s after the router's change", n, time.Since(start).Round(100*time.Millisecond))
 }

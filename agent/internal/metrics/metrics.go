@@ -102,6 +102,7 @@ func New(r SessionReader) *Metrics {
 		m.DiscoveredPeers, m.ConfiguredPeers, m.ReconcileDuration, m.ApplyDuration, m.Applies,
 		m.ChangeToApplied, m.ConfigReloads, m.ConfigLastReloadOK, m.UpstreamReplacements, m.DaemonRestarts, m.Info,
 		&sessionCollector{r: r},
+		md5Collector{path: "/proc/net/netstat"},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

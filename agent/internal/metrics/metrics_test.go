@@ -140,3 +140,23 @@ func TestDashboardAndAlertsUseOnlyExportedMetrics(t *testing.T) {
 	}
 	t.Logf("dashboard: %d panels, %d metric references, all exported", len(d.Panels), used)
 }
+
+func TestParseNetstatReadsTheMD5Counters(t *testing.T) {
+	in := "TcpExt: SyncookiesSent TCPMD5NotFound TCPMD5Unexpected TCPMD5Failure\nTcpExt: 0 3 0 17\nIpExt: InNoRoutes\nIpExt: 0\n"
+	got, err := ParseNetstat(strings.NewReader(in))
+	require.NoError(t, err)
+	assert.Equal(t, uint64(17), got["TCPMD5Failure"])
+	assert.Equal(t, uint64(3), got["TCPMD5NotFound"])
+	_, err = ParseNetstat(strings.NewReader("TcpExt: A B\nTcpExt: 1\n"))
+	require.ErrorContains(t, err, "2 TcpExt names but 1 values")
+
+	// and this machine's own counters are exported (the test runs on Linux)
+	m := New(sessions{})
+	mfs, err := m.Registry.Gather()
+	require.NoError(t, err)
+	found := false
+	for _, mf := range mfs {
+		found = found || mf.GetName() == "meshrr_tcp_md5_segments_dropped_total"
+	}
+	assert.True(t, found, "meshrr_tcp_md5_segments_dropped_total is exported")
+}

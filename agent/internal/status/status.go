@@ -46,6 +46,7 @@ type Peer struct {
 	Since       time.Time `json:"since,omitzero"`
 	Received    int       `json:"received"`
 	Sent        int       `json:"sent"`
+	TCPMD5      bool      `json:"tcpMD5,omitempty"` // the session is signed (the key itself is never reported)
 }
 
 // Build makes a pod's report from the applied model and the daemon's
@@ -64,7 +65,7 @@ func Build(base Report, m model.Model, sessions []model.Session) Report {
 	seen := map[netip.Addr]bool{}
 	for _, g := range m.Groups {
 		for _, n := range g.Neighbors {
-			p := Peer{Group: g.Name, Role: string(g.Role), Addr: n.Addr.String(), Name: n.Name, Side: n.Side, State: "Down"}
+			p := Peer{Group: g.Name, Role: string(g.Role), Addr: n.Addr.String(), Name: n.Name, Side: n.Side, State: "Down", TCPMD5: g.Password != ""}
 			if s, ok := byAddr[n.Addr]; ok {
 				p.fill(s)
 			}
@@ -129,7 +130,11 @@ func Problems(r Report) []string {
 			if p.Name != "" {
 				who = p.Name + " (" + p.Addr + ")"
 			}
-			out = append(out, fmt.Sprintf("%s: %s peer %s is %s", r.Pod, p.Group, who, p.State))
+			msg := fmt.Sprintf("%s: %s peer %s is %s", r.Pod, p.Group, who, p.State)
+			if p.TCPMD5 {
+				msg += " (TCP-MD5 is on: if meshrr_tcp_md5_segments_dropped_total grows, the keys differ)"
+			}
+			out = append(out, msg)
 		}
 	}
 	return out

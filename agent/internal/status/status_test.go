@@ -101,9 +101,11 @@ func TestProblems(t *testing.T) {
 func TestBuildReportsConfiguredPeersWithoutSessionsAndNoSecret(t *testing.T) {
 	m := model.Model{Groups: []model.PeerGroup{{Name: "mesh", Role: model.RoleMesh, Password: "s3cr3t",
 		Neighbors: []model.Neighbor{{Addr: netip.MustParseAddr("10.0.0.2"), Name: "ns/p2"}}}}}
-	r := Build(Report{Pod: "p"}, m, nil)
+	r := Build(Report{Pod: "p", Ready: true}, m, nil)
 	require.Len(t, r.Peers, 1)
 	assert.Equal(t, "Down", r.Peers[0].State)
+	assert.True(t, r.Peers[0].TCPMD5)
+	assert.Equal(t, []string{"p: mesh peer ns/p2 (10.0.0.2) is Down (TCP-MD5 is on: if meshrr_tcp_md5_segments_dropped_total grows, the keys differ)"}, Problems(r))
 	raw, err := json.Marshal(r)
 	require.NoError(t, err)
 	assert.NotContains(t, string(raw), "s3cr3t")
