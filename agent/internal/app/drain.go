@@ -33,11 +33,10 @@ func serveControl(ctx context.Context, cfg *config.Config, client kubernetes.Int
 		Blockers:    loop.DrainBlockers,
 		Apply:       loop.Drain,
 		WaitTimeout: cfg.Drain.WaitTimeout.Duration,
-		Log:         log,
 	}
 	var lock *drain.LeaseLock
 	if cfg.Drain.Lock != "" {
-		lock = &drain.LeaseLock{Client: client, Namespace: self.self.Namespace, Name: cfg.Drain.Lock, Identity: self.self.Name, Log: log}
+		lock = &drain.LeaseLock{Client: client, Namespace: self.self.Namespace, Name: cfg.Drain.Lock, Identity: self.self.Name}
 		d.Lock = lock
 	}
 	mux := http.NewServeMux()

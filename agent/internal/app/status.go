@@ -35,12 +35,9 @@ func (r *reporter) report(ctx context.Context) status.Report {
 	if cfg.Upstream != nil {
 		base.Upstream = cfg.Upstream.Group
 	}
-	if err := r.loop.Ready(ctx, *cfg.Status.ReadyRequiresEstablished); err != nil {
+	ss, err := r.be.Sessions(ctx) // read once: for readiness and for the report
+	if err := r.loop.ReadyWith(*cfg.Status.ReadyRequiresEstablished, ss, err); err != nil {
 		base.Ready, base.NotReady = false, strings.TrimPrefix(err.Error(), reconcile.ErrNotReady.Error()+": ")
-	}
-	ss, err := r.be.Sessions(ctx)
-	if err != nil && base.Ready {
-		base.Ready, base.NotReady = false, "sessions unreadable: "+err.Error()
 	}
 	return status.Build(base, st.Model, ss)
 }

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -77,17 +78,17 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		_, _ = stdout.Write(status.DOT(groups))
 		return ExitOK
 	}
+	degraded := false
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(reports)
-	} else if status.Table(stdout, groups) {
-		return ExitDegraded
+		degraded = slices.ContainsFunc(groups, func(g status.GroupView) bool { return len(g.Problems) > 0 })
+	} else {
+		degraded = status.Table(stdout, groups)
 	}
-	for _, g := range groups {
-		if len(g.Problems) > 0 {
-			return ExitDegraded
-		}
+	if degraded {
+		return ExitDegraded
 	}
 	return ExitOK
 }

@@ -10,7 +10,6 @@ package drain
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -37,7 +36,6 @@ type LeaseLock struct {
 	Namespace string
 	Name      string
 	Identity  string
-	Log       *slog.Logger
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -104,7 +102,6 @@ type Drainer struct {
 	Apply       func(ctx context.Context) error
 	WaitTimeout time.Duration
 	Poll        time.Duration
-	Log         *slog.Logger
 	Now         func() time.Time
 }
 

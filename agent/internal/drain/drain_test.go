@@ -3,8 +3,6 @@ package drain
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,9 +14,8 @@ import (
 
 func TestLeaseLetsOneMemberDrainAtATime(t *testing.T) {
 	client := fake.NewClientset()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	a := &LeaseLock{Client: client, Namespace: "core", Name: "core-drain", Identity: "core-a-0", Log: log}
-	b := &LeaseLock{Client: client, Namespace: "core", Name: "core-drain", Identity: "core-b-0", Log: log}
+	a := &LeaseLock{Client: client, Namespace: "core", Name: "core-drain", Identity: "core-a-0"}
+	b := &LeaseLock{Client: client, Namespace: "core", Name: "core-drain", Identity: "core-b-0"}
 	require.NoError(t, a.Acquire(ctxTimeout(t, 5*time.Second)))
 
 	ctx := ctxTimeout(t, 2*time.Second)

@@ -378,31 +378,39 @@ var ErrNotReady = errors.New("not ready")
 // configuration applied, the daemon answering and, if required, at least
 // one mesh or upstream session Established when any are configured.
 func (l *Loop) Ready(ctx context.Context, requireEstablished bool) error {
+	if err := l.Backend.Ping(ctx); err != nil {
+		return l.readiness(requireEstablished, nil, fmt.Errorf("daemon does not answer: %v", err))
+	}
+	var ss []model.Session
+	var err error
+	if requireEstablished && wantedPeers(l.Status().Model) > 0 {
+		ss, err = l.Backend.Sessions(ctx)
+	}
+	return l.ReadyWith(requireEstablished, ss, err)
+}
+
+// ReadyWith is Ready for sessions the caller has read already (err: why
+// they could not be read, which also means the daemon does not answer).
+func (l *Loop) ReadyWith(requireEstablished bool, ss []model.Session, err error) error {
+	if err != nil {
+		err = fmt.Errorf("cannot read sessions: %v", err)
+	}
+	return l.readiness(requireEstablished, ss, err)
+}
+
+func (l *Loop) readiness(requireEstablished bool, ss []model.Session, daemonErr error) error {
 	st := l.Status()
 	switch {
 	case !st.Synced:
 		return fmt.Errorf("%w: waiting for discovery to sync", ErrNotReady)
 	case !st.Applied:
 		return fmt.Errorf("%w: configuration not applied yet: %s", ErrNotReady, st.LastError)
+	case daemonErr != nil:
+		return fmt.Errorf("%w: %v", ErrNotReady, daemonErr)
 	}
-	if err := l.Backend.Ping(ctx); err != nil {
-		return fmt.Errorf("%w: daemon does not answer: %v", ErrNotReady, err)
-	}
-	if !requireEstablished {
-		return nil
-	}
-	want := 0
-	for _, g := range st.Model.Groups {
-		if g.Role == model.RoleMesh || g.Role == model.RoleUpstream {
-			want += len(g.Neighbors)
-		}
-	}
-	if want == 0 {
+	want := wantedPeers(st.Model)
+	if !requireEstablished || want == 0 {
 		return nil // alone in the group and no upstream: nothing to wait for
-	}
-	ss, err := l.Backend.Sessions(ctx)
-	if err != nil {
-		return fmt.Errorf("%w: cannot read sessions: %v", ErrNotReady, err)
 	}
 	for _, s := range ss {
 		if s.Established && (s.Group == string(model.RoleMesh) || s.Group == string(model.RoleUpstream)) {
@@ -410,4 +418,15 @@ func (l *Loop) Ready(ctx context.Context, requireEstablished bool) error {
 		}
 	}
 	return fmt.Errorf("%w: none of %d mesh/upstream sessions is Established", ErrNotReady, want)
+}
+
+// wantedPeers counts the explicit mesh and upstream peers of a model.
+func wantedPeers(m model.Model) int {
+	n := 0
+	for _, g := range m.Groups {
+		if g.Role == model.RoleMesh || g.Role == model.RoleUpstream {
+			n += len(g.Neighbors)
+		}
+	}
+	return n
 }

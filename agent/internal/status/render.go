@@ -2,6 +2,7 @@ package status
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"io"
 	"slices"
@@ -46,13 +47,10 @@ func Groups(reports []Report) []GroupView {
 	}
 	for i := range out {
 		slices.Sort(out[i].Sides)
-		slices.SortFunc(out[i].Reports, func(a, b Report) int { return compare(a.Pod, b.Pod) })
+		slices.SortFunc(out[i].Reports, func(a, b Report) int { return cmp.Compare(a.Pod, b.Pod) })
 	}
 	slices.SortFunc(out, func(a, b GroupView) int {
-		if a.Namespace != b.Namespace {
-			return compare(a.Namespace, b.Namespace)
-		}
-		return compare(a.Group, b.Group)
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Group, b.Group))
 	})
 	return out
 }

@@ -6,6 +6,7 @@
 package status
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -85,12 +86,7 @@ func Build(base Report, m model.Model, sessions []model.Session) Report {
 		p.fill(s)
 		r.Peers = append(r.Peers, p)
 	}
-	slices.SortFunc(r.Peers, func(a, b Peer) int {
-		if a.Group != b.Group {
-			return compare(a.Group, b.Group)
-		}
-		return compare(a.Addr, b.Addr)
-	})
+	slices.SortFunc(r.Peers, func(a, b Peer) int { return cmp.Or(cmp.Compare(a.Group, b.Group), cmp.Compare(a.Addr, b.Addr)) })
 	if r.Peers == nil {
 		r.Peers = []Peer{}
 	}
@@ -102,16 +98,6 @@ func (p *Peer) fill(s model.Session) {
 	if p.State == "" {
 		p.State = "Down"
 	}
-}
-
-func compare(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Problems says why a pod is degraded: not ready, failing to apply, or a
