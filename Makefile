@@ -60,10 +60,11 @@ bench: ## benchmarks with allocations (numbers for the issue notes)
 	$(GO) test -run '^$$' -bench . -benchmem ./agent/...
 
 FUZZTIME ?= 30s
-fuzz: ## fuzz the config loader, the birdc and the NETCONF reply parsers (FUZZTIME each, default 30s; make test: 10s)
+fuzz: ## fuzz the config loader, the birdc and the NETCONF reply parsers and chunk decoder (FUZZTIME each, default 30s; make test: 10s)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./agent/config/
 	$(GO) test -run '^$$' -fuzz FuzzParseProtocols -fuzztime $(FUZZTIME) ./agent/internal/backend/bird/
 	$(GO) test -run '^$$' -fuzz FuzzParseReply -fuzztime $(FUZZTIME) ./agent/internal/backend/crpd/
+	$(GO) test -run '^$$' -fuzz FuzzDechunk -fuzztime $(FUZZTIME) ./agent/internal/backend/crpd/
 
 build: ## build the static agent binary and the kubectl-meshrr plugin into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.com/meshrr/meshrr/agent/internal/app.Version=$(VERSION)" -o bin/meshrr-agent ./agent/cmd/meshrr-agent

@@ -2,9 +2,11 @@ package crpd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -26,6 +28,8 @@ type Backend struct {
 	mu     sync.Mutex
 	groups map[netip.Addr]string // neighbour -> model group, from the applied text
 	allow  []allowed
+	last   []model.Session // the last sessions read, served while a commit holds the session
+	lastOK bool
 }
 
 type allowed struct {
@@ -98,9 +102,9 @@ func (b *Backend) Apply(ctx context.Context, cfg []byte) error {
 		}
 		return nil
 	}
-	err = step("crpd rejected the configuration", `<load-configuration action="replace" format="text"><configuration-text>`+xmlText(string(cfg))+`</configuration-text></load-configuration>`, Reply.Err)
+	err = step("crpd rejected the configuration", `<load-configuration action="replace" format="text"><configuration-text>`+xmlText(string(cfg))+`</configuration-text></load-configuration>`, Reply.LoadErr)
 	if err == nil {
-		err = step("crpd: commit check", "<commit-configuration><check/></commit-configuration>", Reply.Err)
+		err = step("crpd: commit check", "<commit-configuration><check/></commit-configuration>", Reply.CheckErr)
 	}
 	if err == nil {
 		err = step("crpd: commit", "<commit-configuration/>", Reply.CommitErr)
@@ -124,9 +128,17 @@ func (b *Backend) Apply(ctx context.Context, cfg []byte) error {
 	return nil
 }
 
-// Sessions implements backend.Backend.
+// Sessions implements backend.Backend. While another RPC (a commit) holds
+// the NETCONF session, the last sessions read are served instead of
+// queueing behind it: readiness, /metrics and /status stay prompt.
 func (b *Backend) Sessions(ctx context.Context) ([]model.Session, error) {
-	_, raw, err := b.conn.Do(ctx, "<get-bgp-summary-information/>")
+	_, raw, err := b.conn.TryDo(ctx, "<get-bgp-summary-information/>")
+	if errors.Is(err, ErrBusy) {
+		if ss, ok := b.lastSessions(); ok {
+			return ss, nil
+		}
+		_, raw, err = b.conn.Do(ctx, "<get-bgp-summary-information/>") // nothing read yet: wait, within ctx
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +155,14 @@ func (b *Backend) Sessions(ctx context.Context) ([]model.Session, error) {
 			Established: p.Established, Since: p.Since, Imported: p.Received,
 		})
 	}
+	b.last, b.lastOK = slices.Clone(out), true
 	return out, nil
+}
+
+func (b *Backend) lastSessions() ([]model.Session, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.last), b.lastOK
 }
 
 // Started implements backend.Backend: when cRPD's routing protocols last
@@ -158,8 +177,16 @@ func (b *Backend) Started(ctx context.Context) (time.Time, error) {
 }
 
 // Ping implements backend.Backend.
+// A session busy with another RPC answers for itself once a read
+// has succeeded.
 func (b *Backend) Ping(ctx context.Context) error {
-	r, _, err := b.conn.Do(ctx, "<get-bgp-summary-information/>")
+	r, _, err := b.conn.TryDo(ctx, "<get-bgp-summary-information/>")
+	if errors.Is(err, ErrBusy) {
+		if _, ok := b.lastSessions(); ok {
+			return nil
+		}
+		r, _, err = b.conn.Do(ctx, "<get-bgp-summary-information/>")
+	}
 	if err == nil {
 		err = r.Err()
 	}

@@ -197,3 +197,43 @@ func TestStartedFollowsTheRoutingProcess(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, time.Hour, again.Sub(first))
 }
+
+// Readiness, /metrics and /status never queue behind a commit: while one
+// holds the NETCONF session they are answered from the last sessions
+// read, and a caller that must wait gives up at its own deadline.
+func TestReadersDoNotQueueBehindACommit(t *testing.T) {
+	srv, cfg := startFakeJunos(t, false)
+	b := newBackend(t, srv, NewConn(srv.addr, cfg))
+	require.NoError(t, b.Apply(ctx5(t), golden(t, "core")))
+	before, err := b.Sessions(ctx5(t))
+	require.NoError(t, err)
+	require.NotEmpty(t, before)
+
+	srv.mu.Lock()
+	srv.commitDelay = 2 * time.Second
+	srv.mu.Unlock()
+	done := make(chan error, 1)
+	go func() { done <- b.Apply(ctx5(t), golden(t, "region")) }()
+	require.Eventually(t, func() bool { // the commit is in flight
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		return srv.commitDelay == 0
+	}, 2*time.Second, 5*time.Millisecond)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	ss, err := b.Sessions(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, before, ss, "the last read is served")
+	require.NoError(t, b.Ping(ctx), "a session busy with a commit is an answering daemon")
+	t.Logf("sessions and ping during a 2 s commit answered in %v", time.Since(start))
+	assert.NoError(t, ctx.Err(), "answered within the caller's deadline")
+
+	// a caller that has to wait (a raw RPC) gives up at its deadline
+	short, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel2()
+	_, err = b.Started(short)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.NoError(t, <-done)
+}

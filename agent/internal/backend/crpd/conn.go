@@ -3,10 +3,13 @@ package crpd
 import (
 	"bytes"
 	"context"
+	"encoding/xml"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
-	"sync"
+	"strings"
 	"time"
 
 	"github.com/Juniper/go-netconf/netconf"
@@ -26,16 +29,23 @@ type Conn struct {
 	ssh     *ssh.ClientConfig
 	timeout time.Duration // per RPC when the context has no deadline
 
-	mu     sync.Mutex
+	// turn is held by the one RPC in flight; waiting for it honours the
+	// caller's context, so a reader never queues past its deadline behind
+	// a slow commit
+	turn   chan struct{}
 	conn   net.Conn
 	s      *netconf.Session
 	nextID int
 }
 
+// ErrBusy is returned by TryDo while another RPC (a commit, say) holds the
+// session.
+var ErrBusy = errors.New("crpd: the NETCONF session is busy with another RPC")
+
 // NewConn prepares a session to addr (host:port) with the SSH client
 // configuration (user and key); it dials on first use.
 func NewConn(addr string, cfg *ssh.ClientConfig) *Conn {
-	return &Conn{addr: addr, ssh: cfg, timeout: 5 * time.Minute}
+	return &Conn{addr: addr, ssh: cfg, timeout: 5 * time.Minute, turn: make(chan struct{}, 1)}
 }
 
 // WithRPCTimeout sets the bound of one RPC when the caller's context has no
@@ -49,8 +59,27 @@ func (c *Conn) WithRPCTimeout(d time.Duration) *Conn {
 // its raw text. Errors inside the reply are not Go errors here: callers
 // decide with Reply.Err or Reply.CommitErr.
 func (c *Conn) Do(ctx context.Context, rpc string) (Reply, []byte, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	select {
+	case c.turn <- struct{}{}:
+	case <-ctx.Done():
+		return Reply{}, nil, fmt.Errorf("crpd: netconf %s: waiting for the session: %w", rpcName(rpc), ctx.Err())
+	}
+	defer func() { <-c.turn }()
+	return c.do(ctx, rpc)
+}
+
+// TryDo is Do when the session is free, and ErrBusy at once when it is not.
+func (c *Conn) TryDo(ctx context.Context, rpc string) (Reply, []byte, error) {
+	select {
+	case c.turn <- struct{}{}:
+	default:
+		return Reply{}, nil, ErrBusy
+	}
+	defer func() { <-c.turn }()
+	return c.do(ctx, rpc)
+}
+
+func (c *Conn) do(ctx context.Context, rpc string) (Reply, []byte, error) {
 	if err := c.connect(ctx); err != nil {
 		return Reply{}, nil, err
 	}
@@ -68,7 +97,10 @@ func (c *Conn) Do(ctx context.Context, rpc string) (Reply, []byte, error) {
 		return Reply{}, nil, fmt.Errorf("crpd: netconf %s: receive: %w", rpcName(rpc), err)
 	}
 	if c.chunked() {
-		raw = dechunk(raw)
+		if raw, err = dechunk(raw); err != nil {
+			c.reset()
+			return Reply{}, nil, fmt.Errorf("crpd: netconf %s: %w", rpcName(rpc), err)
+		}
 	}
 	r, err := ParseReply(raw)
 	if err != nil {
@@ -84,15 +116,15 @@ func (c *Conn) Do(ctx context.Context, rpc string) (Reply, []byte, error) {
 
 // Connected reports whether a session is up (a failed call drops it).
 func (c *Conn) Connected() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.turn <- struct{}{}
+	defer func() { <-c.turn }()
 	return c.s != nil
 }
 
 // Close ends the session (the server discards a private candidate).
 func (c *Conn) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.turn <- struct{}{}
+	defer func() { <-c.turn }()
 	c.reset()
 	return nil
 }
@@ -107,17 +139,118 @@ func (c *Conn) connect(ctx context.Context) error {
 		return fmt.Errorf("crpd: connect %s: %w", c.addr, err)
 	}
 	c.deadline(ctx, conn) // bounds the SSH handshake and the hello exchange
-	s, err := netconf.NewSSHSession(conn, c.ssh)
+	s, err := newSession(conn, c.addr, c.ssh)
 	if err != nil {
 		conn.Close()
 		return fmt.Errorf("crpd: netconf session to %s: %w", c.addr, err)
 	}
-	if len(s.ServerCapabilities) == 0 { // go-netconf ignores hello errors
-		s.Close()
-		return fmt.Errorf("crpd: %s sent no NETCONF hello", c.addr)
-	}
 	c.conn, c.s = conn, s
 	return nil
+}
+
+// transport is go-netconf's framing over the SSH netconf subsystem with a
+// hello reader of its own: v0.3.1 accepts only a hello in the NETCONF
+// namespace (and ignores the error), while some Junos releases send it
+// without one.
+type transport struct {
+	netconf.TransportBasicIO
+	client   *ssh.Client
+	session  *ssh.Session
+	helloErr error
+}
+
+func (t *transport) ReceiveHello() (*netconf.HelloMessage, error) {
+	raw, err := t.Receive()
+	if err != nil {
+		t.helloErr = err
+		return &netconf.HelloMessage{}, err
+	}
+	h, err := ParseHello(raw)
+	t.helloErr = err
+	return h, err
+}
+
+func (t *transport) Close() error {
+	_ = t.session.Close()
+	return t.client.Close()
+}
+
+func newSession(conn net.Conn, addr string, cfg *ssh.ClientConfig) (*netconf.Session, error) {
+	cc, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
+	if err != nil {
+		return nil, err
+	}
+	client := ssh.NewClient(cc, chans, reqs)
+	sess, err := client.NewSession()
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	w, err := sess.StdinPipe()
+	if err == nil {
+		var r io.Reader
+		if r, err = sess.StdoutPipe(); err == nil {
+			if err = sess.RequestSubsystem("netconf"); err == nil {
+				t := &transport{client: client, session: sess}
+				t.ReadWriteCloser = netconf.NewReadWriteCloser(r, w)
+				s := netconf.NewSession(t)
+				if t.helloErr != nil {
+					s.Close()
+					return nil, fmt.Errorf("no usable NETCONF hello: %w", t.helloErr)
+				}
+				return s, nil
+			}
+		}
+	}
+	sess.Close()
+	client.Close()
+	return nil, err
+}
+
+// ParseHello reads a server <hello> by local names, in the NETCONF
+// namespace or none; comments may precede it. It fails when there is no
+// hello or it lists no capability.
+func ParseHello(raw []byte) (*netconf.HelloMessage, error) {
+	d := xml.NewDecoder(bytes.NewReader(raw))
+	h := &netconf.HelloMessage{}
+	var text strings.Builder
+	seen := false
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return h, fmt.Errorf("malformed hello: %w", err)
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			text.Reset()
+			if t.Name.Local == "hello" {
+				seen = true
+			}
+		case xml.CharData:
+			text.Write(t)
+		case xml.EndElement:
+			v := strings.TrimSpace(text.String())
+			text.Reset()
+			switch t.Name.Local {
+			case "capability":
+				if seen && v != "" {
+					h.Capabilities = append(h.Capabilities, v)
+				}
+			case "session-id":
+				h.SessionID, _ = strconv.Atoi(v)
+			}
+		}
+	}
+	if !seen {
+		return h, errors.New("the server sent no <hello>")
+	}
+	if len(h.Capabilities) == 0 {
+		return h, errors.New("the server's <hello> lists no capability")
+	}
+	return h, nil
 }
 
 func (c *Conn) reset() {
@@ -149,9 +282,13 @@ func (c *Conn) deadline(ctx context.Context, conn net.Conn) {
 	_ = conn.SetDeadline(d)
 }
 
+// maxChunk is RFC 6242's largest chunk-size.
+const maxChunk = 4294967295
+
 // dechunk removes RFC 6242 chunk headers ("\n#<size>\n") and the end of
-// chunks ("\n##\n") that go-netconf v0.3.1 leaves in the data.
-func dechunk(b []byte) []byte {
+// chunks ("\n##\n") that go-netconf v0.3.1 leaves in the data. A size
+// beyond RFC 6242's limit or beyond the data received is refused.
+func dechunk(b []byte) ([]byte, error) {
 	var out bytes.Buffer
 	for len(b) > 0 {
 		i := bytes.Index(b, []byte("\n#"))
@@ -166,20 +303,34 @@ func dechunk(b []byte) []byte {
 			continue
 		}
 		j := bytes.IndexByte(rest, '\n')
-		if j < 0 {
-			out.Write(b[i:])
-			break
-		}
-		n, err := strconv.Atoi(string(rest[:j]))
-		if err != nil || n < 0 || j+1+n > len(rest) {
+		if j < 0 || !isDigits(rest[:j]) {
 			out.Write(b[i : i+2]) // not a chunk header: keep the text
 			b = rest
 			continue
 		}
-		out.Write(rest[j+1 : j+1+n])
-		b = rest[j+1+n:]
+		n, err := strconv.ParseUint(string(rest[:j]), 10, 64)
+		if err != nil || n == 0 || n > maxChunk {
+			return nil, fmt.Errorf("chunk size %.20q is out of range (1..%d)", rest[:j], uint64(maxChunk))
+		}
+		if n > uint64(len(rest)-j-1) {
+			return nil, fmt.Errorf("chunk of %d bytes, only %d received", n, len(rest)-j-1)
+		}
+		out.Write(rest[j+1 : j+1+int(n)])
+		b = rest[j+1+int(n):]
 	}
-	return out.Bytes()
+	return out.Bytes(), nil
+}
+
+func isDigits(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func rpcName(rpc string) string {

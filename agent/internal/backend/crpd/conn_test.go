@@ -53,9 +53,8 @@ func TestApplySequenceOverBothFramings(t *testing.T) {
 			c := NewConn(srv.addr, cfg)
 			defer c.Close()
 			load, check, commit := cycle(t, c, string(golden))
-			assert.True(t, load.LoadSuccess)
-			assert.NoError(t, load.Err())
-			assert.NoError(t, check.Err())
+			assert.NoError(t, load.LoadErr())
+			assert.NoError(t, check.CheckErr())
 			assert.NoError(t, commit.CommitErr())
 			srv.setState("10.244.6.1", "Established")
 			_, raw, err := c.Do(ctx5(t), "<get-bgp-summary-information/>")
@@ -91,7 +90,9 @@ func TestGoNetconfKeepsChunkHeaders(t *testing.T) {
 	if err == nil { // the second chunk header lands inside the message-id here
 		assert.NotEqual(t, reply.MessageID, raw.MessageID, "the raw data is corrupted")
 	}
-	r, err := ParseReply(dechunk([]byte(reply.RawReply)))
+	data, err := dechunk([]byte(reply.RawReply))
+	require.NoError(t, err)
+	r, err := ParseReply(data)
 	require.NoError(t, err)
 	assert.Equal(t, reply.MessageID, r.MessageID, "dechunked, the reply answers the request")
 }
@@ -166,4 +167,33 @@ func TestWrongKeyAndDeadServerAreClearErrors(t *testing.T) {
 	_, _, err = NewConn(addr, cfg).Do(ctx5(t), "<get-bgp-summary-information/>")
 	require.Error(t, err)
 	assert.True(t, strings.Contains(err.Error(), "connect"), err.Error())
+}
+
+// A chunk size beyond RFC 6242's limit, one that overflows an int, or one
+// larger than the data is refused instead of read (or panicking).
+func TestDechunkRefusesBadSizes(t *testing.T) {
+	for _, in := range []string{
+		"\n#9223372036854775807\n<rpc-reply/>\n##\n",
+		"\n#18446744073709551616\n<rpc-reply/>\n##\n",
+		"\n#4294967296\n<rpc-reply/>\n##\n",
+		"\n#0\n\n##\n",
+		"\n#50\n<rpc-reply/>",
+	} {
+		_, err := dechunk([]byte(in))
+		assert.Error(t, err, "%q", in)
+	}
+	out, err := dechunk([]byte("\n#5\n<rpc-\n#7\nreply/>\n##\n"))
+	require.NoError(t, err)
+	assert.Equal(t, "<rpc-reply/>", string(out))
+}
+
+func FuzzDechunk(f *testing.F) {
+	f.Add([]byte("\n#5\n<rpc-\n#7\nreply/>\n##\n"))
+	f.Add([]byte("\n#9223372036854775807\nx"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		out, err := dechunk(data)
+		if err == nil && len(out) > len(data) {
+			t.Fatalf("dechunked %d bytes out of %d", len(out), len(data))
+		}
+	})
 }

@@ -36,7 +36,7 @@ func TestNestedLoadErrorsAreSurfaced(t *testing.T) {
 func TestWarningsDoNotFailALoad(t *testing.T) {
 	r := reply(t, "load-warning.xml")
 	assert.NoError(t, r.Err())
-	assert.True(t, r.LoadSuccess)
+	assert.NoError(t, r.LoadErr())
 	require.Len(t, r.Warnings, 1)
 	assert.Equal(t, "statement has no effect", r.Warnings[0].Message)
 }
@@ -48,12 +48,33 @@ func TestOkBesideANestedCommitErrorIsAFailure(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "Missing mandatory statement: 'peer-as'")
 
-	ok, err := ParseReply([]byte(`<rpc-reply message-id="3"><ok/></rpc-reply>`))
-	require.NoError(t, err)
-	assert.NoError(t, ok.Err())
-	assert.ErrorContains(t, ok.CommitErr(), "without commit-success", "<ok/> alone proves no commit")
-
 	assert.NoError(t, reply(t, "commit-success.xml").CommitErr())
+}
+
+// Verdicts for shapes no capture shows (the captured ones are in
+// captures_test.go): several routing engines, an engine without success,
+// a reply with no proof at all.
+func TestCommitVerdictPerRoutingEngine(t *testing.T) {
+	for _, tc := range []struct {
+		name, reply, want string
+	}{
+		{"two engines succeed", `<rpc-reply><commit-results><routing-engine><name>re0</name><commit-success/></routing-engine><routing-engine><name>re1</name><commit-success/></routing-engine></commit-results></rpc-reply>`, ""},
+		{"one engine of two is silent", `<rpc-reply><commit-results><routing-engine><name>re0</name><commit-success/></routing-engine><routing-engine><name>re1</name></routing-engine></commit-results><ok/></rpc-reply>`, `routing engine "re1" reported no success`},
+		{"an engine's error beside ok", `<rpc-reply><commit-results><routing-engine><name>re1</name><xnm:error xmlns:xnm="http://xml.juniper.net/xnm/1.1/xnm"><message>re1 is not reachable</message></xnm:error></routing-engine></commit-results><ok/></rpc-reply>`, "re1 is not reachable"},
+		{"no proof", `<rpc-reply><commit-results></commit-results></rpc-reply>`, "neither <ok/> nor a success element"},
+		{"a warning does not fail", `<rpc-reply><commit-results><xnm:warning xmlns:xnm="http://xml.juniper.net/xnm/1.1/xnm"><message>statement ignored</message></xnm:warning></commit-results><ok/></rpc-reply>`, ""},
+		{"an element merely called error", `<rpc-reply><bgp-information><error>0</error></bgp-information><ok/></rpc-reply>`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := ParseReply([]byte(tc.reply))
+			require.NoError(t, err)
+			if tc.want == "" {
+				assert.NoError(t, r.CommitErr())
+			} else {
+				assert.ErrorContains(t, r.CommitErr(), tc.want)
+			}
+		})
+	}
 }
 
 func TestLoadErrorCountWithoutDetailsIsStillAnError(t *testing.T) {
@@ -73,11 +94,21 @@ func TestBGPSummaryPeers(t *testing.T) {
 	assert.Equal(t, []Peer{
 		{Addr: netip.MustParseAddr("10.244.2.7"), AS: 65000, State: "Established", Established: true, Since: now.Add(-3723 * time.Second), FlapCount: 1, Received: 7},
 		{Addr: netip.MustParseAddr("fd00:244::3:10"), AS: 65000, State: "Active", Since: now.Add(-15 * time.Second)},
+		{Addr: netip.MustParseAddr("10.244.9.1"), AS: 4200000001, State: "Connect", Since: now.Add(-2 * time.Second), FlapCount: 3},
+		{Addr: netip.MustParseAddr("10.244.9.2"), AS: 4200000000, State: "OpenSent", Since: now.Add(-1 * time.Second)},
+		{Addr: netip.MustParseAddr("10.244.9.3"), AS: 65000, State: "OpenConfirm", Since: now.Add(-1 * time.Second)},
 	}, peers)
 }
 
 func FuzzParseReply(f *testing.F) {
-	for _, n := range []string{"load-error.xml", "load-warning.xml", "commit-error-beside-ok.xml", "commit-success.xml", "bgp-summary.xml"} {
+	seeds := []string{"load-error.xml", "load-warning.xml", "load-ok.xml", "commit-error-beside-ok.xml", "commit-success.xml", "commit-two-re.xml", "bgp-summary.xml"}
+	for _, c := range captures {
+		seeds = append(seeds, filepath.Join("captured", c.file))
+	}
+	for _, c := range summaryCaptures {
+		seeds = append(seeds, filepath.Join("captured", c.file))
+	}
+	for _, n := range seeds {
 		raw, err := os.ReadFile(filepath.Join("testdata", n))
 		if err != nil {
 			f.Fatal(err)

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -20,9 +22,13 @@ import (
 )
 
 // fakeJunos is an in-process NETCONF-over-SSH server that behaves like
-// cRPD's as described in ../shared/reference/daemons.md. Every reply it
-// builds is ASSUMED from Juniper's documentation (none was captured from a
-// device): hello with base:1.0 and the Junos capability after a comment,
+// cRPD's as described in ../shared/reference/daemons.md. By default its
+// replies take the shapes captured from devices (testdata/captured): a
+// commit answered by an empty <commit-results> and <ok/> (15.1F4), a check
+// by commit-check-success per engine and <ok/> (16.1R3), load errors
+// nested without a count; a test picks another captured reply per RPC with
+// answer(). Shapes still ASSUMED are marked where they are built:
+// hello with base:1.0 and the Junos capability after a comment,
 // 1.0 framing (1.1 only when offer11 and the client offers it too),
 // message-id echo, a private candidate per session, load-configuration
 // replace/text with errors nested in load-configuration-results, commit
@@ -44,7 +50,50 @@ type fakeJunos struct {
 	dropCommit  bool          // close the connection on commit, before committing
 	commitDelay time.Duration // answer commits this late
 	truncate    bool          // commit, then send half the reply and close (EOF without delimiter)
+	// captured replies a test chose per RPC ("hello", "load", "check",
+	// "commit", "summary", "uptime"), served verbatim but for the
+	// message-id
+	captured map[string]capture
 }
+
+// capture is a reply file and whether the server acts as if the RPC
+// succeeded (a commit happens, a load fills the candidate).
+type capture struct {
+	file string
+	ok   bool
+}
+
+// answer makes the server reply to rpc with a captured (or assumed) reply
+// file from testdata.
+func (f *fakeJunos) answer(rpc, file string, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.captured == nil {
+		f.captured = map[string]capture{}
+	}
+	f.captured[rpc] = capture{file, ok}
+}
+
+// cannedReply reads a reply file and gives it the message-id of the
+// request (replacing one the device had sent); a file that is only the
+// body (tools that strip the envelope kept some so) gets an rpc-reply.
+func (f *fakeJunos) cannedReply(file, id string) string {
+	raw, err := os.ReadFile(filepath.Join("testdata", file))
+	if err != nil {
+		f.t.Errorf("fake junos: %v", err)
+		return rpcReply(id, rpcErrorXML("error", "", "test server: no such capture", ""))
+	}
+	s := string(raw)
+	i := strings.Index(s, "<rpc-reply")
+	if i < 0 {
+		return rpcReply(id, s)
+	}
+	head, rest := s[:i+len("<rpc-reply")], s[i+len("<rpc-reply"):]
+	rest = messageIDAttr.ReplaceAllString(rest, "${1}")
+	return head + fmt.Sprintf(" message-id=%q", id) + rest
+}
+
+var messageIDAttr = regexp.MustCompile(`^(\s[^>]*?)?\smessage-id="[^"]*"`)
 
 // reply actions
 const (
@@ -162,8 +211,20 @@ func (f *fakeJunos) serveNetconf(ch ssh.Channel) {
 	if f.offer11 {
 		caps += `<capability>urn:ietf:params:netconf:base:1.1</capability>`
 	}
-	fmt.Fprintf(ch, "<!-- No zombies were killed during the creation of this user interface -->\n<hello xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><capabilities>%s</capabilities><session-id>%d</session-id></hello>%s",
-		caps, 4242, eom10)
+	f.mu.Lock()
+	hc, canned := f.captured["hello"]
+	f.mu.Unlock()
+	if canned {
+		raw, err := os.ReadFile(filepath.Join("testdata", hc.file))
+		if err != nil {
+			f.t.Errorf("fake junos: %v", err)
+			return
+		}
+		fmt.Fprintf(ch, "%s%s", raw, eom10)
+	} else { // ASSUMED: the captured hello's shape with fewer capabilities (and 1.1 when offered)
+		fmt.Fprintf(ch, "<!-- No zombies were killed during the creation of this user interface -->\n<hello xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><capabilities>%s</capabilities><session-id>%d</session-id></hello>%s",
+			caps, 4242, eom10)
+	}
 	r := bufio.NewReader(ch)
 	hello, err := readUntil(r, eom10)
 	if err != nil {
@@ -291,27 +352,50 @@ func (f *fakeJunos) handle(s *session, msg string) (string, int) {
 		}
 		text := between(body, "<configuration-text>", "</configuration-text>")
 		text = xmlUnescape(text)
+		if c, ok := f.captured["load"]; ok {
+			if c.ok {
+				*s.private = text
+			}
+			return f.cannedReply(c.file, id), send
+		}
 		if bad := junosSyntaxError(text); bad != "" {
-			return rpcReply(id, "<load-configuration-results>"+rpcErrorXML("error", "[edit groups MESHRR]", "syntax error", bad)+"<load-error-count>1</load-error-count></load-configuration-results>"), send
+			// the captured shape: rpc-errors nested, no load-error-count
+			return rpcReply(id, "<load-configuration-results>"+rpcErrorXML("error", "[edit groups MESHRR]", "syntax error", bad)+"</load-configuration-results>"), send
 		}
 		*s.private = text
-		return rpcReply(id, "<load-configuration-results><load-success/></load-configuration-results>"), send
+		// ASSUMED: over NETCONF a successful load carries <ok/> inside
+		return rpcReply(id, "<load-configuration-results><ok/></load-configuration-results>"), send
 	case strings.HasPrefix(body, "<commit-configuration"):
 		if s.private == nil {
 			return rpcReply(id, rpcErrorXML("error", "", "configuration database not open", "")), send
 		}
-		if msg := junosCommitError(*s.private); msg != "" {
-			return rpcReply(id, "<commit-results><routing-engine><name>re0</name>"+rpcErrorXML("error", "[edit protocols bgp]", msg, "")+"</routing-engine></commit-results>"), send
+		check := strings.Contains(body, "<check/>")
+		kind := map[bool]string{true: "check", false: "commit"}[check]
+		c, canned := f.captured[kind]
+		if canned && !c.ok {
+			return f.cannedReply(c.file, id), send
 		}
-		if strings.Contains(body, "<check/>") {
-			return rpcReply(id, "<commit-results><routing-engine><name>re0</name><commit-check-success/></routing-engine></commit-results>"), send
+		if msg := junosCommitError(*s.private); msg != "" {
+			// the captured shape (15.1F4): rpc-errors directly under commit-results
+			return rpcReply(id, "<commit-results>"+rpcErrorXML("error", "[edit protocols bgp]", msg, "")+rpcErrorXML("error", "", "configuration check-out failed", "")+"</commit-results>"), send
+		}
+		if check {
+			if canned {
+				return f.cannedReply(c.file, id), send
+			}
+			// the captured shape (16.1R3): commit-check-success per engine, then ok
+			return rpcReply(id, "<commit-results><routing-engine junos:style=\"normal\"><name>re0</name><commit-check-success/></routing-engine></commit-results><ok/>"), send
 		}
 		if f.lockedBy != nil && f.lockedBy != s {
-			return rpcReply(id, "<commit-results><routing-engine><name>re0</name>"+rpcErrorXML("error", "", "configuration database locked by: meshrr-test terminal p0 (pid 4242)", "")+"</routing-engine></commit-results>"), send
+			return rpcReply(id, "<commit-results>"+rpcErrorXML("error", "", "configuration database locked by: meshrr-test terminal p0 (pid 4242)", "")+"</commit-results>"), send
 		}
 		f.committed = *s.private
 		f.commits++
-		reply := rpcReply(id, "<commit-results><routing-engine><name>re0</name><commit-success/></routing-engine></commit-results>")
+		// the captured shape (15.1F4): empty commit-results, then ok
+		reply := rpcReply(id, "<commit-results>\n</commit-results>\n<ok/>")
+		if canned {
+			reply = f.cannedReply(c.file, id)
+		}
 		if f.truncate {
 			f.truncate = false
 			return reply, sendHalfClose
@@ -336,11 +420,19 @@ func (f *fakeJunos) handle(s *session, msg string) (string, int) {
 		b.WriteString("</configuration>")
 		return rpcReply(id, b.String()), send
 	case strings.HasPrefix(body, "<get-system-uptime-information"):
-		// ASSUMED: the shape Junos documents for show system uptime
+		if c, ok := f.captured["uptime"]; ok {
+			return f.cannedReply(c.file, id), send
+		}
+		// the captured shape, with namespaces as a device sends them
 		started := f.started.Unix()
 		return rpcReply(id, fmt.Sprintf(`<system-uptime-information xmlns="http://xml.juniper.net/junos/23.4R1/junos"><current-time><date-time junos:seconds="%d">now</date-time></current-time>`+
 			`<protocols-started-time><date-time junos:seconds="%d">then</date-time><time-length junos:seconds="60">00:01:00</time-length></protocols-started-time></system-uptime-information>`, time.Now().Unix(), started)), send
 	case strings.HasPrefix(body, "<get-bgp-summary-information"):
+		if c, ok := f.captured["summary"]; ok {
+			return f.cannedReply(c.file, id), send
+		}
+		// the captured shape (terse bgp-peer, elapsed-time seconds), peers
+		// from the committed configuration
 		var b strings.Builder
 		b.WriteString(`<bgp-information xmlns="http://xml.juniper.net/junos/23.4R1/junos-routing">`)
 		for _, m := range neighborRE.FindAllStringSubmatch(f.committed, -1) {
