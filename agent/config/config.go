@@ -163,6 +163,17 @@ type CRPDBackend struct {
 	ExtraConfigFile string `json:"extraConfigFile,omitempty"`
 	// RPCTimeout bounds one NETCONF RPC (commits can be slow).
 	RPCTimeout Duration `json:"rpcTimeout,omitempty"`
+	// LicenseLimits are the limits of the cRPD licence in use; the agent
+	// warns (Event, metric) when a planned configuration or the routes
+	// received exceed them.
+	LicenseLimits LicenseLimits `json:"licenseLimits"`
+}
+
+// LicenseLimits of a cRPD licence (Juniper's standard licence: 16 BGP
+// peers, 4M RIB entries); 0 means no limit.
+type LicenseLimits struct {
+	BGPPeers   *int `json:"bgpPeers,omitempty"`
+	RIBEntries *int `json:"ribEntries,omitempty"`
 }
 
 // BirdBackend configures BIRD 2.

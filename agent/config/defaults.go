@@ -14,6 +14,9 @@ const (
 	DefaultListen         = ":9479"
 	DefaultDrainTime      = 15 * time.Second
 	DefaultDrainWait      = 60 * time.Second
+	// cRPD's standard licence, as Juniper's meshrr documents it
+	DefaultLicenseBGPPeers   = 16
+	DefaultLicenseRIBEntries = 4000000
 )
 
 // SetDefaults fills every unset field with its documented default.
@@ -38,6 +41,12 @@ func (c *Config) SetDefaults() {
 	setStr(&k.StateFile, "/run/meshrr/crpd/applied.conf")
 	setStr(&k.StartupConfig, "/config/juniper.conf")
 	setDur(&k.RPCTimeout, 2*time.Minute)
+	if k.LicenseLimits.BGPPeers == nil {
+		k.LicenseLimits.BGPPeers = ptr(DefaultLicenseBGPPeers)
+	}
+	if k.LicenseLimits.RIBEntries == nil {
+		k.LicenseLimits.RIBEntries = ptr(DefaultLicenseRIBEntries)
+	}
 	if u := c.Upstream; u != nil {
 		if u.MaxPeers == 0 {
 			u.MaxPeers = DefaultMaxPeers

@@ -116,6 +116,14 @@ func (c *Config) validateBackend(e *errs) {
 		if k.RPCTimeout.Duration <= 0 {
 			e.add("backend.crpd.rpcTimeout", "must be positive")
 		}
+		for _, l := range []struct {
+			f string
+			v *int
+		}{{"backend.crpd.licenseLimits.bgpPeers", k.LicenseLimits.BGPPeers}, {"backend.crpd.licenseLimits.ribEntries", k.LicenseLimits.RIBEntries}} {
+			if l.v != nil && *l.v < 0 {
+				e.add(l.f, "%d: use the licence's limit, or 0 for none", *l.v)
+			}
+		}
 		return
 	}
 	if c.Backend.Type != BackendBird {

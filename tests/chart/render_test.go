@@ -460,6 +460,8 @@ func TestCRPDBackendRendersTheDaemonLicenceAndStartupVolumes(t *testing.T) {
 	assert.Equal(t, config.BackendCRPD, cfg.Backend.Type)
 	assert.Equal(t, "/etc/meshrr/license/license", cfg.Backend.CRPD.LicenseFile)
 	assert.Equal(t, "/etc/meshrr/crpd-extra.conf", cfg.Backend.CRPD.ExtraConfigFile)
+	assert.Equal(t, 16, *cfg.Backend.CRPD.LicenseLimits.BGPPeers, "the standard licence by default")
+	assert.Equal(t, 4000000, *cfg.Backend.CRPD.LicenseLimits.RIBEntries, "not 4e+06: the agent reads an integer")
 	w := workloads(r)[0]
 	crpd := w.template.Spec.Containers[0]
 	assert.Equal(t, "crpd", crpd.Name)
@@ -532,4 +534,16 @@ func TestTCPMD5SecretReachesOnlyTheAgent(t *testing.T) {
 		}
 		assert.True(t, found, w.name)
 	}
+}
+
+func TestCRPDLicenceLimitsAreValues(t *testing.T) {
+	r := render(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{
+		"groups.core.backend.type": "crpd", "groups.core.backend.crpd.image": "crpd:23.4R1",
+		"groups.core.backend.crpd.licenseSecret.name":     "crpd-license",
+		"groups.core.backend.crpd.licenseLimits.bgpPeers": "0", "groups.core.backend.crpd.licenseLimits.ribEntries": "10000000",
+	})
+	checkRelease(t, r)
+	cfg := agentConfigs(t, r)["core-meshrr-core"]
+	assert.Equal(t, 0, *cfg.Backend.CRPD.LicenseLimits.BGPPeers, "0: no limit, kept (not replaced by the default)")
+	assert.Equal(t, 10000000, *cfg.Backend.CRPD.LicenseLimits.RIBEntries)
 }

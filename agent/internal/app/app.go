@@ -158,7 +158,10 @@ func readPod(getenv func(string) string) (podEnv, error) {
 	return p, nil
 }
 
-func newBackend(c *config.Config) (backend.Backend, error) {
+// newBackend builds the configured backend; current is the configuration
+// in force (it follows reloads) for what the backend reads at every
+// reconcile.
+func newBackend(c *config.Config, current func() *config.Config) (backend.Backend, error) {
 	switch c.Backend.Type {
 	case config.BackendBird:
 		return bird.New(c.Backend.Bird), nil
@@ -168,7 +171,11 @@ func newBackend(c *config.Config) (backend.Backend, error) {
 		if err != nil {
 			return nil, err
 		}
-		return crpd.New(crpd.NewConn(k.Address, sshCfg).WithRPCTimeout(k.RPCTimeout.Duration), k.StateFile), nil
+		limits := func() crpd.Limits {
+			l := current().Backend.CRPD.LicenseLimits
+			return crpd.Limits{BGPPeers: *l.BGPPeers, RIBEntries: *l.RIBEntries}
+		}
+		return crpd.New(crpd.NewConn(k.Address, sshCfg).WithRPCTimeout(k.RPCTimeout.Duration), k.StateFile).WithLimits(limits), nil
 	}
 	return nil, fmt.Errorf("backend.type %q is not available (supported: bird, crpd)", c.Backend.Type)
 }
@@ -179,7 +186,7 @@ func runSessions(ctx context.Context, cfgPath string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	be, err := newBackend(c)
+	be, err := newBackend(c, func() *config.Config { return c })
 	if err != nil {
 		return err
 	}
@@ -274,7 +281,7 @@ func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(strin
 	if err != nil {
 		return err
 	}
-	be, err := newBackend(cfg)
+	be, err := newBackend(cfg, watcher.Current)
 	if err != nil {
 		return err
 	}

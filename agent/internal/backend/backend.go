@@ -32,3 +32,20 @@ type Backend interface {
 	// means it restarted (crashed, or was restarted) since it was read.
 	Started(ctx context.Context) (time.Time, error)
 }
+
+// Limited is a backend whose daemon runs under licence limits (cRPD).
+type Limited interface {
+	// Usage is what a planned model and the daemon's sessions use of each
+	// limited resource, with the limit in force (0: none).
+	Usage(m model.Model, sessions []model.Session) []Usage
+}
+
+// Usage of one limited resource.
+type Usage struct {
+	Resource string // "bgp-peers", "rib-entries"
+	Used     int
+	Limit    int // 0: no limit
+}
+
+// Over reports whether the use exceeds its limit.
+func (u Usage) Over() bool { return u.Limit > 0 && u.Used > u.Limit }

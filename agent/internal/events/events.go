@@ -24,6 +24,7 @@ const (
 	ReasonDraining         = "Draining"
 	ReasonDrainFailed      = "DrainFailed"
 	ReasonDaemonRestarted  = "DaemonRestarted"
+	ReasonLicenseLimit     = "LicenseLimitExceeded"
 )
 
 // Recorder records Events about the agent's pod.

@@ -34,6 +34,8 @@ type Metrics struct {
 	ConfigReloads        *prometheus.CounterVec
 	ConfigLastReloadOK   prometheus.Gauge
 	DaemonRestarts       prometheus.Counter
+	LicenseUsage         *prometheus.GaugeVec
+	LicenseLimit         *prometheus.GaugeVec
 	UpstreamReplacements prometheus.Counter
 	Info                 *prometheus.GaugeVec
 }
@@ -89,6 +91,14 @@ func New(r SessionReader) *Metrics {
 			Namespace: ns, Subsystem: "daemon", Name: "restarts_total",
 			Help: "Restarts of the routing daemon the agent noticed (its configuration is applied again each time).",
 		}),
+		LicenseUsage: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: "license", Name: "usage",
+			Help: "Use of a resource the daemon's licence limits (cRPD): bgp-peers planned (explicit neighbours plus spawned client sessions), rib-entries received.",
+		}, []string{"resource"}),
+		LicenseLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: "license", Name: "limit",
+			Help: "The licence's limit of a resource as configured (backend.crpd.licenseLimits); 0 means none.",
+		}, []string{"resource"}),
 		Info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: "agent", Name: "info",
 			Help: "Constant 1, labelled with the agent's version, backend and router id.",
@@ -101,6 +111,7 @@ func New(r SessionReader) *Metrics {
 	m.Registry.MustRegister(
 		m.DiscoveredPeers, m.ConfiguredPeers, m.ReconcileDuration, m.ApplyDuration, m.Applies,
 		m.ChangeToApplied, m.ConfigReloads, m.ConfigLastReloadOK, m.UpstreamReplacements, m.DaemonRestarts, m.Info,
+		m.LicenseUsage, m.LicenseLimit,
 		&sessionCollector{r: r},
 		md5Collector{path: "/proc/net/netstat"},
 		collectors.NewGoCollector(),

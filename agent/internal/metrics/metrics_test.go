@@ -84,6 +84,8 @@ func exported(t *testing.T) map[string]bool {
 	m.DaemonRestarts.Add(0)
 	m.Info.WithLabelValues("v", "bird", "10.0.0.1").Set(1)
 	m.ConfigReloads.WithLabelValues("rejected")
+	m.LicenseUsage.WithLabelValues("bgp-peers") // set by the loop with a licensed backend (cRPD)
+	m.LicenseLimit.WithLabelValues("bgp-peers")
 	mfs, err := m.Registry.Gather()
 	require.NoError(t, err)
 	out := map[string]bool{}

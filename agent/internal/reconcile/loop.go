@@ -56,7 +56,8 @@ type Loop struct {
 	neighborRole map[netip.Addr]string
 	pendingSince time.Time
 
-	started   time.Time // the daemon's start time, as last read
+	started   time.Time       // the daemon's start time, as last read
+	overLimit map[string]bool // licence limits exceeded, as last reported
 	drainOnce sync.Once
 	drainReq  chan chan error
 	draining  bool // owned by Run
@@ -279,6 +280,7 @@ func (l *Loop) ReconcileOnce(ctx context.Context) (err error) {
 	for _, role := range []model.Role{model.RoleMesh, model.RoleUpstream} {
 		l.Metrics.DiscoveredPeers.WithLabelValues(string(role)).Set(float64(res.Discovered[role]))
 	}
+	l.checkLimits(res.Model, sessions)
 
 	out, err := l.Backend.Render(res.Model)
 	if err != nil {
@@ -429,4 +431,35 @@ func wantedPeers(m model.Model) int {
 		}
 	}
 	return n
+}
+
+// checkLimits reports the planned use of the daemon's licence limits
+// (metrics every time; a Warning Event and a log line when a limit is
+// first exceeded, and a log line when it no longer is). The configuration
+// is applied all the same: the daemon enforces its licence itself.
+func (l *Loop) checkLimits(m model.Model, sessions map[netip.Addr]model.Session) {
+	lim, ok := l.Backend.(backend.Limited)
+	if !ok {
+		return
+	}
+	ss := make([]model.Session, 0, len(sessions))
+	for _, s := range sessions {
+		ss = append(ss, s)
+	}
+	if l.overLimit == nil {
+		l.overLimit = map[string]bool{}
+	}
+	for _, u := range lim.Usage(m, ss) {
+		l.Metrics.LicenseUsage.WithLabelValues(u.Resource).Set(float64(u.Used))
+		l.Metrics.LicenseLimit.WithLabelValues(u.Resource).Set(float64(u.Limit))
+		switch over := u.Over(); {
+		case over && !l.overLimit[u.Resource]:
+			l.Log.Warn("licence limit exceeded", "op", "license", "resource", u.Resource, "used", u.Used, "limit", u.Limit)
+			l.Events.Warning(events.ReasonLicenseLimit, "%s: %d planned or received, the licence allows %d (backend.crpd.licenseLimits); %s may refuse the excess",
+				u.Resource, u.Used, u.Limit, l.Backend.Name())
+		case !over && l.overLimit[u.Resource]:
+			l.Log.Info("licence limit no longer exceeded", "op", "license", "resource", u.Resource, "used", u.Used, "limit", u.Limit)
+		}
+		l.overLimit[u.Resource] = u.Over()
+	}
 }

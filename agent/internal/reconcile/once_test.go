@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshrr/meshrr/agent/config"
+	"github.com/meshrr/meshrr/agent/internal/backend"
 	"github.com/meshrr/meshrr/agent/internal/metrics"
 	"github.com/meshrr/meshrr/agent/internal/model"
 	"github.com/meshrr/meshrr/agent/internal/plan"
@@ -192,4 +194,44 @@ func TestStartTimeJitterIsNotARestart(t *testing.T) {
 	assert.Equal(t, []bool{false, false, false, false, true}, restarts)
 	assert.Equal(t, 1.0, testutil.ToFloat64(l.Metrics.DaemonRestarts))
 	assert.Contains(t, ev.all(), "DaemonRestarted")
+}
+
+// limitedBackend is a recordingBackend whose daemon has licence limits.
+type limitedBackend struct {
+	recordingBackend
+	peerLimit int
+}
+
+func (b *limitedBackend) Usage(m model.Model, ss []model.Session) []backend.Usage {
+	n := 0
+	for _, g := range m.Groups {
+		n += len(g.Neighbors)
+	}
+	return []backend.Usage{{Resource: "bgp-peers", Used: n + len(ss), Limit: b.peerLimit}}
+}
+
+// A plan beyond the licence is applied (the daemon enforces its licence)
+// but reported: the usage and the limit as metrics every reconcile, one
+// Warning Event when the limit is first exceeded.
+func TestLicenceLimitsAreReportedOnce(t *testing.T) {
+	l, _, ev := newTestLoop(t, members("10.0.0.1", "10.0.0.2", "10.0.0.3"))
+	be := &limitedBackend{peerLimit: 1}
+	be.sessions = []model.Session{{Group: "clients", Peer: netip.MustParseAddr("192.0.2.1")}}
+	l.Backend = be
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	assert.Len(t, be.applies, 1, "applied all the same")
+	assert.Equal(t, 3.0, testutil.ToFloat64(l.Metrics.LicenseUsage.WithLabelValues("bgp-peers")))
+	assert.Equal(t, 1.0, testutil.ToFloat64(l.Metrics.LicenseLimit.WithLabelValues("bgp-peers")))
+	var warned []string
+	for _, e := range strings.Split(ev.all(), "\n") {
+		if strings.HasPrefix(e, "LicenseLimitExceeded") {
+			warned = append(warned, e)
+		}
+	}
+	assert.Equal(t, []string{"LicenseLimitExceeded: bgp-peers: 3 planned or received, the licence allows 1 (backend.crpd.licenseLimits); recording may refuse the excess"}, warned)
+
+	be.peerLimit = 0 // no limit
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	assert.Equal(t, 0.0, testutil.ToFloat64(l.Metrics.LicenseLimit.WithLabelValues("bgp-peers")))
 }

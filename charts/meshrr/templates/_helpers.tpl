@@ -128,6 +128,7 @@ The agent configuration of a group: exactly the file the agent validates
 {{- if eq $v.backend.type "crpd" -}}
 {{- $k := dict "licenseFile" (printf "/etc/meshrr/license/%s" ($v.backend.crpd.licenseSecret.key | default "license")) -}}
 {{- if $v.backend.crpd.extraConfig }}{{ $_ := set $k "extraConfigFile" "/etc/meshrr/crpd-extra.conf" }}{{ end -}}
+{{- with $v.backend.crpd.licenseLimits }}{{ $_ := set $k "licenseLimits" (dict "bgpPeers" (.bgpPeers | int) "ribEntries" (.ribEntries | int)) }}{{ end -}}
 {{- $_ := set $backend "crpd" $k -}}
 {{- end -}}
 {{- $_ := set $cfg "backend" $backend -}}

@@ -30,6 +30,7 @@ type Backend struct {
 	allow  []allowed
 	last   []model.Session // the last sessions read, served while a commit holds the session
 	lastOK bool
+	limits func() Limits
 }
 
 type allowed struct {
