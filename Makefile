@@ -16,7 +16,7 @@ export PATH := $(TOOLS_BIN):$(PATH)
 CHART := charts/meshrr
 EX := examples
 
-.PHONY: help test deps tools unit lint bench fuzz build base images images-smoke chart-lint chart-docs chart-docs-check kind-images e2e demo
+.PHONY: help test deps tools unit lint bench fuzz junos-yang build base images images-smoke chart-lint chart-docs chart-docs-check kind-images e2e demo
 
 demo: kind-images images tools build ## kind cluster with the 2-regions example; prints BGP sessions (DEMO_TEARDOWN=1 removes it after)
 	@tests/kind/demo.sh
@@ -35,6 +35,7 @@ tools: ## build the pinned helm, helm-docs and ct into ~/.cache/meshrr/bin (skip
 
 lint: ## go vet and gofmt check
 	$(GO) vet ./...
+	$(GO) vet -tags junosyang ./tests/junosyang/
 	@test -z "$$(gofmt -l agent tests)" || { gofmt -l agent tests; echo "gofmt needed"; exit 1; }
 
 unit: tools ## unit, golden, real-BIRD integration and chart render tests
@@ -65,6 +66,10 @@ fuzz: ## fuzz the config loader, the birdc and the NETCONF reply parsers and chu
 	$(GO) test -run '^$$' -fuzz FuzzParseProtocols -fuzztime $(FUZZTIME) ./agent/internal/backend/bird/
 	$(GO) test -run '^$$' -fuzz FuzzParseReply -fuzztime $(FUZZTIME) ./agent/internal/backend/crpd/
 	$(GO) test -run '^$$' -fuzz FuzzDechunk -fuzztime $(FUZZTIME) ./agent/internal/backend/crpd/
+
+junos-yang: ## check the rendered Junos (cRPD goldens) against Juniper's YANG models of one release: JUNOS_YANG_DIR=<release dir, e.g. .../20.2/20.2R1> (models not shipped here)
+	@test -n "$(JUNOS_YANG_DIR)" || { echo "junos-yang: set JUNOS_YANG_DIR to a release directory of Juniper's public YANG models (e.g. 20.2/20.2R1)"; exit 1; }
+	JUNOS_YANG_DIR=$(JUNOS_YANG_DIR) $(GO) test -tags junosyang -count=1 -v ./tests/junosyang/
 
 build: ## build the static agent binary and the kubectl-meshrr plugin into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.com/meshrr/meshrr/agent/internal/app.Version=$(VERSION)" -o bin/meshrr-agent ./agent/cmd/meshrr-agent

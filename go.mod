@@ -5,6 +5,7 @@ go 1.26
 require (
 	github.com/Juniper/go-netconf v0.3.1
 	github.com/gruntwork-io/terratest v1.0.0
+	github.com/openconfig/goyang v1.6.3
 	github.com/prometheus/client_golang v1.23.2
 	github.com/stretchr/testify v1.11.1
 	go4.org/netipx v0.0.0-20231129151722-fdeea329fbba

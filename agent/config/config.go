@@ -150,8 +150,12 @@ type CRPDBackend struct {
 	User string `json:"user,omitempty"`
 	// KeyFile is the agent's ed25519 private key, generated per pod by init.
 	KeyFile string `json:"keyFile,omitempty"`
-	// KnownHostFile stores cRPD's host key on first use; later connections
-	// must present the same key.
+	// HostKeyFile is cRPD's SSH host key, provisioned by init in the pod's
+	// volume and mounted into the cRPD container at
+	// /etc/ssh/ssh_host_ed25519_key.
+	HostKeyFile string `json:"hostKeyFile,omitempty"`
+	// KnownHostFile holds the public half of HostKeyFile: the only host key
+	// the agent accepts (nothing is trusted on first use).
 	KnownHostFile string `json:"knownHostFile,omitempty"`
 	// StateFile keeps the last configuration the agent committed.
 	StateFile string `json:"stateFile,omitempty"`

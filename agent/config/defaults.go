@@ -14,6 +14,8 @@ const (
 	DefaultListen         = ":9479"
 	DefaultDrainTime      = 15 * time.Second
 	DefaultDrainWait      = 60 * time.Second
+	// the chart mounts this file (in the run-meshrr volume) into the cRPD container
+	DefaultCRPDHostKeyFile = "/run/meshrr/crpd/ssh_host_ed25519_key"
 	// cRPD's standard licence, as Juniper's meshrr documents it
 	DefaultLicenseBGPPeers   = 16
 	DefaultLicenseRIBEntries = 4000000
@@ -37,6 +39,7 @@ func (c *Config) SetDefaults() {
 	setStr(&k.Address, "127.0.0.1:830")
 	setStr(&k.User, "meshrr-agent")
 	setStr(&k.KeyFile, "/run/meshrr/crpd/id_ed25519")
+	setStr(&k.HostKeyFile, DefaultCRPDHostKeyFile)
 	setStr(&k.KnownHostFile, "/run/meshrr/crpd/known_host")
 	setStr(&k.StateFile, "/run/meshrr/crpd/applied.conf")
 	setStr(&k.StartupConfig, "/config/juniper.conf")

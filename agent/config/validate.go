@@ -102,7 +102,7 @@ func (c *Config) validateBackend(e *errs) {
 		if k.User == "" {
 			e.add("backend.crpd.user", "required: the login the agent uses")
 		}
-		for _, fp := range [][2]string{{"backend.crpd.keyFile", k.KeyFile}, {"backend.crpd.knownHostFile", k.KnownHostFile},
+		for _, fp := range [][2]string{{"backend.crpd.keyFile", k.KeyFile}, {"backend.crpd.hostKeyFile", k.HostKeyFile}, {"backend.crpd.knownHostFile", k.KnownHostFile},
 			{"backend.crpd.stateFile", k.StateFile}, {"backend.crpd.startupConfig", k.StartupConfig}} {
 			if !filepath.IsAbs(fp[1]) {
 				e.add(fp[0], "%q must be an absolute path", fp[1])

@@ -485,6 +485,17 @@ func TestCRPDBackendRendersTheDaemonLicenceAndStartupVolumes(t *testing.T) {
 		}
 	}
 	assert.Equal(t, int32(830), crpd.LivenessProbe.TCPSocket.Port.IntVal)
+	// cRPD serves the host key the agent's init provisioned
+	var hostKey *corev1.VolumeMount
+	for i, m := range crpd.VolumeMounts {
+		if m.MountPath == "/etc/ssh/ssh_host_ed25519_key" {
+			hostKey = &crpd.VolumeMounts[i]
+		}
+	}
+	require.NotNil(t, hostKey, "the provisioned host key is mounted where sshd reads it")
+	assert.Equal(t, cfg.Backend.CRPD.HostKeyFile, filepath.Join(mounts(init)[hostKey.Name], hostKey.SubPath),
+		"the mounted file is the one init writes")
+	assert.True(t, hostKey.ReadOnly)
 }
 
 func TestDrainSettingsFollowValues(t *testing.T) {

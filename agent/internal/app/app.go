@@ -234,7 +234,7 @@ func runInit(cfgPath string, getenv func(string) string, stdout io.Writer) error
 			}
 			st.Extra = strings.TrimSpace(string(extra))
 		}
-		written, err = crpd.Init(k.StartupConfig, k.KeyFile, k.LicenseFile, st)
+		written, err = crpd.Init(crpd.Files{Startup: k.StartupConfig, Key: k.KeyFile, HostKey: k.HostKeyFile, KnownHost: k.KnownHostFile, License: k.LicenseFile}, st)
 	default:
 		return fmt.Errorf("init: backend %q is not available", c.Backend.Type)
 	}

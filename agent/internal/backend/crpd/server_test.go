@@ -115,6 +115,12 @@ func startFakeJunos(t testing.TB, offer11 bool) (*fakeJunos, *ssh.ClientConfig) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startFakeJunosWithHostKey(t, offer11, hostSigner)
+}
+
+// startFakeJunosWithHostKey serves with the given SSH host key.
+func startFakeJunosWithHostKey(t testing.TB, offer11 bool, hostSigner ssh.Signer) (*fakeJunos, *ssh.ClientConfig) {
+	t.Helper()
 	_, clientPriv, _ := ed25519.GenerateKey(rand.Reader)
 	clientSigner, err := ssh.NewSignerFromKey(clientPriv)
 	if err != nil {

@@ -38,14 +38,28 @@ func RenderStartup(s Startup) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// Init generates the agent's key if needed and writes the startup
-// configuration when none exists (a persistent configuration is kept: the
-// identity arrives with the MESHRR group at the first apply).
-func Init(startupFile, keyFile, licenseFile string, s Startup) (written bool, err error) {
-	signer, _, err := EnsureKey(keyFile)
+// Files are the paths Init writes and reads.
+type Files struct {
+	Startup   string // juniper.conf cRPD starts with
+	Key       string // the agent's private key
+	HostKey   string // cRPD's SSH host key (provisioned by the agent)
+	KnownHost string // its public half, the only host key the agent accepts
+	License   string // the licence key, "" for none
+}
+
+// Init provisions the agent's key and cRPD's host key when missing and
+// writes the startup configuration when none exists (a persistent
+// configuration is kept: the identity arrives with the MESHRR group at the
+// first apply).
+func Init(f Files, s Startup) (written bool, err error) {
+	signer, _, err := EnsureKey(f.Key)
 	if err != nil {
 		return false, err
 	}
+	if _, err := EnsureHostKey(f.HostKey, f.KnownHost); err != nil {
+		return false, err
+	}
+	startupFile, licenseFile := f.Startup, f.License
 	if _, err := os.Stat(startupFile); err == nil {
 		return false, nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
