@@ -5,6 +5,7 @@ package backend
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/meshrr/meshrr/agent/internal/model"
@@ -49,3 +50,18 @@ type Usage struct {
 
 // Over reports whether the use exceeds its limit.
 func (u Usage) Over() bool { return u.Limit > 0 && u.Used > u.Limit }
+
+// Quote is the one way a string reaches a daemon's configuration: it
+// returns s in double quotes when BIRD 2 and Junos both read that back as
+// exactly s, and fails otherwise. Neither daemon has an escape both honour
+// (BIRD 2.0 ends a string at any quote and keeps backslashes), so only
+// printable ASCII without a quote or a backslash is accepted. The error
+// names the offending byte's position, never the value (it may be a key).
+func Quote(s string) (string, error) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return "", fmt.Errorf("a configuration string holds byte %#02x at offset %d: only printable ASCII without quotes or backslashes can be written", c, i)
+		}
+	}
+	return `"` + s + `"`, nil
+}

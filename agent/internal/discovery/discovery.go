@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
@@ -141,20 +143,74 @@ func (d *Discovery) Snapshot() (model.Snapshot, time.Time) {
 	return Members(slicesAll), since
 }
 
+// The EndpointSlice controller's marks on the slices it manages.
+const (
+	labelManagedBy   = "endpointslice.kubernetes.io/managed-by"
+	managedBy        = "endpointslice-controller.k8s.io"
+	labelServiceName = "kubernetes.io/service-name"
+)
+
+// untrustedSlice says why a slice is not the EndpointSlice controller's
+// for its Service ("" when it is): anyone allowed to create EndpointSlices
+// in a watched namespace could otherwise add peers to a mesh.
+func untrustedSlice(s *discoveryv1.EndpointSlice) string {
+	if s.Labels[labelManagedBy] != managedBy {
+		return fmt.Sprintf("EndpointSlice %s/%s is not managed by the EndpointSlice controller (%s=%q)", s.Namespace, s.Name, labelManagedBy, s.Labels[labelManagedBy])
+	}
+	svc := s.Labels[labelServiceName]
+	for _, o := range s.OwnerReferences {
+		if o.Kind == "Service" && o.APIVersion == "v1" && o.Controller != nil && *o.Controller && o.Name == svc && svc != "" {
+			return ""
+		}
+	}
+	return fmt.Sprintf("EndpointSlice %s/%s is not owned by its Service %q", s.Namespace, s.Name, svc)
+}
+
+// untrustedEndpoint says why an endpoint is not a pod of the slice's
+// namespace with a valid name ("" when it is): the pod name reaches the
+// daemon's configuration.
+func untrustedEndpoint(s *discoveryv1.EndpointSlice, ep discoveryv1.Endpoint) string {
+	r := ep.TargetRef
+	switch {
+	case r == nil:
+		return fmt.Sprintf("EndpointSlice %s/%s: an endpoint (%v) has no targetRef", s.Namespace, s.Name, ep.Addresses)
+	case r.Kind != "Pod":
+		return fmt.Sprintf("EndpointSlice %s/%s: endpoint %v refers to a %s, not a Pod", s.Namespace, s.Name, ep.Addresses, r.Kind)
+	case r.Namespace != "" && r.Namespace != s.Namespace:
+		return fmt.Sprintf("EndpointSlice %s/%s: endpoint %v refers to a pod of namespace %q", s.Namespace, s.Name, ep.Addresses, r.Namespace)
+	}
+	if errs := validation.IsDNS1123Subdomain(r.Name); len(errs) > 0 {
+		return fmt.Sprintf("EndpointSlice %s/%s: endpoint %v: pod name %q is not a valid name", s.Namespace, s.Name, ep.Addresses, r.Name)
+	}
+	return ""
+}
+
 // Members turns EndpointSlices into members: one per pod (addresses of
 // IPv4 and IPv6 slices merged), only ready and not terminating endpoints,
-// sorted. Pure.
+// sorted. Only slices the EndpointSlice controller manages for their
+// Service and endpoints that are pods with valid names count; an address
+// claimed by two members belongs to neither. What is refused is listed in
+// Rejected. Pure.
 func Members(eps []*discoveryv1.EndpointSlice) model.Snapshot {
 	type key struct{ ns, group, id string }
 	byKey := map[key]*model.Member{}
+	var rejected []string
 	for _, s := range eps {
 		group := s.Labels[LabelGroup]
 		if group == "" || (s.AddressType != discoveryv1.AddressTypeIPv4 && s.AddressType != discoveryv1.AddressTypeIPv6) {
 			continue
 		}
+		if why := untrustedSlice(s); why != "" {
+			rejected = append(rejected, why)
+			continue
+		}
 		for _, ep := range s.Endpoints {
 			ok, terminating := usable(ep)
 			if !ok {
+				continue
+			}
+			if why := untrustedEndpoint(s, ep); why != "" {
+				rejected = append(rejected, why)
 				continue
 			}
 			var addrs []netip.Addr
@@ -172,11 +228,9 @@ func Members(eps []*discoveryv1.EndpointSlice) model.Snapshot {
 				Side:              s.Labels[LabelSide],
 				UpstreamGroup:     s.Labels[LabelUpstreamGroup],
 				UpstreamNamespace: s.Labels[LabelUpstreamNamespace],
+				Pod:               ep.TargetRef.Name,
 				Addrs:             addrs,
 				Terminating:       terminating,
-			}
-			if ep.TargetRef != nil && ep.TargetRef.Kind == "Pod" {
-				m.Pod = ep.TargetRef.Name
 			}
 			if ep.NodeName != nil {
 				m.Node = *ep.NodeName
@@ -193,14 +247,32 @@ func Members(eps []*discoveryv1.EndpointSlice) model.Snapshot {
 			byKey[k] = &m
 		}
 	}
+	claims := map[netip.Addr][]string{}
+	for _, m := range byKey {
+		for _, a := range m.Addrs {
+			claims[a] = append(claims[a], m.Group+" "+m.ID())
+		}
+	}
 	snap := model.Snapshot{Synced: true}
 	for _, m := range byKey {
+		m.Addrs = slices.DeleteFunc(m.Addrs, func(a netip.Addr) bool { return len(claims[a]) > 1 })
+		if len(m.Addrs) == 0 {
+			continue
+		}
 		slices.SortFunc(m.Addrs, func(a, b netip.Addr) int { return a.Compare(b) })
 		snap.Members = append(snap.Members, *m)
+	}
+	for a, who := range claims {
+		if len(who) > 1 {
+			slices.Sort(who)
+			rejected = append(rejected, fmt.Sprintf("address %s is claimed by %s: used by none", a, strings.Join(who, " and ")))
+		}
 	}
 	slices.SortFunc(snap.Members, func(a, b model.Member) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Group, b.Group), cmp.Compare(a.ID(), b.ID()))
 	})
+	slices.Sort(rejected)
+	snap.Rejected = slices.Compact(rejected)
 	return snap
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -33,9 +35,24 @@ type ep struct {
 func yes() *bool { b := true; return &b }
 func no() *bool  { b := false; return &b }
 
+// slice is an EndpointSlice as the EndpointSlice controller writes it for
+// the Service "svc-<name>".
 func slice(ns, name string, typ discoveryv1.AddressType, lbl map[string]string, eps ...ep) *discoveryv1.EndpointSlice {
+	s := forged(ns, name, typ, lbl, eps...)
+	svc := "svc-" + name
+	s.Labels[labelManagedBy], s.Labels[labelServiceName] = managedBy, svc
+	s.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Service", Name: svc, UID: "u-" + types.UID(svc), Controller: yes()}}
+	return s
+}
+
+// forged is an EndpointSlice someone made by hand.
+func forged(ns, name string, typ discoveryv1.AddressType, lbl map[string]string, eps ...ep) *discoveryv1.EndpointSlice {
+	l := map[string]string{}
+	for k, v := range lbl {
+		l[k] = v
+	}
 	s := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: name, Labels: lbl},
+		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: name, Labels: l},
 		AddressType: typ,
 	}
 	for _, e := range eps {
@@ -75,13 +92,15 @@ func TestMembersMergeFamiliesKeepStoppingOnesAndDropUnusableEndpoints(t *testing
 		),
 		slice("core", "core-fqdn", discoveryv1.AddressTypeFQDN, core, ep{pod: "x", addrs: []string{"a.example"}}),
 		slice("core", "unlabelled", discoveryv1.AddressTypeIPv4, nil, ep{pod: "y", addrs: []string{"10.0.0.1"}}),
-		slice("lothl", "rr", discoveryv1.AddressTypeIPv4, region, ep{addrs: []string{"10.244.5.1", "bogus"}}),
+		slice("lothl", "rr", discoveryv1.AddressTypeIPv4, region, ep{pod: "rr-0", addrs: []string{"10.244.5.1", "bogus"}}),
 	})
+	assert.Empty(t, snap.Rejected)
+	snap.Rejected = nil
 	assert.Equal(t, model.Snapshot{Synced: true, Members: []model.Member{
 		{Namespace: "core", Group: "core.core", Side: "a", Pod: "core-a-0", Node: "w1", Addrs: addrs("10.244.1.10", "fd00:244::1:10")},
 		{Namespace: "core", Group: "core.core", Side: "a", Pod: "core-a-1", Node: "w2", Addrs: addrs("10.244.2.10")},
 		{Namespace: "core", Group: "core.core", Side: "a", Pod: "core-a-3", Node: "w3", Addrs: addrs("10.244.3.11"), Terminating: true},
-		{Namespace: "lothl", Group: "lothl.lothlorien", Addrs: addrs("10.244.5.1"), UpstreamGroup: "core.core", UpstreamNamespace: "core"},
+		{Namespace: "lothl", Group: "lothl.lothlorien", Pod: "rr-0", Addrs: addrs("10.244.5.1"), UpstreamGroup: "core.core", UpstreamNamespace: "core"},
 	}}, snap)
 }
 
@@ -150,4 +169,51 @@ func TestAPIErrorsNeverProduceACompleteEmptySnapshot(t *testing.T) {
 	snap, _ := d.Snapshot()
 	assert.False(t, snap.Synced, "an unsynced snapshot must not be used to remove peers")
 	assert.Empty(t, snap.Members)
+}
+
+// What an attacker or a careless operator could put into a watched
+// namespace changes no membership: slices not managed by the EndpointSlice
+// controller for their Service, endpoints that are not pods or whose pod
+// name would leave a string in the daemon's configuration, and addresses
+// two members claim. Each refusal is reported.
+func TestUntrustedSlicesEndpointsAndSharedAddressesAreRefused(t *testing.T) {
+	g := map[string]string{LabelGroup: "lothl.lothlorien"}
+	hostile := "x\";\nprotocol static pwn { ipv4; route 0.0.0.0/0 blackhole; }\n#"
+	stolen := slice("lothl", "stolen", discoveryv1.AddressTypeIPv4, g, ep{pod: "rr-0", addrs: []string{"10.244.5.1"}})
+	stolen.OwnerReferences[0].Name = "another-service"
+	notController := slice("lothl", "nc", discoveryv1.AddressTypeIPv4, g, ep{pod: "rr-7", addrs: []string{"10.244.5.7"}})
+	notController.OwnerReferences[0].Controller = nil
+	node := slice("lothl", "node", discoveryv1.AddressTypeIPv4, g, ep{pod: "rr-8", addrs: []string{"10.244.5.8"}})
+	node.Endpoints[0].TargetRef.Kind = "Node"
+	otherNS := slice("lothl", "otherns", discoveryv1.AddressTypeIPv4, g, ep{pod: "rr-9", addrs: []string{"10.244.5.9"}})
+	otherNS.Endpoints[0].TargetRef.Namespace = "kube-system"
+	snap := Members([]*discoveryv1.EndpointSlice{
+		slice("lothl", "rr", discoveryv1.AddressTypeIPv4, g,
+			ep{pod: "rr-0", addrs: []string{"10.244.5.1"}},
+			ep{pod: "rr-1", addrs: []string{"10.244.5.2"}},
+			ep{pod: hostile, addrs: []string{"10.244.5.3"}},
+			ep{addrs: []string{"10.244.5.4"}}, // no targetRef
+		),
+		forged("lothl", "forged", discoveryv1.AddressTypeIPv4, g, ep{pod: "pwn-0", addrs: []string{"192.0.2.66"}}),
+		stolen, notController, node, otherNS,
+		// another group claims rr-1's address: neither keeps it
+		slice("lothl", "dup", discoveryv1.AddressTypeIPv4, map[string]string{LabelGroup: "lothl.other"}, ep{pod: "intruder-0", addrs: []string{"10.244.5.2"}}),
+	})
+	require.Len(t, snap.Members, 1)
+	assert.Equal(t, "rr-0", snap.Members[0].Pod)
+	assert.Equal(t, addrs("10.244.5.1"), snap.Members[0].Addrs)
+	joined := strings.Join(snap.Rejected, "\n")
+	for _, want := range []string{
+		"EndpointSlice lothl/forged is not managed by the EndpointSlice controller",
+		`EndpointSlice lothl/stolen is not owned by its Service "svc-stolen"`,
+		`EndpointSlice lothl/nc is not owned by its Service "svc-nc"`,
+		"refers to a Node, not a Pod",
+		`refers to a pod of namespace "kube-system"`,
+		"is not a valid name",
+		"has no targetRef",
+		"address 10.244.5.2 is claimed by lothl.lothlorien lothl/rr-1 and lothl.other lothl/intruder-0: used by none",
+	} {
+		assert.Contains(t, joined, want)
+	}
+	assert.Len(t, snap.Rejected, 8)
 }

@@ -25,6 +25,7 @@ const (
 	ReasonDrainFailed      = "DrainFailed"
 	ReasonDaemonRestarted  = "DaemonRestarted"
 	ReasonLicenseLimit     = "LicenseLimitExceeded"
+	ReasonUntrusted        = "UntrustedEndpoints"
 )
 
 // Recorder records Events about the agent's pod.

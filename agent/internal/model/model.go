@@ -357,4 +357,7 @@ type Snapshot struct {
 	// snapshot must never remove peers.
 	Synced  bool
 	Members []Member // sorted by Namespace, Group, ID
+	// Rejected explains, one line each, what discovery refused to trust
+	// (forged or malformed EndpointSlices, endpoints, shared addresses).
+	Rejected []string
 }

@@ -58,6 +58,7 @@ type Loop struct {
 
 	started   time.Time       // the daemon's start time, as last read
 	overLimit map[string]bool // licence limits exceeded, as last reported
+	rejected  []string        // what discovery refused, as last reported
 	drainOnce sync.Once
 	drainReq  chan chan error
 	draining  bool // owned by Run
@@ -241,6 +242,7 @@ func (l *Loop) ReconcileOnce(ctx context.Context) (err error) {
 		l.Log.Debug("waiting for discovery to sync; configuration left as it is")
 		return nil
 	}
+	l.reportRejected(snap.Rejected)
 	defer func() {
 		l.Metrics.ReconcileDuration.Observe(l.now().Sub(start).Seconds())
 		msg := ""
@@ -462,4 +464,26 @@ func (l *Loop) checkLimits(m model.Model, sessions map[netip.Addr]model.Session)
 		}
 		l.overLimit[u.Resource] = u.Over()
 	}
+}
+
+// reportRejected logs and records what discovery refused to trust, once
+// per refusal (a Warning Event lists the new ones).
+func (l *Loop) reportRejected(rejected []string) {
+	var fresh []string
+	for _, r := range rejected {
+		if !slices.Contains(l.rejected, r) {
+			fresh = append(fresh, r)
+			l.Log.Warn("discovery refused an endpoint", "op", "discovery", "reason", r)
+		}
+	}
+	l.rejected = slices.Clone(rejected)
+	if len(fresh) == 0 {
+		return
+	}
+	const shown = 5
+	msg := strings.Join(fresh[:min(len(fresh), shown)], "; ")
+	if len(fresh) > shown {
+		msg += fmt.Sprintf("; and %d more (see the agent's log)", len(fresh)-shown)
+	}
+	l.Events.Warning(events.ReasonUntrusted, "ignored, not trusted: %s", msg)
 }

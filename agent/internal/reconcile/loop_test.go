@@ -139,9 +139,16 @@ func (a *agent) sessions(t assert.TestingT) map[string]model.Session {
 	return out
 }
 
+// endpointSlice is the slice the EndpointSlice controller keeps for the
+// group's headless Service "core".
 func endpointSlice(pods map[string]string) *discoveryv1.EndpointSlice {
+	controller := true
 	s := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Namespace: "core", Name: "core-abcde", Labels: map[string]string{discovery.LabelGroup: "core.core"}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "core", Name: "core-abcde",
+			Labels: map[string]string{discovery.LabelGroup: "core.core",
+				"endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io", "kubernetes.io/service-name": "core"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Service", Name: "core", UID: "core-uid", Controller: &controller}},
+		},
 		AddressType: discoveryv1.AddressTypeIPv4,
 	}
 	for pod, addr := range pods {

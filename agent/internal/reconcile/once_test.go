@@ -235,3 +235,15 @@ func TestLicenceLimitsAreReportedOnce(t *testing.T) {
 	require.NoError(t, l.ReconcileOnce(context.Background()))
 	assert.Equal(t, 0.0, testutil.ToFloat64(l.Metrics.LicenseLimit.WithLabelValues("bgp-peers")))
 }
+
+// What discovery refuses is reported once: a log line each and one Event
+// for the new ones, not one per reconcile.
+func TestRejectedEndpointsAreReportedOnce(t *testing.T) {
+	snap := members("10.0.0.1", "10.0.0.2")
+	snap.Rejected = []string{"EndpointSlice core/forged is not managed by the EndpointSlice controller"}
+	l, be, ev := newTestLoop(t, snap)
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	assert.Equal(t, 1, strings.Count(ev.all(), "UntrustedEndpoints: ignored, not trusted: EndpointSlice core/forged"))
+	assert.Equal(t, "mesh 10.0.0.2\n", string(be.applies[0]), "the trusted members are used")
+}

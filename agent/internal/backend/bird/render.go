@@ -13,13 +13,14 @@ import (
 	"strings"
 	"text/template"
 
+	"github.com/meshrr/meshrr/agent/internal/backend"
 	"github.com/meshrr/meshrr/agent/internal/model"
 )
 
 //go:embed templates/*.tmpl
 var templatesFS embed.FS
 
-var tmpl = template.Must(template.New("bird").ParseFS(templatesFS, "templates/*.tmpl"))
+var tmpl = template.Must(template.New("bird").Funcs(template.FuncMap{"quote": backend.Quote}).ParseFS(templatesFS, "templates/*.tmpl"))
 
 // Options are the BIRD-specific settings of the rendered file.
 type Options struct {
@@ -82,8 +83,8 @@ func Render(m model.Model, o Options) ([]byte, error) {
 	}
 	v := view{RouterID: m.RouterID.String(), Include: o.Include}
 	for _, g := range m.Groups {
-		if strings.ContainsAny(g.Password, "\"\\\n") {
-			return nil, fmt.Errorf("bird: the TCP-MD5 key of group %s contains a quote, backslash or newline", g.Name)
+		if _, err := backend.Quote(g.Password); err != nil {
+			return nil, fmt.Errorf("bird: the TCP-MD5 key of group %s: %w", g.Name, err)
 		}
 		if g.Carries(model.NLRIEVPN) || !g.Carries(model.NLRIUnicast) {
 			return nil, fmt.Errorf("bird: group %s must carry unicast only: BIRD 2 has no EVPN (use the crpd backend)", g.Name)

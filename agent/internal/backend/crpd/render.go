@@ -17,6 +17,7 @@ import (
 	"strings"
 	"text/template"
 
+	"github.com/meshrr/meshrr/agent/internal/backend"
 	"github.com/meshrr/meshrr/agent/internal/model"
 )
 
@@ -24,7 +25,8 @@ import (
 var templatesFS embed.FS
 
 var tmpl = template.Must(template.New("junos").Funcs(template.FuncMap{
-	"join": func(s []string) string { return strings.Join(s, " ") },
+	"join":  func(s []string) string { return strings.Join(s, " ") },
+	"quote": backend.Quote,
 }).ParseFS(templatesFS, "templates/*.tmpl"))
 
 // GroupName is the configuration group the agent owns.
@@ -97,8 +99,8 @@ func Render(m model.Model) ([]byte, error) {
 		switch {
 		case g.Password != "" && len(g.Ranges) > 0:
 			return nil, fmt.Errorf("crpd: group %s: Junos cannot combine allow (client ranges) with authentication: remove its client-%s key", g.Name, g.Name)
-		case strings.ContainsAny(g.Password, "\"\\\n"):
-			return nil, fmt.Errorf("crpd: the TCP-MD5 key of group %s contains a quote, backslash or newline", g.Name)
+		case quoteErr(g.Password) != nil:
+			return nil, fmt.Errorf("crpd: the TCP-MD5 key of group %s: %w", g.Name, quoteErr(g.Password))
 		case g.TTLSecurity:
 			return nil, fmt.Errorf("crpd: group %s: GTSM is not rendered for cRPD", g.Name)
 		case g.MaxPrefixAction == "block":
@@ -289,4 +291,9 @@ func routeFilter(pm model.PrefixMatch) string {
 		return fmt.Sprintf("route-filter %s exact;", pm.Prefix)
 	}
 	return fmt.Sprintf("route-filter %s upto /%d;", pm.Prefix, pm.MaxLen)
+}
+
+func quoteErr(s string) error {
+	_, err := backend.Quote(s)
+	return err
 }

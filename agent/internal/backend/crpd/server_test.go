@@ -513,6 +513,8 @@ var junosStatements = map[string]bool{
 	"}": true, "/*": true, "*/": true,
 }
 
+var quotedRE = regexp.MustCompile(`"[^"]*"`)
+
 func junosSyntaxError(text string) string {
 	depth := 0
 	inComment := false
@@ -525,6 +527,10 @@ func junosSyntaxError(text string) string {
 			inComment = !strings.HasSuffix(l, "*/")
 			continue
 		}
+		if strings.Count(l, `"`)%2 != 0 {
+			return "unterminated string: " + l
+		}
+		l = quotedRE.ReplaceAllString(l, `""`) // braces inside strings are text
 		depth += strings.Count(l, "{") - strings.Count(l, "}")
 		if depth < 0 {
 			return l

@@ -28,8 +28,8 @@ type Startup struct {
 
 // RenderStartup renders the startup configuration. It is pure.
 func RenderStartup(s Startup) ([]byte, error) {
-	if strings.ContainsAny(s.License+s.PublicKey, "\"\n") {
-		return nil, errors.New("crpd: licence and key must be single lines without quotes")
+	if quoteErr(s.License) != nil || quoteErr(s.PublicKey) != nil {
+		return nil, errors.New("crpd: licence and key must be single lines of printable ASCII without quotes or backslashes")
 	}
 	var buf bytes.Buffer
 	if err := tmpl.ExecuteTemplate(&buf, "startup.tmpl", s); err != nil {
