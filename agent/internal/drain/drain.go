@@ -38,12 +38,33 @@ type LeaseLock struct {
 	Identity  string
 
 	mu     sync.Mutex
+	turn   chan struct{} // one Acquire at a time
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-// Acquire implements Lock.
+// Acquire implements Lock. It is idempotent: while the lock is held a
+// second request (another drain) shares it instead of starting a second
+// elector that nobody would stop.
 func (l *LeaseLock) Acquire(ctx context.Context) error {
+	l.mu.Lock()
+	if l.turn == nil {
+		l.turn = make(chan struct{}, 1)
+	}
+	turn := l.turn
+	l.mu.Unlock()
+	select {
+	case turn <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-turn }()
+	l.mu.Lock()
+	held := l.cancel != nil
+	l.mu.Unlock()
+	if held {
+		return nil
+	}
 	acquired := make(chan struct{})
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{

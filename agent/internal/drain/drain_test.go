@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 )
 
@@ -81,4 +82,25 @@ func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// A second drain request while the lock is held shares it: one elector
+// only, and Release really gives the Lease up (no elector left renewing).
+func TestASecondAcquireDoesNotLeakAnElector(t *testing.T) {
+	client := fake.NewClientset()
+	a := &LeaseLock{Client: client, Namespace: "core", Name: "core-drain", Identity: "core-a-0"}
+	require.NoError(t, a.Acquire(ctxTimeout(t, 5*time.Second)))
+	require.NoError(t, a.Acquire(ctxTimeout(t, 5*time.Second)), "already held")
+	a.Release()
+	time.Sleep(2500 * time.Millisecond) // more than two retry periods: a leaked elector would renew
+	lease, err := client.CoordinationV1().Leases("core").Get(context.Background(), "core-drain", metav1.GetOptions{})
+	require.NoError(t, err)
+	holder := ""
+	if lease.Spec.HolderIdentity != nil {
+		holder = *lease.Spec.HolderIdentity
+	}
+	assert.Empty(t, holder, "released, and nothing took it back")
+	b := &LeaseLock{Client: client, Namespace: "core", Name: "core-drain", Identity: "core-b-0"}
+	require.NoError(t, b.Acquire(ctxTimeout(t, 5*time.Second)), "the next member gets it at once")
+	b.Release()
 }

@@ -115,6 +115,9 @@ func Build(in Input) (Result, error) {
 	m.Groups = append(m.Groups, mesh)
 
 	if u := c.Upstream; u != nil {
+		if u.Group == c.Mesh.Group && or(u.Namespace, in.Self.Namespace) == meshNS {
+			return Result{}, fmt.Errorf("plan: upstream.group %q in namespace %s is this pod's own group: an upstream must be another group", u.Group, meshNS)
+		}
 		up := model.PeerGroup{Name: string(model.RoleUpstream), Role: model.RoleUpstream}
 		chosen, replaced, seen := chooseUpstream(in, local)
 		res.Discovered[model.RoleUpstream] = seen

@@ -444,3 +444,23 @@ func TestGroupsAreSortedAndStable(t *testing.T) {
 	}
 	assert.Equal(t, []string{"mesh", "routers", "upstream"}, names)
 }
+
+// The validation cannot see the pod's namespace: an upstream naming the
+// pod's own group through an explicit namespace is refused at plan time.
+func TestTheOwnGroupIsNeverItsUpstream(t *testing.T) {
+	in := Input{
+		Config: mustConfig(t, "identity: {asn: 65000}\nmesh: {group: core.core}\nupstream: {group: core.core, namespace: core}\n"),
+		Self:   Self{Name: "core-a", Namespace: "core", Addrs: []netip.Addr{ip("10.244.1.2")}},
+		Snapshot: model.Snapshot{Synced: true, Members: []model.Member{
+			member("core", "core.core", "core-a", "", "n1", "10.244.1.2"),
+			member("core", "core.core", "core-b", "", "n2", "10.244.2.2"),
+		}},
+		Now: t0,
+	}
+	_, err := Build(in)
+	require.ErrorContains(t, err, `upstream.group "core.core" in namespace core is this pod's own group`)
+	in.Self.Namespace = "other" // the same group name in another namespace is another group
+	in.Config = mustConfig(t, "identity: {asn: 65000}\nmesh: {group: core.core}\nupstream: {group: core.core, namespace: core}\n")
+	_, err = Build(in)
+	require.NoError(t, err)
+}

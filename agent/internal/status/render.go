@@ -150,12 +150,12 @@ func DOT(groups []GroupView) []byte {
 	type edge struct{ from, to, attrs string }
 	var edges []edge
 	for _, g := range groups {
-		fmt.Fprintf(&b, "  subgraph %q {\n", "cluster_"+g.Namespace+"/"+g.Group)
-		label := g.Group + "\\n(namespace " + g.Namespace + ")"
+		fmt.Fprintf(&b, "  subgraph %s {\n", dotQuote("cluster_"+g.Namespace+"/"+g.Group))
+		label := []string{g.Group, "(namespace " + g.Namespace + ")"}
 		if len(g.Problems) > 0 {
-			label += "\\nDEGRADED"
+			label = append(label, "DEGRADED")
 		}
-		fmt.Fprintf(&b, "    label=\"%s\";\n    style=rounded;\n", label)
+		fmt.Fprintf(&b, "    label=%s;\n    style=rounded;\n", dotQuote(label...))
 		clients := map[string]map[string]bool{} // client group -> connected addresses
 		for _, r := range g.Reports {
 			id := r.Namespace + "/" + r.Pod
@@ -166,11 +166,11 @@ func DOT(groups []GroupView) []byte {
 			case !r.Ready:
 				fill = fillNotReady
 			}
-			l := r.Pod
+			l := []string{r.Pod}
 			if r.Side != "" {
-				l += "\\nside " + r.Side
+				l = append(l, "side "+r.Side)
 			}
-			fmt.Fprintf(&b, "    %q [label=\"%s\", fillcolor=%q];\n", id, l, fill)
+			fmt.Fprintf(&b, "    %s [label=%s, fillcolor=%q];\n", dotQuote(id), dotQuote(l...), fill)
 			for _, p := range r.Peers {
 				colour := colourDown
 				if p.Established {
@@ -203,7 +203,7 @@ func DOT(groups []GroupView) []byte {
 		slices.Sort(names)
 		for _, n := range names {
 			cid := g.Namespace + "/" + g.Group + "/clients/" + n
-			fmt.Fprintf(&b, "    %q [shape=ellipse, label=\"%s\\n%d clients\", fillcolor=%q];\n", cid, n, len(clients[n]), fillClients)
+			fmt.Fprintf(&b, "    %s [shape=ellipse, label=%s, fillcolor=%q];\n", dotQuote(cid), dotQuote(n, fmt.Sprintf("%d clients", len(clients[n]))), fillClients)
 			for _, r := range g.Reports {
 				edges = append(edges, edge{cid, r.Namespace + "/" + r.Pod, fmt.Sprintf("color=%q, arrowhead=none", "#90a4ae")})
 			}
@@ -211,8 +211,23 @@ func DOT(groups []GroupView) []byte {
 		b.WriteString("  }\n")
 	}
 	for _, e := range edges {
-		fmt.Fprintf(&b, "  %q -> %q [%s];\n", e.from, e.to, e.attrs)
+		fmt.Fprintf(&b, "  %s -> %s [%s];\n", dotQuote(e.from), dotQuote(e.to), e.attrs)
 	}
 	b.WriteString("}\n")
 	return b.Bytes()
+}
+
+// dotEscape makes text literal inside a DOT string: quotes and backslashes
+// escaped, line breaks turned into DOT's own, nothing that could end the
+// string or start an escape of its own.
+var dotEscape = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", "")
+
+// dotQuote is the one way text reaches the DOT output (pod, group and
+// client names come from the cluster): a quoted DOT string of the lines
+// given, joined by DOT line breaks.
+func dotQuote(lines ...string) string {
+	for i, l := range lines {
+		lines[i] = dotEscape.Replace(l)
+	}
+	return `"` + strings.Join(lines, `\n`) + `"`
 }

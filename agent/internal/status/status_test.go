@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"flag"
 	"net/netip"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,4 +111,44 @@ func TestBuildReportsConfiguredPeersWithoutSessionsAndNoSecret(t *testing.T) {
 	raw, err := json.Marshal(r)
 	require.NoError(t, err)
 	assert.NotContains(t, string(raw), "s3cr3t")
+}
+
+// Names from the cluster (pods, groups, client groups; reports come from
+// the pods' /status) stay inside their DOT strings: Graphviz reads the
+// output and finds exactly the nodes and edges of the sample, with the
+// hostile text as their labels.
+func TestHostileNamesStayInsideTheirDOTStrings(t *testing.T) {
+	want := nodesAndEdges(t, DOT(Groups(sample(t))))
+	for _, s := range fixture.HostileStrings(60) {
+		if strings.ContainsRune(s, 0) {
+			continue // Graphviz stops reading at NUL; no Kubernetes name holds one
+		}
+		reports := sample(t)
+		for i := range reports {
+			reports[i].Pod += s
+			reports[i].Group += s
+			for j := range reports[i].Peers {
+				if reports[i].Peers[j].Name != "" {
+					reports[i].Peers[j].Name += s
+				}
+				reports[i].Peers[j].Group += s
+			}
+		}
+		out := DOT(Groups(reports))
+		assert.Equal(t, want, nodesAndEdges(t, out), "%q", s)
+	}
+}
+
+func nodesAndEdges(t *testing.T, dot []byte) [2]int {
+	t.Helper()
+	cmd := exec.Command("dot", "-Tjson")
+	cmd.Stdin = bytes.NewReader(dot)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "Graphviz rejected:\n%s\n%s", out, dot)
+	var g struct {
+		Objects []json.RawMessage `json:"objects"`
+		Edges   []json.RawMessage `json:"edges"`
+	}
+	require.NoError(t, json.Unmarshal(out, &g))
+	return [2]int{len(g.Objects), len(g.Edges)}
 }
