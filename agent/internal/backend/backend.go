@@ -34,6 +34,13 @@ type Backend interface {
 	Started(ctx context.Context) (time.Time, error)
 }
 
+// Reaper is a backend whose daemon keeps the sessions it spawned from
+// client ranges after their peers have gone (BIRD 2 does: they retry or
+// wait forever); the loop names the ones to remove.
+type Reaper interface {
+	Reap(ctx context.Context, sessions []string) error
+}
+
 // Limited is a backend whose daemon runs under licence limits (cRPD).
 type Limited interface {
 	// Usage is what a planned model and the daemon's sessions use of each

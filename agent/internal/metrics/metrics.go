@@ -34,6 +34,7 @@ type Metrics struct {
 	ConfigReloads        *prometheus.CounterVec
 	ConfigLastReloadOK   prometheus.Gauge
 	DaemonRestarts       prometheus.Counter
+	ClientSessionsReaped prometheus.Counter
 	LicenseUsage         *prometheus.GaugeVec
 	LicenseLimit         *prometheus.GaugeVec
 	UpstreamReplacements prometheus.Counter
@@ -91,6 +92,10 @@ func New(r SessionReader) *Metrics {
 			Namespace: ns, Subsystem: "daemon", Name: "restarts_total",
 			Help: "Restarts of the routing daemon the agent noticed (its configuration is applied again each time).",
 		}),
+		ClientSessionsReaped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: "clients", Name: "sessions_reaped_total",
+			Help: "Sessions spawned from client ranges removed because their peer had gone (down longer than the graceful-restart time).",
+		}),
 		LicenseUsage: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: "license", Name: "usage",
 			Help: "Use of a resource the daemon's licence limits (cRPD): bgp-peers planned (explicit neighbours plus spawned client sessions), rib-entries received.",
@@ -111,7 +116,7 @@ func New(r SessionReader) *Metrics {
 	m.Registry.MustRegister(
 		m.DiscoveredPeers, m.ConfiguredPeers, m.ReconcileDuration, m.ApplyDuration, m.Applies,
 		m.ChangeToApplied, m.ConfigReloads, m.ConfigLastReloadOK, m.UpstreamReplacements, m.DaemonRestarts, m.Info,
-		m.LicenseUsage, m.LicenseLimit,
+		m.LicenseUsage, m.LicenseLimit, m.ClientSessionsReaped,
 		&sessionCollector{r: r},
 		md5Collector{path: "/proc/net/netstat"},
 		collectors.NewGoCollector(),

@@ -304,6 +304,7 @@ func (l *Loop) ReconcileOnce(ctx context.Context) (err error) {
 		l.Metrics.Applies.WithLabelValues(metrics.ResultUnchanged).Inc()
 	}
 	l.reportPeers(res.Model)
+	l.reapGone(ctx, res.Model, sessions)
 	if !l.pendingSince.IsZero() {
 		l.Metrics.ChangeToApplied.Observe(l.now().Sub(l.pendingSince).Seconds())
 		l.pendingSince = time.Time{}
@@ -486,4 +487,43 @@ func (l *Loop) reportRejected(rejected []string) {
 		msg += fmt.Sprintf("; and %d more (see the agent's log)", len(fresh)-shown)
 	}
 	l.Events.Warning(events.ReasonUntrusted, "ignored, not trusted: %s", msg)
+}
+
+// reapGone removes sessions spawned from client ranges whose peer has
+// gone: down for longer than the graceful-restart time (the hold time
+// without graceful restart), when the peer's routes are flushed anyway.
+// Without it BIRD keeps them for the life of the pod and every pod churn
+// below leaves one more.
+func (l *Loop) reapGone(ctx context.Context, m model.Model, sessions map[netip.Addr]model.Session) {
+	r, ok := l.Backend.(backend.Reaper)
+	if !ok {
+		return
+	}
+	after := time.Duration(m.Timers.Hold) * time.Second
+	if m.GracefulRestart.Enabled {
+		after = time.Duration(m.GracefulRestart.RestartTime) * time.Second
+	}
+	clients := map[string]bool{}
+	for _, g := range m.Groups {
+		if g.Role == model.RoleClients {
+			clients[g.Name] = true
+		}
+	}
+	now := l.now()
+	var gone []string
+	for _, s := range sessions {
+		if clients[s.Group] && !s.Established && s.Name != "" && !s.Since.IsZero() && now.Sub(s.Since) >= after {
+			gone = append(gone, s.Name)
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	slices.Sort(gone)
+	if err := r.Reap(ctx, gone); err != nil {
+		l.Log.Warn("cannot remove client sessions whose peers have gone", "op", "reap", "sessions", gone, "error", err)
+		return
+	}
+	l.Metrics.ClientSessionsReaped.Add(float64(len(gone)))
+	l.Log.Info("removed client sessions whose peers have gone", "op", "reap", "sessions", gone, "down_for_more_than", after)
 }

@@ -414,3 +414,52 @@ func TestMD5KeysFromFilesGuardTheMesh(t *testing.T) {
 	waitMeshed(t, []*agent{a, b}, pods, 15*time.Second)
 	t.Logf("md5: mismatched keys kept the session down; matching keys again -> Established in %s", time.Since(start).Round(10*time.Millisecond))
 }
+
+// Sessions spawned from a client range do not outlive their peers (real
+// BIRD): they are passive (no connects to a dead address), and once a
+// client has been gone for the graceful-restart time the agent removes
+// its session; a client that comes back connects again.
+func TestClientSessionsOfGonePeersAreRemoved(t *testing.T) {
+	pods := map[string]string{"core-0": "127.0.20.51"}
+	client := fake.NewClientset(endpointSlice(pods))
+	rr := startAgent(t, client, "core-0", pods["core-0"],
+		"gracefulRestart: {restartTime: 2}\nclients:\n  - name: regions\n    ranges: [127.0.21.0/24]\n")
+	router := birdlab.Start(t, "router", "127.0.21.5")
+	router.AddInclude(t, "up", `protocol bgp to_rr { local 127.0.21.5 as 65000; strict bind yes; neighbor 127.0.20.51 as 65000;
+  connect delay time 1; connect retry time 1; graceful restart on; ipv4 { import all; export all; }; }`)
+	spawned := func(c assert.TestingT) (model.Session, bool) {
+		for _, s := range rr.sessions(c) {
+			if s.Peer == netip.MustParseAddr("127.0.21.5") {
+				return s, true
+			}
+		}
+		return model.Session{}, false
+	}
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		s, ok := spawned(c)
+		assert.True(c, ok && s.Established, "the router's session is up")
+	}, 15*time.Second, 100*time.Millisecond)
+
+	router.Stop() // killed: its pod is gone
+	var gone time.Duration
+	start := time.Now()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		if s, ok := spawned(c); ok {
+			assert.NotEqual(c, "Active", s.State, "a spawned session is passive: it never connects out")
+			assert.Fail(c, "still there", "%s %s", s.Name, s.State)
+			return
+		}
+		gone = time.Since(start)
+	}, 20*time.Second, 100*time.Millisecond)
+	t.Logf("client session removed %v after its router died (graceful-restart time 2 s)", gone.Round(10*time.Millisecond))
+	assert.EqualValues(t, 1, testutil.ToFloat64(rr.metrics.ClientSessionsReaped))
+	assert.NotContains(t, rr.lab.Must(t, "show protocols"), "cl_regions_1", "only the range protocol is left")
+
+	router = birdlab.Start(t, "router2", "127.0.21.5")
+	router.AddInclude(t, "up", `protocol bgp to_rr { local 127.0.21.5 as 65000; strict bind yes; neighbor 127.0.20.51 as 65000;
+  connect delay time 1; connect retry time 1; graceful restart on; ipv4 { import all; export all; }; }`)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		s, ok := spawned(c)
+		assert.True(c, ok && s.Established, "the router is back")
+	}, 15*time.Second, 100*time.Millisecond)
+}

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -205,3 +206,27 @@ func replyText(lines []Line) string {
 	}
 	return strings.Join(parts, " | ")
 }
+
+// Reap implements backend.Reaper: BIRD 2 keeps a session spawned from a
+// range after its peer has gone; a disabled one is deleted by the next
+// configure (of the live file: nothing else changes, no session resets).
+func (b *Backend) Reap(ctx context.Context, sessions []string) error {
+	for _, name := range sessions {
+		if !symbolRE.MatchString(name) {
+			return fmt.Errorf("bird: reap: %q is not a protocol name", name)
+		}
+		if _, err := b.client.Cmd(ctx, "disable "+name); err != nil {
+			return fmt.Errorf("bird: disable %s: %w", name, err)
+		}
+	}
+	lines, err := b.client.Cmd(ctx, `configure "`+b.configFile+`"`)
+	if err != nil {
+		return fmt.Errorf("bird: configure after reaping: %w", err)
+	}
+	if !hasCode(lines, codeReconfigured, codeReconfInProgress, codeReconfQueued, codeNothingToDo) {
+		return fmt.Errorf("bird: configure after reaping: unexpected reply %s", replyText(lines))
+	}
+	return nil
+}
+
+var symbolRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
