@@ -97,7 +97,6 @@ func Build(in Input) (Result, error) {
 			ErrorWaitMin: c.Timers.ErrorWaitMin,
 			ErrorWaitMax: c.Timers.ErrorWaitMax,
 		},
-		Draining: in.Draining,
 	}
 	if gr := c.GracefulRestart; gr.On() {
 		m.GracefulRestart = model.GracefulRestart{Enabled: true, RestartTime: gr.RestartTime, LongLived: gr.LongLived, StaleTime: gr.StaleTime}
@@ -168,12 +167,12 @@ func Build(in Input) (Result, error) {
 	for i := range m.Groups {
 		m.Groups[i].NLRI = nlri
 		m.Groups[i].Password = in.Passwords[m.Groups[i].Name]
-		if in.Draining {
-			m.Groups[i].Export.Rules = append([]model.Rule{drainRule}, m.Groups[i].Export.Rules...)
-		}
 		slices.SortFunc(m.Groups[i].Neighbors, func(a, b model.Neighbor) int { return a.Addr.Compare(b.Addr) })
 	}
 	slices.SortFunc(m.Groups, func(a, b model.PeerGroup) int { return cmp.Compare(a.Name, b.Name) })
+	if in.Draining {
+		m = Drained(m)
+	}
 	res.Model = m
 	return res, nil
 }
@@ -406,6 +405,23 @@ func refill(self string, keep []string, cands []Candidate, a Assignment, want in
 }
 
 // tierPolicy turns a client export tier into rules.
+// Drained is m while the pod drains: the graceful-shutdown rule first on
+// every export (idempotent). The loop also drains its last applied model
+// with it when discovery cannot give it a new one.
+func Drained(m model.Model) model.Model {
+	if m.Draining {
+		return m
+	}
+	m.Draining = true
+	groups := make([]model.PeerGroup, len(m.Groups))
+	for i, g := range m.Groups {
+		g.Export.Rules = append([]model.Rule{drainRule}, g.Export.Rules...)
+		groups[i] = g
+	}
+	m.Groups = groups
+	return m
+}
+
 // drainRule runs first on every export while the pod drains (RFC 8326):
 // peers that honour GRACEFUL_SHUTDOWN, and iBGP peers through the
 // local-preference, prefer every other path before the sessions close.

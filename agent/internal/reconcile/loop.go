@@ -239,6 +239,9 @@ func (l *Loop) ReconcileOnce(ctx context.Context) (err error) {
 		l.pendingSince = since
 	}
 	if !snap.Synced {
+		if l.draining {
+			return l.drainUnsynced(ctx)
+		}
 		l.Log.Debug("waiting for discovery to sync; configuration left as it is")
 		return nil
 	}
@@ -526,4 +529,37 @@ func (l *Loop) reapGone(ctx context.Context, m model.Model, sessions map[netip.A
 	}
 	l.Metrics.ClientSessionsReaped.Add(float64(len(gone)))
 	l.Log.Info("removed client sessions whose peers have gone", "op", "reap", "sessions", gone, "down_for_more_than", after)
+}
+
+// drainUnsynced drains without discovery (the API is unreachable, or the
+// agent restarted during an outage): the last applied model with the
+// graceful-shutdown rule, or an error when there is none, so that a drain
+// never reports success without marking the routes.
+func (l *Loop) drainUnsynced(ctx context.Context) error {
+	st := l.Status()
+	if !st.Applied || len(st.Model.Groups) == 0 {
+		return errors.New("cannot drain: discovery has not synced since the agent started, so there is no planned configuration to mark for graceful shutdown")
+	}
+	m := plan.Drained(st.Model)
+	keys := map[string]string{}
+	for _, g := range m.Groups {
+		if g.Password != "" {
+			keys[g.Name] = g.Password
+		}
+	}
+	out, err := l.Backend.Render(m)
+	if err != nil {
+		return redact(fmt.Errorf("drain: render: %w", err), keys)
+	}
+	if !bytes.Equal(out, l.applied) {
+		if err := l.Backend.Apply(ctx, out); err != nil {
+			l.Metrics.Applies.WithLabelValues(metrics.ResultError).Inc()
+			return redact(fmt.Errorf("drain: apply: %w", err), keys)
+		}
+		l.applied = out
+		l.Metrics.Applies.WithLabelValues(metrics.ResultApplied).Inc()
+	}
+	l.Log.Warn("drained the last applied configuration: discovery is not synced", "op", "drain")
+	l.setStatus(func(s *Status) { s.Model = m })
+	return nil
 }

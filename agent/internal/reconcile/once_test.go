@@ -36,6 +36,9 @@ type recordingBackend struct {
 func (b *recordingBackend) Name() string { return "recording" }
 func (b *recordingBackend) Render(m model.Model) ([]byte, error) {
 	var out []byte
+	if m.Draining {
+		out = append(out, "draining\n"...)
+	}
 	for _, g := range m.Groups {
 		for _, n := range g.Neighbors {
 			out = append(out, []byte(g.Name+" "+n.Addr.String()+"\n")...)
@@ -246,4 +249,28 @@ func TestRejectedEndpointsAreReportedOnce(t *testing.T) {
 	require.NoError(t, l.ReconcileOnce(context.Background()))
 	assert.Equal(t, 1, strings.Count(ev.all(), "UntrustedEndpoints: ignored, not trusted: EndpointSlice core/forged"))
 	assert.Equal(t, "mesh 10.0.0.2\n", string(be.applies[0]), "the trusted members are used")
+}
+
+// A drain while discovery is not synced (the API is down, or the agent
+// restarted during an outage) marks the last applied configuration, or
+// fails when there is none: it never reports success without marking.
+func TestDrainWithoutDiscoveryMarksTheLastConfigurationOrFails(t *testing.T) {
+	peers := &staticPeers{members("10.0.0.1", "10.0.0.2")}
+	l, be, _ := newTestLoop(t, model.Snapshot{})
+	l.Peers = peers
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	require.Len(t, be.applies, 1)
+
+	peers.snap = model.Snapshot{} // the API went away
+	l.draining = true
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	require.Len(t, be.applies, 2)
+	assert.Equal(t, "draining\nmesh 10.0.0.2\n", string(be.applies[1]), "the mesh is kept and marked")
+	assert.True(t, l.Status().Model.Draining)
+
+	fresh, be2, _ := newTestLoop(t, model.Snapshot{}) // restarted during the outage
+	fresh.draining = true
+	err := fresh.ReconcileOnce(context.Background())
+	require.ErrorContains(t, err, "cannot drain: discovery has not synced")
+	assert.Empty(t, be2.applies)
 }
