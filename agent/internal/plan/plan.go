@@ -287,12 +287,14 @@ func neighbors(m model.Member, local []netip.Addr, asn model.ASN) []model.Neighb
 func chooseUpstream(in Input, local []netip.Addr) (chosen []model.Member, replaced []Replacement, seen int) {
 	u := in.Config.Upstream
 	upNS := or(u.Namespace, in.Self.Namespace)
-	// a stopping upstream member is dropped at once (make before break: the
-	// replacement is chosen while it still drains)
-	ups := slices.DeleteFunc(members(in.Snapshot, upNS, u.Group), func(m model.Member) bool { return m.Terminating })
+	all := members(in.Snapshot, upNS, u.Group)
+	// a stopping upstream member is replaced at once, but stays configured
+	// (draining) while its session is up and the replacement's is not yet:
+	// make before break, even with maxPeers 1
+	ups := slices.DeleteFunc(slices.Clone(all), func(m model.Member) bool { return m.Terminating })
 	seen = len(ups)
 	if len(ups) == 0 {
-		return nil, nil, 0
+		return bridges(in, all, 0, u.MaxPeers), nil, 0
 	}
 	byID := map[string]model.Member{}
 	cands := make([]Candidate, 0, len(ups))
@@ -364,10 +366,40 @@ func chooseUpstream(in Input, local []netip.Addr) (chosen []model.Member, replac
 	if len(keep) < want {
 		keep = refill(self, keep, cands, a, want, func(string) bool { return true })
 	}
+	up := 0
 	for _, id := range keep {
 		chosen = append(chosen, byID[id])
+		if upstreamEstablished(in, byID[id]) {
+			up++
+		}
 	}
-	return chosen, replaced, seen
+	return append(chosen, bridges(in, all, up, want)...), replaced, seen
+}
+
+// bridges are the stopping upstream members to keep while fewer than want
+// chosen sessions are Established: those still Established, at most the
+// missing number.
+func bridges(in Input, all []model.Member, established, want int) []model.Member {
+	var out []model.Member
+	for _, m := range all {
+		if established+len(out) >= want {
+			break
+		}
+		if m.Terminating && upstreamEstablished(in, m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// upstreamEstablished: the pod has an Established upstream session with m.
+func upstreamEstablished(in Input, m model.Member) bool {
+	for _, a := range m.Addrs {
+		if s, ok := in.Sessions[a]; ok && s.Group == string(model.RoleUpstream) && s.Established {
+			return true
+		}
+	}
+	return false
 }
 
 // refill adds members to keep, best rendezvous score first, preferring

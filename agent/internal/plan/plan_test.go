@@ -464,3 +464,43 @@ func TestTheOwnGroupIsNeverItsUpstream(t *testing.T) {
 	_, err = Build(in)
 	require.NoError(t, err)
 }
+
+// Make before break upstream: with maxPeers 1 a stopping upstream member
+// whose session is up stays configured beside its replacement until the
+// replacement's session is Established; then it goes. When every member
+// stops, the Established ones stay while they drain.
+func TestAStoppingUpstreamStaysUntilItsReplacementIsUp(t *testing.T) {
+	cfg := "identity: {asn: 65000}\nmesh: {group: lothl.lothlorien}\nupstream: {group: core.core, namespace: core, maxPeers: 1}\n"
+	self := Self{Name: "rr-0", Namespace: "lothl", Addrs: []netip.Addr{ip("10.244.5.1")}}
+	a := member("core", "core.core", "core-a-0", "a", "n1", "10.244.1.10")
+	b := member("core", "core.core", "core-b-0", "b", "n2", "10.244.2.10")
+	up := func(addrs ...string) map[netip.Addr]model.Session {
+		m := map[netip.Addr]model.Session{}
+		for _, s := range addrs {
+			m[ip(s)] = model.Session{Group: "upstream", Peer: ip(s), Established: true, State: "Established", Since: t0}
+		}
+		return m
+	}
+	plan := func(ms []model.Member, ss map[netip.Addr]model.Session) []string {
+		res, err := Build(Input{Config: mustConfig(t, cfg), Self: self, Now: t0, Sessions: ss,
+			Snapshot: model.Snapshot{Synced: true, Members: append([]model.Member{member("lothl", "lothl.lothlorien", "rr-0", "", "n3", "10.244.5.1")}, ms...)}})
+		require.NoError(t, err)
+		return addrs(group(t, res.Model, "upstream"))
+	}
+	first := plan([]model.Member{a, b}, nil)
+	require.Len(t, first, 1)
+	cur, other := a, b
+	if first[0] == b.Addrs[0].String() {
+		cur, other = b, a
+	}
+	cur.Terminating = true
+	assert.ElementsMatch(t, []string{cur.Addrs[0].String(), other.Addrs[0].String()},
+		plan([]model.Member{cur, other}, up(cur.Addrs[0].String())), "the stopping member bridges until the replacement is up")
+	assert.Equal(t, []string{other.Addrs[0].String()},
+		plan([]model.Member{cur, other}, up(cur.Addrs[0].String(), other.Addrs[0].String())), "then it goes")
+	assert.Equal(t, []string{other.Addrs[0].String()},
+		plan([]model.Member{cur, other}, nil), "a stopping member whose session is down is not kept")
+	other.Terminating = true
+	assert.Equal(t, []string{cur.Addrs[0].String()},
+		plan([]model.Member{cur, other}, up(cur.Addrs[0].String())), "every member stopping: the Established one stays while it drains")
+}
