@@ -365,6 +365,15 @@ type Reconcile struct {
 	// DaemonPoll is how often the daemon's start time is read: a restart
 	// is noticed within it and the configuration applied again.
 	DaemonPoll Duration `json:"daemonPoll,omitempty"`
+	// ShrinkHold: a plan that would remove more than MaxRemovedShare of the
+	// mesh peers, or every upstream peer, at once (a view emptied by a
+	// deleted or relabelled Service, an uninstall, an API hiccup) keeps the
+	// peers it would remove for this long, and removes them only if a later
+	// look still plans it.
+	ShrinkHold Duration `json:"shrinkHold,omitempty"`
+	// MaxRemovedShare of the mesh peers one change may remove at once
+	// without being held (0.5: half).
+	MaxRemovedShare float64 `json:"maxRemovedShare,omitempty"`
 }
 
 // Status configures the HTTP endpoints.

@@ -102,6 +102,10 @@ func (c *Config) SetDefaults() {
 	setDur(&r.RetryMax, 30*time.Second)
 	setDur(&r.ConfigPoll, 2*time.Second)
 	setDur(&r.DaemonPoll, time.Second)
+	setDur(&r.ShrinkHold, 30*time.Second)
+	if r.MaxRemovedShare == 0 {
+		r.MaxRemovedShare = 0.5
+	}
 	setStr(&c.Status.Listen, DefaultListen)
 	if c.Status.ReadyRequiresEstablished == nil {
 		c.Status.ReadyRequiresEstablished = ptr(true)

@@ -506,10 +506,13 @@ func (c *Config) validateRuntime(e *errs) {
 	for _, d := range []struct {
 		field string
 		v     Duration
-	}{{"debounce", r.Debounce}, {"statePoll", r.StatePoll}, {"retryMax", r.RetryMax}, {"configPoll", r.ConfigPoll}, {"daemonPoll", r.DaemonPoll}} {
+	}{{"debounce", r.Debounce}, {"statePoll", r.StatePoll}, {"retryMax", r.RetryMax}, {"configPoll", r.ConfigPoll}, {"daemonPoll", r.DaemonPoll}, {"shrinkHold", r.ShrinkHold}} {
 		if d.v.Duration <= 0 {
 			e.add("reconcile."+d.field, "must be positive")
 		}
+	}
+	if r.MaxRemovedShare <= 0 || r.MaxRemovedShare > 1 {
+		e.add("reconcile.maxRemovedShare", "%g: must be in (0, 1]; 0.5 holds a change that removes more than half of the mesh at once", r.MaxRemovedShare)
 	}
 	if _, _, err := net.SplitHostPort(c.Status.Listen); err != nil {
 		e.add("status.listen", "%q: use host:port or :port", c.Status.Listen)

@@ -26,6 +26,7 @@ const (
 	ReasonDaemonRestarted  = "DaemonRestarted"
 	ReasonLicenseLimit     = "LicenseLimitExceeded"
 	ReasonUntrusted        = "UntrustedEndpoints"
+	ReasonChangeHeld       = "ChangeHeld"
 )
 
 // Recorder records Events about the agent's pod.

@@ -35,6 +35,7 @@ type Metrics struct {
 	ConfigLastReloadOK   prometheus.Gauge
 	DaemonRestarts       prometheus.Counter
 	ClientSessionsReaped prometheus.Counter
+	ChangeHeld           prometheus.Gauge
 	LicenseUsage         *prometheus.GaugeVec
 	LicenseLimit         *prometheus.GaugeVec
 	UpstreamReplacements prometheus.Counter
@@ -92,6 +93,10 @@ func New(r SessionReader) *Metrics {
 			Namespace: ns, Subsystem: "daemon", Name: "restarts_total",
 			Help: "Restarts of the routing daemon the agent noticed (its configuration is applied again each time).",
 		}),
+		ChangeHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: "plan", Name: "change_held",
+			Help: "1 while a change is held: discovery no longer lists this pod, or a plan would remove more than reconcile.maxRemovedShare of the mesh or every upstream peer at once.",
+		}),
 		ClientSessionsReaped: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: "clients", Name: "sessions_reaped_total",
 			Help: "Sessions spawned from client ranges removed because their peer had gone (down longer than the graceful-restart time).",
@@ -116,7 +121,7 @@ func New(r SessionReader) *Metrics {
 	m.Registry.MustRegister(
 		m.DiscoveredPeers, m.ConfiguredPeers, m.ReconcileDuration, m.ApplyDuration, m.Applies,
 		m.ChangeToApplied, m.ConfigReloads, m.ConfigLastReloadOK, m.UpstreamReplacements, m.DaemonRestarts, m.Info,
-		m.LicenseUsage, m.LicenseLimit, m.ClientSessionsReaped,
+		m.LicenseUsage, m.LicenseLimit, m.ClientSessionsReaped, m.ChangeHeld,
 		&sessionCollector{r: r},
 		md5Collector{path: "/proc/net/netstat"},
 		collectors.NewGoCollector(),

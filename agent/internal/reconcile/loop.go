@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -59,6 +60,8 @@ type Loop struct {
 	started   time.Time       // the daemon's start time, as last read
 	overLimit map[string]bool // licence limits exceeded, as last reported
 	rejected  []string        // what discovery refused, as last reported
+	held      string          // why a change is held ("" when none)
+	heldSince time.Time       // when the held shrink was first planned
 	drainOnce sync.Once
 	drainReq  chan chan error
 	draining  bool // owned by Run
@@ -246,6 +249,15 @@ func (l *Loop) ReconcileOnce(ctx context.Context) (err error) {
 		return nil
 	}
 	l.reportRejected(snap.Rejected)
+	if !l.selfListed(cfg, snap) {
+		// the group's Service is gone or relabelled, or the chart is being
+		// uninstalled: such a view would empty the mesh at once
+		l.hold("discovery does not list this pod in its group (Service deleted or relabelled, or an uninstall in progress): the configuration is kept")
+		if l.draining {
+			return l.drainUnsynced(ctx)
+		}
+		return nil
+	}
 	defer func() {
 		l.Metrics.ReconcileDuration.Observe(l.now().Sub(start).Seconds())
 		msg := ""
@@ -287,6 +299,7 @@ func (l *Loop) ReconcileOnce(ctx context.Context) (err error) {
 	}
 	l.checkLimits(res.Model, sessions)
 
+	res.Model = l.holdShrink(cfg, res.Model)
 	out, err := l.Backend.Render(res.Model)
 	if err != nil {
 		return redact(fmt.Errorf("render: %w", err), passwords)
@@ -531,8 +544,9 @@ func (l *Loop) reapGone(ctx context.Context, m model.Model, sessions map[netip.A
 	l.Log.Info("removed client sessions whose peers have gone", "op", "reap", "sessions", gone, "down_for_more_than", after)
 }
 
-// drainUnsynced drains without discovery (the API is unreachable, or the
-// agent restarted during an outage): the last applied model with the
+// drainUnsynced drains without a usable discovery view (the API is
+// unreachable, the agent restarted during an outage, or the view no longer
+// lists the pod): the last applied model with the
 // graceful-shutdown rule, or an error when there is none, so that a drain
 // never reports success without marking the routes.
 func (l *Loop) drainUnsynced(ctx context.Context) error {
@@ -562,4 +576,123 @@ func (l *Loop) drainUnsynced(ctx context.Context) error {
 	l.Log.Warn("drained the last applied configuration: discovery is not synced", "op", "drain")
 	l.setStatus(func(s *Status) { s.Model = m })
 	return nil
+}
+
+// selfListed: discovery lists this pod in its own group. A view without it
+// is not trusted to plan with.
+func (l *Loop) selfListed(cfg *config.Config, snap model.Snapshot) bool {
+	ns := cfg.Mesh.Namespace
+	if ns == "" {
+		ns = l.Self.Namespace
+	}
+	for _, m := range snap.Members {
+		if m.Namespace == ns && m.Group == cfg.Mesh.Group && m.Pod == l.Self.Name {
+			return true
+		}
+	}
+	return false
+}
+
+// hold reports a held change (once per reason) and marks it in the metric.
+func (l *Loop) hold(why string) {
+	l.Metrics.ChangeHeld.Set(1)
+	if l.held == why {
+		return
+	}
+	l.held = why
+	l.Log.Warn("change held", "op", "hold", "reason", why)
+	l.Events.Warning(events.ReasonChangeHeld, "%s", why)
+}
+
+func (l *Loop) release() {
+	if l.held != "" {
+		l.Log.Info("change no longer held", "op", "hold", "was", l.held)
+	}
+	l.held, l.heldSince = "", time.Time{}
+	l.Metrics.ChangeHeld.Set(0)
+}
+
+// holdShrink keeps, for reconcile.shrinkHold, the peers a plan would
+// remove when it removes more than reconcile.maxRemovedShare of the mesh
+// or every upstream peer at once; additions apply at once. When a later
+// look after the hold still plans the removal, it goes through.
+func (l *Loop) holdShrink(cfg *config.Config, m model.Model) model.Model {
+	prev := l.Status().Model
+	removed := map[string][]model.Neighbor{}
+	shrink := ""
+	for _, role := range []model.Role{model.RoleMesh, model.RoleUpstream} {
+		before, after := neighborsOf(prev, role), neighborsOf(m, role)
+		if len(before) == 0 {
+			continue
+		}
+		var gone []model.Neighbor
+		for a, n := range before {
+			if _, ok := after[a]; !ok {
+				gone = append(gone, n)
+			}
+		}
+		was, going := podsOf(slices.Collect(maps.Values(before))), podsOf(gone)
+		switch {
+		// one pod going is ordinary churn (a view that lost this pod's own
+		// group is caught before planning)
+		case role == model.RoleMesh && going > 1 && float64(going) > cfg.Reconcile.MaxRemovedShare*float64(was):
+			shrink = fmt.Sprintf("the plan removes %d of %d mesh peers at once (more than reconcile.maxRemovedShare %g)", going, was, cfg.Reconcile.MaxRemovedShare)
+		case role == model.RoleUpstream && len(after) == 0:
+			shrink = fmt.Sprintf("the plan removes all %d upstream peers at once", len(before))
+		default:
+			continue
+		}
+		removed[string(role)] = gone
+	}
+	now := l.now()
+	if shrink == "" {
+		if l.held != "" {
+			l.release()
+		}
+		return m
+	}
+	if l.heldSince.IsZero() {
+		l.heldSince = now
+	}
+	if now.Sub(l.heldSince) >= cfg.Reconcile.ShrinkHold.Duration {
+		l.Log.Warn("held change confirmed after the hold time; applying it", "op", "hold", "reason", shrink, "held_for", now.Sub(l.heldSince))
+		l.release()
+		return m
+	}
+	l.hold(shrink + fmt.Sprintf(": the peers stay configured for up to %s unless the view comes back", cfg.Reconcile.ShrinkHold.Duration))
+	groups := make([]model.PeerGroup, len(m.Groups))
+	for i, g := range m.Groups {
+		if keep := removed[g.Name]; len(keep) > 0 {
+			g.Neighbors = append(slices.Clone(g.Neighbors), keep...)
+			slices.SortFunc(g.Neighbors, func(a, b model.Neighbor) int { return a.Addr.Compare(b.Addr) })
+		}
+		groups[i] = g
+	}
+	m.Groups = groups
+	return m
+}
+
+// podsOf counts the pods behind neighbours (a dual-stack pod is two).
+func podsOf(ns []model.Neighbor) int {
+	pods := map[string]bool{}
+	for _, n := range ns {
+		id := n.Name
+		if id == "" {
+			id = n.Addr.String()
+		}
+		pods[id] = true
+	}
+	return len(pods)
+}
+
+func neighborsOf(m model.Model, role model.Role) map[netip.Addr]model.Neighbor {
+	out := map[netip.Addr]model.Neighbor{}
+	for _, g := range m.Groups {
+		if g.Role == role {
+			for _, n := range g.Neighbors {
+				out[n.Addr] = n
+			}
+		}
+	}
+	return out
 }

@@ -274,3 +274,45 @@ func TestDrainWithoutDiscoveryMarksTheLastConfigurationOrFails(t *testing.T) {
 	require.ErrorContains(t, err, "cannot drain: discovery has not synced")
 	assert.Empty(t, be2.applies)
 }
+
+// A view that drops most of the mesh at once (a deleted or relabelled
+// Service, an uninstall) is not applied as is: the peers it would remove
+// stay for reconcile.shrinkHold while additions apply at once, and the
+// removal goes through only when a later look still plans it. A view
+// without this pod changes nothing at all.
+func TestShrunkenViewsAreHeldAndAViewWithoutThisPodIsIgnored(t *testing.T) {
+	now := time.Date(2026, 12, 2, 7, 0, 0, 0, time.UTC)
+	peers := &staticPeers{members("10.0.0.1", "10.0.0.2", "10.0.0.3")}
+	l, be, ev := newTestLoop(t, model.Snapshot{})
+	l.Peers, l.Now = peers, func() time.Time { return now }
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	require.Equal(t, "mesh 10.0.0.2\nmesh 10.0.0.3\n", string(be.applies[0]))
+
+	// the Service is deleted: the view no longer lists this pod
+	peers.snap = model.Snapshot{Synced: true}
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	assert.Len(t, be.applies, 1, "nothing applied")
+	assert.Contains(t, ev.all(), "ChangeHeld: discovery does not list this pod")
+	assert.Equal(t, 1.0, testutil.ToFloat64(l.Metrics.ChangeHeld))
+
+	// the view comes back with one peer replaced: the addition applies at
+	// once, the removal of 10.0.0.2 is held (1 of 2 is not more than half)
+	peers.snap = members("10.0.0.1", "10.0.0.3", "10.0.0.4")
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	assert.Equal(t, "mesh 10.0.0.3\nmesh 10.0.0.4\n", string(be.applies[len(be.applies)-1]), "below the share: applied as planned")
+	assert.Equal(t, 0.0, testutil.ToFloat64(l.Metrics.ChangeHeld))
+
+	// now only this pod is left in the view: both peers are kept
+	peers.snap = members("10.0.0.1")
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	assert.Equal(t, "mesh 10.0.0.3\nmesh 10.0.0.4\n", string(be.applies[len(be.applies)-1]), "held")
+	assert.Contains(t, ev.all(), "ChangeHeld: the plan removes 2 of 2 mesh peers at once")
+	now = now.Add(10 * time.Second)
+	peers.snap = members("10.0.0.1", "10.0.0.5") // a new pod meanwhile: added at once
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	assert.Equal(t, "mesh 10.0.0.3\nmesh 10.0.0.4\nmesh 10.0.0.5\n", string(be.applies[len(be.applies)-1]))
+	now = now.Add(25 * time.Second) // past the 30 s hold: confirmed
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	assert.Equal(t, "mesh 10.0.0.5\n", string(be.applies[len(be.applies)-1]))
+	assert.Equal(t, 0.0, testutil.ToFloat64(l.Metrics.ChangeHeld))
+}
