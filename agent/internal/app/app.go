@@ -319,7 +319,7 @@ func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(strin
 			// container (the daemon and its sessions are not touched)
 			cancel(fmt.Errorf("watched namespaces changed from %v to %v: restarting the agent to watch them", namespaces, now))
 		}
-		if c.Backend.Type != cfg.Backend.Type || c.Backend.Bird.Socket != cfg.Backend.Bird.Socket || c.Backend.Bird.ConfigFile != cfg.Backend.Bird.ConfigFile || c.Backend.CRPD != cfg.Backend.CRPD {
+		if backendRestart(cfg, c) {
 			cancel(errors.New("backend settings changed: restarting the agent to use them"))
 		}
 	}
@@ -360,6 +360,15 @@ func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(strin
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// backendRestart: settings the backend was built with changed (the
+// licence limits are read at every reconcile and need no restart).
+func backendRestart(was, now *config.Config) bool {
+	a, b := was.Backend.CRPD, now.Backend.CRPD
+	a.LicenseLimits, b.LicenseLimits = config.LicenseLimits{}, config.LicenseLimits{}
+	return now.Backend.Type != was.Backend.Type || now.Backend.Bird.Socket != was.Backend.Bird.Socket ||
+		now.Backend.Bird.ConfigFile != was.Backend.Bird.ConfigFile || a != b
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {

@@ -123,3 +123,22 @@ func TestSessionsPrintsTheDaemonsSessionsAsJSON(t *testing.T) {
 	_, _, err = run(t, env(nil), "sessions", "--config", cfg)
 	require.Error(t, err, "a daemon that does not answer is an error, not an empty list")
 }
+
+// A reload of the same file, or one that changes only what the loop reads
+// live (the licence limits), never restarts the agent; a changed backend
+// setting does. (Pointer fields once made every reload look like a change.)
+func TestOnlyBackendSettingsRestartTheAgent(t *testing.T) {
+	parse := func(y string) *config.Config {
+		c, err := config.Parse([]byte(y))
+		require.NoError(t, err)
+		return c
+	}
+	base := "identity: {asn: 65000}\nmesh: {group: g}\n"
+	for _, backend := range []string{"", "backend: {type: crpd}\n"} {
+		assert.False(t, backendRestart(parse(base+backend), parse(base+backend)), "the same file, parsed twice")
+	}
+	crpd := base + "backend: {type: crpd, crpd: {licenseLimits: {bgpPeers: 16}}}\n"
+	assert.False(t, backendRestart(parse(crpd), parse(strings.Replace(crpd, "16", "64", 1))), "licence limits are read live")
+	assert.True(t, backendRestart(parse(crpd), parse(strings.Replace(crpd, "licenseLimits: {bgpPeers: 16}", "address: \"127.0.0.1:8300\"", 1))))
+	assert.True(t, backendRestart(parse(base), parse(base+"backend: {type: crpd}\n")))
+}
