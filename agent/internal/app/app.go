@@ -319,8 +319,11 @@ func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(strin
 			// container (the daemon and its sessions are not touched)
 			cancel(fmt.Errorf("watched namespaces changed from %v to %v: restarting the agent to watch them", namespaces, now))
 		}
-		if backendRestart(cfg, c) {
-			cancel(errors.New("backend settings changed: restarting the agent to use them"))
+		if changed := restartFields(cfg, c); len(changed) > 0 {
+			// read once at start: restart the agent container to use them (the
+			// daemon and its sessions are not touched)
+			rec.Normal(events.ReasonConfigReloaded, "restarting the agent to apply %s (read only at start)", strings.Join(changed, ", "))
+			cancel(fmt.Errorf("%s changed: restarting the agent to use them", strings.Join(changed, ", ")))
 		}
 	}
 	disc := discovery.New(client, namespaces, 0, log)
@@ -362,13 +365,40 @@ func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(strin
 	return nil
 }
 
-// backendRestart: settings the backend was built with changed (the
-// licence limits are read at every reconcile and need no restart).
-func backendRestart(was, now *config.Config) bool {
+// restartFields names the settings that changed between two
+// configurations and that the running agent reads only at start: the
+// backend it was built with (the licence limits aside: the loop reads them
+// at every reconcile), the status listener and the drain's control socket,
+// done file, lock and wait. Without a restart they would be silently
+// ignored, and a moved control socket would break every later drain.
+func restartFields(was, now *config.Config) []string {
 	a, b := was.Backend.CRPD, now.Backend.CRPD
 	a.LicenseLimits, b.LicenseLimits = config.LicenseLimits{}, config.LicenseLimits{}
-	return now.Backend.Type != was.Backend.Type || now.Backend.Bird.Socket != was.Backend.Bird.Socket ||
-		now.Backend.Bird.ConfigFile != was.Backend.Bird.ConfigFile || a != b
+	strict := func(c *config.Config) string {
+		return fmt.Sprint(c.Backend.Bird.StrictBind != nil && *c.Backend.Bird.StrictBind)
+	}
+	var changed []string
+	for _, f := range []struct {
+		name     string
+		was, now string
+	}{
+		{"backend.type", was.Backend.Type, now.Backend.Type},
+		{"backend.bird.socket", was.Backend.Bird.Socket, now.Backend.Bird.Socket},
+		{"backend.bird.configFile", was.Backend.Bird.ConfigFile, now.Backend.Bird.ConfigFile},
+		{"backend.bird.include", fmt.Sprint(was.Backend.Bird.Include), fmt.Sprint(now.Backend.Bird.Include)},
+		{"backend.bird.strictBind", strict(was), strict(now)},
+		{"backend.crpd", fmt.Sprintf("%+v", a), fmt.Sprintf("%+v", b)},
+		{"status.listen", was.Status.Listen, now.Status.Listen},
+		{"drain.controlSocket", was.Drain.ControlSocket, now.Drain.ControlSocket},
+		{"drain.doneFile", was.Drain.DoneFile, now.Drain.DoneFile},
+		{"drain.lock", was.Drain.Lock, now.Drain.Lock},
+		{"drain.waitTimeout", was.Drain.WaitTimeout.String(), now.Drain.WaitTimeout.String()},
+	} {
+		if f.was != f.now {
+			changed = append(changed, f.name)
+		}
+	}
+	return changed
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {

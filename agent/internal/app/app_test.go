@@ -125,9 +125,10 @@ func TestSessionsPrintsTheDaemonsSessionsAsJSON(t *testing.T) {
 }
 
 // A reload of the same file, or one that changes only what the loop reads
-// live (the licence limits), never restarts the agent; a changed backend
-// setting does. (Pointer fields once made every reload look like a change.)
-func TestOnlyBackendSettingsRestartTheAgent(t *testing.T) {
+// live (the licence limits, policies, peers), never restarts the agent; a
+// setting read only at start does, named. (Pointer fields once made every
+// reload look like a backend change.)
+func TestOnlySettingsReadAtStartRestartTheAgent(t *testing.T) {
 	parse := func(y string) *config.Config {
 		c, err := config.Parse([]byte(y))
 		require.NoError(t, err)
@@ -135,10 +136,13 @@ func TestOnlyBackendSettingsRestartTheAgent(t *testing.T) {
 	}
 	base := "identity: {asn: 65000}\nmesh: {group: g}\n"
 	for _, backend := range []string{"", "backend: {type: crpd}\n"} {
-		assert.False(t, backendRestart(parse(base+backend), parse(base+backend)), "the same file, parsed twice")
+		assert.Empty(t, restartFields(parse(base+backend), parse(base+backend)), "the same file, parsed twice")
 	}
 	crpd := base + "backend: {type: crpd, crpd: {licenseLimits: {bgpPeers: 16}}}\n"
-	assert.False(t, backendRestart(parse(crpd), parse(strings.Replace(crpd, "16", "64", 1))), "licence limits are read live")
-	assert.True(t, backendRestart(parse(crpd), parse(strings.Replace(crpd, "licenseLimits: {bgpPeers: 16}", "address: \"127.0.0.1:8300\"", 1))))
-	assert.True(t, backendRestart(parse(base), parse(base+"backend: {type: crpd}\n")))
+	assert.Empty(t, restartFields(parse(crpd), parse(strings.Replace(crpd, "16", "64", 1))), "licence limits are read live")
+	assert.Empty(t, restartFields(parse(base), parse(base+"clients: [{name: r, ranges: [10.0.0.0/8]}]\ntimers: {hold: 30, keepalive: 10}\n")), "planned settings apply live")
+	assert.Equal(t, []string{"backend.crpd"}, restartFields(parse(crpd), parse(strings.Replace(crpd, "licenseLimits: {bgpPeers: 16}", "address: \"127.0.0.1:8300\"", 1))))
+	assert.Equal(t, []string{"backend.type"}, restartFields(parse(base), parse(base+"backend: {type: crpd}\n")))
+	assert.Equal(t, []string{"backend.bird.include", "backend.bird.strictBind", "status.listen", "drain.controlSocket"},
+		restartFields(parse(base), parse(base+"backend: {bird: {include: [/etc/x/*.conf], strictBind: false}}\nstatus: {listen: \":9999\"}\ndrain: {controlSocket: /run/meshrr/other.sock}\n")))
 }
