@@ -168,7 +168,8 @@ func (b *Backend) lastSessions() ([]model.Session, bool) {
 
 // Started implements backend.Backend: when cRPD's routing protocols last
 // started (<protocols-started-time> of <get-system-uptime-information>,
-// as documented for Junos; ASSUMED for cRPD).
+// in the shape captured from Junos (testdata/captured/uptime.xml); not yet
+// seen from a cRPD).
 func (b *Backend) Started(ctx context.Context) (time.Time, error) {
 	_, raw, err := b.conn.Do(ctx, "<get-system-uptime-information/>")
 	if err != nil {
