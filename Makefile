@@ -61,11 +61,14 @@ bench: ## benchmarks with allocations (numbers for the issue notes)
 	$(GO) test -run '^$$' -bench . -benchmem ./agent/...
 
 FUZZTIME ?= 30s
+# bounded minimisation: with large seeds (captured device replies) Go's default
+# 60 s minimising a new input outlasts a short -fuzztime ("context deadline exceeded")
+FUZZMINIMIZE ?= 1s
 fuzz: ## fuzz the config loader, the birdc and the NETCONF reply parsers and chunk decoder (FUZZTIME each, default 30s; make test: 10s)
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./agent/config/
-	$(GO) test -run '^$$' -fuzz FuzzParseProtocols -fuzztime $(FUZZTIME) ./agent/internal/backend/bird/
-	$(GO) test -run '^$$' -fuzz FuzzParseReply -fuzztime $(FUZZTIME) ./agent/internal/backend/crpd/
-	$(GO) test -run '^$$' -fuzz FuzzDechunk -fuzztime $(FUZZTIME) ./agent/internal/backend/crpd/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./agent/config/
+	$(GO) test -run '^$$' -fuzz FuzzParseProtocols -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./agent/internal/backend/bird/
+	$(GO) test -run '^$$' -fuzz FuzzParseReply -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./agent/internal/backend/crpd/
+	$(GO) test -run '^$$' -fuzz FuzzDechunk -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./agent/internal/backend/crpd/
 
 junos-yang: ## check the rendered Junos (cRPD goldens) against Juniper's YANG models of one release: JUNOS_YANG_DIR=<release dir, e.g. .../20.2/20.2R1> (models not shipped here)
 	@test -n "$(JUNOS_YANG_DIR)" || { echo "junos-yang: set JUNOS_YANG_DIR to a release directory of Juniper's public YANG models (e.g. 20.2/20.2R1)"; exit 1; }
