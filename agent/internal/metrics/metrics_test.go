@@ -86,6 +86,7 @@ func exported(t *testing.T) map[string]bool {
 	m.ConfigReloads.WithLabelValues("rejected")
 	m.LicenseUsage.WithLabelValues("bgp-peers") // set by the loop with a licensed backend (cRPD)
 	m.LicenseLimit.WithLabelValues("bgp-peers")
+	m.ChangeHeld.Set(0)
 	mfs, err := m.Registry.Gather()
 	require.NoError(t, err)
 	out := map[string]bool{}
