@@ -250,6 +250,11 @@ func (l *Loop) ReconcileOnce(ctx context.Context) (err error) {
 	}
 	l.reportRejected(snap.Rejected)
 	if !l.selfListed(cfg, snap) {
+		if !l.Status().Applied && !l.draining {
+			// a new pod the EndpointSlice controller has not listed yet
+			l.Log.Debug("waiting for discovery to list this pod")
+			return nil
+		}
 		// the group's Service is gone or relabelled, or the chart is being
 		// uninstalled: such a view would empty the mesh at once
 		l.hold("discovery does not list this pod in its group (Service deleted or relabelled, or an uninstall in progress): the configuration is kept")

@@ -282,9 +282,15 @@ func TestDrainWithoutDiscoveryMarksTheLastConfigurationOrFails(t *testing.T) {
 // without this pod changes nothing at all.
 func TestShrunkenViewsAreHeldAndAViewWithoutThisPodIsIgnored(t *testing.T) {
 	now := time.Date(2026, 12, 2, 7, 0, 0, 0, time.UTC)
-	peers := &staticPeers{members("10.0.0.1", "10.0.0.2", "10.0.0.3")}
+	unlisted := members("10.0.0.1", "10.0.0.2", "10.0.0.3")
+	unlisted.Members = unlisted.Members[1:] // a new pod (p0), not listed yet
+	peers := &staticPeers{unlisted}
 	l, be, ev := newTestLoop(t, model.Snapshot{})
 	l.Peers, l.Now = peers, func() time.Time { return now }
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	assert.Empty(t, be.applies, "nothing planned before discovery lists the pod")
+	assert.NotContains(t, ev.all(), "ChangeHeld", "no alarm for a pod that just started")
+	peers.snap = members("10.0.0.1", "10.0.0.2", "10.0.0.3")
 	require.NoError(t, l.ReconcileOnce(context.Background()))
 	require.Equal(t, "mesh 10.0.0.2\nmesh 10.0.0.3\n", string(be.applies[0]))
 
