@@ -16,7 +16,7 @@ export PATH := $(TOOLS_BIN):$(PATH)
 CHART := charts/meshrr
 EX := examples
 
-.PHONY: help test deps tools unit lint bench fuzz junos-yang build base images images-smoke chart-lint chart-docs chart-docs-check kind-images e2e demo
+.PHONY: help test deps tools unit lint bench fuzz junos-yang e2e-crpd crpd-env build base images images-smoke chart-lint chart-docs chart-docs-check kind-images e2e demo
 
 demo: kind-images images tools build ## kind cluster with the 2-regions example; prints BGP sessions (DEMO_TEARDOWN=1 removes it after)
 	@tests/kind/demo.sh
@@ -36,6 +36,7 @@ tools: ## build the pinned helm, helm-docs and ct into ~/.cache/meshrr/bin (skip
 lint: ## go vet and gofmt check
 	$(GO) vet ./...
 	$(GO) vet -tags junosyang ./tests/junosyang/
+	$(GO) vet -tags 'e2e crpd' ./tests/e2e/
 	@test -z "$$(gofmt -l agent tests)" || { gofmt -l agent tests; echo "gofmt needed"; exit 1; }
 
 unit: tools ## unit, golden, real-BIRD integration and chart render tests
@@ -69,6 +70,12 @@ fuzz: ## fuzz the config loader, the birdc and the NETCONF reply parsers and chu
 	$(GO) test -run '^$$' -fuzz FuzzParseProtocols -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./agent/internal/backend/bird/
 	$(GO) test -run '^$$' -fuzz FuzzParseReply -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./agent/internal/backend/crpd/
 	$(GO) test -run '^$$' -fuzz FuzzDechunk -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./agent/internal/backend/crpd/
+
+crpd-env:
+	@test -n "$(CRPD_IMAGE)" -a -n "$(CRPD_LICENSE)" || { echo "e2e-crpd: set CRPD_IMAGE (image or archive) and CRPD_LICENSE (licence file)"; exit 1; }
+
+e2e-crpd: crpd-env kind-images images ## the real-cRPD suite on kind (CRPD_IMAGE=image or archive, CRPD_LICENSE=file; fails without them)
+	PATH=$(KIND_BIN):$$PATH $(GO) test -tags 'e2e crpd' -count=1 -timeout 20m -v -run TestMeshWithRealCRPD ./tests/e2e/
 
 junos-yang: ## check the rendered Junos (cRPD goldens) against Juniper's YANG models of one release: JUNOS_YANG_DIR=<release dir, e.g. .../20.2/20.2R1> (models not shipped here)
 	@test -n "$(JUNOS_YANG_DIR)" || { echo "junos-yang: set JUNOS_YANG_DIR to a release directory of Juniper's public YANG models (e.g. 20.2/20.2R1)"; exit 1; }
