@@ -18,6 +18,9 @@ type Watcher struct {
 	// OnReload is called after each reload attempt with the new
 	// configuration or the error that kept the old one in use.
 	OnReload func(c *Config, err error)
+	// Adjust, when set, may change a valid new configuration before it
+	// is used (the agent keeps the session settings it started with).
+	Adjust func(c *Config)
 
 	mu      sync.Mutex
 	current *Config
@@ -81,6 +84,9 @@ func (w *Watcher) Check() {
 	if err == nil {
 		w.raw = raw // a rejected content is reported once, not at every poll
 		c, err = Parse(raw)
+	}
+	if err == nil && w.Adjust != nil {
+		w.Adjust(c)
 	}
 	if err == nil {
 		w.current = c

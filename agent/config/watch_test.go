@@ -62,3 +62,21 @@ func TestWatcherRefusesAnInvalidFileAtStart(t *testing.T) {
 	_, err := NewWatcher(p)
 	require.Error(t, err)
 }
+
+// With KeepSessionSettings as Adjust (what the agent does), a reload that
+// changes the hold timer and a client range applies the range and keeps
+// the running hold timer.
+func TestWatcherAdjustKeepsTheRunningSessionSettings(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	require.NoError(t, os.WriteFile(p, []byte("identity: {asn: 65000}\nmesh: {group: a}\ntimers: {hold: 90, keepalive: 30}\n"), 0o600))
+	w, err := NewWatcher(p)
+	require.NoError(t, err)
+	running := w.Current()
+	var kept []string
+	w.Adjust = func(c *Config) { kept = c.KeepSessionSettings(running) }
+	require.NoError(t, os.WriteFile(p, []byte("identity: {asn: 65000}\nmesh: {group: a}\ntimers: {hold: 9, keepalive: 3}\nclients: [{name: r, ranges: [10.0.0.0/8]}]\n"), 0o600))
+	w.Check()
+	assert.Equal(t, []string{"timers"}, kept)
+	assert.Equal(t, 90, w.Current().Timers.Hold, "the hold timer waits for the pod's replacement")
+	assert.Len(t, w.Current().Clients, 1, "the client range applies now")
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -91,6 +92,7 @@ type workload struct {
 	kind, name string
 	replicas   *int32
 	selector   map[string]string
+	labels     map[string]string // the workload's own labels
 	template   corev1.PodTemplateSpec
 }
 
@@ -99,11 +101,11 @@ func workloads(r release) []workload {
 	for _, o := range r.objects {
 		switch w := o.(type) {
 		case *appsv1.Deployment:
-			out = append(out, workload{"Deployment", w.Name, w.Spec.Replicas, w.Spec.Selector.MatchLabels, w.Spec.Template})
+			out = append(out, workload{"Deployment", w.Name, w.Spec.Replicas, w.Spec.Selector.MatchLabels, w.Labels, w.Spec.Template})
 		case *appsv1.StatefulSet:
-			out = append(out, workload{"StatefulSet", w.Name, w.Spec.Replicas, w.Spec.Selector.MatchLabels, w.Spec.Template})
+			out = append(out, workload{"StatefulSet", w.Name, w.Spec.Replicas, w.Spec.Selector.MatchLabels, w.Labels, w.Spec.Template})
 		case *appsv1.DaemonSet:
-			out = append(out, workload{"DaemonSet", w.Name, nil, w.Spec.Selector.MatchLabels, w.Spec.Template})
+			out = append(out, workload{"DaemonSet", w.Name, nil, w.Spec.Selector.MatchLabels, w.Labels, w.Spec.Template})
 		}
 	}
 	return out
@@ -197,7 +199,17 @@ func checkRelease(t *testing.T, r release) {
 		}
 	}
 	// RBAC: read EndpointSlices, write Events, hold the drain Lease; nothing else
+	var locks []string
+	for _, c := range cfgs {
+		if !slices.Contains(locks, c.Drain.Lock) {
+			locks = append(locks, c.Drain.Lock)
+		}
+	}
 	for _, role := range all[*rbacv1.Role](r) {
+		if role.Annotations["helm.sh/hook"] == "pre-delete" {
+			checkUninstallHook(t, r, role)
+			continue
+		}
 		for _, rule := range role.Rules {
 			switch {
 			case slices.Equal(rule.Resources, []string{"endpointslices"}):
@@ -208,8 +220,14 @@ func checkRelease(t *testing.T, r release) {
 				assert.Equal(t, r.namespace, role.Namespace, "events only in the release namespace")
 			case slices.Equal(rule.Resources, []string{"leases"}):
 				assert.Equal(t, []string{"coordination.k8s.io"}, rule.APIGroups)
-				assert.ElementsMatch(t, []string{"get", "create", "update"}, rule.Verbs)
 				assert.Equal(t, r.namespace, role.Namespace, "the drain Lease only in the release namespace")
+				if len(rule.ResourceNames) == 0 {
+					// create cannot be restricted by name: nothing else unrestricted
+					assert.Equal(t, []string{"create"}, rule.Verbs, "%s: lease verbs without resourceNames", role.Name)
+					continue
+				}
+				assert.ElementsMatch(t, []string{"get", "update"}, rule.Verbs)
+				assert.ElementsMatch(t, locks, rule.ResourceNames, "%s: get/update only on the groups' drain Leases", role.Name)
 			default:
 				assert.Fail(t, "unexpected RBAC rule", "%s: %+v", role.Name, rule)
 			}
@@ -228,6 +246,37 @@ func checkRelease(t *testing.T, r release) {
 			}
 		}
 		assert.Equal(t, []string{p.Name}, matched, "PDB %s must cover exactly its own workload", p.Name)
+	}
+	// the API token is mounted into the agent container alone
+	for _, w := range ws {
+		spec := w.template.Spec
+		require.NotNil(t, spec.AutomountServiceAccountToken, w.name)
+		assert.False(t, *spec.AutomountServiceAccountToken, "%s: the token would reach every container", w.name)
+		for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
+			var tokenMounts []string
+			for _, m := range c.VolumeMounts {
+				if m.MountPath == "/var/run/secrets/kubernetes.io/serviceaccount" {
+					tokenMounts = append(tokenMounts, m.Name)
+				}
+			}
+			if c.Name == "agent" {
+				assert.Equal(t, []string{"kube-api-access"}, tokenMounts, "%s: the agent reads the API token", w.name)
+			} else {
+				assert.Empty(t, tokenMounts, "%s: container %s gets the API token", w.name, c.Name)
+			}
+		}
+		var projected bool
+		for _, v := range spec.Volumes {
+			if v.Name == "kube-api-access" && v.Projected != nil {
+				for _, src := range v.Projected.Sources {
+					if src.ServiceAccountToken != nil {
+						projected = true
+						assert.Equal(t, "token", src.ServiceAccountToken.Path, w.name)
+					}
+				}
+			}
+		}
+		assert.True(t, projected, "%s: no projected service-account token", w.name)
 	}
 	// graceful shutdown: the agent drains, the daemon stays up until the
 	// drain is over, and the grace period covers the wait and the drain
@@ -263,6 +312,51 @@ func checkRelease(t *testing.T, r release) {
 			assert.Equal(t, corev1.IPFamilyPolicyPreferDualStack, *s.Spec.IPFamilyPolicy, "%s: both families are discovered on dual-stack clusters", s.Name)
 		}
 	}
+}
+
+// checkUninstallHook: the pre-delete Job may scale the release's
+// workloads and list its pods, nothing else; its selector takes every RR
+// pod of the release and not its own pod; it waits as long as the longest
+// termination grace period.
+func checkUninstallHook(t *testing.T, r release, role *rbacv1.Role) {
+	t.Helper()
+	want := []rbacv1.PolicyRule{
+		{APIGroups: []string{"apps"}, Resources: []string{"deployments", "statefulsets", "daemonsets"}, Verbs: []string{"list"}},
+		{APIGroups: []string{"apps"}, Resources: []string{"deployments/scale", "statefulsets/scale"}, Verbs: []string{"get", "update"}},
+		{APIGroups: []string{"apps"}, Resources: []string{"daemonsets"}, Verbs: []string{"patch"}},
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}},
+	}
+	assert.Equal(t, want, role.Rules, "%s: the uninstall hook's permissions", role.Name)
+	assert.Equal(t, r.namespace, role.Namespace)
+	jobs := all[*batchv1.Job](r)
+	require.Len(t, jobs, 1, "one uninstall Job")
+	job := jobs[0]
+	assert.Equal(t, "pre-delete", job.Annotations["helm.sh/hook"])
+	spec := job.Spec.Template.Spec
+	assert.Equal(t, role.Name, spec.ServiceAccountName, "the Job runs with the hook's own ServiceAccount")
+	require.Len(t, spec.Containers, 1)
+	args := spec.Containers[0].Args
+	require.NotEmpty(t, args)
+	assert.Equal(t, "uninstall", args[0])
+	flags := map[string]string{}
+	for _, a := range args[1:] {
+		k, v, ok := strings.Cut(a, "=")
+		require.True(t, ok, a)
+		flags[k] = v
+	}
+	assert.Equal(t, r.namespace, flags["--namespace"])
+	sel, err := labels.Parse(flags["--selector"])
+	require.NoError(t, err)
+	assert.False(t, sel.Matches(labels.Set(job.Spec.Template.Labels)), "the Job would wait for itself")
+	timeout, err := time.ParseDuration(flags["--timeout"])
+	require.NoError(t, err)
+	for _, w := range workloads(r) {
+		assert.True(t, sel.Matches(labels.Set(w.template.Labels)), "the uninstall hook does not stop %s", w.name)
+		assert.True(t, sel.Matches(labels.Set(w.labels)), "the uninstall hook does not find workload %s", w.name)
+		assert.Greater(t, timeout, time.Duration(*w.template.Spec.TerminationGracePeriodSeconds)*time.Second, "%s stops within its grace period: the hook waits that long", w.name)
+	}
+	require.NotNil(t, job.Spec.ActiveDeadlineSeconds)
+	assert.Greater(t, time.Duration(*job.Spec.ActiveDeadlineSeconds)*time.Second, timeout)
 }
 
 func sideOf(w workload) string {
@@ -557,4 +651,56 @@ func TestCRPDLicenceLimitsAreValues(t *testing.T) {
 	cfg := agentConfigs(t, r)["core-meshrr-core"]
 	assert.Equal(t, 0, *cfg.Backend.CRPD.LicenseLimits.BGPPeers, "0: no limit, kept (not replaced by the default)")
 	assert.Equal(t, 10000000, *cfg.Backend.CRPD.LicenseLimits.RIBEntries)
+}
+
+// TestNetworkPolicyAdmitsOnlyTheGroupItsUpstreamAndItsClients: BGP from
+// the group's own pods, the upstream group's pods in the upstream namespace
+// (named, not "any namespace") and the client ranges; nothing that any pod
+// could claim by labelling itself.
+func TestNetworkPolicyAdmitsOnlyTheGroupItsUpstreamAndItsClients(t *testing.T) {
+	r := render(t, "lothlorien", "lothlorien", []string{example("2regions-hrr", "values.yaml"), example("2regions-hrr", "values-lothlorien.yaml")},
+		map[string]string{"networkPolicy.enabled": "true"})
+	nps := all[*networkingv1.NetworkPolicy](r)
+	require.Len(t, nps, 1)
+	np := nps[0]
+	var bgp, metricsRule *networkingv1.NetworkPolicyIngressRule
+	for i, in := range np.Spec.Ingress {
+		require.Len(t, in.Ports, 1)
+		switch in.Ports[0].Port.IntVal {
+		case 179:
+			bgp = &np.Spec.Ingress[i]
+		case 9479:
+			metricsRule = &np.Spec.Ingress[i]
+		default:
+			assert.Fail(t, "unexpected port", "%v", in.Ports[0].Port)
+		}
+	}
+	require.NotNil(t, bgp)
+	require.NotNil(t, metricsRule)
+	assert.Empty(t, metricsRule.From, "metrics from anywhere unless networkPolicy.metricsFrom says otherwise")
+	own := map[string]string{"app.kubernetes.io/name": "meshrr", "app.kubernetes.io/instance": "lothlorien", "meshrr.io/group-name": "lothlorien"}
+	upstream := map[string]string{"app.kubernetes.io/name": "meshrr", "app.kubernetes.io/instance": "core", "meshrr.io/group-name": "core"}
+	require.Len(t, bgp.From, 3)
+	assert.Nil(t, bgp.From[0].NamespaceSelector, "own group: the release namespace only")
+	assert.Equal(t, own, bgp.From[0].PodSelector.MatchLabels)
+	require.NotNil(t, bgp.From[1].NamespaceSelector)
+	assert.Equal(t, map[string]string{"kubernetes.io/metadata.name": "core"}, bgp.From[1].NamespaceSelector.MatchLabels, "the upstream namespace by name")
+	assert.Equal(t, upstream, bgp.From[1].PodSelector.MatchLabels)
+	require.NotNil(t, bgp.From[2].IPBlock)
+	assert.Equal(t, "172.18.101.0/24", bgp.From[2].IPBlock.CIDR)
+	// the policy selects exactly the group's pods
+	for _, w := range workloads(r) {
+		assert.True(t, labels.SelectorFromSet(np.Spec.PodSelector.MatchLabels).Matches(labels.Set(w.template.Labels)), w.name)
+	}
+
+	// metricsFrom restricts the metrics/status port
+	r = render(t, "lothlorien", "lothlorien", []string{example("2regions-hrr", "values.yaml"), example("2regions-hrr", "values-lothlorien.yaml")},
+		map[string]string{"networkPolicy.enabled": "true", "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name": "monitoring"})
+	np = all[*networkingv1.NetworkPolicy](r)[0]
+	for _, in := range np.Spec.Ingress {
+		if in.Ports[0].Port.IntVal == 9479 {
+			require.Len(t, in.From, 1)
+			assert.Equal(t, map[string]string{"kubernetes.io/metadata.name": "monitoring"}, in.From[0].NamespaceSelector.MatchLabels)
+		}
+	}
 }

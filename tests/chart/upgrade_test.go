@@ -83,3 +83,50 @@ func TestResourceNamesAreStableAcrossUpgrades(t *testing.T) {
 	}
 	assert.ElementsMatch(t, namesA, namesB)
 }
+
+// Settings that reset every session (config.SessionSettings) roll the pods
+// (one at a time, each draining) through the pod template's checksum;
+// the running agents keep their values, so the ConfigMap reload cannot
+// reset every RR at once. Policy and peers still change in place.
+func TestSessionSettingsRollThePodsAndNothingElseDoes(t *testing.T) {
+	files := []string{example("2regions-hrr", "values.yaml"), example("2regions-hrr", "values-lothlorien.yaml")}
+	base, err := renderE(t, "lothlorien", "lothlorien", files, nil)
+	require.NoError(t, err)
+	workload := "Deployment/lothlorien-meshrr-lothlorien"
+	for _, set := range []map[string]string{
+		{"defaults.timers.hold": "9", "defaults.timers.keepalive": "3"},
+		{"defaults.identity.asn": "65001"},
+		{"defaults.identity.clusterID": "10.0.0.1"},
+		{"defaults.gracefulRestart.restartTime": "30"},
+	} {
+		after, err := renderE(t, "lothlorien", "lothlorien", files, set)
+		require.NoError(t, err)
+		assert.ElementsMatch(t, []string{"ConfigMap/lothlorien-meshrr-lothlorien", workload}, changed(documents(t, base), documents(t, after)), "%v", set)
+		b, a := documents(t, base)[workload], documents(t, after)[workload]
+		assert.NotEqual(t, b, a)
+		assert.Equal(t, 1, lineDiff(b, a), "%v: only the session-settings checksum changes", set)
+	}
+	for _, set := range []map[string]string{
+		{"defaults.policy[0].name": "other", "defaults.policy[0].towards[0]": "upstream", "defaults.policy[0].matchCommunities[0]": "65000:9", "defaults.policy[0].action": "reject"},
+		{"defaults.upstream.maxPeers": "1"},
+	} {
+		after, err := renderE(t, "lothlorien", "lothlorien", files, set)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"ConfigMap/lothlorien-meshrr-lothlorien"}, changed(documents(t, base), documents(t, after)), "%v applies in place", set)
+	}
+}
+
+// lineDiff counts the lines that differ between two equally long texts.
+func lineDiff(a, b string) int {
+	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	if len(al) != len(bl) {
+		return -1
+	}
+	n := 0
+	for i := range al {
+		if al[i] != bl[i] {
+			n++
+		}
+	}
+	return n
+}

@@ -275,7 +275,11 @@ type routeWatch struct {
 	stop, done    chan struct{}
 }
 
-func watchRoutes(r *Router, prefixes []string) *routeWatch {
+func watchRoutes(r *Router, prefixes []string) *routeWatch { return watchRoutesWhile(r, prefixes, nil) }
+
+// watchRoutesWhile is watchRoutes counting only the samples taken while
+// guard holds (checked before and after each sample; nil: always).
+func watchRoutesWhile(r *Router, prefixes []string, guard func() bool) *routeWatch {
 	w := &routeWatch{missingSince: map[string]time.Time{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
@@ -285,8 +289,11 @@ func watchRoutes(r *Router, prefixes []string) *routeWatch {
 				return
 			case <-time.After(200 * time.Millisecond):
 			}
+			if guard != nil && !guard() {
+				continue
+			}
 			m, err := r.routes()
-			if err != nil {
+			if err != nil || (guard != nil && !guard()) {
 				continue
 			}
 			now := time.Now()

@@ -129,6 +129,64 @@ func TestHierarchyAndBoundaryPolicy(t *testing.T) {
 		require.NotContains(t, m, "10.101.0.0/24", "65000:101 left its region")
 		time.Sleep(time.Second)
 	}
+
+	uninstallRegionDrainsFirst(t, mirkNS, mirk)
+}
+
+// uninstallRegionDrainsFirst: helm uninstall of a region while a router
+// homed on both of its RRs samples the other region's routes (through the
+// core). The chart's pre-delete hook stops the RRs one at a time with
+// their drains, while the Services and the drain Lease permission still
+// exist: the router loses nothing while it still has a session to an RR
+// of the region, and no pod waits out its drain wait timeout.
+func uninstallRegionDrainsFirst(t *testing.T, opts *k8s.KubectlOptions, rrPods []corev1.Pod) {
+	var rrs []string
+	for _, p := range rrPods {
+		rrs = append(rrs, p.Status.PodIP)
+	}
+	router := startRouter(t, "mirk-dual", routerConf(routerID(24), rrs, nil))
+	prefixes := []string{"10.100.0.0/24", "10.102.0.0/24"} // from lothlorien, through the core
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		m, err := router.routes()
+		if assert.NoError(c, err) {
+			for _, p := range prefixes {
+				assert.Contains(c, m, p)
+				assert.Len(c, m[p].NextHops, len(rrs), "%s: a path through every region RR", p)
+			}
+		}
+	}, 2*time.Minute, time.Second)
+	sessionUp := func() bool {
+		for _, a := range rrs {
+			if router.neighborState(a) == "Established" {
+				return true
+			}
+		}
+		return false
+	}
+	watch := watchRoutesWhile(router, prefixes, sessionUp)
+	start := time.Now()
+	require.NoError(t, helm.DeleteE(t, helmOptions(opts, nil, nil), "mirkwood", true))
+	took := time.Since(start)
+	samples, lost, longest, _ := watch.finish()
+	left := pods(t, opts, "app.kubernetes.io/name=meshrr")
+	assert.Empty(t, podNames(left), "the uninstall hook returned before the RRs stopped")
+	t.Logf("uninstall: helm uninstall of a 2-RR region took %s; %d samples of a dual-homed router while it had a session to the region, %d prefix-samples missing, longest gap %s (goal 0 until the last RR stops)",
+		took.Round(100*time.Millisecond), samples, lost, longest)
+	assert.Positive(t, samples, "no sample taken while the region's RRs were up")
+	assert.Zero(t, lost, "routes lost while an RR of the region was still up")
+
+	// every pod drained (one at a time on the Lease), none waited out its timeout
+	out, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "events", "--field-selector", "reason=Draining", "-o", "jsonpath={range .items[*]}{.involvedObject.name}: {.message}{\"\\n\"}{end}")
+	require.NoError(t, err)
+	drains := strings.Split(strings.TrimSpace(out), "\n")
+	t.Logf("uninstall: drain reports:\n%s", out)
+	assert.Len(t, drains, len(rrPods), "one Draining event per RR")
+	for _, d := range drains {
+		assert.NotContains(t, d, "timed out", "a pod waited out its drain wait timeout")
+	}
+	failed, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "events", "--field-selector", "reason=DrainFailed", "-o", "name")
+	require.NoError(t, err)
+	assert.Empty(t, strings.TrimSpace(failed), "drain failures")
 }
 
 func podNames(ps []corev1.Pod) []string {

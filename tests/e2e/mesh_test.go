@@ -121,4 +121,75 @@ func TestMeshScaleOutAndSelfHealing(t *testing.T) {
 	}
 	p50, p99, n := quantiles(buckets)
 	t.Logf("EndpointSlice change -> config applied over %v changes on all agents: p50 <= %gs, p99 <= %gs (goal p99 < 0.5s)", n, p50, p99)
+
+	forgedEndpointSlicesChangeNothing(t, opts)
+}
+
+// forgedEndpointSlicesChangeNothing: EndpointSlices made by hand in the
+// group's namespace, labelled as the group's (one even claiming the
+// EndpointSlice controller as its manager), listing a pod name that would
+// break out of a BIRD string, a foreign address and the address of a real
+// RR, change no RR's configuration; every agent records a warning.
+func forgedEndpointSlicesChangeNothing(t *testing.T, opts *k8s.KubectlOptions) {
+	ps := pods(t, opts, coreSelector)
+	before := meshSettled(t, opts, len(ps), time.Minute)
+	appliedBefore := map[string]int{}
+	for _, p := range ps {
+		appliedBefore[p.Name] = applied(t, opts, p.Name)
+	}
+	slice := func(name, managedBy string) string {
+		return fmt.Sprintf(`apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: %s
+  labels:
+    meshrr.io/group: core.core
+    kubernetes.io/service-name: core-meshrr-core
+    endpointslice.kubernetes.io/managed-by: %s
+addressType: IPv4
+ports: [{name: bgp, port: 179, protocol: TCP}]
+endpoints:
+  - addresses: [192.0.2.66]
+    conditions: {ready: true}
+    targetRef: {kind: Pod, name: "x\";\nprotocol static pwn { ipv4; route 0.0.0.0/0 blackhole; }\n#"}
+  - addresses: [192.0.2.67]
+    conditions: {ready: true}
+    targetRef: {kind: Pod, name: core-meshrr-core-forged}
+  - addresses: [%s]
+    conditions: {ready: true}
+    targetRef: {kind: Pod, name: core-meshrr-core-twin}
+`, name, managedBy, ps[0].Status.PodIP)
+	}
+	k8s.KubectlApplyFromString(t, opts, slice("forged-controller", "endpointslice-controller.k8s.io")+"---\n"+slice("forged-other", "someone-else"))
+	start := time.Now()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		out, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "events", "--field-selector", "reason=UntrustedEndpoints", "-o", "jsonpath={range .items[*]}{.involvedObject.name}{\"\\n\"}{end}")
+		if !assert.NoError(c, err) {
+			return
+		}
+		for _, p := range ps {
+			assert.Contains(c, out, p.Name, "%s recorded no UntrustedEndpoints warning", p.Name)
+		}
+	}, time.Minute, time.Second)
+	warned := time.Since(start)
+	time.Sleep(5 * time.Second) // time for a reconcile that should not happen
+	after := meshSettled(t, opts, len(ps), time.Minute)
+	changed := 0
+	for _, p := range ps {
+		if n := applied(t, opts, p.Name); n != appliedBefore[p.Name] {
+			changed++
+			t.Errorf("%s applied %d configurations after the forged EndpointSlices", p.Name, n-appliedBefore[p.Name])
+		}
+		ss, err := sessions(t, opts, p.Name)
+		require.NoError(t, err)
+		for _, s := range ss {
+			assert.NotContains(t, []string{"192.0.2.66", "192.0.2.67"}, s.Peer, "%s has a session to a forged address", p.Name)
+		}
+		for peer, s := range before[p.Name] {
+			assert.WithinDuration(t, s.Since, after[p.Name][peer].Since, sinceJitter, "%s: session to %s reset", p.Name, peer)
+		}
+	}
+	t.Logf("injection: 2 forged EndpointSlices (hostile pod name, foreign and duplicate addresses): %d of %d RRs changed their configuration (goal 0); every RR warned within %s",
+		changed, len(ps), warned.Round(100*time.Millisecond))
+	k8s.RunKubectl(t, opts, "delete", "endpointslice", "--ignore-not-found", "forged-controller", "forged-other")
 }

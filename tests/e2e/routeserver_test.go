@@ -107,7 +107,11 @@ func startRouteServers(t *testing.T) *rsFixture {
 	f.dc2 = startRouter(t, "dc2", dcConf(routerID(42), 65102, f.tor.Addr, "10.202.0.0/24"))
 	f.start = time.Now()
 	helm.Install(t, f.helm(nil), chart(), "rs")
-	t.Cleanup(func() { _ = helm.DeleteE(t, helmOptions(f.opts, nil, nil), "rs", true) })
+	t.Cleanup(func() {
+		o := helmOptions(f.opts, nil, nil)
+		o.ExtraArgs["delete"] = []string{"--no-hooks"} // the namespace goes next: no drain needed
+		_ = helm.DeleteE(t, o, "rs", true)
+	})
 	return f
 }
 

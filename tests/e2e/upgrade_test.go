@@ -15,24 +15,35 @@ import (
 )
 
 // TestRollingUpgradeLosesNoRoute upgrades the route servers' agent image
-// with helm while both data-centre routers are sampled every 200 ms. Both
+// with helm while both data-centre routers are sampled every 200 ms, then
+// changes the hold timer (a setting that resets every session: the chart
+// rolls the pods for it, the running agents keep their timers). Both
 // sides' StatefulSets roll at once; the group's drain lock makes one route
 // server drain (GRACEFUL_SHUTDOWN, local-preference 0) and stop at a time,
 // and only once the other side has a meshed member.
 func TestRollingUpgradeLosesNoRoute(t *testing.T) {
 	f := startRouteServers(t)
-	before := waitReady(t, f.opts, rsSelector, 2, 3*time.Minute)
+	waitReady(t, f.opts, rsSelector, 2, 3*time.Minute)
 	f.waitExchanging(t)
 
 	tag := "e2e-upgrade"
 	out, err := exec.Command("docker", "tag", agentImage, "meshrr/agent:"+tag).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	require.NoError(t, script("tests/kind/cluster.sh", "load", "meshrr/agent:"+tag))
+	rollWhileSampling(t, f, "agent image", map[string]string{"images.agent.tag": tag}, 2)
+	rollWhileSampling(t, f, "hold timer", map[string]string{"images.agent.tag": tag, "groups.rs.timers.hold": "30", "groups.rs.timers.keepalive": "10"}, 4)
+}
 
+// rollWhileSampling upgrades the release with set while both DC routers
+// sample each other's prefix, waits until every pod was replaced and the
+// routers exchange again, and asserts nothing was lost. drains: Draining
+// Events expected in the namespace by then.
+func rollWhileSampling(t *testing.T, f *rsFixture, what string, set map[string]string, drains int) {
+	before := pods(t, f.opts, rsSelector)
 	w1 := watchRoutes(f.dc1, []string{"10.202.0.0/24"})
 	w2 := watchRoutes(f.dc2, []string{"10.201.0.0/24"})
 	start := time.Now()
-	helm.Upgrade(t, f.helm(map[string]string{"images.agent.tag": tag}), chart(), "rs")
+	helm.Upgrade(t, f.helm(set), chart(), "rs")
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		ps := pods(t, f.opts, rsSelector)
 		if !assert.Len(c, ps, 2) {
@@ -40,10 +51,8 @@ func TestRollingUpgradeLosesNoRoute(t *testing.T) {
 		}
 		for _, p := range ps {
 			assert.True(c, isReady(p) && p.DeletionTimestamp == nil, "%s not ready", p.Name)
-			for _, ct := range p.Spec.Containers {
-				if ct.Name == "agent" {
-					assert.True(c, strings.HasSuffix(ct.Image, ":"+tag), "%s still runs %s", p.Name, ct.Image)
-				}
+			for _, q := range before {
+				assert.NotEqual(c, q.UID, p.UID, "%s not replaced yet", p.Name)
 			}
 		}
 	}, 4*time.Minute, time.Second)
@@ -54,23 +63,17 @@ func TestRollingUpgradeLosesNoRoute(t *testing.T) {
 	s1, lost1, gap1, miss1 := w1.finish()
 	s2, lost2, gap2, miss2 := w2.finish()
 
-	after := pods(t, f.opts, rsSelector)
-	for _, p := range before {
-		for _, q := range after {
-			assert.NotEqual(t, p.UID, q.UID, "%s was not replaced", p.Name)
-		}
-	}
 	evs, err := k8s.RunKubectlAndGetOutputE(t, f.opts, "get", "events", "--field-selector", "reason=Draining", "-o", "jsonpath={range .items[*]}{.involvedObject.name}: {.message}{\"\\n\"}{end}")
 	require.NoError(t, err)
-	t.Logf("upgrade: drain events:\n%s", evs)
-	assert.Equal(t, 2, strings.Count(evs, "routes marked for graceful shutdown"), "each old route server drained once")
+	t.Logf("upgrade (%s): drain events:\n%s", what, evs)
+	assert.Equal(t, drains, strings.Count(evs, "routes marked for graceful shutdown"), "each old route server drained once")
 
-	t.Logf("upgrade: agent image rolled on both sides in %s; both DC routers Established with both sides again after %s",
-		rolled.Round(100*time.Millisecond), settledAt.Round(100*time.Millisecond))
-	t.Logf("upgrade: dc1 kept dc2's prefix in %d of %d samples (longest gap %s), dc2 kept dc1's in %d of %d (longest gap %s); goal: no gap",
-		s1-lost1, s1, gap1, s2-lost2, s2, gap2)
+	t.Logf("upgrade (%s): rolled on both sides in %s; both DC routers Established with both sides again after %s",
+		what, rolled.Round(100*time.Millisecond), settledAt.Round(100*time.Millisecond))
+	t.Logf("upgrade (%s): dc1 kept dc2's prefix in %d of %d samples (longest gap %s), dc2 kept dc1's in %d of %d (longest gap %s); goal: no gap",
+		what, s1-lost1, s1, gap1, s2-lost2, s2, gap2)
 	assert.Empty(t, miss1)
 	assert.Empty(t, miss2)
-	assert.Zero(t, lost1, "dc1 lost a route during the rolling upgrade")
-	assert.Zero(t, lost2, "dc2 lost a route during the rolling upgrade")
+	assert.Zero(t, lost1, "dc1 lost a route during the rolling upgrade (%s)", what)
+	assert.Zero(t, lost2, "dc2 lost a route during the rolling upgrade (%s)", what)
 }

@@ -34,6 +34,8 @@ import (
 	"github.com/meshrr/meshrr/agent/internal/model"
 	"github.com/meshrr/meshrr/agent/internal/plan"
 	"github.com/meshrr/meshrr/agent/internal/reconcile"
+	"github.com/meshrr/meshrr/agent/internal/status"
+	"github.com/meshrr/meshrr/agent/internal/uninstall"
 )
 
 // Version is set at build time (-ldflags -X).
@@ -51,6 +53,10 @@ Usage:
                                        agent); exits 1 when the pod is degraded
   meshrr-agent drain --config FILE     graceful shutdown (the pod's preStop): ask the running
                                        agent to drain, then stay up for drain.time
+  meshrr-agent uninstall --namespace NS --selector LABELS [--timeout 300s] [--kubeconfig FILE]
+                                       the chart's pre-delete hook: scale the release's
+                                       workloads to zero and wait until their pods (draining
+                                       one at a time per group) are gone
   meshrr-agent version
 
 The pod is described by the environment (downward API): POD_NAME,
@@ -81,6 +87,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	asJSON := fs.Bool("json", false, "status: print the report as JSON")
+	namespace := fs.String("namespace", "", "uninstall: the release namespace")
+	selector := fs.String("selector", "", "uninstall: label selector of the release's workloads and pods")
+	timeout := fs.Duration("timeout", 300*time.Second, "uninstall: how long to wait for the pods to stop")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -110,6 +119,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runStatus(ctx, *cfgPath, *asJSON, stdout)
 	case "run":
 		return runAgent(ctx, *cfgPath, *kubeconfig, getenv, log)
+	case "uninstall":
+		return runUninstall(ctx, uninstall.Options{Namespace: *namespace, Selector: *selector, Timeout: *timeout, Log: log}, *kubeconfig, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -302,6 +313,15 @@ func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(strin
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	namespaces := watchedNamespaces(cfg, pod.self.Namespace)
+	// settings every session is opened with apply when the pod is replaced
+	// (the chart rolls the pods one at a time for them), never to every
+	// running RR of the group at once
+	watcher.Adjust = func(c *config.Config) {
+		if kept := c.KeepSessionSettings(cfg); len(kept) > 0 {
+			log.Warn("settings that reset every session changed: kept until this pod is replaced", "op", "reload", "kept", kept)
+			rec.Normal(events.ReasonSettingsKept, "%s changed: these reset every BGP session, so this pod keeps its running values until it is replaced (the chart rolls the pods one at a time, each draining)", strings.Join(kept, ", "))
+		}
+	}
 	watcher.OnReload = func(c *config.Config, err error) {
 		if err != nil {
 			m.ConfigReloads.WithLabelValues("rejected").Inc()
@@ -329,7 +349,7 @@ func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(strin
 	disc := discovery.New(client, namespaces, 0, log)
 	loop := &reconcile.Loop{Backend: be, Peers: disc, Config: watcher, Self: pod.self, Metrics: m, Events: rec, Log: log}
 
-	rep := &reporter{loop: loop, be: be, cfg: watcher, pod: pod}
+	rep := &reporter{loop: loop, be: be, cfg: watcher, pod: pod, last: memo[status.Report]{maxAge: statusMaxAge}}
 	srv := &http.Server{Addr: cfg.Status.Listen, Handler: handler(m, loop, watcher, rep), ReadHeaderTimeout: 5 * time.Second}
 	ln, err := net.Listen("tcp", cfg.Status.Listen)
 	if err != nil {
@@ -401,6 +421,26 @@ func restartFields(was, now *config.Config) []string {
 	return changed
 }
 
+// runUninstall stops the release's pods before Helm deletes anything.
+func runUninstall(ctx context.Context, o uninstall.Options, kubeconfig string, stdout io.Writer) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	rc, err := restConfig(kubeconfig)
+	if err != nil {
+		return err
+	}
+	if o.Client, err = kubernetes.NewForConfig(rc); err != nil {
+		return err
+	}
+	rep, err := uninstall.Run(ctx, o)
+	if err != nil {
+		return fmt.Errorf("uninstall: %w", err)
+	}
+	fmt.Fprintln(stdout, rep)
+	return nil
+}
+
 func restConfig(kubeconfig string) (*rest.Config, error) {
 	if kubeconfig != "" {
 		c, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
@@ -425,10 +465,14 @@ func handler(m *metrics.Metrics, loop *reconcile.Loop, w *config.Watcher, rep *r
 	mux.HandleFunc("/healthz", func(rw http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(rw, "ok")
 	})
+	ready := &memo[error]{maxAge: statusMaxAge}
 	mux.HandleFunc("/readyz", func(rw http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-		defer cancel()
-		if err := loop.Ready(ctx, *w.Current().Status.ReadyRequiresEstablished); err != nil {
+		err := ready.get(func() error {
+			ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+			defer cancel()
+			return loop.Ready(ctx, *w.Current().Status.ReadyRequiresEstablished)
+		})
+		if err != nil {
 			http.Error(rw, err.Error(), http.StatusServiceUnavailable)
 			return
 		}

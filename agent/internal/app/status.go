@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/meshrr/meshrr/agent/config"
@@ -23,6 +24,43 @@ type reporter struct {
 	be   backend.Backend
 	cfg  *config.Watcher
 	pod  podEnv
+	// last bounds how often a request makes the agent query the daemon:
+	// the status port is reachable from the network
+	last memo[status.Report]
+}
+
+// statusMaxAge is the oldest state /status and /readyz answer with.
+const statusMaxAge = 2 * time.Second
+
+// memo keeps the last value computed and computes at most once per
+// maxAge, whatever the request rate; concurrent callers wait for the one
+// computation and share its result.
+type memo[T any] struct {
+	mu     sync.Mutex
+	at     time.Time
+	v      T
+	maxAge time.Duration
+	now    func() time.Time // time.Now when nil
+}
+
+func (m *memo[T]) get(compute func() T) T {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now
+	if m.now != nil {
+		now = m.now
+	}
+	if !m.at.IsZero() && now().Sub(m.at) < m.maxAge {
+		return m.v
+	}
+	m.v = compute()
+	m.at = now()
+	return m.v
+}
+
+// cached is report at most statusMaxAge old.
+func (r *reporter) cached(ctx context.Context) status.Report {
+	return r.last.get(func() status.Report { return r.report(ctx) })
 }
 
 func (r *reporter) report(ctx context.Context) status.Report {
@@ -48,7 +86,7 @@ func (r *reporter) serveHTTP(rw http.ResponseWriter, req *http.Request) {
 	rw.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(rw)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(r.report(ctx))
+	_ = enc.Encode(r.cached(ctx))
 }
 
 // runStatus prints this pod's status table, read from the running agent

@@ -27,6 +27,7 @@ const (
 	ReasonLicenseLimit     = "LicenseLimitExceeded"
 	ReasonUntrusted        = "UntrustedEndpoints"
 	ReasonChangeHeld       = "ChangeHeld"
+	ReasonSettingsKept     = "SessionSettingsKept"
 )
 
 // Recorder records Events about the agent's pod.

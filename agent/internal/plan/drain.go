@@ -13,15 +13,21 @@ import (
 // DrainBlockers lists what a pod that is about to stop still waits for
 // before it drains: a mesh member of every other side of its group (or,
 // without sides, any other member) with an Established session to this pod.
-// Members that are terminating are not in the snapshot (this pod, while it
-// drains, neither), so a side whose only pod is being replaced counts only
-// once the replacement has meshed.
+// A terminating member counts while it is meshed; a side whose only pod is
+// being replaced by a new one counts once either is meshed with this pod.
+// When the whole group is stopping (scaled to zero, its workload deleted,
+// the release uninstalled) nobody will come to wait for: once this pod is
+// listed as terminating and no member of the group is listed that is not,
+// nothing blocks (the drain lock still takes the pods one at a time).
 // nil: the pod may drain now.
 func DrainBlockers(c *config.Config, self Self, snap model.Snapshot, sessions []model.Session) []string {
 	if c.Drain.WaitForPeers != nil && !*c.Drain.WaitForPeers {
 		return nil
 	}
 	meshNS := or(c.Mesh.Namespace, self.Namespace)
+	if GroupStopping(snap, meshNS, c.Mesh.Group, self.ID()) {
+		return nil
+	}
 	established := map[string]bool{}
 	for _, s := range sessions {
 		if s.Established && s.Group == string(model.RoleMesh) {
@@ -56,4 +62,22 @@ func DrainBlockers(c *config.Config, self Self, snap model.Snapshot, sessions []
 	}
 	sort.Strings(out)
 	return out
+}
+
+// GroupStopping: the pod selfID is listed as terminating in its group and
+// every other listed member of the group is terminating too.
+func GroupStopping(snap model.Snapshot, namespace, group, selfID string) bool {
+	selfStopping := false
+	for _, m := range snap.Members {
+		if m.Namespace != namespace || m.Group != group {
+			continue
+		}
+		if !m.Terminating {
+			return false
+		}
+		if m.ID() == selfID {
+			selfStopping = true
+		}
+	}
+	return selfStopping
 }

@@ -45,4 +45,20 @@ func TestDrainBlockers(t *testing.T) {
 	assert.NotEmpty(t, DrainBlockers(noSides, self, snap, nil))
 	assert.Nil(t, DrainBlockers(noSides, self, snap, []model.Session{up("10.0.0.2", "mesh")}))
 	assert.Nil(t, DrainBlockers(cfg("drain: {waitForPeers: false}\n"), self, snap, nil), "a group of one waits for nobody")
+
+	// the whole group stopping (scale to zero, uninstall): the last pod
+	// has nobody to wait for; while a member that is not stopping is listed
+	// (a rolling update's new pod) it waits for it as before
+	stopping := func(m model.Member) model.Member { m.Terminating = true; return m }
+	selfMember := stopping(member("core-a-0", "a", "10.0.0.1"))
+	last := model.Snapshot{Synced: true, Members: []model.Member{selfMember}}
+	assert.Nil(t, DrainBlockers(sides, self, last, nil), "the last pod of a stopping group")
+	assert.Nil(t, DrainBlockers(noSides, self, last, nil))
+	all := model.Snapshot{Synced: true, Members: []model.Member{selfMember, stopping(member("core-a-1", "a", "10.0.0.2")), stopping(member("core-b-0", "b", "10.0.0.3"))}}
+	assert.Nil(t, DrainBlockers(sides, self, all, nil), "every member stopping")
+	rolling := model.Snapshot{Synced: true, Members: []model.Member{selfMember, member("core-b-1", "b", "10.0.0.4")}}
+	assert.NotEmpty(t, DrainBlockers(sides, self, rolling, nil), "a new member is listed: wait until it has meshed")
+	notListed := model.Snapshot{Synced: true, Members: []model.Member{stopping(member("core-b-0", "b", "10.0.0.3"))}}
+	assert.NotEmpty(t, DrainBlockers(sides, self, notListed, nil), "this pod not listed as stopping: no conclusion")
+	assert.NotEmpty(t, DrainBlockers(noSides, self, model.Snapshot{Synced: true}, nil), "an empty view (Services deleted) is no sign that the group stops")
 }

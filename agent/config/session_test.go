@@ -1,0 +1,34 @@
+package config
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestKeepSessionSettingsKeepsWhatResetsSessionsAndNothingElse(t *testing.T) {
+	parse := func(s string) *Config {
+		c, err := Parse([]byte(s))
+		require.NoError(t, err, s)
+		return c
+	}
+	running := parse("identity: {asn: 65000, clusterID: 10.0.0.1}\nmesh: {group: g}\ntimers: {hold: 90, keepalive: 30}\n")
+	changed := parse("identity: {asn: 65001, clusterID: 10.0.0.2}\nmesh: {group: g}\ntimers: {hold: 9, keepalive: 3}\n" +
+		"gracefulRestart: {restartTime: 60}\nclients: [{name: r, ranges: [10.0.0.0/8]}]\npolicy: [{name: p, towards: [clients], matchCommunities: [\"65000:1\"], action: reject}]\n")
+	kept := changed.KeepSessionSettings(running)
+	assert.ElementsMatch(t, []string{"identity", "timers", "gracefulRestart"}, kept)
+	assert.Equal(t, running.ASN(), changed.ASN(), "the compiled ASN follows")
+	id, _ := changed.ExplicitClusterID()
+	assert.Equal(t, "10.0.0.1", id.String(), "the compiled cluster id follows")
+	assert.Equal(t, 90, changed.Timers.Hold)
+	assert.Equal(t, running.GracefulRestart, changed.GracefulRestart)
+	// what applies in place still does
+	assert.Len(t, changed.Clients, 1)
+	assert.Len(t, changed.Policy, 1)
+
+	same := parse("identity: {asn: 65000, clusterID: 10.0.0.1}\nmesh: {group: g}\ntimers: {hold: 90, keepalive: 30}\nclients: [{name: r, ranges: [10.0.0.0/8]}]\n")
+	assert.Empty(t, same.KeepSessionSettings(running), "only client ranges changed")
+	// the list the chart's checksum covers is the list kept here
+	assert.Equal(t, []string{"identity", "families", "timers", "gracefulRestart"}, SessionSettings)
+}
