@@ -112,4 +112,4 @@ kind-images: deps base ## Kubernetes binaries, kind node image, FRR and MetalLB 
 	@tests/kind/build-images.sh
 
 e2e: kind-images images ## real installs on a kind cluster (KEEP_CLUSTER=1 keeps it; E2E_RUN=regexp selects suites)
-	PATH=$(KIND_BIN):$$PATH $(GO) test -tags e2e -count=1 -timeout 40m -v -run '$(or $(E2E_RUN),.)' ./tests/e2e/ 2>&1 | tee $(CURDIR)/e2e.log | grep -E --line-buffered '^(=== RUN|--- |PASS|FAIL|ok )|e2e phase|_test.go:[0-9]+: [^ ]'; exit $${PIPESTATUS[0]}
+	PATH=$(KIND_BIN):$$PATH $(GO) test -tags e2e -count=1 -timeout 50m -v -run '$(or $(E2E_RUN),.)' ./tests/e2e/ 2>&1 | tee $(CURDIR)/e2e.log | grep -E --line-buffered '^(=== RUN|--- |PASS|FAIL|ok )|e2e phase|_test.go:[0-9]+: [^ ]'; exit $${PIPESTATUS[0]}

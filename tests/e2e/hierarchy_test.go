@@ -261,3 +261,131 @@ func TestDualHomedClientsLoseNoRouteWhenASideGoes(t *testing.T) {
 	t.Logf("sides: %d samples of the dual-homed client's table, %d prefix-samples missing, longest gap %s (goal 0)", samples, lost, longest)
 	assert.Zero(t, lost, "a dual-homed client lost routes while side a was deleted")
 }
+
+// TestSingleUpstreamReplacedAndRegionChurn: a region RR with maxPeers 1
+// keeps its one upstream session until the replacement upstream is
+// Established (make before break), measured at a router of the region
+// sampling a route that enters through the core; then every region RR pod
+// is replaced twice and, once the graceful-restart time has passed, the
+// core RRs hold no session for a peer that has gone.
+func TestSingleUpstreamReplacedAndRegionChurn(t *testing.T) {
+	coreNS := namespace(t, "e2e-up1-core")
+	regNS := namespace(t, "e2e-up1-reg")
+	const grTime = 10 * time.Second
+	helm.Install(t, helmOptions(coreNS, []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{
+		"groups.core.clients.routers.ranges[0]":   routerRange(),
+		"groups.core.gracefulRestart.restartTime": fmt.Sprint(int(grTime.Seconds())),
+	}), chart(), "core")
+	helm.Install(t, helmOptions(regNS, []string{example("2regions-hrr", "values.yaml"), example("2regions-hrr", "values-lothlorien.yaml")}, map[string]string{
+		"defaults.upstream.namespace":                 coreNS.Namespace,
+		"defaults.upstream.maxPeers":                  "1",
+		"defaults.upstream.siblingNamespaces":         fmt.Sprintf("{%s}", regNS.Namespace),
+		"defaults.replicas":                           "1",
+		"groups.lothlorien.clients.routers.ranges[0]": routerRange(),
+	}), chart(), "lothlorien")
+	cores := waitReady(t, coreNS, coreSelector, 2, 3*time.Minute)
+	regSel := "app.kubernetes.io/name=meshrr,meshrr.io/group-name=lothlorien"
+	reg := waitReady(t, regNS, regSel, 1, 3*time.Minute)
+
+	var coreIPs []string
+	for _, p := range cores {
+		coreIPs = append(coreIPs, p.Status.PodIP)
+	}
+	announce := map[string]string{"10.230.0.0/24": "", "10.230.1.0/24": ""}
+	origin := startRouter(t, "up1-origin", routerConf(routerID(41), coreIPs, announce))
+	client := startRouter(t, "up1-client", routerConf(routerID(42), []string{reg[0].Status.PodIP}, nil))
+	prefixes := []string{"10.230.0.0/24", "10.230.1.0/24"}
+	var upstream string
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		m, err := client.routes()
+		if assert.NoError(c, err) {
+			for _, p := range prefixes {
+				assert.Contains(c, m, p)
+			}
+		}
+		ss, err := sessions(t, regNS, reg[0].Name)
+		if assert.NoError(c, err) {
+			up := established(ss, "upstream")
+			assert.Len(c, up, 1, "maxPeers 1: one upstream session")
+			for peer := range up {
+				upstream = peer
+			}
+		}
+	}, 3*time.Minute, time.Second)
+	var victim string
+	for _, p := range cores {
+		if p.Status.PodIP == upstream {
+			victim = p.Name
+		}
+	}
+	require.NotEmpty(t, victim, "the upstream %s is no core pod", upstream)
+
+	// the single upstream is replaced (graceful delete: it drains first)
+	watch := watchRoutes(client, prefixes)
+	start := time.Now()
+	k8s.RunKubectl(t, coreNS, "delete", "pod", victim, "--wait=false")
+	var replacement string
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		ss, err := sessions(t, regNS, reg[0].Name)
+		if !assert.NoError(c, err) {
+			return
+		}
+		up := established(ss, "upstream")
+		assert.NotContains(c, up, upstream, "still peering with the stopped upstream")
+		assert.Len(c, up, 1)
+		for peer := range up {
+			replacement = peer
+		}
+	}, 3*time.Minute, time.Second)
+	took := time.Since(start)
+	time.Sleep(3 * time.Second)
+	samples, lost, longest, missing := watch.finish()
+	t.Logf("maxPeers 1: upstream %s (%s) replaced by %s in %s; %d samples at a region router, %d prefix-samples missing, longest gap %s (goal 0)",
+		upstream, victim, replacement, took.Round(100*time.Millisecond), samples, lost, longest)
+	assert.Empty(t, missing)
+	assert.Zero(t, lost, "the region lost its upstream routes while its single upstream was replaced")
+
+	// churn: the region RR pod replaced twice; afterwards the core keeps no
+	// session to an address that no pod has any more
+	for round := range 2 {
+		old := pods(t, regNS, regSel)
+		require.Len(t, old, 1)
+		k8s.RunKubectl(t, regNS, "delete", "pod", old[0].Name)
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			ps := pods(t, regNS, regSel)
+			if assert.Len(c, ps, 1) {
+				assert.NotEqual(c, old[0].UID, ps[0].UID, "round %d: not replaced yet", round)
+				assert.True(c, isReady(ps[0]))
+			}
+		}, 3*time.Minute, time.Second)
+	}
+	churned := time.Now()
+	live := map[string]bool{origin.Addr.String(): true, client.Addr.String(): true}
+	for _, ns := range []*k8s.KubectlOptions{coreNS, regNS} {
+		for _, p := range pods(t, ns, "app.kubernetes.io/name=meshrr") {
+			live[p.Status.PodIP] = true
+		}
+	}
+	goneSessions := func() (n int, which []string) {
+		for _, p := range pods(t, coreNS, coreSelector) {
+			ss, err := sessions(t, coreNS, p.Name)
+			require.NoError(t, err)
+			for _, s := range ss {
+				if !live[s.Peer] {
+					n++
+					which = append(which, fmt.Sprintf("%s->%s (%s, %s)", p.Name, s.Peer, s.Name, s.State))
+				}
+			}
+		}
+		return n, which
+	}
+	atOnce, _ := goneSessions()
+	var n int
+	var which []string
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		n, which = goneSessions()
+		assert.Zero(c, n, "sessions for gone peers: %v", which)
+	}, grTime+2*time.Minute, 2*time.Second)
+	t.Logf("churn: region RR replaced twice; core sessions for gone peers: %d right after, %d after %s (graceful-restart time %s; goal 0)",
+		atOnce, n, time.Since(churned).Round(time.Second), grTime)
+}

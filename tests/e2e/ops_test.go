@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"regexp"
@@ -16,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 var appliedRE = regexp.MustCompile(`(?m)^meshrr_apply_total\{result="applied"\} (\d+)`)
@@ -96,6 +98,56 @@ func TestPolicyOnlyUpgradeResetsNoSession(t *testing.T) {
 	assert.Equal(t, state, podState(pods(t, opts, coreSelector)), "no pod replaced or restarted")
 	t.Logf("policy-only upgrade: applied by every RR %s after helm upgrade (kubelet's ConfigMap sync); %d of %d sessions reset %v (goal 0)", took.Round(time.Second), n, total, which)
 	assert.Zero(t, n, "a policy change reset sessions")
+
+	discoveryServiceGoneChangesNothing(t, opts)
+}
+
+// discoveryServiceGoneChangesNothing deletes the group's headless
+// Services (and so its EndpointSlices) for 20 s, then restores them: an
+// empty view that no longer lists the pod itself changes nothing, and the
+// restored view is the old one.
+func discoveryServiceGoneChangesNothing(t *testing.T, opts *k8s.KubectlOptions) {
+	before, ps, state, count := baseline(t, opts)
+	var saved []string
+	for _, side := range []string{"a", "b"} {
+		svc := k8s.GetService(t, opts, "core-meshrr-core-"+side)
+		require.Equal(t, corev1.ClusterIPNone, svc.Spec.ClusterIP)
+		svc.ObjectMeta = metav1.ObjectMeta{Name: svc.Name, Namespace: svc.Namespace, Labels: svc.Labels, Annotations: svc.Annotations}
+		svc.Status = corev1.ServiceStatus{}
+		raw, err := json.Marshal(svc)
+		require.NoError(t, err)
+		saved = append(saved, string(raw))
+		k8s.RunKubectl(t, opts, "delete", "service", svc.Name)
+	}
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		out, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "endpointslices", "-l", "meshrr.io/group=core.core", "-o", "name")
+		assert.NoError(c, err)
+		assert.Empty(c, strings.TrimSpace(out), "the group's EndpointSlices are still there")
+	}, time.Minute, time.Second)
+	time.Sleep(20 * time.Second)
+	gone := settledSessions(t, opts)
+	for _, raw := range saved {
+		k8s.KubectlApplyFromString(t, opts, raw)
+	}
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		out, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "endpointslices", "-l", "meshrr.io/group=core.core", "-o", "name")
+		assert.NoError(c, err)
+		assert.Len(c, strings.Fields(out), 2, "the restored Services' EndpointSlices")
+	}, time.Minute, time.Second)
+	time.Sleep(5 * time.Second)
+	after := settledSessions(t, opts)
+	nGone, total, whichGone := resets(before, gone)
+	n, _, which := resets(before, after)
+	changed := 0
+	for _, p := range ps {
+		changed += applied(t, opts, p.Name) - count[p.Name]
+	}
+	assert.Equal(t, state, podState(pods(t, opts, coreSelector)), "no pod replaced or restarted")
+	t.Logf("discovery Services deleted for 20 s, then restored: %d of %d sessions reset while they were gone %v, %d after the restore %v, %d configuration changes (goal 0, 0, 0)",
+		nGone, total, whichGone, n, which, changed)
+	assert.Zero(t, nGone, "sessions reset while the discovery Services were gone")
+	assert.Zero(t, n, "sessions reset by the restore")
+	assert.Zero(t, changed, "configuration changed")
 }
 
 // baseline is what an operation must not change: the sessions, the pods
