@@ -112,6 +112,7 @@ func discoveryServiceGoneChangesNothing(t *testing.T, opts *k8s.KubectlOptions) 
 	for _, side := range []string{"a", "b"} {
 		svc := k8s.GetService(t, opts, "core-meshrr-core-"+side)
 		require.Equal(t, corev1.ClusterIPNone, svc.Spec.ClusterIP)
+		svc.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Service"}
 		svc.ObjectMeta = metav1.ObjectMeta{Name: svc.Name, Namespace: svc.Namespace, Labels: svc.Labels, Annotations: svc.Annotations}
 		svc.Status = corev1.ServiceStatus{}
 		raw, err := json.Marshal(svc)
