@@ -16,7 +16,7 @@ export PATH := $(TOOLS_BIN):$(PATH)
 CHART := charts/meshrr
 EX := examples
 
-.PHONY: help test deps tools unit lint bench fuzz junos-yang e2e-crpd crpd-env build base images images-smoke chart-lint chart-docs chart-docs-check kind-images e2e demo
+.PHONY: help test deps tools unit lint bench fuzz junos-yang e2e-crpd crpd-env build base images images-smoke chart-lint chart-docs chart-docs-check kind-images e2e demo idle-cpu
 
 demo: kind-images images tools build ## kind cluster with the 2-regions example; prints BGP sessions (DEMO_TEARDOWN=1 removes it after)
 	@tests/kind/demo.sh
@@ -110,6 +110,9 @@ kind-images: deps base ## Kubernetes binaries, kind node image, FRR and MetalLB 
 	@tests/kind/host-prep.sh $(BASE_IMAGE)
 	@tests/kind/build-binaries.sh
 	@tests/kind/build-images.sh
+
+idle-cpu: kind-images ## CPU an idle 4-node test cluster uses over one minute, per node (the harness's own cost)
+	@tests/kind/idle-cpu.sh
 
 e2e: kind-images images ## real installs on a kind cluster (KEEP_CLUSTER=1 keeps it; E2E_RUN=regexp selects suites)
 	PATH=$(KIND_BIN):$$PATH $(GO) test -tags e2e -count=1 -timeout 50m -v -run '$(or $(E2E_RUN),.)' ./tests/e2e/ 2>&1 | tee $(CURDIR)/e2e.log | grep -E --line-buffered '^(=== RUN|--- |PASS|FAIL|ok )|e2e phase|_test.go:[0-9]+: [^ ]'; exit $${PIPESTATUS[0]}

@@ -30,7 +30,7 @@ func TestDualStackMeshAndIPv6Clients(t *testing.T) {
 		t.Cleanup(func() { _ = scriptIn(name, nil, "tests/kind/cluster.sh", "down") })
 	}
 	require.NoError(t, scriptIn(name, nil, "tests/kind/cluster.sh", "load", agentImage, birdImage))
-	t.Logf("dual stack: cluster %s up and loaded in %s", name, time.Since(start).Round(time.Second))
+	logf(t, "dual stack: cluster %s up and loaded in %s", name, time.Since(start).Round(time.Second))
 	// the helpers work on the current cluster: this one, for this test
 	prev := kubeconfig
 	kubeconfig = filepath.Join(kindWork(), "kubeconfig-"+name)
@@ -75,7 +75,7 @@ func TestDualStackMeshAndIPv6Clients(t *testing.T) {
 			}
 		}
 	}, 2*time.Minute, time.Second)
-	t.Logf("dual stack: both RRs meshed over IPv4 and IPv6 %s after the cluster creation began", time.Since(start).Round(time.Second))
+	logf(t, "dual stack: both RRs meshed over IPv4 and IPv6 %s after the cluster creation began", time.Since(start).Round(time.Second))
 
 	conf := func(id, rr, announce string) string {
 		c := fmt.Sprintf("router bgp 65000\n bgp router-id %s\n no bgp default ipv4-unicast\n no bgp network import-check\n neighbor %s remote-as 65000\n neighbor %s timers connect 2\n address-family ipv6 unicast\n  neighbor %s activate\n", id, rr, rr, rr)
@@ -93,7 +93,7 @@ func TestDualStackMeshAndIPv6Clients(t *testing.T) {
 			assert.Equal(c, r1v6, m["2001:db8:71::/48"].NextHop, "next hop unchanged")
 		}
 	}, 2*time.Minute, time.Second)
-	t.Logf("dual stack: 2001:db8:71::/48 from %s reached %s through both RRs over IPv6 sessions, next hop %s", r1.Name, r2.Name, r1v6)
+	logf(t, "dual stack: 2001:db8:71::/48 from %s reached %s through both RRs over IPv6 sessions, next hop %s", r1.Name, r2.Name, r1v6)
 }
 
 func globalIPv6(t *testing.T, container string) string {

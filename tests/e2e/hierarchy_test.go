@@ -73,7 +73,7 @@ func TestHierarchyAndBoundaryPolicy(t *testing.T) {
 	cores := waitReady(t, coreNS, coreSel, 2, 3*time.Minute)
 	loth := waitReady(t, lothNS, coreSel, 2, 3*time.Minute)
 	mirk := waitReady(t, mirkNS, coreSel, 2, 3*time.Minute)
-	t.Logf("hierarchy: core (2 sides) and two regions ready %s after the region installs", time.Since(start).Round(time.Second))
+	logf(t, "hierarchy: core (2 sides) and two regions ready %s after the region installs", time.Since(start).Round(time.Second))
 
 	side := map[string]string{}
 	for _, p := range cores {
@@ -170,7 +170,7 @@ func uninstallRegionDrainsFirst(t *testing.T, opts *k8s.KubectlOptions, rrPods [
 	samples, lost, longest, _ := watch.finish()
 	left := pods(t, opts, "app.kubernetes.io/name=meshrr")
 	assert.Empty(t, podNames(left), "the uninstall hook returned before the RRs stopped")
-	t.Logf("uninstall: helm uninstall of a 2-RR region took %s; %d samples of a dual-homed router while it had a session to the region, %d prefix-samples missing, longest gap %s (goal 0 until the last RR stops)",
+	logf(t, "uninstall: helm uninstall of a 2-RR region took %s; %d samples of a dual-homed router while it had a session to the region, %d prefix-samples missing, longest gap %s (goal 0 until the last RR stops)",
 		took.Round(100*time.Millisecond), samples, lost, longest)
 	assert.Positive(t, samples, "no sample taken while the region's RRs were up")
 	assert.Zero(t, lost, "routes lost while an RR of the region was still up")
@@ -179,7 +179,7 @@ func uninstallRegionDrainsFirst(t *testing.T, opts *k8s.KubectlOptions, rrPods [
 	out, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "events", "--field-selector", "reason=Draining", "-o", "jsonpath={range .items[*]}{.involvedObject.name}: {.message}{\"\\n\"}{end}")
 	require.NoError(t, err)
 	drains := strings.Split(strings.TrimSpace(out), "\n")
-	t.Logf("uninstall: drain reports:\n%s", out)
+	logf(t, "uninstall: drain reports:\n%s", out)
 	assert.Len(t, drains, len(rrPods), "one Draining event per RR")
 	for _, d := range drains {
 		assert.NotContains(t, d, "timed out", "a pod waited out its drain wait timeout")
@@ -254,11 +254,11 @@ func TestDualHomedClientsLoseNoRouteWhenASideGoes(t *testing.T) {
 		}
 	}, 3*time.Minute, 500*time.Millisecond)
 	meshSettled(t, opts, 2, 2*time.Minute)
-	t.Logf("sides: every side-a pod killed -> replacement ready and meshed in %s", time.Since(start).Round(100*time.Millisecond))
+	logf(t, "sides: every side-a pod killed -> replacement ready and meshed in %s", time.Since(start).Round(100*time.Millisecond))
 	time.Sleep(5 * time.Second) // keep sampling after the replacement joined
 	samples, lost, longest, missing := watch.finish()
 	assert.Empty(t, missing, "prefixes still missing")
-	t.Logf("sides: %d samples of the dual-homed client's table, %d prefix-samples missing, longest gap %s (goal 0)", samples, lost, longest)
+	logf(t, "sides: %d samples of the dual-homed client's table, %d prefix-samples missing, longest gap %s (goal 0)", samples, lost, longest)
 	assert.Zero(t, lost, "a dual-homed client lost routes while side a was deleted")
 }
 
@@ -340,7 +340,7 @@ func TestSingleUpstreamReplacedAndRegionChurn(t *testing.T) {
 	took := time.Since(start)
 	time.Sleep(3 * time.Second)
 	samples, lost, longest, missing := watch.finish()
-	t.Logf("maxPeers 1: upstream %s (%s) replaced by %s in %s; %d samples at a region router, %d prefix-samples missing, longest gap %s (goal 0)",
+	logf(t, "maxPeers 1: upstream %s (%s) replaced by %s in %s; %d samples at a region router, %d prefix-samples missing, longest gap %s (goal 0)",
 		upstream, victim, replacement, took.Round(100*time.Millisecond), samples, lost, longest)
 	assert.Empty(t, missing)
 	assert.Zero(t, lost, "the region lost its upstream routes while its single upstream was replaced")
@@ -386,6 +386,6 @@ func TestSingleUpstreamReplacedAndRegionChurn(t *testing.T) {
 		n, which = goneSessions()
 		assert.Zero(c, n, "sessions for gone peers: %v", which)
 	}, grTime+2*time.Minute, 2*time.Second)
-	t.Logf("churn: region RR replaced twice; core sessions for gone peers: %d right after, %d after %s (graceful-restart time %s; goal 0)",
+	logf(t, "churn: region RR replaced twice; core sessions for gone peers: %d right after, %d after %s (graceful-restart time %s; goal 0)",
 		atOnce, n, time.Since(churned).Round(time.Second), grTime)
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -88,7 +89,24 @@ func mainE(m *testing.M) int {
 }
 
 func phase(name string, start time.Time) {
-	fmt.Printf("e2e phase: %-16s %6.1fs since start\n", name, time.Since(start).Seconds())
+	fmt.Printf("e2e phase: %-16s %6.1fs since start [%s]\n", name, time.Since(start).Seconds(), hostLoad())
+}
+
+// logf is t.Logf with the host's load average: every figure an e2e suite
+// reports says how busy the machine was when it was measured.
+func logf(t *testing.T, format string, args ...any) {
+	t.Helper()
+	t.Logf(format+" [%s]", append(args, hostLoad())...)
+}
+
+// hostLoad is the host's 1, 5 and 15 minute load averages.
+func hostLoad() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(raw))
+	if err != nil || len(f) < 3 {
+		return "host load unknown"
+	}
+	return fmt.Sprintf("host load %s %s %s, %d cores", f[0], f[1], f[2], runtime.NumCPU())
 }
 
 func script(args ...string) error { return scriptIn(cluster, nil, args...) }

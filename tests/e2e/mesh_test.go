@@ -66,7 +66,7 @@ func TestMeshScaleOutAndSelfHealing(t *testing.T) {
 	helm.Install(t, ho, chart(), "core")
 	ps := waitReady(t, opts, coreSelector, 3, 3*time.Minute)
 	meshSettled(t, opts, 3, 2*time.Minute)
-	t.Logf("mesh: 3 RRs installed and fully meshed in %s", time.Since(start).Round(time.Second))
+	logf(t, "mesh: 3 RRs installed and fully meshed in %s", time.Since(start).Round(time.Second))
 
 	// an outside router announces through one RR; another learns it through another RR
 	peer := func(pod string) string {
@@ -91,7 +91,7 @@ func TestMeshScaleOutAndSelfHealing(t *testing.T) {
 	helm.Upgrade(t, ho, chart(), "core")
 	waitReady(t, opts, coreSelector, 5, 3*time.Minute)
 	after := meshSettled(t, opts, 5, 2*time.Minute)
-	t.Logf("scale-out: 3 -> 5 RRs fully meshed %s after helm upgrade", time.Since(start).Round(time.Second))
+	logf(t, "scale-out: 3 -> 5 RRs fully meshed %s after helm upgrade", time.Since(start).Round(time.Second))
 	for pod, mesh := range before {
 		for peer, s := range mesh {
 			assert.WithinDuration(t, s.Since, after[pod][peer].Since, sinceJitter, "%s: session to %s was reset by the scale-out", pod, peer)
@@ -110,7 +110,7 @@ func TestMeshScaleOutAndSelfHealing(t *testing.T) {
 	}, time.Minute, 200*time.Millisecond)
 	meshSettled(t, opts, 5, 2*time.Minute)
 	healed := time.Since(start)
-	t.Logf("self-healing: pod killed -> replacement meshed with all 4 peers (every session Established) in %s (goal < 15s)", healed.Round(100*time.Millisecond))
+	logf(t, "self-healing: pod killed -> replacement meshed with all 4 peers (every session Established) in %s (goal < 15s)", healed.Round(100*time.Millisecond))
 
 	// EndpointSlice change -> config applied, from the agents' histograms
 	buckets := map[float64]float64{}
@@ -120,7 +120,7 @@ func TestMeshScaleOutAndSelfHealing(t *testing.T) {
 		}
 	}
 	p50, p99, n := quantiles(buckets)
-	t.Logf("EndpointSlice change -> config applied over %v changes on all agents: p50 <= %gs, p99 <= %gs (goal p99 < 0.5s)", n, p50, p99)
+	logf(t, "EndpointSlice change -> config applied over %v changes on all agents: p50 <= %gs, p99 <= %gs (goal p99 < 0.5s)", n, p50, p99)
 
 	forgedEndpointSlicesChangeNothing(t, opts)
 }
@@ -189,7 +189,7 @@ endpoints:
 			assert.WithinDuration(t, s.Since, after[p.Name][peer].Since, sinceJitter, "%s: session to %s reset", p.Name, peer)
 		}
 	}
-	t.Logf("injection: 2 forged EndpointSlices (hostile pod name, foreign and duplicate addresses): %d of %d RRs changed their configuration (goal 0); every RR warned within %s",
+	logf(t, "injection: 2 forged EndpointSlices (hostile pod name, foreign and duplicate addresses): %d of %d RRs changed their configuration (goal 0); every RR warned within %s",
 		changed, len(ps), warned.Round(100*time.Millisecond))
 	k8s.RunKubectl(t, opts, "delete", "endpointslice", "--ignore-not-found", "forged-controller", "forged-other")
 }

@@ -96,7 +96,7 @@ func TestPolicyOnlyUpgradeResetsNoSession(t *testing.T) {
 	after := settledSessions(t, opts)
 	n, total, which := resets(before, after)
 	assert.Equal(t, state, podState(pods(t, opts, coreSelector)), "no pod replaced or restarted")
-	t.Logf("policy-only upgrade: applied by every RR %s after helm upgrade (kubelet's ConfigMap sync); %d of %d sessions reset %v (goal 0)", took.Round(time.Second), n, total, which)
+	logf(t, "policy-only upgrade: applied by every RR %s after helm upgrade (kubelet's ConfigMap sync); %d of %d sessions reset %v (goal 0)", took.Round(time.Second), n, total, which)
 	assert.Zero(t, n, "a policy change reset sessions")
 
 	discoveryServiceGoneChangesNothing(t, opts)
@@ -144,7 +144,7 @@ func discoveryServiceGoneChangesNothing(t *testing.T, opts *k8s.KubectlOptions) 
 		changed += applied(t, opts, p.Name) - count[p.Name]
 	}
 	assert.Equal(t, state, podState(pods(t, opts, coreSelector)), "no pod replaced or restarted")
-	t.Logf("discovery Services deleted for 20 s, then restored: %d of %d sessions reset while they were gone %v, %d after the restore %v, %d configuration changes (goal 0, 0, 0)",
+	logf(t, "discovery Services deleted for 20 s, then restored: %d of %d sessions reset while they were gone %v, %d after the restore %v, %d configuration changes (goal 0, 0, 0)",
 		nGone, total, whichGone, n, which, changed)
 	assert.Zero(t, nGone, "sessions reset while the discovery Services were gone")
 	assert.Zero(t, n, "sessions reset by the restore")
@@ -208,7 +208,7 @@ func TestAPIServerOutageChangesNothing(t *testing.T) {
 	}
 	require.False(t, apiUp(), "the apiserver did not stop")
 	down := time.Now()
-	t.Logf("api outage: kube-apiserver unreachable %s after its manifest was removed", down.Sub(start).Round(time.Second))
+	logf(t, "api outage: kube-apiserver unreachable %s after its manifest was removed", down.Sub(start).Round(time.Second))
 	time.Sleep(60 * time.Second)
 	restore()
 	for !apiUp() && time.Since(down) < 4*time.Minute {
@@ -224,7 +224,7 @@ func TestAPIServerOutageChangesNothing(t *testing.T) {
 		changed += applied(t, opts, p.Name) - count[p.Name]
 	}
 	assert.Equal(t, state, podState(pods(t, opts, coreSelector)), "no pod replaced or restarted")
-	t.Logf("api outage: apiserver unreachable for %s; %d of %d sessions reset %v, %d configuration changes (goal 0 and 0)", outage.Round(time.Second), n, total, which, changed)
+	logf(t, "api outage: apiserver unreachable for %s; %d of %d sessions reset %v, %d configuration changes (goal 0 and 0)", outage.Round(time.Second), n, total, which, changed)
 	assert.Zero(t, n, "sessions reset during the API outage")
 	assert.Zero(t, changed, "configuration changed during the API outage")
 }
@@ -260,7 +260,7 @@ func TestDaemonKilledIsNoticedAndMeshesAgain(t *testing.T) {
 	evs, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "events", "--field-selector", "reason=DaemonRestarted,involvedObject.name="+victim.Name, "-o", "jsonpath={.items[*].message}")
 	require.NoError(t, err)
 	assert.Contains(t, evs, "bird restarted")
-	t.Logf("daemon killed: restart noticed by the agent (configuration applied again) %s after the kill; mesh Established again after %s", noticed.Round(100*time.Millisecond), back.Round(100*time.Millisecond))
+	logf(t, "daemon killed: restart noticed by the agent (configuration applied again) %s after the kill; mesh Established again after %s", noticed.Round(100*time.Millisecond), back.Round(100*time.Millisecond))
 }
 
 // TestTCPMD5FromASecret: the core group's client key comes from a Secret;
@@ -291,5 +291,5 @@ func TestTCPMD5FromASecret(t *testing.T) {
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		assert.Equal(c, "Established", r.neighborState(rr))
 	}, time.Minute, 200*time.Millisecond)
-	t.Logf("md5: wrong key: no session for 8 s, %d badly signed segments dropped (meshrr_tcp_md5_segments_dropped_total{reason=\"failure\"}); right key: Established %s after the router's change", n, time.Since(start).Round(100*time.Millisecond))
+	logf(t, "md5: wrong key: no session for 8 s, %d badly signed segments dropped (meshrr_tcp_md5_segments_dropped_total{reason=\"failure\"}); right key: Established %s after the router's change", n, time.Since(start).Round(100*time.Millisecond))
 }

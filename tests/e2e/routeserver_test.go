@@ -37,7 +37,7 @@ func installMetalLB(t *testing.T) {
 	metallbOnce.Do(func() {
 		start := time.Now()
 		metallbErr = script("tests/kind/metallb.sh", "install")
-		t.Logf("metallb: installed and answering in %s", time.Since(start).Round(100*time.Millisecond))
+		logf(t, "metallb: installed and answering in %s", time.Since(start).Round(100*time.Millisecond))
 	})
 	require.NoError(t, metallbErr, "MetalLB install (tests/kind/metallb.sh)")
 }
@@ -170,10 +170,10 @@ func TestRouteServersBehindAnycastSides(t *testing.T) {
 		assert.Equal(c, []string{nodeOf["a"]}, m[vipA+"/32"].NextHops, "side a announced only from the node running it")
 		assert.Equal(c, []string{nodeOf["b"]}, m[vipB+"/32"].NextHops, "side b announced only from the node running it")
 	}, 2*time.Minute, 500*time.Millisecond)
-	t.Logf("route servers: both anycast addresses announced %s after helm install", time.Since(start).Round(100*time.Millisecond))
+	logf(t, "route servers: both anycast addresses announced %s after helm install", time.Since(start).Round(100*time.Millisecond))
 
 	f.waitExchanging(t)
-	t.Logf("route servers: dc1 and dc2 Established with both sides and exchanging routes %s after helm install", time.Since(start).Round(100*time.Millisecond))
+	logf(t, "route servers: dc1 and dc2 Established with both sides and exchanging routes %s after helm install", time.Since(start).Round(100*time.Millisecond))
 
 	w1 := watchRoutes(dc1, []string{"10.202.0.0/24"})
 	w2 := watchRoutes(dc2, []string{"10.201.0.0/24"})
@@ -211,9 +211,9 @@ func TestRouteServersBehindAnycastSides(t *testing.T) {
 	time.Sleep(3 * time.Second) // keep sampling after the sessions came back
 	s1, lost1, gap1, miss1 := w1.finish()
 	s2, lost2, gap2, miss2 := w2.finish()
-	t.Logf("route servers: side-a pod deleted (it drains %s first): %s withdrawn after %s, announced again after %s from %s; side-a sessions re-established after %s (dc1) and %s (dc2)",
+	logf(t, "route servers: side-a pod deleted (it drains %s first): %s withdrawn after %s, announced again after %s from %s; side-a sessions re-established after %s (dc1) and %s (dc2)",
 		drainTime, vipA, withdrawn.Round(10*time.Millisecond), announced.Round(10*time.Millisecond), announcedFrom, back1.Round(10*time.Millisecond), back2.Round(10*time.Millisecond))
-	t.Logf("route servers: through side b dc1 kept dc2's prefix in %d of %d samples (longest gap %s), dc2 kept dc1's in %d of %d (longest gap %s)",
+	logf(t, "route servers: through side b dc1 kept dc2's prefix in %d of %d samples (longest gap %s), dc2 kept dc1's in %d of %d (longest gap %s)",
 		s1-lost1, s1, gap1, s2-lost2, s2, gap2)
 	assert.Empty(t, miss1)
 	assert.Empty(t, miss2)

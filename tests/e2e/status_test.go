@@ -53,7 +53,7 @@ func TestStatusAndTopologyOfALiveGroup(t *testing.T) {
 		out, code = runPlugin(t, bin, "status", "-n", opts.Namespace)
 		assert.Equal(c, 0, code, out)
 	}, time.Minute, time.Second)
-	t.Logf("status: kubectl meshrr status -n %s (exit %d):\n%s", opts.Namespace, code, out)
+	logf(t, "status: kubectl meshrr status -n %s (exit %d):\n%s", opts.Namespace, code, out)
 	assert.Contains(t, out, "GROUP core.core (namespace "+opts.Namespace+"): 2 RRs, sides a,b, 2 of 2 sessions Established: OK")
 	ps := pods(t, opts, coreSelector)
 	for _, p := range ps {
@@ -78,7 +78,7 @@ func TestStatusAndTopologyOfALiveGroup(t *testing.T) {
 		assert.Equal(c, 2, code, "a degraded group exits 2:\n%s", out)
 		assert.Contains(c, out, "DEGRADED")
 	}, time.Minute, time.Second)
-	t.Logf("status: with %s disabled in %s (exit %d):\n%s", proto, ps[0].Name, code, out)
+	logf(t, "status: with %s disabled in %s (exit %d):\n%s", proto, ps[0].Name, code, out)
 	_, err = k8s.RunKubectlAndGetOutputE(t, opts, "exec", ps[0].Name, "-c", "agent", "--", "/meshrr-agent", "status", "--config", "/etc/meshrr/config.yaml")
 	assert.Error(t, err, "meshrr-agent status fails in a degraded pod")
 
@@ -97,5 +97,5 @@ func TestStatusAndTopologyOfALiveGroup(t *testing.T) {
 	assert.Contains(t, string(b), "side b")
 	assert.Contains(t, string(b), "DEGRADED")
 	assert.Contains(t, string(b), `stroke="#c62828"`, "the disabled session is drawn red")
-	t.Logf("status: topology rendered by graphviz to %s (%d bytes)", svg, len(b))
+	logf(t, "status: topology rendered by graphviz to %s (%d bytes)", svg, len(b))
 }

@@ -63,7 +63,7 @@ func TestClientTiersReceiveExactlyTheirTier(t *testing.T) {
 			}
 		}
 	}, 2*time.Minute, time.Second)
-	t.Logf("tiers: full, partial and default-only clients hold exactly their tier %s after helm install", time.Since(start).Round(100*time.Millisecond))
+	logf(t, "tiers: full, partial and default-only clients hold exactly their tier %s after helm install", time.Since(start).Round(100*time.Millisecond))
 	for range 3 { // and nothing more arrives later
 		time.Sleep(time.Second)
 		for tier, r := range clients {

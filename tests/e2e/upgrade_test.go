@@ -65,12 +65,12 @@ func rollWhileSampling(t *testing.T, f *rsFixture, what string, set map[string]s
 
 	evs, err := k8s.RunKubectlAndGetOutputE(t, f.opts, "get", "events", "--field-selector", "reason=Draining", "-o", "jsonpath={range .items[*]}{.involvedObject.name}: {.message}{\"\\n\"}{end}")
 	require.NoError(t, err)
-	t.Logf("upgrade (%s): drain events:\n%s", what, evs)
+	logf(t, "upgrade (%s): drain events:\n%s", what, evs)
 	assert.Equal(t, drains, strings.Count(evs, "routes marked for graceful shutdown"), "each old route server drained once")
 
-	t.Logf("upgrade (%s): rolled on both sides in %s; both DC routers Established with both sides again after %s",
+	logf(t, "upgrade (%s): rolled on both sides in %s; both DC routers Established with both sides again after %s",
 		what, rolled.Round(100*time.Millisecond), settledAt.Round(100*time.Millisecond))
-	t.Logf("upgrade (%s): dc1 kept dc2's prefix in %d of %d samples (longest gap %s), dc2 kept dc1's in %d of %d (longest gap %s); goal: no gap",
+	logf(t, "upgrade (%s): dc1 kept dc2's prefix in %d of %d samples (longest gap %s), dc2 kept dc1's in %d of %d (longest gap %s); goal: no gap",
 		what, s1-lost1, s1, gap1, s2-lost2, s2, gap2)
 	assert.Empty(t, miss1)
 	assert.Empty(t, miss2)

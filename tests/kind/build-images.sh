@@ -63,12 +63,14 @@ done
 component "$IMAGE_REPO/etcd:$ETCD_TAG" etcd.Dockerfile "$B/etcd"
 component "$IMAGE_REPO/coredns:$COREDNS_VERSION" coredns.Dockerfile "$B/coredns"
 component "$IMAGE_REPO/pause:$PAUSE_TAG" pause.Dockerfile "$B/pause"
-component "$IMAGE_REPO/kindnet-lite:v1" kindnet-lite.Dockerfile "$B/kubectl" "$here/images/kindnet-lite.sh"
+# the CNI helper: a Node watch (client-go), built from this module
+(cd "$here/../.." && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "-s -w" -o "$B/kindnet-lite" ./tests/kind/kindnet-lite)
+component "$IMAGE_REPO/kindnet-lite:v2" kindnet-lite.Dockerfile "$B/kindnet-lite"
 
 # the images kubeadm will look for must be exactly the ones built
 want=$("$B/kubeadm" config images list --kubernetes-version "$K8S_VERSION" --image-repository "$IMAGE_REPO" 2>/dev/null)
 for im in $want; do docker image inspect "$im" >/dev/null 2>&1 || { echo "kubeadm expects $im, which was not built" >&2; exit 1; }; done
-preload="$want $IMAGE_REPO/kindnet-lite:v1"
+preload="$want $IMAGE_REPO/kindnet-lite:v2"
 
 # kind's base image: the node root filesystem plus kind's own files from
 # the kind module (images/base/files), as kind's base Dockerfile does

@@ -50,12 +50,17 @@ type Discovery struct {
 	changes  chan struct{}
 	mu       sync.Mutex
 	pending  time.Time // first change not yet taken by Snapshot
+
+	// ServiceGoneHold is how long the members of a Service whose
+	// EndpointSlices all vanished stay in the snapshot (default 30 s).
+	ServiceGoneHold time.Duration
+	kept            retention
 }
 
 // New prepares informers for the given namespaces (duplicates and empty
 // names are dropped). resync is the informers' periodic resync (0: none).
 func New(client kubernetes.Interface, namespaces []string, resync time.Duration, log *slog.Logger) *Discovery {
-	d := &Discovery{changes: make(chan struct{}, 1), log: log}
+	d := &Discovery{changes: make(chan struct{}, 1), log: log, ServiceGoneHold: 30 * time.Second}
 	selector := labels.NewSelector()
 	if req, err := labels.NewRequirement(LabelGroup, "exists", nil); err == nil {
 		selector = selector.Add(*req)
@@ -140,7 +145,86 @@ func (d *Discovery) Snapshot() (model.Snapshot, time.Time) {
 		}
 		slicesAll = append(slicesAll, s...)
 	}
-	return Members(slicesAll), since
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	snap, vanished := d.kept.apply(Members(slicesAll), slicesAll, time.Now(), d.ServiceGoneHold)
+	for _, v := range vanished {
+		d.log.Warn("the EndpointSlices of a Service vanished: its members stay for the hold time (a Service deleted and restored changes nothing)", "op", "discovery", "service", v, "hold", d.ServiceGoneHold)
+	}
+	return snap, since
+}
+
+// retention keeps the members of Services whose EndpointSlices all
+// vanished. The EndpointSlice controller keeps at least one slice for
+// every Service, even one without endpoints, so a Service with no slice
+// at all was deleted or relabelled, which says nothing about its pods: a
+// group with sides has one Service per side, deleted and restored one at a
+// time, and without this the other sides would drop those members and
+// add them back. Pods that stop are removed from their slices instead,
+// and leave the snapshot at once.
+type retention struct {
+	last map[string][]model.Member // Service (namespace/name) -> members last seen
+	gone map[string]goneService
+}
+
+type goneService struct {
+	members []model.Member
+	since   time.Time
+}
+
+// apply adds to snap the members of Services that vanished less than hold
+// ago, and returns the Services that vanished in this call.
+func (r *retention) apply(snap model.Snapshot, eps []*discoveryv1.EndpointSlice, now time.Time, hold time.Duration) (model.Snapshot, []string) {
+	podService := map[string]string{} // member ID -> Service
+	present := map[string]bool{}
+	for _, s := range eps {
+		if s.Labels[LabelGroup] == "" || untrustedSlice(s) != "" {
+			continue
+		}
+		svc := s.Namespace + "/" + s.Labels[labelServiceName]
+		present[svc] = true
+		for _, ep := range s.Endpoints {
+			if ep.TargetRef != nil {
+				podService[s.Namespace+"/"+ep.TargetRef.Name] = svc
+			}
+		}
+	}
+	current := map[string][]model.Member{}
+	for _, m := range snap.Members {
+		if svc, ok := podService[m.ID()]; ok {
+			current[svc] = append(current[svc], m)
+		}
+	}
+	if r.gone == nil {
+		r.gone = map[string]goneService{}
+	}
+	var vanished []string
+	for svc, ms := range r.last {
+		if !present[svc] && len(ms) > 0 {
+			r.gone[svc] = goneService{members: ms, since: now}
+			vanished = append(vanished, svc)
+		}
+	}
+	listed := map[string]bool{}
+	for _, m := range snap.Members {
+		listed[m.Namespace+" "+m.Group+" "+m.ID()] = true
+	}
+	for svc, g := range r.gone {
+		if present[svc] || now.Sub(g.since) >= hold {
+			delete(r.gone, svc)
+			continue
+		}
+		for _, m := range g.members {
+			if k := m.Namespace + " " + m.Group + " " + m.ID(); !listed[k] {
+				listed[k] = true
+				snap.Members = append(snap.Members, m)
+			}
+		}
+	}
+	r.last = current
+	sortMembers(snap.Members)
+	slices.Sort(vanished)
+	return snap, vanished
 }
 
 // The EndpointSlice controller's marks on the slices it manages.
@@ -268,9 +352,7 @@ func Members(eps []*discoveryv1.EndpointSlice) model.Snapshot {
 			rejected = append(rejected, fmt.Sprintf("address %s is claimed by %s: used by none", a, strings.Join(who, " and ")))
 		}
 	}
-	slices.SortFunc(snap.Members, func(a, b model.Member) int {
-		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Group, b.Group), cmp.Compare(a.ID(), b.ID()))
-	})
+	sortMembers(snap.Members)
 	slices.Sort(rejected)
 	snap.Rejected = slices.Compact(rejected)
 	return snap
@@ -288,4 +370,11 @@ func usable(ep discoveryv1.Endpoint) (ok, terminating bool) {
 		return c.Serving == nil || *c.Serving, true
 	}
 	return c.Ready == nil || *c.Ready, false
+}
+
+// sortMembers orders members by namespace, group and ID.
+func sortMembers(ms []model.Member) {
+	slices.SortFunc(ms, func(a, b model.Member) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Group, b.Group), cmp.Compare(a.ID(), b.ID()))
+	})
 }

@@ -138,12 +138,21 @@ func TestInformersFollowEndpointSliceChangesInWatchedNamespacesOnly(t *testing.T
 	_, second := d.Snapshot()
 	assert.True(t, second.IsZero(), "a change is reported once")
 
-	// the core pod goes away
-	require.NoError(t, client.DiscoveryV1().EndpointSlices("core").Delete(ctx, "s1", metav1.DeleteOptions{}))
+	// the core pod goes away: the controller removes its endpoint
+	_, err = client.DiscoveryV1().EndpointSlices("core").Update(ctx, slice("core", "s1", discoveryv1.AddressTypeIPv4, lbl), metav1.UpdateOptions{})
+	require.NoError(t, err)
 	waitChange(t, d)
 	snap, _ = d.Snapshot()
 	require.Len(t, snap.Members, 1)
 	assert.Equal(t, "rr-0", snap.Members[0].Pod)
+
+	// the lothl Service is deleted (its slice goes): its member stays for
+	// ServiceGoneHold (TestMembersOfAVanishedServiceStayForTheHold)
+	d.ServiceGoneHold = 0
+	require.NoError(t, client.DiscoveryV1().EndpointSlices("lothl").Delete(ctx, "s3", metav1.DeleteOptions{}))
+	waitChange(t, d)
+	snap, _ = d.Snapshot()
+	assert.Empty(t, snap.Members, "with no hold it leaves at once")
 }
 
 func waitChange(t *testing.T, d *Discovery) {
@@ -216,4 +225,67 @@ func TestUntrustedSlicesEndpointsAndSharedAddressesAreRefused(t *testing.T) {
 		assert.Contains(t, joined, want)
 	}
 	assert.Len(t, snap.Rejected, 8)
+}
+
+// A group's per-side Services deleted and restored one at a time: the
+// members of a Service whose slices all vanished stay for the hold time,
+// so no side sees the other leave and come back; a pod that stops (its
+// endpoint removed from a slice that still exists) leaves at once; after
+// the hold a Service that stays deleted takes its members away.
+func TestMembersOfAVanishedServiceStayForTheHold(t *testing.T) {
+	g := map[string]string{LabelGroup: "core.core"}
+	a := slice("core", "core-a", discoveryv1.AddressTypeIPv4, g, ep{pod: "core-a-0", addrs: []string{"10.0.0.1"}})
+	b := slice("core", "core-b", discoveryv1.AddressTypeIPv4, g, ep{pod: "core-b-0", addrs: []string{"10.0.0.2"}})
+	ids := func(s model.Snapshot) []string {
+		var out []string
+		for _, m := range s.Members {
+			out = append(out, m.ID())
+		}
+		return out
+	}
+	const hold = 30 * time.Second
+	t0 := time.Unix(1000, 0)
+	var r retention
+	all := []*discoveryv1.EndpointSlice{a, b}
+	snap, gone := r.apply(Members(all), all, t0, hold)
+	assert.Equal(t, []string{"core/core-a-0", "core/core-b-0"}, ids(snap))
+	assert.Empty(t, gone)
+
+	// Service a deleted (its slice goes), then b
+	onlyB := []*discoveryv1.EndpointSlice{b}
+	snap, gone = r.apply(Members(onlyB), onlyB, t0.Add(time.Second), hold)
+	assert.Equal(t, []string{"core/core-a-0", "core/core-b-0"}, ids(snap), "side a's member stays")
+	assert.Equal(t, []string{"core/svc-core-a"}, gone)
+	snap, gone = r.apply(Members(nil), nil, t0.Add(2*time.Second), hold)
+	assert.Equal(t, []string{"core/core-a-0", "core/core-b-0"}, ids(snap), "both stay")
+	assert.Equal(t, []string{"core/svc-core-b"}, gone)
+	// restored one at a time, within the hold: nothing ever changed
+	snap, _ = r.apply(Members(onlyB), onlyB, t0.Add(20*time.Second), hold)
+	assert.Equal(t, []string{"core/core-a-0", "core/core-b-0"}, ids(snap))
+	snap, _ = r.apply(Members(all), all, t0.Add(21*time.Second), hold)
+	assert.Equal(t, []string{"core/core-a-0", "core/core-b-0"}, ids(snap))
+
+	// a pod that stops leaves its slice, which stays: gone at once
+	aEmpty := slice("core", "core-a", discoveryv1.AddressTypeIPv4, g)
+	withEmptyA := []*discoveryv1.EndpointSlice{aEmpty, b}
+	snap, gone = r.apply(Members(withEmptyA), withEmptyA, t0.Add(22*time.Second), hold)
+	assert.Equal(t, []string{"core/core-b-0"}, ids(snap))
+	assert.Empty(t, gone)
+
+	// a Service deleted for good: its members go after the hold
+	snap, _ = r.apply(Members(all), all, t0.Add(23*time.Second), hold)
+	require.Len(t, snap.Members, 2)
+	r.apply(Members(onlyB), onlyB, t0.Add(24*time.Second), hold)
+	snap, _ = r.apply(Members(onlyB), onlyB, t0.Add(24*time.Second+hold-time.Millisecond), hold)
+	assert.Equal(t, []string{"core/core-a-0", "core/core-b-0"}, ids(snap))
+	snap, _ = r.apply(Members(onlyB), onlyB, t0.Add(24*time.Second+hold), hold)
+	assert.Equal(t, []string{"core/core-b-0"}, ids(snap), "the hold is over")
+
+	// a forged slice never counts as a Service (nothing to retain from it)
+	f := forged("core", "x", discoveryv1.AddressTypeIPv4, g, ep{pod: "x-0", addrs: []string{"10.0.0.9"}})
+	var r2 retention
+	withF := []*discoveryv1.EndpointSlice{f, b}
+	r2.apply(Members(withF), withF, t0, hold)
+	_, gone = r2.apply(Members(onlyB), onlyB, t0.Add(time.Second), hold)
+	assert.Empty(t, gone)
 }

@@ -1,3 +1,4 @@
 ARG BASE
 FROM ${BASE}
-COPY kubectl kindnet-lite.sh /usr/local/bin/
+# tests/kind/kindnet-lite, built from this module (iptables and iproute2 come with the base)
+COPY kindnet-lite /usr/local/bin/
