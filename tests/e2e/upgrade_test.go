@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,17 @@ func TestRollingUpgradeLosesNoRoute(t *testing.T) {
 	require.NoError(t, script("tests/kind/cluster.sh", "load", "meshrr/agent:"+tag))
 	rollWhileSampling(t, f, "agent image", map[string]string{"images.agent.tag": tag}, 2)
 	rollWhileSampling(t, f, "hold timer", map[string]string{"images.agent.tag": tag, "groups.rs.timers.hold": "30", "groups.rs.timers.keepalive": "10"}, 4)
+	// the replacement pods run the new hold time (negotiated: the lower of the two ends)
+	holdRE := regexp.MustCompile(`Hold timer:\s+[0-9.]+/([0-9]+)`)
+	for _, p := range pods(t, f.opts, rsSelector) {
+		out, err := k8s.RunKubectlAndGetOutputE(t, f.opts, "exec", p.Name, "-c", "bird", "--", "birdc", "-s", "/run/bird/bird.ctl", "show", "protocols", "all")
+		require.NoError(t, err)
+		holds := holdRE.FindAllStringSubmatch(out, -1)
+		require.NotEmpty(t, holds, "%s: no Established BGP session shows a hold timer:\n%s", p.Name, out)
+		for _, h := range holds {
+			assert.Equal(t, "30", h[1], "%s: a session still negotiated hold time %s", p.Name, h[1])
+		}
+	}
 }
 
 // rollWhileSampling upgrades the release with set while both DC routers
