@@ -2,16 +2,13 @@ package config
 
 import "reflect"
 
-// SessionSettings names the settings every BGP session of the pod is
-// opened with: changing one resets every session of the daemon. The chart
-// rolls the pods (one at a time, each draining) when one of them changes,
-// through a checksum annotation of exactly these; a running agent keeps
-// the values it started with (KeepSessionSettings), so a hot-reloaded
-// ConfigMap does not reset every RR of a group at once.
-var SessionSettings = []string{"identity", "families", "timers", "gracefulRestart"}
-
-// KeepSessionSettings copies the SessionSettings of running into c, and
-// names those that differed: they take effect when the pod is replaced.
+// KeepSessionSettings copies into c the settings every BGP session of the
+// pod is opened with (identity, families, timers, gracefulRestart) from
+// running, and names those that differed: changing one resets every
+// session of the daemon, so they take effect when the pod is replaced. The
+// chart rolls the pods (one at a time, each draining) through a checksum
+// annotation of exactly these; the running agent keeps its values, so a
+// hot-reloaded ConfigMap does not reset every RR of a group at once.
 func (c *Config) KeepSessionSettings(running *Config) (kept []string) {
 	if !reflect.DeepEqual(c.Identity, running.Identity) {
 		kept = append(kept, "identity")

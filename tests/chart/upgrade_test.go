@@ -84,7 +84,7 @@ func TestResourceNamesAreStableAcrossUpgrades(t *testing.T) {
 	assert.ElementsMatch(t, namesA, namesB)
 }
 
-// Settings that reset every session (config.SessionSettings) roll the pods
+// Settings that reset every session (config.KeepSessionSettings) roll the pods
 // (one at a time, each draining) through the pod template's checksum;
 // the running agents keep their values, so the ConfigMap reload cannot
 // reset every RR at once. Policy and peers still change in place.
