@@ -1,6 +1,7 @@
 package chart
 
 import (
+	"sort"
 	"strings"
 	"testing"
 
@@ -63,9 +64,11 @@ func TestAddingAClientRangeRollsNoPod(t *testing.T) {
 	require.NoError(t, err)
 	after, err := renderE(t, "core", "core", files, map[string]string{"groups.core.clients.regions.ranges[1]": "fd00:10:244::/56"})
 	require.NoError(t, err)
-	assert.Equal(t, []string{"ConfigMap/core-meshrr-core"}, changed(documents(t, before), documents(t, after)),
-		"the agent hot-reloads its ConfigMap: workloads (pod templates) must not change")
-	assert.Contains(t, after, "fd00:10:244::/56")
+	diff := changed(documents(t, before), documents(t, after))
+	sort.Strings(diff)
+	assert.Equal(t, []string{"ConfigMap/core-meshrr-core", "NetworkPolicy/core-meshrr-core-a", "NetworkPolicy/core-meshrr-core-b"}, diff,
+		"the agent hot-reloads its ConfigMap and the NetworkPolicy admits the range: workloads (pod templates) must not change")
+	assert.Contains(t, documents(t, after)["NetworkPolicy/core-meshrr-core-a"], "fd00:10:244::/56")
 }
 
 func TestResourceNamesAreStableAcrossUpgrades(t *testing.T) {

@@ -58,13 +58,15 @@ func TestHierarchyAndBoundaryPolicy(t *testing.T) {
 	coreNS := namespace(t, "e2e-core")
 	lothNS := namespace(t, "e2e-loth")
 	mirkNS := namespace(t, "e2e-mirk")
-	helm.Install(t, helmOptions(coreNS, []string{example("2regions-hrr", "values-core.yaml")}, nil), chart(), "core")
+	// every group behind the chart's NetworkPolicy (enforced in the test
+	// clusters): the whole hierarchy works through it
+	helm.Install(t, helmOptions(coreNS, []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{"networkPolicy.enabled": "true"}), chart(), "core")
 	region := func(opts *k8s.KubectlOptions, name string) {
-		helm.Install(t, helmOptions(opts, []string{example("2regions-hrr", "values.yaml"), example("2regions-hrr", "values-"+name+".yaml")}, map[string]string{
-			"defaults.upstream.namespace":                   coreNS.Namespace,
-			"defaults.upstream.siblingNamespaces":           fmt.Sprintf("{%s,%s}", lothNS.Namespace, mirkNS.Namespace),
-			"groups." + name + ".clients.routers.ranges[0]": routerRange(),
-		}), chart(), name)
+		set := netpolValues()
+		set["defaults.upstream.namespace"] = coreNS.Namespace
+		set["defaults.upstream.siblingNamespaces"] = fmt.Sprintf("{%s,%s}", lothNS.Namespace, mirkNS.Namespace)
+		set["groups."+name+".clients.routers.ranges[0]"] = routerRange()
+		helm.Install(t, helmOptions(opts, []string{example("2regions-hrr", "values.yaml"), example("2regions-hrr", "values-"+name+".yaml")}, set), chart(), name)
 	}
 	start := time.Now()
 	region(lothNS, "lothlorien")
@@ -130,6 +132,7 @@ func TestHierarchyAndBoundaryPolicy(t *testing.T) {
 		time.Sleep(time.Second)
 	}
 
+	t.Run("NetworkPolicy", func(t *testing.T) { networkPolicyHolds(t, coreNS, lothNS, "lothlorien", cores, loth) })
 	uninstallRegionDrainsFirst(t, mirkNS, mirk)
 }
 

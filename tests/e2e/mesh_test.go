@@ -91,7 +91,8 @@ func TestMeshScaleOutAndSelfHealing(t *testing.T) {
 	helm.Upgrade(t, ho, chart(), "core")
 	waitReady(t, opts, coreSelector, 5, 3*time.Minute)
 	after := meshSettled(t, opts, 5, 2*time.Minute)
-	logf(t, "scale-out: 3 -> 5 RRs fully meshed %s after helm upgrade", time.Since(start).Round(time.Second))
+	scaleOut := time.Since(start)
+	logf(t, "scale-out: 3 -> 5 RRs fully meshed %s after helm upgrade", scaleOut.Round(time.Second))
 	for pod, mesh := range before {
 		for peer, s := range mesh {
 			assert.WithinDuration(t, s.Since, after[pod][peer].Since, sinceJitter, "%s: session to %s was reset by the scale-out", pod, peer)
@@ -111,6 +112,12 @@ func TestMeshScaleOutAndSelfHealing(t *testing.T) {
 	meshSettled(t, opts, 5, 2*time.Minute)
 	healed := time.Since(start)
 	logf(t, "self-healing: pod killed -> replacement meshed with all 4 peers (every session Established) in %s (goal < 15s)", healed.Round(100*time.Millisecond))
+	// the same timings against what the cluster itself needs right now to
+	// replace a pod that does nothing: the ratios compare across machines
+	// and loads, the absolute figures do not
+	base := podReplacedBaseline(t, opts)
+	logf(t, "ratios: a do-nothing pod deleted -> replacement Ready in %s; self-healing took %.1fx that, scale-out %.1fx",
+		base.Round(100*time.Millisecond), healed.Seconds()/base.Seconds(), scaleOut.Seconds()/base.Seconds())
 
 	// EndpointSlice change -> config applied, from the agents' histograms
 	buckets := map[float64]float64{}
@@ -192,4 +199,43 @@ endpoints:
 	logf(t, "injection: 2 forged EndpointSlices (hostile pod name, foreign and duplicate addresses): %d of %d RRs changed their configuration (goal 0); every RR warned within %s",
 		changed, len(ps), warned.Round(100*time.Millisecond))
 	k8s.RunKubectl(t, opts, "delete", "endpointslice", "--ignore-not-found", "forged-controller", "forged-other")
+}
+
+// podReplacedBaseline is how long the cluster takes, at this moment, to
+// replace a force-deleted pod that does nothing (a one-replica Deployment
+// of the BIRD image running sleep, no probes): the harness's own share of
+// every self-healing and scale-out figure.
+func podReplacedBaseline(t *testing.T, opts *k8s.KubectlOptions) time.Duration {
+	t.Helper()
+	k8s.KubectlApplyFromString(t, opts, fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: baseline}
+spec:
+  replicas: 1
+  selector: {matchLabels: {meshrr-e2e: baseline}}
+  template:
+    metadata: {labels: {meshrr-e2e: baseline}}
+    spec:
+      automountServiceAccountToken: false
+      terminationGracePeriodSeconds: 0
+      containers:
+      - {name: sleep, image: %s, imagePullPolicy: Never, command: [sleep, infinity]}
+`, birdImage))
+	defer func() {
+		_, _ = k8s.RunKubectlAndGetOutputE(t, opts, "delete", "deployment", "baseline", "--wait=false")
+	}()
+	old := waitReady(t, opts, "meshrr-e2e=baseline", 1, time.Minute)[0].Name
+	start := time.Now()
+	k8s.RunKubectl(t, opts, "delete", "pod", old, "--wait=false", "--grace-period=0", "--force")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		ps := pods(t, opts, "meshrr-e2e=baseline")
+		ready := 0
+		for _, p := range ps {
+			if p.Name != old && isReady(p) {
+				ready++
+			}
+		}
+		assert.Equal(c, 1, ready)
+	}, time.Minute, 100*time.Millisecond)
+	return time.Since(start)
 }

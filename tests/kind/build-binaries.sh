@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the Kubernetes node and control-plane binaries, etcd, CoreDNS, crictl
-# and the kind CLI from the Go module proxy, at the pinned versions, into
+# Builds the Kubernetes node and control-plane binaries, etcd, CoreDNS, crictl,
+# the kind CLI, MetalLB and kube-network-policies from the Go module proxy, at the pinned versions, into
 # $KIND_WORK/bin. Each part is skipped when already built at its version.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -90,5 +90,13 @@ if ! done_already metallb "$METALLB_VERSION"; then
   (cd "$d" && go build -trimpath -ldflags "-s -w" -o "$KIND_WORK/bin/metallb-controller" ./controller &&
     go build -trimpath -ldflags "-s -w" -o "$KIND_WORK/bin/metallb-speaker" ./speaker)
   mark_done metallb "$METALLB_VERSION"
+fi
+if ! done_already kube-network-policies "$KNP_VERSION"; then
+  log "building kube-network-policies $KNP_VERSION"
+  d=$KIND_WORK/src/kube-network-policies
+  src=$(go mod download -json "sigs.k8s.io/kube-network-policies@$KNP_VERSION" | jq -r .Dir)
+  rm -rf "$d" && cp -r "$src" "$d" && chmod -R u+w "$d"
+  (cd "$d" && go build -trimpath -ldflags "-s -w" -o "$KIND_WORK/bin/netpol" ./cmd)
+  mark_done kube-network-policies "$KNP_VERSION"
 fi
 log "binaries ready in $KIND_WORK/bin"

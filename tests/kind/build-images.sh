@@ -70,7 +70,11 @@ component "$IMAGE_REPO/kindnet-lite:v2" kindnet-lite.Dockerfile "$B/kindnet-lite
 # the images kubeadm will look for must be exactly the ones built
 want=$("$B/kubeadm" config images list --kubernetes-version "$K8S_VERSION" --image-repository "$IMAGE_REPO" 2>/dev/null)
 for im in $want; do docker image inspect "$im" >/dev/null 2>&1 || { echo "kubeadm expects $im, which was not built" >&2; exit 1; }; done
-preload="$want $IMAGE_REPO/kindnet-lite:v2"
+# NetworkPolicy: kube-network-policies behind its NFQUEUE steering (see netpol-steer.sh)
+component "$IMAGE_REPO/kube-network-policies:$KNP_VERSION" kube-network-policies.Dockerfile "$B/netpol" "$here/images/netpol-steer.sh"
+grep -q "image: $IMAGE_REPO/kube-network-policies:$KNP_VERSION\$" "$here/manifests/default-cni.yaml" ||
+  { echo "manifests/default-cni.yaml must run $IMAGE_REPO/kube-network-policies:$KNP_VERSION (versions.sh)" >&2; exit 1; }
+preload="$want $IMAGE_REPO/kindnet-lite:v2 $IMAGE_REPO/kube-network-policies:$KNP_VERSION"
 
 # kind's base image: the node root filesystem plus kind's own files from
 # the kind module (images/base/files), as kind's base Dockerfile does

@@ -10,6 +10,8 @@ KIND_VERSION=v0.33.0
 PAUSE_TAG=3.10.1
 # MetalLB (BGP mode, native speaker) for the route-server suites
 METALLB_VERSION=v0.15.2
+# NetworkPolicy in the test clusters: the SIG Network reference implementation
+KNP_VERSION=v0.8.0
 # kubeadm pulls control-plane images from here; the node image carries them
 # preloaded under this local name, so nothing is ever pulled.
 IMAGE_REPO=meshrr-kind

@@ -1,4 +1,4 @@
 ARG BASE
 FROM ${BASE}
-# tests/kind/kindnet-lite, built from this module (iptables and iproute2 come with the base)
+# tests/kind/kindnet-lite, built from this module (iproute2 comes with the base)
 COPY kindnet-lite /usr/local/bin/

@@ -3,8 +3,10 @@
 // informer: it acts on changes, it does not poll) and keeps the node's
 // ptp + host-local + portmap conflist for its podCIDRs (one or two
 // families), routes to the other nodes' podCIDRs through their address of
-// the same family, and masquerades traffic leaving the pod network. It
-// enforces no NetworkPolicy.
+// the same family. It masquerades nothing: pods reach the routers on the
+// kind network with their own addresses, as on a routed BGP fabric (the e2e
+// routers peer with pod addresses). NetworkPolicy is kube-network-policies'
+// (manifests/default-cni.yaml).
 package main
 
 import (
@@ -28,9 +30,9 @@ import (
 const confPath = "/etc/cni/net.d/10-kindnet.conflist"
 
 func main() {
-	node, subnets := os.Getenv("NODE_NAME"), os.Getenv("POD_SUBNET")
-	if node == "" || subnets == "" {
-		log.Fatal("NODE_NAME and POD_SUBNET are required")
+	node := os.Getenv("NODE_NAME")
+	if node == "" {
+		log.Fatal("NODE_NAME is required")
 	}
 	cfg, err := rest.InClusterConfig()
 	if err != nil {
@@ -44,9 +46,6 @@ func main() {
 	defer stop()
 
 	_ = os.WriteFile("/proc/sys/net/ipv6/conf/all/forwarding", []byte("1"), 0o644)
-	for _, s := range strings.Split(subnets, ",") {
-		masquerade(strings.TrimSpace(s))
-	}
 
 	factory := informers.NewSharedInformerFactory(client, 0)
 	nodes := factory.Core().V1().Nodes()
@@ -159,20 +158,4 @@ func writeFile(path, content string) error {
 		return err
 	}
 	return os.Rename(path+".tmp", path)
-}
-
-// masquerade adds, once, the rule that masquerades traffic from the pod
-// network to anywhere outside it.
-func masquerade(subnet string) {
-	t := "iptables"
-	if isV6(subnet) {
-		t = "ip6tables"
-	}
-	rule := []string{"POSTROUTING", "-s", subnet, "!", "-d", subnet, "-j", "MASQUERADE"}
-	if exec.Command(t, append([]string{"-t", "nat", "-C"}, rule...)...).Run() == nil {
-		return
-	}
-	if out, err := exec.Command(t, append([]string{"-t", "nat", "-A"}, rule...)...).CombinedOutput(); err != nil {
-		log.Printf("%s -t nat -A %v: %v: %s", t, rule, err, out)
-	}
 }
