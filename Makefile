@@ -16,7 +16,7 @@ export PATH := $(TOOLS_BIN):$(PATH)
 CHART := charts/meshrr
 EX := examples
 
-.PHONY: help test deps tools unit lint bench fuzz junos-yang e2e-crpd crpd-env build base images images-smoke chart-lint chart-docs chart-docs-check kind-images e2e demo idle-cpu
+.PHONY: help test deps tools unit lint bench fuzz scale scale-reduced junos-yang e2e-crpd crpd-env build base images images-smoke chart-lint chart-docs chart-docs-check kind-images e2e demo idle-cpu
 
 demo: kind-images images tools build ## kind cluster with the 2-regions example; prints BGP sessions (DEMO_TEARDOWN=1 removes it after)
 	@tests/kind/demo.sh
@@ -37,6 +37,7 @@ lint: ## go vet and gofmt check
 	$(GO) vet ./...
 	$(GO) vet -tags junosyang ./tests/junosyang/
 	$(GO) vet -tags 'e2e crpd' ./tests/e2e/
+	$(GO) vet -tags scale ./agent/internal/backend/bird/
 	@test -z "$$(gofmt -l agent tests)" || { gofmt -l agent tests; echo "gofmt needed"; exit 1; }
 
 unit: tools ## unit, golden, real-BIRD integration and chart render tests
@@ -60,6 +61,13 @@ chart-docs-check: tools ## fail when charts/meshrr/README.md is stale
 
 bench: ## benchmarks with allocations (numbers for the issue notes)
 	$(GO) test -run '^$$' -bench . -benchmem ./agent/...
+
+SCALE_ROUTES ?= 1000000
+scale: ## full-table measurements with real BIRD on loopback (SCALE_ROUTES IPv4 routes, default 1,000,000): direct vs three RR hops, RR memory per route, withdrawal
+	MESHRR_SCALE_ROUTES=$(SCALE_ROUTES) $(GO) test -tags scale -count=1 -timeout 60m -v -run TestScaleTableThroughThreeRRs ./agent/internal/backend/bird/ 2>&1 | tee $(CURDIR)/scale.log | grep -E --line-buffered 'scale_test.go|^(---|ok|FAIL|PASS)|Error|expected|actual'; exit $${PIPESTATUS[0]}
+
+scale-reduced: ## the scale suite with 100,000 routes (part of make test: correctness, no timing goals)
+	@$(MAKE) --no-print-directory scale SCALE_ROUTES=100000
 
 FUZZTIME ?= 30s
 # bounded minimisation: with large seeds (captured device replies) Go's default

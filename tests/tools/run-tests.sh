@@ -2,7 +2,7 @@
 # `make test`: runs every phase in order, stops at the first failure, and
 # prints how long each phase took.
 set -uo pipefail
-phases=(deps tools lint chart-lint chart-docs-check unit fuzz images-smoke e2e demo)
+phases=(deps tools lint chart-lint chart-docs-check unit fuzz scale-reduced images-smoke e2e demo)
 export DEMO_TEARDOWN=1 # the README's `make demo`, exercised and removed again
 export FUZZTIME=${FUZZTIME:-10s}
 start=$(date +%s)

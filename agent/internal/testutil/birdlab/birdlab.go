@@ -123,6 +123,9 @@ func (in *Instance) Crash(t testing.TB) {
 	in.spawn(t)
 }
 
+// Pid is the running daemon's process id.
+func (in *Instance) Pid() int { return in.cmd.Process.Pid }
+
 // Stop kills the daemon and waits for it (idempotent).
 func (in *Instance) Stop() {
 	select {
