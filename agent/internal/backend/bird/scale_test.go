@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/meshrr/meshrr/agent/internal/backend/bird"
 	"github.com/meshrr/meshrr/agent/internal/model"
 	"github.com/meshrr/meshrr/agent/internal/testutil/birdlab"
 	"github.com/meshrr/meshrr/tests/scale/table"
@@ -91,6 +92,10 @@ protocol bgp from_feeder {
 `, receiverAddr, addrs["rr-b"], feederAddr))
 
 	feeder := birdlab.Start(t, "feeder", feederAddr)
+	// a full table takes the daemons longer than birdlab's 5 s per command
+	for _, in := range []*birdlab.Instance{feeder, receiver, core.lab} {
+		in.Client = bird.NewClient(in.Socket, 10*time.Minute)
+	}
 	var conf bytes.Buffer
 	require.NoError(t, table.WriteBIRD(&conf, routes))
 	fmt.Fprintf(&conf, `
