@@ -112,9 +112,21 @@ type Config struct {
 	Status Status `json:"status"`
 
 	// compiled values, filled by Validate
-	asn       model.ASN
-	routerID  netip.Addr // zero when derived at run time
-	clusterID netip.Addr // zero when it follows the router id
+	asn         model.ASN
+	routerID    netip.Addr // zero when derived at run time
+	clusterID   netip.Addr // zero when it follows the router id
+	memoryLimit int64      // backend.bird.memoryLimit in bytes, 0: none
+	baseMemory  int64      // backend.bird.baseMemory in bytes
+}
+
+// MemoryNeed is the memory, in bytes, the daemon needs to hold the given
+// number of routes and the limit it runs under (0: none, or a backend the
+// agent has no sizing for).
+func (c *Config) MemoryNeed(routes int) (need, limit int64) {
+	if c.memoryLimit == 0 {
+		return 0, 0
+	}
+	return c.baseMemory + int64(routes)*c.Backend.Bird.BytesPerRoute, c.memoryLimit
 }
 
 // ASN returns the validated local AS number.
@@ -192,6 +204,18 @@ type BirdBackend struct {
 	// StrictBind binds each session to the pod address (needed when several
 	// daemons share a host network namespace).
 	StrictBind *bool `json:"strictBind,omitempty"`
+	// MemoryLimit is the memory limit of BIRD's container, a Kubernetes
+	// quantity such as 512Mi (the chart renders resources.bird.limits.memory).
+	// The agent compares it with what the routes BIRD holds need (Warning
+	// Event MemoryLimitLow, metrics meshrr_memory_*). Empty: no comparison.
+	MemoryLimit string `json:"memoryLimit,omitempty"`
+	// BytesPerRoute is BIRD's memory per route it holds, every path
+	// received counting once (docs/scale.md: about 120 measured, the
+	// default doubles it for a session's table arriving again while the
+	// old one is still held).
+	BytesPerRoute int64 `json:"bytesPerRoute,omitempty"`
+	// BaseMemory is BIRD's memory without routes, a Kubernetes quantity.
+	BaseMemory string `json:"baseMemory,omitempty"`
 }
 
 // Mesh names the pod's own group.

@@ -37,6 +37,10 @@ func TestDefaultsAreDocumentedValues(t *testing.T) {
 	assert.Equal(t, DefaultBirdSocket, c.Backend.Bird.Socket)
 	assert.Equal(t, []string{DefaultBirdInclude}, c.Backend.Bird.Include)
 	assert.True(t, *c.Backend.Bird.StrictBind)
+	assert.Equal(t, int64(DefaultBirdBytesPerRoute), c.Backend.Bird.BytesPerRoute)
+	assert.Equal(t, DefaultBirdBaseMemory, c.Backend.Bird.BaseMemory)
+	need, limit := c.MemoryNeed(1_000_000)
+	assert.Zero(t, need+limit, "no memory limit: no comparison")
 	assert.Equal(t, 1, c.Timers.ConnectDelay)
 	assert.Equal(t, 100*time.Millisecond, c.Reconcile.Debounce.Duration)
 	assert.Equal(t, ":9479", c.Status.Listen)
@@ -97,6 +101,10 @@ func TestInvalidInputsNameTheField(t *testing.T) {
 		{"bad drain lock", base + "drain: {lock: Bad_Lock}\n", "drain.lock", "Lease name"},
 		{"bad drain side", base + "drain: {sides: [A]}\n", "drain.sides[0]", "side name"},
 		{"relative socket", base + "backend: {bird: {socket: bird.ctl}}\n", "backend.bird.socket", "absolute"},
+		{"memory limit not a quantity", base + "backend: {bird: {memoryLimit: 512MB}}\n", "backend.bird.memoryLimit", "resources.bird.limits.memory"},
+		{"negative memory limit", base + "backend: {bird: {memoryLimit: -1Gi}}\n", "backend.bird.memoryLimit", "positive memory quantity"},
+		{"base memory not a quantity", base + "backend: {bird: {baseMemory: lots}}\n", "backend.bird.baseMemory", "such as 512Mi"},
+		{"bytes per route negative", base + "backend: {bird: {bytesPerRoute: -5}}\n", "backend.bird.bytesPerRoute", "must be positive"},
 		{"missing mesh group", "identity: {asn: 1}\n", "mesh.group", "required"},
 		{"upstream is self", base + "upstream: {group: core.core}\n", "upstream.group", "own group"},
 		{"maxPeers negative", base + "upstream: {group: b, maxPeers: -1}\n", "upstream.maxPeers", "at least 1"},

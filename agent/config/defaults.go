@@ -19,6 +19,9 @@ const (
 	// cRPD's standard licence, as Juniper's meshrr documents it
 	DefaultLicenseBGPPeers   = 16
 	DefaultLicenseRIBEntries = 4000000
+	// BIRD 2's memory per route held and without routes (docs/scale.md)
+	DefaultBirdBytesPerRoute = 250
+	DefaultBirdBaseMemory    = "32Mi"
 )
 
 // SetDefaults fills every unset field with its documented default.
@@ -35,6 +38,10 @@ func (c *Config) SetDefaults() {
 	if b.StrictBind == nil {
 		b.StrictBind = ptr(true)
 	}
+	if b.BytesPerRoute == 0 {
+		b.BytesPerRoute = DefaultBirdBytesPerRoute
+	}
+	setStr(&b.BaseMemory, DefaultBirdBaseMemory)
 	k := &c.Backend.CRPD
 	setStr(&k.Address, "127.0.0.1:830")
 	setStr(&k.User, "meshrr-agent")

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/resource"
+
 	"github.com/meshrr/meshrr/agent/internal/model"
 )
 
@@ -143,6 +145,24 @@ func (c *Config) validateBackend(e *errs) {
 			e.add(fmt.Sprintf("backend.bird.include[%d]", i), "must not include the agent's own configFile")
 		}
 	}
+	c.memoryLimit = bytesOf(e, "backend.bird.memoryLimit", b.MemoryLimit, "the chart renders resources.bird.limits.memory; leave it empty for no check")
+	c.baseMemory = bytesOf(e, "backend.bird.baseMemory", b.BaseMemory, "BIRD's memory without routes")
+	if b.BytesPerRoute <= 0 {
+		e.add("backend.bird.bytesPerRoute", "%d: must be positive (BIRD's memory per route held, see docs/scale.md)", b.BytesPerRoute)
+	}
+}
+
+// bytesOf reads a Kubernetes memory quantity ("512Mi", "1G"; empty: 0).
+func bytesOf(e *errs, field, q, hint string) int64 {
+	if q == "" {
+		return 0
+	}
+	v, err := resource.ParseQuantity(q)
+	if err != nil || v.Sign() <= 0 {
+		e.add(field, "%q is not a positive memory quantity such as 512Mi or 2Gi (%s)", q, hint)
+		return 0
+	}
+	return v.Value()
 }
 
 func (c *Config) validateFamilies(e *errs) {

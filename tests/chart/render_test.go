@@ -653,6 +653,42 @@ func TestCRPDLicenceLimitsAreValues(t *testing.T) {
 	assert.Equal(t, 10000000, *cfg.Backend.CRPD.LicenseLimits.RIBEntries)
 }
 
+// The agent sizes BIRD against the memory limit the pod really gets:
+// resources.bird.limits.memory reaches its configuration (a quantity, or
+// plain bytes written as an integer, never 1.073741824e+09), with the
+// cost per route of the values; cRPD gets no BIRD sizing.
+func TestBirdMemoryLimitReachesTheAgent(t *testing.T) {
+	r := render(t, "edge", "edge", []string{example("full-table", "values.yaml")}, nil)
+	checkRelease(t, r)
+	cfg := agentConfigs(t, r)["edge-meshrr-rr"]
+	assert.Equal(t, "2Gi", cfg.Backend.Bird.MemoryLimit)
+	assert.Equal(t, int64(250), cfg.Backend.Bird.BytesPerRoute)
+	need, limit := cfg.MemoryNeed(1_000_000)
+	assert.Equal(t, int64(2<<30), limit)
+	assert.Equal(t, int64(32<<20+250_000_000), need)
+	for _, w := range workloads(r) {
+		for _, c := range w.template.Spec.Containers {
+			if c.Name == "bird" {
+				assert.Equal(t, "2Gi", c.Resources.Limits.Memory().String(), "the limit the agent compares with is the container's")
+			}
+		}
+	}
+
+	r = render(t, "edge", "edge", []string{example("full-table", "values.yaml")}, map[string]string{
+		"groups.rr.resources.bird.limits.memory": "1073741824", "groups.rr.backend.bird.bytesPerRoute": "400",
+	})
+	cfg = agentConfigs(t, r)["edge-meshrr-rr"]
+	assert.Equal(t, "1073741824", cfg.Backend.Bird.MemoryLimit)
+	assert.Equal(t, int64(400), cfg.Backend.Bird.BytesPerRoute)
+
+	r = render(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{
+		"groups.core.backend.type": "crpd", "groups.core.backend.crpd.image": "crpd:23.4R1",
+		"groups.core.backend.crpd.licenseSecret.name": "crpd-license",
+	})
+	need, limit = agentConfigs(t, r)["core-meshrr-core"].MemoryNeed(1_000_000)
+	assert.Zero(t, need+limit, "no BIRD sizing for cRPD")
+}
+
 // TestNetworkPolicyAdmitsOnlyTheGroupItsUpstreamAndItsClients: BGP from
 // the group's own pods, the upstream group's pods in the upstream namespace
 // (named, not "any namespace") and the client ranges; nothing that any pod

@@ -25,6 +25,7 @@ const (
 	ReasonDrainFailed      = "DrainFailed"
 	ReasonDaemonRestarted  = "DaemonRestarted"
 	ReasonLicenseLimit     = "LicenseLimitExceeded"
+	ReasonMemoryLimitLow   = "MemoryLimitLow"
 	ReasonUntrusted        = "UntrustedEndpoints"
 	ReasonChangeHeld       = "ChangeHeld"
 	ReasonSettingsKept     = "SessionSettingsKept"

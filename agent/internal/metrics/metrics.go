@@ -38,6 +38,9 @@ type Metrics struct {
 	ChangeHeld           prometheus.Gauge
 	LicenseUsage         *prometheus.GaugeVec
 	LicenseLimit         *prometheus.GaugeVec
+	RoutesHeld           prometheus.Gauge
+	MemoryNeeded         prometheus.Gauge
+	MemoryLimit          prometheus.Gauge
 	UpstreamReplacements prometheus.Counter
 	Info                 *prometheus.GaugeVec
 }
@@ -109,6 +112,18 @@ func New(r SessionReader) *Metrics {
 			Namespace: ns, Subsystem: "license", Name: "limit",
 			Help: "The licence's limit of a resource as configured (backend.crpd.licenseLimits); 0 means none.",
 		}, []string{"resource"}),
+		RoutesHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: "daemon", Name: "routes_held",
+			Help: "Routes the daemon holds from its sessions (every path received counts once), as last read.",
+		}),
+		MemoryNeeded: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: "memory", Name: "needed_bytes",
+			Help: "Memory the daemon needs for the routes it holds: backend.bird.baseMemory plus bytesPerRoute per route (docs/scale.md); BIRD only.",
+		}),
+		MemoryLimit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: "memory", Name: "limit_bytes",
+			Help: "The daemon container's memory limit (resources.bird.limits.memory); BIRD only.",
+		}),
 		Info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: "agent", Name: "info",
 			Help: "Constant 1, labelled with the agent's version, backend and router id.",
@@ -122,6 +137,7 @@ func New(r SessionReader) *Metrics {
 		m.DiscoveredPeers, m.ConfiguredPeers, m.ReconcileDuration, m.ApplyDuration, m.Applies,
 		m.ChangeToApplied, m.ConfigReloads, m.ConfigLastReloadOK, m.UpstreamReplacements, m.DaemonRestarts, m.Info,
 		m.LicenseUsage, m.LicenseLimit, m.ClientSessionsReaped, m.ChangeHeld,
+		m.RoutesHeld, m.MemoryNeeded, m.MemoryLimit,
 		&sessionCollector{r: r},
 		md5Collector{path: "/proc/net/netstat"},
 		collectors.NewGoCollector(),

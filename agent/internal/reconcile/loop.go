@@ -57,14 +57,15 @@ type Loop struct {
 	neighborRole map[netip.Addr]string
 	pendingSince time.Time
 
-	started   time.Time       // the daemon's start time, as last read
-	overLimit map[string]bool // licence limits exceeded, as last reported
-	rejected  []string        // what discovery refused, as last reported
-	held      string          // why a change is held ("" when none)
-	heldSince time.Time       // when the held shrink was first planned
-	drainOnce sync.Once
-	drainReq  chan chan error
-	draining  bool // owned by Run
+	startedSeen time.Time       // when the agent last asked a running daemon its start time
+	overLimit   map[string]bool // licence limits exceeded, as last reported
+	memoryLow   bool            // the memory limit below the routes' need, as last reported
+	rejected    []string        // what discovery refused, as last reported
+	held        string          // why a change is held ("" when none)
+	heldSince   time.Time       // when the held shrink was first planned
+	drainOnce   sync.Once
+	drainReq    chan chan error
+	draining    bool // owned by Run
 
 	mu     sync.Mutex
 	status Status
@@ -93,23 +94,28 @@ func (l *Loop) Drain(ctx context.Context) error {
 	}
 }
 
-// startJitter: BIRD prints its start time from a monotonic clock converted
-// to wall time, so two reads of one run can differ by a millisecond; a
-// restart moves it by far more (the daemon has to stop and start).
-const startJitter = 100 * time.Millisecond
-
-// daemonRestarted reads the daemon's start time; when it changed, the
-// daemon restarted: count it, say so, and make the next reconcile apply
-// the configuration again (whatever the daemon started with).
+// daemonRestarted reads the daemon's start time; when it is later than
+// the last time the agent saw the daemon running, the daemon restarted:
+// count it, say so, and make the next reconcile apply the configuration
+// again (whatever the daemon started with).
+//
+// The start time alone is not compared with its last reading: BIRD prints
+// it from its monotonic clock converted to wall time with a wall clock
+// read fresh but a monotonic one cached at the start of its event loop
+// iteration, so a busy BIRD (hundreds of clients receiving a table) prints
+// the same start up to a whole iteration late, 100 ms and more. A run that
+// answered the previous read started before that read; a new run started
+// after it.
 func (l *Loop) daemonRestarted(ctx context.Context) bool {
+	asked := l.now()
 	t, err := l.Backend.Started(ctx)
-	if err != nil || (!l.started.IsZero() && t.Sub(l.started).Abs() < startJitter) {
-		return false // down (readiness reports it) or unchanged
+	if err != nil {
+		return false // down: readiness reports it
 	}
-	prev := l.started
-	l.started = t
-	if prev.IsZero() {
-		return false // first read
+	seen := l.startedSeen
+	l.startedSeen = asked
+	if seen.IsZero() || !t.After(seen) {
+		return false // the first read, or the run seen before
 	}
 	l.applied = nil
 	l.Metrics.DaemonRestarts.Inc()
@@ -172,9 +178,7 @@ func (l *Loop) Run(ctx context.Context) error {
 	} else {
 		l.applied = cur
 	}
-	if t, err := l.Backend.Started(ctx); err == nil {
-		l.started = t
-	}
+	l.daemonRestarted(ctx) // the first read: the run the agent starts with
 	cfg := l.Config.Current()
 	// the poll also re-plans periodically: upstream grace periods expire
 	// and hold-downs end without any discovery change
@@ -279,6 +283,7 @@ func (l *Loop) ReconcileOnce(ctx context.Context) (err error) {
 		for _, s := range ss {
 			sessions[s.Peer] = s
 		}
+		l.checkMemory(cfg, ss)
 	}
 	now := l.now()
 	for id, until := range l.holdDown {
@@ -486,6 +491,35 @@ func (l *Loop) checkLimits(m model.Model, sessions map[netip.Addr]model.Session)
 		}
 		l.overLimit[u.Resource] = u.Over()
 	}
+}
+
+// checkMemory compares the memory the routes the daemon holds need
+// (backend.bird sizing) with its container's limit: metrics every time, a
+// Warning Event and a log line when the need first exceeds the limit, a
+// log line when it no longer does. Nothing else changes: the operator
+// raises the limit (or splits the group) before the daemon is OOM-killed.
+func (l *Loop) checkMemory(cfg *config.Config, ss []model.Session) {
+	routes := 0
+	for _, s := range ss {
+		routes += s.Imported
+	}
+	need, limit := cfg.MemoryNeed(routes)
+	if limit == 0 {
+		return
+	}
+	l.Metrics.RoutesHeld.Set(float64(routes))
+	l.Metrics.MemoryNeeded.Set(float64(need))
+	l.Metrics.MemoryLimit.Set(float64(limit))
+	low := need > limit
+	switch {
+	case low && !l.memoryLow:
+		l.Log.Warn("memory limit below what the routes held need", "op", "sizing", "routes", routes, "needBytes", need, "limitBytes", limit)
+		l.Events.Warning(events.ReasonMemoryLimitLow, "%d routes held need about %d MiB (%d bytes per route and %d MiB base, backend.bird), above %s's memory limit of %d MiB: raise resources.bird.limits.memory (sizing in docs/scale.md) or split the group before %s is OOM-killed",
+			routes, need>>20, cfg.Backend.Bird.BytesPerRoute, (need-int64(routes)*cfg.Backend.Bird.BytesPerRoute)>>20, l.Backend.Name(), limit>>20, l.Backend.Name())
+	case !low && l.memoryLow:
+		l.Log.Info("memory limit covers the routes held again", "op", "sizing", "routes", routes, "needBytes", need, "limitBytes", limit)
+	}
+	l.memoryLow = low
 }
 
 // reportRejected logs and records what discovery refused to trust, once

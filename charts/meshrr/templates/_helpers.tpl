@@ -130,6 +130,14 @@ The agent configuration of a group: exactly the file the agent validates
 {{- if $v.backend.crpd.extraConfig }}{{ $_ := set $k "extraConfigFile" "/etc/meshrr/crpd-extra.conf" }}{{ end -}}
 {{- with $v.backend.crpd.licenseLimits }}{{ $_ := set $k "licenseLimits" (dict "bgpPeers" (.bgpPeers | int) "ribEntries" (.ribEntries | int)) }}{{ end -}}
 {{- $_ := set $backend "crpd" $k -}}
+{{- else -}}
+{{- /* BIRD's memory limit and cost per route: the agent warns (MemoryLimitLow) when the routes held need more */ -}}
+{{- $b := dict -}}
+{{- with (($v.resources.bird).limits).memory -}}
+{{- $_ := set $b "memoryLimit" (ternary . (printf "%d" (. | int64)) (kindIs "string" .)) -}}
+{{- end -}}
+{{- with $v.backend.bird.bytesPerRoute }}{{ $_ := set $b "bytesPerRoute" (. | int64) }}{{ end -}}
+{{- if $b }}{{ $_ := set $backend "bird" $b }}{{ end -}}
 {{- end -}}
 {{- $_ := set $cfg "backend" $backend -}}
 {{- $_ := set $cfg "mesh" (dict "group" .unit.groupID) -}}
