@@ -16,13 +16,13 @@ export PATH := $(TOOLS_BIN):$(PATH)
 CHART := charts/meshrr
 EX := examples
 
-.PHONY: help test deps tools unit lint bench fuzz scale scale-reduced junos-yang e2e-crpd crpd-env build base images images-smoke chart-lint chart-docs chart-docs-check kind-images e2e demo idle-cpu
+.PHONY: help test deps tools unit lint bench fuzz scale scale-loopback scale-reduced junos-yang e2e-crpd crpd-env build base images images-smoke chart-lint chart-docs chart-docs-check kind-images e2e demo idle-cpu
 
 demo: kind-images images tools build ## kind cluster with the 2-regions example; prints BGP sessions (DEMO_TEARDOWN=1 removes it after)
 	@tests/kind/demo.sh
 
 help: ## list targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 test: ## everything CI runs, phase by phase with durations (see README)
 	@tests/tools/run-tests.sh
@@ -50,6 +50,7 @@ chart-lint: tools ## helm lint with every example (and its overlays) and ct lint
 	helm lint $(CHART) -n rs -f $(EX)/route-servers/values.yaml
 	helm lint $(CHART) -n rs -f $(EX)/route-servers/values.yaml -f $(EX)/route-servers/values-crpd-evpn.yaml
 	helm lint $(CHART) -n edge -f $(EX)/client-tiers/values.yaml
+	helm lint $(CHART) -n edge -f $(EX)/full-table/values.yaml
 	ct lint --config ct.yaml
 
 chart-docs: tools ## regenerate charts/meshrr/README.md from values.yaml
@@ -63,11 +64,15 @@ bench: ## benchmarks with allocations (numbers for the issue notes)
 	$(GO) test -run '^$$' -bench . -benchmem ./agent/...
 
 SCALE_ROUTES ?= 1000000
-scale: ## full-table measurements with real BIRD on loopback (SCALE_ROUTES IPv4 routes, default 1,000,000): direct vs three RR hops, RR memory per route, withdrawal
+SCALE_CLIENTS ?= 500
+scale: scale-loopback kind-images images ## every scale measurement (SCALE_ROUTES IPv4 routes, default 1,000,000; SCALE_CLIENTS, default 500): loopback and kind suites, figures in scale.log and e2e.log
+	MESHRR_SCALE_ROUTES=$(SCALE_ROUTES) MESHRR_SCALE_CLIENTS=$(SCALE_CLIENTS) $(MAKE) --no-print-directory e2e E2E_RUN='^(TestFullTableThroughTheHierarchy|TestFanOutClientsOnOneRR)$$'
+
+scale-loopback: ## the table through three RRs with real BIRD on loopback: direct vs three hops, RR memory per route, withdrawal (SCALE_ROUTES)
 	MESHRR_SCALE_ROUTES=$(SCALE_ROUTES) $(GO) test -tags scale -count=1 -timeout 60m -v -run TestScaleTableThroughThreeRRs ./agent/internal/backend/bird/ 2>&1 | tee $(CURDIR)/scale.log | grep -E --line-buffered 'scale_test.go|^(---|ok|FAIL|PASS)|Error|expected|actual'; exit $${PIPESTATUS[0]}
 
-scale-reduced: ## the scale suite with 100,000 routes (part of make test: correctness, no timing goals)
-	@$(MAKE) --no-print-directory scale SCALE_ROUTES=100000
+scale-reduced: ## the loopback scale suite with 100,000 routes (part of make test: correctness, no timing goals; the kind suites run reduced in make e2e)
+	@$(MAKE) --no-print-directory scale-loopback SCALE_ROUTES=100000
 
 FUZZTIME ?= 30s
 # bounded minimisation: with large seeds (captured device replies) Go's default

@@ -149,11 +149,16 @@ func dump(t *testing.T, opts *k8s.KubectlOptions) {
 	out, _ = k8s.RunKubectlAndGetOutputE(t, opts, "get", "events", "--sort-by=.lastTimestamp")
 	t.Logf("=== %s events\n%s", opts.Namespace, out)
 	for _, p := range pods(t, opts, "app.kubernetes.io/name=meshrr") {
-		out, _ := k8s.RunKubectlAndGetOutputE(t, opts, "exec", p.Name, "-c", "bird", "--", "birdc", "-s", "/run/bird/bird.ctl", "show", "protocols", "all")
+		out, _ := podBirdc(t, opts, p.Name, "show", "protocols", "all")
 		t.Logf("=== %s/%s show protocols all\n%s", opts.Namespace, p.Name, out)
 		out, _ = k8s.RunKubectlAndGetOutputE(t, opts, "logs", p.Name, "-c", "agent", "--tail", "50")
 		t.Logf("=== %s/%s agent log\n%s", opts.Namespace, p.Name, out)
 	}
+}
+
+// podBirdc runs a birdc command in an RR pod's BIRD container.
+func podBirdc(t *testing.T, opts *k8s.KubectlOptions, pod string, args ...string) (string, error) {
+	return k8s.RunKubectlAndGetOutputE(t, opts, append([]string{"exec", pod, "-c", "bird", "--", "birdc", "-s", "/run/bird/bird.ctl"}, args...)...)
 }
 
 // Router is an FRR container on the kind network, outside the cluster.
@@ -168,23 +173,33 @@ func startRouter(t *testing.T, name string, conf string) *Router {
 	t.Helper()
 	body := filepath.Join(t.TempDir(), "frr.conf")
 	require.NoError(t, os.WriteFile(body, []byte(conf), 0o644))
-	cmd := exec.Command("bash", filepath.Join(repoRoot, "tests", "kind", "router.sh"), "start", name, body)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "FRR_IMAGE="+frrImage)
-	out, err := cmd.Output()
-	require.NoError(t, err, "start router %s", name)
-	f := strings.Fields(string(out))
-	require.Len(t, f, 2, "router.sh start printed %q", out)
-	addr, err := netip.ParseAddr(f[1])
-	require.NoError(t, err)
-	r := &Router{Name: f[0], Addr: addr}
+	container, addr := routerSh(t, "start", name, body)
+	r := &Router{Name: container, Addr: addr}
 	t.Cleanup(func() {
 		if t.Failed() {
 			o, _ := exec.Command("docker", "exec", r.Name, "vtysh", "-c", "show bgp summary", "-c", "show bgp ipv4 unicast").CombinedOutput()
 			t.Logf("=== router %s\n%s", name, o)
 		}
-		_ = exec.Command("bash", filepath.Join(repoRoot, "tests", "kind", "router.sh"), "stop", r.Name).Run()
 	})
 	return r
+}
+
+// routerSh starts a router with tests/kind/router.sh (start or
+// start-bird), returns the container and its address on the kind network,
+// and removes the container at the end of the test.
+func routerSh(t *testing.T, args ...string) (string, netip.Addr) {
+	t.Helper()
+	script := filepath.Join(repoRoot, "tests", "kind", "router.sh")
+	cmd := exec.Command("bash", append([]string{script}, args...)...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "FRR_IMAGE="+frrImage, "BIRD_IMAGE="+birdImage)
+	out, err := cmd.Output()
+	require.NoError(t, err, "router.sh %s", strings.Join(args, " "))
+	f := strings.Fields(string(out))
+	require.Len(t, f, 2, "router.sh %s printed %q", args[0], out)
+	addr, err := netip.ParseAddr(f[1])
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = exec.Command("bash", script, "stop", f[0]).Run() })
+	return f[0], addr
 }
 
 // Route is a prefix in a router's BGP table: its best path, and the first

@@ -72,7 +72,8 @@ func TestStatusAndTopologyOfALiveGroup(t *testing.T) {
 		}
 	}
 	require.NotEmpty(t, proto)
-	k8s.RunKubectl(t, opts, "exec", ps[0].Name, "-c", "bird", "--", "birdc", "-s", "/run/bird/bird.ctl", "disable", proto)
+	_, err = podBirdc(t, opts, ps[0].Name, "disable", proto)
+	require.NoError(t, err)
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		out, code = runPlugin(t, bin, "status", "-n", opts.Namespace)
 		assert.Equal(c, 2, code, "a degraded group exits 2:\n%s", out)

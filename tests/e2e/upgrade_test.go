@@ -36,7 +36,7 @@ func TestRollingUpgradeLosesNoRoute(t *testing.T) {
 	// the replacement pods run the new hold time (negotiated: the lower of the two ends)
 	holdRE := regexp.MustCompile(`Hold timer:\s+[0-9.]+/([0-9]+)`)
 	for _, p := range pods(t, f.opts, rsSelector) {
-		out, err := k8s.RunKubectlAndGetOutputE(t, f.opts, "exec", p.Name, "-c", "bird", "--", "birdc", "-s", "/run/bird/bird.ctl", "show", "protocols", "all")
+		out, err := podBirdc(t, f.opts, p.Name, "show", "protocols", "all")
 		require.NoError(t, err)
 		holds := holdRE.FindAllStringSubmatch(out, -1)
 		require.NotEmpty(t, holds, "%s: no Established BGP session shows a hold timer:\n%s", p.Name, out)
