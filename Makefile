@@ -68,11 +68,16 @@ SCALE_CLIENTS ?= 500
 scale: scale-loopback kind-images images ## every scale measurement (SCALE_ROUTES IPv4 routes, default 1,000,000; SCALE_CLIENTS, default 500): loopback and kind suites, figures in scale.log and e2e.log
 	MESHRR_SCALE_ROUTES=$(SCALE_ROUTES) MESHRR_SCALE_CLIENTS=$(SCALE_CLIENTS) $(MAKE) --no-print-directory e2e E2E_RUN='^(TestFullTableThroughTheHierarchy|TestFanOutClientsOnOneRR)$$'
 
-scale-loopback: ## the table through three RRs with real BIRD on loopback: direct vs three hops, RR memory per route, withdrawal (SCALE_ROUTES)
-	MESHRR_SCALE_ROUTES=$(SCALE_ROUTES) $(GO) test -tags scale -count=1 -timeout 60m -v -run TestScaleTableThroughThreeRRs ./agent/internal/backend/bird/ 2>&1 | tee $(CURDIR)/scale.log | grep -E --line-buffered 'scale_test.go|^(---|ok|FAIL|PASS)|Error|expected|actual'; exit $${PIPESTATUS[0]}
+SCALE_ROUTES6 ?= 200000
+scale-loopback: ## tables through three RRs with real BIRD on loopback, in a network namespace of their own: direct vs three hops, RR memory per route, withdrawal (SCALE_ROUTES IPv4, SCALE_ROUTES6 IPv6 routes)
+	$(GO) test -c -tags scale -o $(CURDIR)/bin/bird-scale.test ./agent/internal/backend/bird/
+	cd agent/internal/backend/bird && MESHRR_SCALE_ROUTES=$(SCALE_ROUTES) MESHRR_SCALE_ROUTES6=$(SCALE_ROUTES6) unshare --net sh -c \
+	  'ip link set lo up && for a in 145 146 147 161 162; do ip -6 addr add fd00:10::$$a/128 dev lo nodad; done && \
+	   exec $(CURDIR)/bin/bird-scale.test -test.count=1 -test.timeout=60m -test.v -test.run "^TestScale(IPv6)?TableThroughThreeRRs$$"' 2>&1 | \
+	  tee $(CURDIR)/scale.log | grep -E --line-buffered 'scale_test.go|^(---|ok|FAIL|PASS)|Error|expected|actual'; exit $${PIPESTATUS[0]}
 
-scale-reduced: ## the loopback scale suite with 100,000 routes (part of make test: correctness, no timing goals; the kind suites run reduced in make e2e)
-	@$(MAKE) --no-print-directory scale-loopback SCALE_ROUTES=100000
+scale-reduced: ## the loopback scale suites with 100,000 IPv4 and 20,000 IPv6 routes (part of make test: correctness, no timing goals; the kind suites run reduced in make e2e)
+	@$(MAKE) --no-print-directory scale-loopback SCALE_ROUTES=100000 SCALE_ROUTES6=20000
 
 FUZZTIME ?= 30s
 # bounded minimisation: with large seeds (captured device replies) Go's default

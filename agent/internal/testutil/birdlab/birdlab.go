@@ -61,7 +61,7 @@ func Start(t testing.TB, name, addr string) *Instance {
 	if err := os.WriteFile(filepath.Join(in.IncludeDir, "00-log.conf"), []byte("log stderr all;\ndebug protocols { states, events };\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bird.New(in.BackendConfig()).WriteBootstrap(in.Addr); err != nil {
+	if _, err := bird.New(in.BackendConfig()).WriteBootstrap(routerID(in.Addr)); err != nil {
 		t.Fatal(err)
 	}
 	logf, err := os.Create(in.log)
@@ -80,6 +80,16 @@ func Start(t testing.TB, name, addr string) *Instance {
 	})
 	in.spawn(t)
 	return in
+}
+
+// routerID is the instance's address, or for an IPv6 address an IPv4
+// router id made of its last four bytes (BIRD's router id is 32 bits).
+func routerID(a netip.Addr) netip.Addr {
+	if a.Is4() {
+		return a
+	}
+	b := a.As16()
+	return netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})
 }
 
 // spawn starts the process on the instance's files and waits until it
