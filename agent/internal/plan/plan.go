@@ -294,7 +294,7 @@ func chooseUpstream(in Input, local []netip.Addr) (chosen []model.Member, replac
 	ups := slices.DeleteFunc(slices.Clone(all), func(m model.Member) bool { return m.Terminating })
 	seen = len(ups)
 	if len(ups) == 0 {
-		return bridges(in, all, 0, u.MaxPeers), nil, 0
+		return bridges(in, all, nil, 0, u.MaxPeers), nil, 0
 	}
 	byID := map[string]model.Member{}
 	cands := make([]Candidate, 0, len(ups))
@@ -366,40 +366,73 @@ func chooseUpstream(in Input, local []netip.Addr) (chosen []model.Member, replac
 	if len(keep) < want {
 		keep = refill(self, keep, cands, a, want, func(string) bool { return true })
 	}
-	up := 0
 	for _, id := range keep {
 		chosen = append(chosen, byID[id])
-		if upstreamEstablished(in, byID[id]) {
+	}
+	// a chosen member counts as up once its session carries as many routes
+	// as the sessions it replaces (Established alone may be a session whose
+	// table has not arrived yet: a full table takes seconds), or has been
+	// Established for the grace period
+	floor := 0
+	for _, m := range leaving(in, all, chosen) {
+		s, _ := upstreamSession(in, m)
+		floor = max(floor, s.Imported)
+	}
+	up := 0
+	for _, m := range chosen {
+		if s, ok := upstreamSession(in, m); ok && (s.Imported >= floor || in.Now.Sub(s.Since) >= u.GracePeriod.Duration) {
 			up++
 		}
 	}
-	return append(chosen, bridges(in, all, up, want)...), replaced, seen
+	return append(chosen, bridges(in, all, chosen, up, want)...), replaced, seen
 }
 
-// bridges are the stopping upstream members to keep while fewer than want
-// chosen sessions are Established: those still Established, at most the
-// missing number.
-func bridges(in Input, all []model.Member, established, want int) []model.Member {
+// leaving are the members the pod has an Established upstream session
+// with that the plan no longer chooses: a stopping member, or one the
+// balanced choice moved away from (a new member scored higher).
+func leaving(in Input, all, chosen []model.Member) []model.Member {
 	var out []model.Member
 	for _, m := range all {
-		if established+len(out) >= want {
-			break
-		}
-		if m.Terminating && upstreamEstablished(in, m) {
+		if upstreamEstablished(in, m) && !slices.ContainsFunc(chosen, func(c model.Member) bool { return c.ID() == m.ID() }) &&
+			!slices.ContainsFunc(out, func(o model.Member) bool { return o.ID() == m.ID() }) {
 			out = append(out, m)
 		}
 	}
 	return out
 }
 
+// bridges are the leaving upstream members to keep while fewer than want
+// chosen sessions are up: make before break, whether the member stops or
+// the choice moved; members that stay before stopping ones, at most the
+// missing number.
+func bridges(in Input, all, chosen []model.Member, up, want int) []model.Member {
+	l := leaving(in, all, chosen)
+	slices.SortStableFunc(l, func(a, b model.Member) int {
+		if a.Terminating == b.Terminating {
+			return 0
+		}
+		if b.Terminating {
+			return -1
+		}
+		return 1
+	})
+	return l[:max(0, min(len(l), want-up))]
+}
+
 // upstreamEstablished: the pod has an Established upstream session with m.
 func upstreamEstablished(in Input, m model.Member) bool {
+	_, ok := upstreamSession(in, m)
+	return ok
+}
+
+// upstreamSession is the pod's Established upstream session with m.
+func upstreamSession(in Input, m model.Member) (model.Session, bool) {
 	for _, a := range m.Addrs {
 		if s, ok := in.Sessions[a]; ok && s.Group == string(model.RoleUpstream) && s.Established {
-			return true
+			return s, true
 		}
 	}
-	return false
+	return model.Session{}, false
 }
 
 // refill adds members to keep, best rendezvous score first, preferring

@@ -467,8 +467,9 @@ func TestTheOwnGroupIsNeverItsUpstream(t *testing.T) {
 
 // Make before break upstream: with maxPeers 1 a stopping upstream member
 // whose session is up stays configured beside its replacement until the
-// replacement's session is Established; then it goes. When every member
-// stops, the Established ones stay while they drain.
+// replacement's session is Established and carries as many routes as the
+// stopping member's; then it goes. When every member stops, the
+// Established ones stay while they drain.
 func TestAStoppingUpstreamStaysUntilItsReplacementIsUp(t *testing.T) {
 	cfg := "identity: {asn: 65000}\nmesh: {group: lothl.lothlorien}\nupstream: {group: core.core, namespace: core, maxPeers: 1}\n"
 	self := Self{Name: "rr-0", Namespace: "lothl", Addrs: []netip.Addr{ip("10.244.5.1")}}
@@ -500,7 +501,39 @@ func TestAStoppingUpstreamStaysUntilItsReplacementIsUp(t *testing.T) {
 		plan([]model.Member{cur, other}, up(cur.Addrs[0].String(), other.Addrs[0].String())), "then it goes")
 	assert.Equal(t, []string{other.Addrs[0].String()},
 		plan([]model.Member{cur, other}, nil), "a stopping member whose session is down is not kept")
+	// Established is not enough: the replacement must carry the table the
+	// stopping member still does (a full table arrives over seconds)
+	loading := up(cur.Addrs[0].String(), other.Addrs[0].String())
+	old, repl := loading[cur.Addrs[0]], loading[other.Addrs[0]]
+	old.Imported, repl.Imported = 1_000_000, 400_000
+	loading[cur.Addrs[0]], loading[other.Addrs[0]] = old, repl
+	assert.ElementsMatch(t, []string{cur.Addrs[0].String(), other.Addrs[0].String()},
+		plan([]model.Member{cur, other}, loading), "the stopping member bridges while the replacement's table arrives")
+	repl.Imported = 1_000_000
+	loading[other.Addrs[0]] = repl
+	assert.Equal(t, []string{other.Addrs[0].String()}, plan([]model.Member{cur, other}, loading), "then it goes")
+
 	other.Terminating = true
 	assert.Equal(t, []string{cur.Addrs[0].String()},
 		plan([]model.Member{cur, other}, up(cur.Addrs[0].String())), "every member stopping: the Established one stays while it drains")
+
+	// the balanced choice moves to a new member that scores higher (seen in
+	// e2e: a side's replacement pod became ready and won): the current
+	// upstream stays until the new one is up, even though nothing stops
+	cur.Terminating, other.Terminating = false, false
+	require.Equal(t, []string{cur.Addrs[0].String()}, plan([]model.Member{cur}, up(cur.Addrs[0].String())))
+	moved := false
+	for i := range 32 {
+		x := member("core", "core.core", fmt.Sprintf("core-x-%d", i), "", "n9", fmt.Sprintf("10.244.9.%d", i+1))
+		if plan([]model.Member{cur, x}, nil)[0] != x.Addrs[0].String() {
+			continue // cur still wins
+		}
+		moved = true
+		assert.ElementsMatch(t, []string{cur.Addrs[0].String(), x.Addrs[0].String()},
+			plan([]model.Member{cur, x}, up(cur.Addrs[0].String())), "the current upstream bridges until the new choice is up")
+		assert.Equal(t, []string{x.Addrs[0].String()},
+			plan([]model.Member{cur, x}, up(cur.Addrs[0].String(), x.Addrs[0].String())), "then it goes")
+		break
+	}
+	require.True(t, moved, "no member out of 32 outscored the current upstream")
 }
