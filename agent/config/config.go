@@ -129,6 +129,21 @@ func (c *Config) MemoryNeed(routes int) (need, limit int64) {
 	return c.baseMemory + int64(routes)*c.Backend.Bird.BytesPerRoute, c.memoryLimit
 }
 
+// PeerMetrics reports whether a session group ("mesh", "upstream" or a
+// client group's name) gets per-peer metrics: mesh and upstream always
+// (few, known peers), client groups when they opt in.
+func (c *Config) PeerMetrics(group string) bool {
+	if group == TargetMesh || group == TargetUpstream {
+		return true
+	}
+	for _, cl := range c.Clients {
+		if cl.Name == group {
+			return cl.PeerMetrics
+		}
+	}
+	return false
+}
+
 // ASN returns the validated local AS number.
 func (c *Config) ASN() model.ASN { return c.asn }
 
@@ -224,7 +239,29 @@ type Mesh struct {
 	Group string `json:"group"`
 	// Namespace of the group; default: the pod's namespace.
 	Namespace string `json:"namespace,omitempty"`
+	// BFD of the mesh sessions.
+	BFD *BFD `json:"bfd,omitempty"`
 }
+
+// BFD (RFC 5880) detects a dead peer of a session group in
+// interval x multiplier instead of the hold time; single-hop where the
+// sessions are (directly connected eBGP), multihop elsewhere (RFC 5883).
+// Towards clients a BFD failure takes the session down and the client's
+// routes are withdrawn at once; between meshrr pods (mesh, upstream) with
+// graceful restart on it is handled as a session failure under graceful
+// restart, as a broken TCP session is (a restarting daemon keeps its
+// routes).
+type BFD struct {
+	Enabled bool `json:"enabled,omitempty"`
+	// Interval between BFD packets, sent and expected (default 200ms:
+	// pods under CPU limits miss 10-100 ms timers).
+	Interval Duration `json:"interval,omitempty"`
+	// Multiplier: packets missed before the peer is down (default 3).
+	Multiplier int `json:"multiplier,omitempty"`
+}
+
+// On reports whether b enables BFD.
+func (b *BFD) On() bool { return b != nil && b.Enabled }
 
 // Upstream is another group this group peers up to.
 type Upstream struct {
@@ -243,6 +280,8 @@ type Upstream struct {
 	// upstream (found through the meshrr.io/upstream-* labels of their Services);
 	// default: the pod's namespace.
 	SiblingNamespaces []string `json:"siblingNamespaces,omitempty"`
+	// BFD of the upstream sessions.
+	BFD *BFD `json:"bfd,omitempty"`
 }
 
 // Client is a set of address ranges allowed to open sessions.
@@ -268,6 +307,21 @@ type Client struct {
 	// TTLSecurity enables GTSM (RFC 5082): packets must arrive with TTL
 	// 255 - multihop + 1 or more (BIRD only).
 	TTLSecurity bool `json:"ttlSecurity,omitempty"`
+	// AddPaths (RFC 7911) sends the clients up to this many paths per
+	// prefix instead of the best one only, and accepts several paths from
+	// them: 0 (off) or 2-64. BIRD 2 has no path count: it sends every path
+	// it holds (docs/features.md).
+	AddPaths int `json:"addPaths,omitempty"`
+	// BFD of the clients' sessions (the clients must run BFD too).
+	BFD *BFD `json:"bfd,omitempty"`
+	// OptimalRouteReflection (RFC 9107) is refused: it needs the IGP
+	// distances seen from the clients' positions, which RR pods do not
+	// have. The field exists to say so (use AddPaths: the clients choose).
+	OptimalRouteReflection bool `json:"optimalRouteReflection,omitempty"`
+	// PeerMetrics exports per-peer series (meshrr_bgp_peer_*) for each
+	// client session instead of the group's totals only: one series set
+	// per client address, so mind the cardinality.
+	PeerMetrics bool `json:"peerMetrics,omitempty"`
 
 	ranges   []netip.Prefix
 	peerASNs []model.ASNRange
@@ -309,17 +363,35 @@ type PolicyRule struct {
 	From             []string      `json:"from,omitempty"`
 	MatchCommunities []string      `json:"matchCommunities,omitempty"`
 	MatchPrefixes    []PrefixEntry `json:"matchPrefixes,omitempty"`
-	// Action: reject, accept, or empty to continue with the next rule.
+	// Action: reject, accept, or empty to continue with the next rule
+	// after the modifications below.
 	Action       string  `json:"action,omitempty"`
 	SetLocalPref *uint32 `json:"setLocalPref,omitempty"`
+	// SetMED sets the MULTI_EXIT_DISC.
+	SetMED *uint32 `json:"setMED,omitempty"`
+	// RemoveCommunities are deleted from matching routes, then
+	// AddCommunities added (standard A:B or large A:B:C both): removing
+	// one and adding another re-tags a route.
+	RemoveCommunities []string `json:"removeCommunities,omitempty"`
+	AddCommunities    []string `json:"addCommunities,omitempty"`
+	// Prepend adds the local AS this many times (1-10) to the AS path of
+	// routes sent to external (eBGP) client groups.
+	Prepend int `json:"prepend,omitempty"`
 
 	communities []model.Community
 	prefixes    []model.PrefixMatch
+	remove, add []model.Community
 }
 
 // Compiled returns the validated prefix and community matches.
 func (r *PolicyRule) Compiled() ([]model.PrefixMatch, []model.Community) {
 	return r.prefixes, r.communities
+}
+
+// CompiledCommunityActions returns the validated communities the rule
+// removes and adds.
+func (r *PolicyRule) CompiledCommunityActions() (remove, add []model.Community) {
+	return r.remove, r.add
 }
 
 // Timers in seconds.

@@ -128,6 +128,21 @@ func TestInvalidInputsNameTheField(t *testing.T) {
 		{"policy both directions", base + "policy: [{name: x, towards: [mesh], from: [mesh], action: reject}]\n", "policy[0]", "not both"},
 		{"policy no action", base + "policy: [{name: x, towards: [mesh]}]\n", "policy[0].action", "needs an action"},
 		{"reject with localpref", base + "policy: [{name: x, towards: [mesh], action: reject, setLocalPref: 5}]\n", "policy[0].setLocalPref", "no effect"},
+		{"reject with med", base + "policy: [{name: x, towards: [mesh], action: reject, setMED: 5}]\n", "policy[0].setMED", "no effect"},
+		{"reject and retag", base + "policy: [{name: x, towards: [mesh], action: reject, addCommunities: ['1:2:3']}]\n", "policy[0].addCommunities", "no effect"},
+		{"bad large community to add", base + "policy: [{name: x, towards: [mesh], addCommunities: ['65000:1:4294967296']}]\n", "policy[0].addCommunities[0]", "not a community"},
+		{"bad community to remove", base + "policy: [{name: x, towards: [mesh], removeCommunities: ['65000']}]\n", "policy[0].removeCommunities[0]", "not a community"},
+		{"add and remove the same", base + "policy: [{name: x, towards: [mesh], removeCommunities: ['65000:1'], addCommunities: ['65000:1']}]\n", "policy[0].addCommunities[0]", "also in removeCommunities"},
+		{"prepend towards ibgp", base + "policy: [{name: x, towards: [mesh], prepend: 2}]\n", "policy[0].towards[0]", "is iBGP"},
+		{"prepend towards internal clients", base + "clients: [{name: a, ranges: [10.0.0.0/8]}]\npolicy: [{name: x, towards: [clients], prepend: 2}]\n", "policy[0].towards[0]", "internal client group a"},
+		{"prepend on import", base + "clients: [{name: a, type: external, peerASNs: ['1'], ranges: [10.0.0.0/8]}]\npolicy: [{name: x, from: [a], prepend: 2}]\n", "policy[0].prepend", "not from"},
+		{"prepend too long", base + "clients: [{name: a, type: external, peerASNs: ['1'], ranges: [10.0.0.0/8]}]\npolicy: [{name: x, towards: [a], prepend: 11}]\n", "policy[0].prepend", "1-10 times"},
+		{"optimal route reflection", base + "clients: [{name: a, ranges: [10.0.0.0/8], optimalRouteReflection: true}]\n", "clients[0].optimalRouteReflection", "IGP distances"},
+		{"addPaths of one", base + "clients: [{name: a, ranges: [10.0.0.0/8], addPaths: 1}]\n", "clients[0].addPaths", "2-64"},
+		{"addPaths too many", base + "clients: [{name: a, ranges: [10.0.0.0/8], addPaths: 65}]\n", "clients[0].addPaths", "2-64"},
+		{"bfd interval too short", "identity: {asn: 65000}\nmesh: {group: core.core, bfd: {enabled: true, interval: 10ms}}\n", "mesh.bfd.interval", "50ms to 10s"},
+		{"bfd interval not whole ms", base + "clients: [{name: a, ranges: [10.0.0.0/8], bfd: {enabled: true, interval: 1500us}}]\n", "clients[0].bfd.interval", "whole milliseconds"},
+		{"bfd multiplier too big", base + "upstream: {group: b, bfd: {enabled: true, multiplier: 300}}\n", "upstream.bfd.multiplier", "1-255"},
 		{"keepalive above hold", base + "timers: {hold: 9, keepalive: 10}\n", "timers.keepalive", "below the hold time"},
 		{"bad listen", base + "status: {listen: '9479'}\n", "status.listen", "host:port"},
 	}
@@ -212,4 +227,16 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("the canonical form parses to another configuration:\n%s\n---\n%s", again, third)
 		}
 	})
+}
+
+func TestBFDDefaultsAndPeerMetrics(t *testing.T) {
+	c, err := Parse([]byte("identity: {asn: 65000}\nmesh: {group: a, bfd: {enabled: true}}\nclients: [{name: r, ranges: [10.0.0.0/8], peerMetrics: true, bfd: {enabled: true, interval: 300ms}}, {name: s, ranges: [11.0.0.0/8]}]\n"))
+	require.NoError(t, err)
+	assert.Equal(t, DefaultBFDInterval, c.Mesh.BFD.Interval.Duration)
+	assert.Equal(t, DefaultBFDMultiplier, c.Mesh.BFD.Multiplier)
+	assert.Equal(t, 300*time.Millisecond, c.Clients[0].BFD.Interval.Duration)
+	assert.Nil(t, c.Clients[1].BFD, "BFD stays off unless asked for")
+	for g, want := range map[string]bool{"mesh": true, "upstream": true, "r": true, "s": false, "nosuch": false} {
+		assert.Equal(t, want, c.PeerMetrics(g), g)
+	}
 }

@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Defaults, documented in the chart's values.yaml and the README.
 const (
@@ -22,6 +25,9 @@ const (
 	// BIRD 2's memory per route held and without routes (docs/scale.md)
 	DefaultBirdBytesPerRoute = 250
 	DefaultBirdBaseMemory    = "32Mi"
+	// BFD: detection in 600 ms, slow enough for pods under CPU limits
+	DefaultBFDInterval   = 200 * time.Millisecond
+	DefaultBFDMultiplier = 3
 )
 
 // SetDefaults fills every unset field with its documented default.
@@ -76,6 +82,12 @@ func (c *Config) SetDefaults() {
 		}
 		if cl.NextHopUnchanged == nil {
 			cl.NextHopUnchanged = ptr(cl.Type == ClientExternal)
+		}
+	}
+	for _, b := range c.bfds() {
+		if b.v != nil {
+			setDur(&b.v.Interval, DefaultBFDInterval)
+			setInt(&b.v.Multiplier, DefaultBFDMultiplier)
 		}
 	}
 	if c.Families == nil {
@@ -137,4 +149,21 @@ func setDur(p *Duration, v time.Duration) {
 	if p.Duration == 0 {
 		p.Duration = v
 	}
+}
+
+type fieldBFD struct {
+	field string
+	v     *BFD
+}
+
+// bfds lists the BFD settings of every session group with its field.
+func (c *Config) bfds() []fieldBFD {
+	out := []fieldBFD{{"mesh.bfd", c.Mesh.BFD}}
+	if c.Upstream != nil {
+		out = append(out, fieldBFD{"upstream.bfd", c.Upstream.BFD})
+	}
+	for i := range c.Clients {
+		out = append(out, fieldBFD{fmt.Sprintf("clients[%d].bfd", i), c.Clients[i].BFD})
+	}
+	return out
 }

@@ -41,6 +41,7 @@ func (c *Config) Validate() error {
 	c.validateUpstream(&e)
 	c.validateClients(&e)
 	c.validatePolicy(&e)
+	c.validateBFD(&e)
 	c.validateFamilies(&e)
 	c.validateTimers(&e)
 	c.validateGracefulRestart(&e)
@@ -278,6 +279,12 @@ func (c *Config) validateClients(e *errs) {
 		if cl.MaxPrefixAction != "" && cl.MaxPrefixes == 0 {
 			e.add(f+".maxPrefixAction", "needs maxPrefixes")
 		}
+		if cl.OptimalRouteReflection {
+			e.add(f+".optimalRouteReflection", "not supported: optimal route reflection (RFC 9107) needs the IGP distances from the clients' positions, which RR pods do not have; set addPaths (2-64) so the clients receive several paths and choose with their own IGP view")
+		}
+		if cl.AddPaths != 0 && (cl.AddPaths < 2 || cl.AddPaths > 64) {
+			e.add(f+".addPaths", "%d: use 0 (the best path only) or 2-64 paths per prefix", cl.AddPaths)
+		}
 		if cl.TTLSecurity && c.Backend.Type == BackendCRPD {
 			e.add(f+".ttlSecurity", "GTSM is not rendered for cRPD (Junos does it with a firewall filter): remove it or use bird")
 		}
@@ -433,18 +440,89 @@ func (c *Config) validatePolicy(e *errs) {
 		}
 		r.communities = compileCommunities(e, f+".matchCommunities", r.MatchCommunities)
 		r.prefixes = compilePrefixes(e, f+".matchPrefixes", r.MatchPrefixes)
+		r.remove = compileCommunities(e, f+".removeCommunities", r.RemoveCommunities)
+		r.add = compileCommunities(e, f+".addCommunities", r.AddCommunities)
+		for j, a := range r.add {
+			if slices.Contains(r.remove, a) {
+				e.add(fmt.Sprintf("%s.addCommunities[%d]", f, j), "%s is also in removeCommunities: keep it in one of them", a)
+			}
+		}
+		c.validatePrepend(e, f, r)
+		modifies := r.modifications()
 		switch r.Action {
 		case ActionContinue:
-			if r.SetLocalPref == nil {
-				e.add(f+".action", "a rule needs an action (reject, accept) or setLocalPref")
+			if len(modifies) == 0 {
+				e.add(f+".action", "a rule needs an action (reject, accept) or a modification (setLocalPref, setMED, addCommunities, removeCommunities, prepend)")
 			}
 		case ActionAccept:
 		case ActionReject:
-			if r.SetLocalPref != nil {
-				e.add(f+".setLocalPref", "has no effect on rejected routes: remove it or drop action: reject")
+			for _, m := range modifies {
+				e.add(f+"."+m, "has no effect on rejected routes: remove it or drop action: reject")
 			}
 		default:
-			e.add(f+".action", "%q: use reject, accept, or leave empty to continue after setLocalPref", r.Action)
+			e.add(f+".action", "%q: use reject, accept, or leave empty to continue after the modifications", r.Action)
+		}
+	}
+}
+
+// modifications names the route modifications a rule sets.
+func (r *PolicyRule) modifications() []string {
+	var out []string
+	for _, m := range []struct {
+		field string
+		set   bool
+	}{
+		{"setLocalPref", r.SetLocalPref != nil},
+		{"setMED", r.SetMED != nil},
+		{"removeCommunities", len(r.RemoveCommunities) > 0},
+		{"addCommunities", len(r.AddCommunities) > 0},
+		{"prepend", r.Prepend != 0},
+	} {
+		if m.set {
+			out = append(out, m.field)
+		}
+	}
+	return out
+}
+
+// validatePrepend: the local AS is prepended on export to external client
+// groups only (an iBGP path must not carry the local AS: every peer of
+// the AS would drop the route as a loop).
+func (c *Config) validatePrepend(e *errs, f string, r *PolicyRule) {
+	if r.Prepend == 0 {
+		return
+	}
+	if r.Prepend < 1 || r.Prepend > 10 {
+		e.add(f+".prepend", "%d: prepend the local AS 1-10 times", r.Prepend)
+	}
+	if len(r.From) > 0 {
+		e.add(f+".prepend", "applies to routes sent: use towards with external client groups, not from")
+	}
+	for j, t := range r.Towards {
+		for _, cl := range c.Clients {
+			if (t == cl.Name || t == TargetClients) && cl.Type != ClientExternal {
+				e.add(fmt.Sprintf("%s.towards[%d]", f, j), "%q includes internal client group %s: prepend only towards external (eBGP) client groups", t, cl.Name)
+			}
+		}
+		if t == TargetMesh || t == TargetUpstream {
+			e.add(fmt.Sprintf("%s.towards[%d]", f, j), "%q is iBGP: prepend only towards external (eBGP) client groups", t)
+		}
+	}
+}
+
+// validateBFD: intervals BIRD and Junos both take (Junos: 1 ms-255 s;
+// below 50 ms a pod's scheduling alone takes peers down) and multipliers
+// 1-255.
+func (c *Config) validateBFD(e *errs) {
+	for _, b := range c.bfds() {
+		if b.v == nil {
+			continue
+		}
+		if iv := b.v.Interval.Duration; iv < 50*time.Millisecond || iv > 10*time.Second || iv%time.Millisecond != 0 {
+			e.add(b.field+".interval", "%v: use whole milliseconds from 50ms to 10s (default 200ms)", iv)
+		}
+		if m := b.v.Multiplier; m < 1 || m > 255 {
+			e.add(b.field+".multiplier", "%d: must be 1-255 (default 3)", m)
 		}
 	}
 }

@@ -397,7 +397,7 @@ func TestTwoRegionsExampleRendersAHierarchy(t *testing.T) {
 		for _, p := range cfg.Policy {
 			names = append(names, p.Name)
 		}
-		assert.Equal(t, []string{"keep-101-in-region", "depref-102-outside"}, names)
+		assert.Equal(t, []string{"keep-101-in-region", "depref-102-outside", "retag-103-outside"}, names)
 		// the upstream choice needs the siblings' labels, and RBAC to read them
 		for _, s := range all[*corev1.Service](r) {
 			if s.Spec.ClusterIP == corev1.ClusterIPNone {
@@ -490,15 +490,18 @@ func TestRouteServerEVPNOverlayRendersCRPDWithEVPN(t *testing.T) {
 	assert.Empty(t, all[*networkingv1.NetworkPolicy](render(t, "rs", "rs", files[:1], nil)))
 }
 
-func TestClientTiersExampleRendersThreeTiers(t *testing.T) {
+func TestClientTiersExampleRendersItsTiers(t *testing.T) {
 	r := render(t, "edge", "edge", []string{example("client-tiers", "values.yaml")}, nil)
 	checkRelease(t, r)
 	cfg := agentConfigs(t, r)["edge-meshrr-edge"]
 	tiers := map[string]string{}
+	addPaths := map[string]int{}
 	for _, c := range cfg.Clients {
 		tiers[c.Name] = c.Export.Tier
+		addPaths[c.Name] = c.AddPaths
 	}
-	assert.Equal(t, map[string]string{"full": "full", "partial": "partial", "default-only": "default"}, tiers)
+	assert.Equal(t, map[string]string{"full": "full", "partial": "partial", "default-only": "default", "full-paths": "full"}, tiers)
+	assert.Equal(t, map[string]int{"full": 0, "partial": 0, "default-only": 0, "full-paths": 2}, addPaths, "addPaths reaches the agent's configuration")
 }
 
 func TestOptionalResources(t *testing.T) {
@@ -738,5 +741,65 @@ func TestNetworkPolicyAdmitsOnlyTheGroupItsUpstreamAndItsClients(t *testing.T) {
 			require.Len(t, in.From, 1)
 			assert.Equal(t, map[string]string{"kubernetes.io/metadata.name": "monitoring"}, in.From[0].NamespaceSelector.MatchLabels)
 		}
+	}
+}
+
+// BFD values reach the agent per session group, and the group's
+// NetworkPolicy admits BFD (UDP 3784 single-hop, 4784 multihop) from the
+// peers it admits BGP from, only when a session group has BFD.
+func TestBFDReachesTheAgentAndTheNetworkPolicy(t *testing.T) {
+	set := map[string]string{
+		"networkPolicy.enabled":                    "true",
+		"groups.core.clients.regions.bfd.enabled":  "true",
+		"groups.core.clients.regions.bfd.interval": "300ms",
+		"groups.core.clients.regions.peerMetrics":  "true",
+		"groups.core.mesh.bfd.enabled":             "true",
+	}
+	r := render(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, set)
+	cfg := agentConfigs(t, r)["core-meshrr-core"]
+	require.NotNil(t, cfg)
+	require.True(t, cfg.Mesh.BFD.On())
+	assert.Equal(t, 200*time.Millisecond, cfg.Mesh.BFD.Interval.Duration, "the agent's default")
+	for _, c := range cfg.Clients {
+		if c.Name == "regions" {
+			assert.Equal(t, 300*time.Millisecond, c.BFD.Interval.Duration)
+			assert.True(t, c.PeerMetrics)
+		}
+	}
+	udp := func(r release) map[string][]int32 {
+		out := map[string][]int32{}
+		for _, np := range all[*networkingv1.NetworkPolicy](r) {
+			out[np.Name] = nil
+			for _, rule := range np.Spec.Ingress {
+				for _, p := range rule.Ports {
+					if p.Protocol != nil && *p.Protocol == corev1.ProtocolUDP {
+						out[np.Name] = append(out[np.Name], p.Port.IntVal)
+					}
+				}
+			}
+		}
+		return out
+	}
+	caps := func(r release) map[string][]corev1.Capability {
+		out := map[string][]corev1.Capability{}
+		for _, w := range workloads(r) {
+			out[w.name] = w.template.Spec.Containers[0].SecurityContext.Capabilities.Add
+		}
+		return out
+	}
+	for name, add := range caps(r) {
+		assert.ElementsMatch(t, []corev1.Capability{"NET_BIND_SERVICE", "SETGID", "CHOWN", "NET_ADMIN"}, add, "%s: BIRD's BFD sockets need NET_ADMIN (SO_PRIORITY 7)", name)
+	}
+	got := udp(r)
+	require.Len(t, got, 2, "a policy per side")
+	for name, ports := range got {
+		assert.ElementsMatch(t, []int32{3784, 4784}, ports, name)
+	}
+	off := render(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{"networkPolicy.enabled": "true"})
+	for name, ports := range udp(off) {
+		assert.Empty(t, ports, "%s: no BFD port without BFD", name)
+	}
+	for name, add := range caps(off) {
+		assert.NotContains(t, add, corev1.Capability("NET_ADMIN"), "%s: no NET_ADMIN without BFD", name)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/gruntwork-io/terratest/modules/k8s"
 	"github.com/gruntwork-io/terratest/modules/logger"
 	"github.com/gruntwork-io/terratest/modules/random"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,6 +35,7 @@ type Session struct {
 	Established bool      `json:"established"`
 	Since       time.Time `json:"since"`
 	Imported    int       `json:"imported"`
+	BFD         string    `json:"bfd"`
 }
 
 // namespace creates a unique namespace deleted at the end of the test
@@ -97,6 +99,22 @@ func waitReady(t *testing.T, opts *k8s.KubectlOptions, selector string, n int, t
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// waitReplaced waits until the selector has n pods, all Ready and none
+// of the deleted ones.
+func waitReplaced(t *testing.T, opts *k8s.KubectlOptions, selector string, deleted []string, n int, timeout time.Duration) {
+	t.Helper()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		ps := pods(t, opts, selector)
+		if !assert.Len(c, ps, n) {
+			return
+		}
+		for _, p := range ps {
+			assert.NotContains(c, deleted, p.Name, "a deleted pod is still there")
+			assert.True(c, isReady(p), "%s not ready", p.Name)
+		}
+	}, timeout, 500*time.Millisecond)
 }
 
 func isReady(p corev1.Pod) bool {
@@ -251,6 +269,31 @@ func (r *Router) routesOf(family string) (map[string]Route, error) {
 		}
 	}
 	return res, nil
+}
+
+// communities returns the standard and large communities of the
+// router's best path to prefix, as FRR prints them ("" when none).
+func (r *Router) communities(prefix string) (std, large string, err error) {
+	out, err := exec.Command("docker", "exec", r.Name, "vtysh", "-c", "show bgp ipv4 unicast "+prefix+" json").Output()
+	if err != nil {
+		return "", "", err
+	}
+	var route struct {
+		Paths []struct {
+			Community      struct{ String string } `json:"community"`
+			LargeCommunity struct{ String string } `json:"largeCommunity"`
+			Bestpath       struct{ Overall bool }  `json:"bestpath"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(out, &route); err != nil {
+		return "", "", fmt.Errorf("%v: %s", err, out)
+	}
+	for _, p := range route.Paths {
+		if p.Bestpath.Overall {
+			return p.Community.String, p.LargeCommunity.String, nil
+		}
+	}
+	return "", "", fmt.Errorf("%s: no best path to %s", r.Name, prefix)
 }
 
 // configure applies FRR configuration commands (one per line, from the

@@ -16,21 +16,34 @@ import (
 )
 
 // routerConf is an FRR RR client of the given RR pods announcing prefixes,
-// each optionally tagged with a community.
+// each optionally tagged with communities (space-separated; A:B:C ones are
+// large communities).
 func routerConf(id string, rrs []string, announce map[string]string) string {
 	var b strings.Builder
 	i := 10
 	maps := map[string]string{}
-	for prefix, comm := range announce {
-		if comm != "" {
-			name := "TAG" + strings.ReplaceAll(comm, ":", "_")
-			if _, ok := maps[comm]; !ok {
-				fmt.Fprintf(&b, "route-map %s permit %d\n set community %s\n", name, i, comm)
-				i += 10
-			}
-			maps[comm] = name
+	for _, comm := range announce {
+		if _, ok := maps[comm]; ok || comm == "" {
+			continue
 		}
-		_ = prefix
+		name := fmt.Sprintf("TAG%d", i)
+		fmt.Fprintf(&b, "route-map %s permit %d\n", name, i)
+		var std, large []string
+		for _, c := range strings.Fields(comm) {
+			if strings.Count(c, ":") == 2 {
+				large = append(large, c)
+			} else {
+				std = append(std, c)
+			}
+		}
+		if std != nil {
+			fmt.Fprintf(&b, " set community %s\n", strings.Join(std, " "))
+		}
+		if large != nil {
+			fmt.Fprintf(&b, " set large-community %s\n", strings.Join(large, " "))
+		}
+		i += 10
+		maps[comm] = name
 	}
 	fmt.Fprintf(&b, "router bgp 65000\n bgp router-id %s\n no bgp network import-check\n", id)
 	for _, rr := range rrs {
@@ -52,7 +65,8 @@ func routerConf(id string, rrs []string, announce map[string]string) string {
 // core release and two region releases (per-region overlays) and proves
 // the seed demonstration with FRR routers as region clients: 65000:101
 // never leaves its region, 65000:102 arrives elsewhere with local-pref 20,
-// untagged routes reach every client; each region RR peers with at most
+// the large community 65000:1:103 is re-tagged 65000:2:103 and 65000:199
+// removed on the way out, untagged routes reach every client; each region RR peers with at most
 // maxPeers core RRs, on different sides.
 func TestHierarchyAndBoundaryPolicy(t *testing.T) {
 	coreNS := namespace(t, "e2e-core")
@@ -105,6 +119,7 @@ func TestHierarchyAndBoundaryPolicy(t *testing.T) {
 
 	rL := startRouter(t, "loth1", routerConf(routerID(21), []string{loth[0].Status.PodIP}, map[string]string{
 		"10.100.0.0/24": "", "10.101.0.0/24": "65000:101", "10.102.0.0/24": "65000:102",
+		"10.103.0.0/24": "65000:7 65000:199 65000:1:103",
 	}))
 	rL2 := startRouter(t, "loth2", routerConf(routerID(22), []string{loth[1].Status.PodIP}, nil))
 	rM := startRouter(t, "mirk1", routerConf(routerID(23), []string{mirk[0].Status.PodIP}, nil))
@@ -123,6 +138,16 @@ func TestHierarchyAndBoundaryPolicy(t *testing.T) {
 			assert.Contains(c, l2, "10.100.0.0/24", "an untagged route reaches every client of the region")
 			assert.Contains(c, l2, "10.101.0.0/24", "65000:101 stays usable inside its region")
 			assert.Equal(c, 100, l2["10.102.0.0/24"].LocalPref, "inside the region 65000:102 keeps its local-pref")
+		}
+		// the large community 65000:1:103 is re-tagged 65000:2:103 at the
+		// region's boundary and 65000:199 removed; 65000:7 goes through
+		if std, large, err := rM.communities("10.103.0.0/24"); assert.NoError(c, err) {
+			assert.Equal(c, "65000:2:103", large, "the large community is re-tagged outside the region")
+			assert.Equal(c, "65000:7", std, "65000:199 is removed at the boundary, 65000:7 kept")
+		}
+		if std, large, err := rL2.communities("10.103.0.0/24"); assert.NoError(c, err) {
+			assert.Equal(c, "65000:1:103", large, "inside the region the route keeps its tags")
+			assert.Equal(c, "65000:7 65000:199", std)
 		}
 	}, 2*time.Minute, time.Second)
 	for range 5 { // and 65000:101 never shows up in mirkwood
@@ -246,16 +271,7 @@ func TestDualHomedClientsLoseNoRouteWhenASideGoes(t *testing.T) {
 	// LoadBalancer address (the route-servers example with MetalLB). What
 	// this proves is that nothing is lost while side a is gone and while its
 	// replacement joins the mesh.
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		ps := pods(t, opts, coreSelector)
-		if !assert.Len(c, ps, 2) {
-			return
-		}
-		for _, p := range ps {
-			assert.NotContains(c, sideA, p.Name, "side-a pod still there")
-			assert.True(c, isReady(p), "%s not ready", p.Name)
-		}
-	}, 3*time.Minute, 500*time.Millisecond)
+	waitReplaced(t, opts, coreSelector, sideA, 2, 3*time.Minute)
 	meshSettled(t, opts, 2, 2*time.Minute)
 	logf(t, "sides: every side-a pod killed -> replacement ready and meshed in %s", time.Since(start).Round(100*time.Millisecond))
 	time.Sleep(5 * time.Second) // keep sampling after the replacement joined

@@ -13,7 +13,7 @@
 #                                             (e.g. to a router's anycast loopback)
 # start routes the pod networks through the nodes (KUBECONFIG selects the
 # cluster) so the router can reach RR pods, enables forwarding, and runs
-# zebra, staticd and bgpd.
+# zebra, staticd, bgpd and bfdd.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 FRR_IMAGE=${FRR_IMAGE:-meshrr/frr:dev}
@@ -35,7 +35,7 @@ case "${1:-}" in
   start)
     name=${2:?name}; body=${3:?frr.conf body file}
     dir=$(mktemp -d /tmp/meshrr-frr.XXXXXX)
-    printf 'bgpd=yes\nzebra=yes\nstaticd=yes\nvtysh_enable=yes\nzebra_options=" -A 127.0.0.1"\nbgpd_options=" -A 127.0.0.1"\nstaticd_options="-A 127.0.0.1"\n' >"$dir/daemons"
+    printf 'bgpd=yes\nzebra=yes\nstaticd=yes\nbfdd=yes\nvtysh_enable=yes\nzebra_options=" -A 127.0.0.1"\nbgpd_options=" -A 127.0.0.1"\nstaticd_options="-A 127.0.0.1"\nbfdd_options=" -A 127.0.0.1"\n' >"$dir/daemons"
     { printf 'frr defaults traditional\nhostname %s\nlog stdout\n' "$name"; cat "$body"; } >"$dir/frr.conf"
     : >"$dir/vtysh.conf"
     routes=$(pod_routes)

@@ -306,6 +306,7 @@ func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(strin
 	}
 	log = log.With("pod", pod.self.Namespace+"/"+pod.self.Name)
 	m := metrics.New(be)
+	m.PerPeer = func(group string) bool { return watcher.Current().PeerMetrics(group) }
 	m.Info.WithLabelValues(Version, be.Name(), rid.String()).Set(1)
 	rec, stopEvents := events.New(client, events.Pod{Name: pod.self.Name, Namespace: pod.self.Namespace, UID: pod.uid}, log)
 	defer stopEvents()

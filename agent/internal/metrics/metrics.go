@@ -43,6 +43,12 @@ type Metrics struct {
 	MemoryLimit          prometheus.Gauge
 	UpstreamReplacements prometheus.Counter
 	Info                 *prometheus.GaugeVec
+
+	// PerPeer says which groups' sessions get per-peer series (nil: mesh
+	// and upstream). Set before serving.
+	PerPeer func(group string) bool
+	peers   peerTracker
+	now     func() time.Time
 }
 
 // SessionReader reads the daemon's sessions (the backend).
@@ -55,6 +61,7 @@ type SessionReader interface {
 func New(r SessionReader) *Metrics {
 	fast := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
 	m := &Metrics{
+		now:      time.Now,
 		Registry: prometheus.NewRegistry(),
 		DiscoveredPeers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: "discovery", Name: "peers",
@@ -138,7 +145,7 @@ func New(r SessionReader) *Metrics {
 		m.ChangeToApplied, m.ConfigReloads, m.ConfigLastReloadOK, m.UpstreamReplacements, m.DaemonRestarts, m.Info,
 		m.LicenseUsage, m.LicenseLimit, m.ClientSessionsReaped, m.ChangeHeld,
 		m.RoutesHeld, m.MemoryNeeded, m.MemoryLimit,
-		&sessionCollector{r: r},
+		&sessionCollector{r: r, m: m},
 		md5Collector{path: "/proc/net/netstat"},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -152,12 +159,18 @@ var (
 	upDesc       = prometheus.NewDesc(ns+"_daemon_up", "1 if the routing daemon answered the scrape's session query.", nil, nil)
 )
 
-type sessionCollector struct{ r SessionReader }
+type sessionCollector struct {
+	r SessionReader
+	m *Metrics
+}
 
 func (c *sessionCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- sessionsDesc
 	ch <- prefixesDesc
 	ch <- upDesc
+	for _, d := range peerDescriptions {
+		ch <- d
+	}
 }
 
 func (c *sessionCollector) Collect(ch chan<- prometheus.Metric) {
@@ -186,4 +199,5 @@ func (c *sessionCollector) Collect(ch chan<- prometheus.Metric) {
 	for g, n := range prefixes {
 		ch <- prometheus.MustNewConstMetric(prefixesDesc, prometheus.GaugeValue, float64(n), g)
 	}
+	c.m.collectPeers(ch, ss, c.m.now())
 }

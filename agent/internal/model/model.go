@@ -221,8 +221,25 @@ type PeerGroup struct {
 	MaxPrefixAction string
 	// TTLSecurity: GTSM (RFC 5082).
 	TTLSecurity bool
-	Import      Policy
-	Export      Policy
+	// AddPaths (RFC 7911): send up to this many paths per prefix and
+	// receive several (0: off).
+	AddPaths int
+	// BFD of the group's sessions (nil: off).
+	BFD    *BFD
+	Import Policy
+	Export Policy
+}
+
+// BFD (RFC 5880) timers of a session group: packets every Interval, the
+// peer down after Multiplier missed.
+type BFD struct {
+	Interval   time.Duration
+	Multiplier int
+	// Graceful: a BFD failure is handled as a session failure under
+	// graceful restart (a peer that preserves its forwarding state keeps
+	// its routes for the restart time); otherwise the session goes down
+	// and the peer's routes are withdrawn at once.
+	Graceful bool
 }
 
 // Families returns the address families this group carries, from its
@@ -302,12 +319,18 @@ type PrefixMatch struct {
 	MaxLen int
 }
 
-// Action is what a rule does to a matching route.
+// Action is what a rule does to a matching route: the modifications in
+// field order (communities removed before others are added), then Reject
+// or Accept.
 type Action struct {
-	Reject         bool
-	Accept         bool
-	SetLocalPref   *uint32
-	AddCommunities []Community
+	Reject            bool
+	Accept            bool
+	SetLocalPref      *uint32
+	SetMED            *uint32
+	RemoveCommunities []Community
+	AddCommunities    []Community
+	// Prepend the local AS this many times (eBGP exports only).
+	Prepend int
 }
 
 // Session is a BGP session as read from the daemon.
@@ -320,6 +343,9 @@ type Session struct {
 	Since       time.Time  `json:"since"` // last state change
 	Imported    int        `json:"imported"`
 	Exported    int        `json:"exported"`
+	// BFD is the state of the session's BFD session (Up, Down, Init,
+	// AdminDown), "" without one.
+	BFD string `json:"bfd,omitempty"`
 }
 
 // Member is one ready RR pod found through discovery.

@@ -103,7 +103,7 @@ func Build(in Input) (Result, error) {
 	}
 
 	meshNS := or(c.Mesh.Namespace, in.Self.Namespace)
-	mesh := model.PeerGroup{Name: string(model.RoleMesh), Role: model.RoleMesh}
+	mesh := model.PeerGroup{Name: string(model.RoleMesh), Role: model.RoleMesh, BFD: bfd(c.Mesh.BFD, c.GracefulRestart.On())}
 	for _, mb := range members(in.Snapshot, meshNS, c.Mesh.Group) {
 		if isSelf(mb, in.Self) {
 			continue
@@ -117,7 +117,7 @@ func Build(in Input) (Result, error) {
 		if u.Group == c.Mesh.Group && or(u.Namespace, in.Self.Namespace) == meshNS {
 			return Result{}, fmt.Errorf("plan: upstream.group %q in namespace %s is this pod's own group: an upstream must be another group", u.Group, meshNS)
 		}
-		up := model.PeerGroup{Name: string(model.RoleUpstream), Role: model.RoleUpstream}
+		up := model.PeerGroup{Name: string(model.RoleUpstream), Role: model.RoleUpstream, BFD: bfd(u.BFD, c.GracefulRestart.On())}
 		chosen, replaced, seen := chooseUpstream(in, local)
 		res.Discovered[model.RoleUpstream] = seen
 		for _, mb := range chosen {
@@ -149,6 +149,8 @@ func Build(in Input) (Result, error) {
 			MaxPrefixes:      cl.MaxPrefixes,
 			MaxPrefixAction:  cl.MaxPrefixAction,
 			TTLSecurity:      cl.TTLSecurity,
+			AddPaths:         cl.AddPaths,
+			BFD:              bfd(cl.BFD, false),
 		}
 		if g.External {
 			g.RouteServer = true
@@ -469,7 +471,19 @@ func refill(self string, keep []string, cands []Candidate, a Assignment, want in
 	return keep
 }
 
-// tierPolicy turns a client export tier into rules.
+// bfd is a group's BFD, nil when off. graceful: between meshrr pods (mesh,
+// upstream) with graceful restart on, a BFD failure is a session failure
+// under graceful restart, as a broken TCP session is: a restarting daemon's
+// routes are kept. Towards clients BFD is there to withdraw a dead
+// router's routes at once, which graceful handling would defeat for every
+// router that announces graceful restart (FRR does by default).
+func bfd(b *config.BFD, graceful bool) *model.BFD {
+	if !b.On() {
+		return nil
+	}
+	return &model.BFD{Interval: b.Interval.Duration, Multiplier: b.Multiplier, Graceful: graceful}
+}
+
 // Drained is m while the pod drains: the graceful-shutdown rule first on
 // every export (idempotent). The loop also drains its last applied model
 // with it when discovery cannot give it a new one.
@@ -494,6 +508,7 @@ var drainRule = model.Rule{Name: "graceful-shutdown", Action: model.Action{
 	SetLocalPref: new(uint32), AddCommunities: []model.Community{model.GracefulShutdown},
 }}
 
+// tierPolicy turns a client export tier into rules.
 func tierPolicy(x config.Export) model.Policy {
 	prefixes, comms := x.Compiled()
 	switch x.Tier {
@@ -522,13 +537,18 @@ func applyBoundaryRules(c *config.Config, groups []model.PeerGroup) {
 		var exp, imp []model.Rule
 		for _, r := range c.Policy {
 			prefixes, comms := r.Compiled()
+			remove, add := r.CompiledCommunityActions()
 			rule := model.Rule{
 				Name:  r.Name,
 				Match: model.Match{Communities: comms, Prefixes: prefixes},
 				Action: model.Action{
-					Reject:       r.Action == config.ActionReject,
-					Accept:       r.Action == config.ActionAccept,
-					SetLocalPref: r.SetLocalPref,
+					Reject:            r.Action == config.ActionReject,
+					Accept:            r.Action == config.ActionAccept,
+					SetLocalPref:      r.SetLocalPref,
+					SetMED:            r.SetMED,
+					RemoveCommunities: remove,
+					AddCommunities:    add,
+					Prepend:           r.Prepend,
 				},
 			}
 			if targets(r.Towards, g) {

@@ -284,6 +284,7 @@ func (l *Loop) ReconcileOnce(ctx context.Context) (err error) {
 			sessions[s.Peer] = s
 		}
 		l.checkMemory(cfg, ss)
+		l.Metrics.ObserveSessions(ss)
 	}
 	now := l.now()
 	for id, until := range l.holdDown {

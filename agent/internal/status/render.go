@@ -90,7 +90,7 @@ func Table(w io.Writer, groups []GroupView) (degraded bool) {
 			fmt.Fprintf(w, "  ! %s\n", p)
 		}
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  POD\tSIDE\tREADY\tPEER\tGROUP\tSTATE\tUP FOR\tRECEIVED\tSENT")
+		fmt.Fprintln(tw, "  POD\tSIDE\tREADY\tPEER\tGROUP\tSTATE\tBFD\tUP FOR\tRECEIVED\tSENT")
 		for _, r := range g.Reports {
 			ready := "yes"
 			switch {
@@ -100,7 +100,7 @@ func Table(w io.Writer, groups []GroupView) (degraded bool) {
 				ready = "no"
 			}
 			if len(r.Peers) == 0 {
-				fmt.Fprintf(tw, "  %s\t%s\t%s\t-\t-\t-\t-\t-\t-\n", r.Pod, dash(r.Side), ready)
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t-\t-\t-\t-\t-\t-\t-\n", r.Pod, dash(r.Side), ready)
 			}
 			for _, p := range r.Peers {
 				peer := p.Addr
@@ -111,7 +111,7 @@ func Table(w io.Writer, groups []GroupView) (degraded bool) {
 				if p.Established && !p.Since.IsZero() {
 					upFor = r.Time.Sub(p.Since).Round(time.Second).String()
 				}
-				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", r.Pod, dash(r.Side), ready, peer, p.Group, p.State, upFor, p.Received, p.Sent)
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", r.Pod, dash(r.Side), ready, peer, p.Group, p.State, dash(p.BFD), upFor, p.Received, p.Sent)
 			}
 		}
 		_ = tw.Flush()

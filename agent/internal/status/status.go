@@ -47,6 +47,7 @@ type Peer struct {
 	Since       time.Time `json:"since,omitzero"`
 	Received    int       `json:"received"`
 	Sent        int       `json:"sent"`
+	BFD         string    `json:"bfd,omitempty"`    // BFD session state (Up, Down, Init, AdminDown); "" without BFD
 	TCPMD5      bool      `json:"tcpMD5,omitempty"` // the session is signed (the key itself is never reported)
 }
 
@@ -94,7 +95,7 @@ func Build(base Report, m model.Model, sessions []model.Session) Report {
 }
 
 func (p *Peer) fill(s model.Session) {
-	p.State, p.Established, p.Since, p.Received, p.Sent = s.State, s.Established, s.Since, s.Imported, s.Exported
+	p.State, p.Established, p.Since, p.Received, p.Sent, p.BFD = s.State, s.Established, s.Since, s.Imported, s.Exported, s.BFD
 	if p.State == "" {
 		p.State = "Down"
 	}

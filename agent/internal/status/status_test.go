@@ -55,11 +55,12 @@ func sample(t *testing.T) []Report {
 		}}
 		ss := []model.Session{est(peer, time.Hour, 1), est("10.244.1.10", 20*time.Minute, 5), est("172.19.0.7", 5*time.Minute, 9)}
 		ss[0].Group, ss[1].Group, ss[2].Group = "mesh", "upstream", "routers"
+		ss[1].BFD = "Up" // BFD on the upstream sessions
 		if upDown {
-			ss = append(ss, model.Session{Peer: netip.MustParseAddr("10.244.2.10"), Group: "upstream", State: "Active"})
+			ss = append(ss, model.Session{Peer: netip.MustParseAddr("10.244.2.10"), Group: "upstream", State: "Active", BFD: "Down"})
 		} else {
 			s := est("10.244.2.10", 20*time.Minute, 5)
-			s.Group = "upstream"
+			s.Group, s.BFD = "upstream", "Up"
 			ss = append(ss, s)
 		}
 		r := Report{Pod: pod, Namespace: "lothl", Group: "lothl.lothlorien", Upstream: "core.core", Version: "v1", Backend: "bird", Ready: true, Time: t0}

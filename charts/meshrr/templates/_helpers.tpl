@@ -102,6 +102,13 @@ meshrr.io/upstream-namespace: {{ $up.namespace }}
 {{- end }}
 {{- end -}}
 
+{{/* "true" when a session group of the group has BFD (the chart then opens UDP 3784/4784 and gives BIRD NET_ADMIN), else "". Args: group values. */}}
+{{- define "meshrr.bfd" -}}
+{{- $on := or ((.mesh).bfd).enabled ((.upstream).bfd).enabled -}}
+{{- range $c := (.clients | default dict) }}{{ $on = or $on ((($c | default dict).bfd).enabled) }}{{ end -}}
+{{- if $on }}true{{ end -}}
+{{- end -}}
+
 {{/* Namespaces whose EndpointSlices a group reads. Args: dict "root" $ "values" GROUP. Returns a YAML list. */}}
 {{- define "meshrr.discoveryNamespaces" -}}
 {{- $ns := list .root.Release.Namespace -}}
@@ -140,11 +147,13 @@ The agent configuration of a group: exactly the file the agent validates
 {{- if $b }}{{ $_ := set $backend "bird" $b }}{{ end -}}
 {{- end -}}
 {{- $_ := set $cfg "backend" $backend -}}
-{{- $_ := set $cfg "mesh" (dict "group" .unit.groupID) -}}
+{{- $mesh := dict "group" .unit.groupID -}}
+{{- with ($v.mesh).bfd }}{{ $_ := set $mesh "bfd" . }}{{ end -}}
+{{- $_ := set $cfg "mesh" $mesh -}}
 {{- $up := include "meshrr.upstream" (dict "root" .root "values" $v) | fromYaml -}}
 {{- if $up.groupID -}}
 {{- $u := dict "group" $up.groupID "namespace" $up.namespace -}}
-{{- range $k := list "maxPeers" "gracePeriod" "holdDown" "epsilon" "siblingNamespaces" -}}
+{{- range $k := list "maxPeers" "gracePeriod" "holdDown" "epsilon" "siblingNamespaces" "bfd" -}}
 {{- if hasKey $v.upstream $k }}{{ $_ := set $u $k (index $v.upstream $k) }}{{ end -}}
 {{- end -}}
 {{- $_ := set $cfg "upstream" $u -}}

@@ -130,6 +130,10 @@ func (b *Backend) Sessions(ctx context.Context) ([]model.Session, error) {
 	if err != nil {
 		return nil, err
 	}
+	bfd, err := b.bfdSessions(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var out []model.Session
 	for _, p := range ParseProtocols(lines, b.loc) {
 		if p.Proto != "BGP" || !p.Neighbor.IsValid() {
@@ -144,9 +148,27 @@ func (b *Backend) Sessions(ctx context.Context) ([]model.Session, error) {
 			Since:       p.Since,
 			Imported:    p.Imported,
 			Exported:    p.Exported,
+			BFD:         bfd[p.Neighbor],
 		})
 	}
 	return out, nil
+}
+
+// codeNoBFD: "There is no BFD protocol running" (no group asks for BFD).
+const codeNoBFD = 9001
+
+// bfdSessions reads the BFD state of every peer; empty when no BFD
+// protocol runs.
+func (b *Backend) bfdSessions(ctx context.Context) (map[netip.Addr]string, error) {
+	lines, err := b.client.Cmd(ctx, "show bfd sessions")
+	var ce *CmdError
+	if errors.As(err, &ce) && ce.Code == codeNoBFD && strings.Contains(ce.Text, "no BFD protocol") {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return ParseBFDSessions(lines), nil
 }
 
 // groupOf maps a protocol description written by Render back to its group.

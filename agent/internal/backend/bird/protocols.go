@@ -113,3 +113,29 @@ func parseRoutes(s string) (imported, exported int) {
 	}
 	return imported, exported
 }
+
+// codeBFDSessions marks the rows of `show bfd sessions`.
+const codeBFDSessions = 1020
+
+// ParseBFDSessions reads the reply of `show bfd sessions`: the state of
+// each BFD session by peer address. Like ParseProtocols it never fails.
+//
+//	meshrr_bfd:
+//	IP address                Interface  State      Since         Interval  Timeout
+//	127.0.10.129              ---        Up         2026-12-02 20:14:11.778    0.200    0.600
+func ParseBFDSessions(lines []Line) map[netip.Addr]string {
+	out := map[netip.Addr]string{}
+	for _, l := range lines {
+		if l.Code != codeBFDSessions {
+			continue
+		}
+		f := strings.Fields(l.Text)
+		if len(f) < 3 {
+			continue
+		}
+		if a, err := netip.ParseAddr(f[0]); err == nil {
+			out[a.Unmap()] = f[2]
+		}
+	}
+	return out
+}

@@ -118,3 +118,22 @@ func TestParseStarted(t *testing.T) {
 	_, err = parseStarted([]Line{{Code: 13, Text: "Daemon is up and running"}})
 	require.ErrorContains(t, err, "Last reboot on")
 }
+
+// the header and first row as a real BIRD 2.0.12 printed them
+// (TestBFDWithdrawsAFrozenRoutersRoutesBeforeTheHoldTimer); the second row
+// is an IPv6, single-hop variant
+func TestParseBFDSessions(t *testing.T) {
+	lines := []Line{
+		{Code: 1020, Text: "meshrr_bfd:"},
+		{Code: 1020, Text: "IP address                Interface  State      Since         Interval  Timeout"},
+		{Code: 1020, Text: "127.0.10.129              ---        Up         2026-12-02 20:14:11.778    0.200    0.600"},
+		{Code: 1020, Text: "fd00::7                   eth0       Down       2026-12-02 20:14:11.778    1.000    0.000"},
+		{Code: 1020, Text: ""},
+		{Code: 0, Text: ""},
+	}
+	assert.Equal(t, map[netip.Addr]string{
+		netip.MustParseAddr("127.0.10.129"): "Up",
+		netip.MustParseAddr("fd00::7"):      "Down",
+	}, ParseBFDSessions(lines))
+	assert.Empty(t, ParseBFDSessions(nil))
+}

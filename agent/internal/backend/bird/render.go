@@ -37,6 +37,8 @@ const descPrefix = "meshrr:"
 type view struct {
 	RouterID  string
 	Include   []string
+	BFD       bool // a protocol bfd serves the sessions that ask for BFD
+	BindBFD   bool // strict bind of the BFD sockets
 	Filters   []filterView
 	Templates []templateView
 	Protocols []protocolView
@@ -64,8 +66,18 @@ type templateView struct {
 	RSClient   bool
 	Multihop   int
 	NextHop    bool
+	AddPaths   int
+	BFD        *bfdView
 	Import     string // "all" or "filter NAME"
 	Export     string
+}
+
+// bfdView is a session template's BFD options; Graceful (model.BFD)
+// handles a BFD failure as a graceful restart of the session.
+type bfdView struct {
+	IntervalMs int64
+	Multiplier int
+	Graceful   bool
 }
 
 type protocolView struct {
@@ -91,12 +103,12 @@ func Render(m model.Model, o Options) ([]byte, error) {
 		}
 		sym := groupSymbol(g)
 		imp, exp := "all", "all"
-		if lines := filterLines(g.Import, importGuards(g)); lines != nil {
+		if lines := filterLines(g.Import, importGuards(g), m.ASN); lines != nil {
 			name := "meshrr_" + sym + "_import"
 			v.Filters = append(v.Filters, filterView{Name: name, Lines: lines})
 			imp = "filter " + name
 		}
-		if lines := filterLines(g.Export, nil); lines != nil {
+		if lines := filterLines(g.Export, nil, m.ASN); lines != nil {
 			name := "meshrr_" + sym + "_export"
 			v.Filters = append(v.Filters, filterView{Name: name, Lines: lines})
 			exp = "filter " + name
@@ -122,11 +134,16 @@ func Render(m model.Model, o Options) ([]byte, error) {
 				TTLSec:     g.TTLSecurity,
 				Multihop:   g.Multihop,
 				NextHop:    g.NextHopUnchanged,
+				AddPaths:   g.AddPaths,
 				Import:     imp,
 				Export:     exp,
 			}
 			if g.RRClient {
 				t.ClusterID = g.ClusterID.String()
+			}
+			if b := g.BFD; b != nil {
+				t.BFD = &bfdView{IntervalMs: b.Interval.Milliseconds(), Multiplier: b.Multiplier, Graceful: b.Graceful && m.GracefulRestart.Enabled}
+				v.BFD, v.BindBFD = true, o.StrictBind
 			}
 			v.Templates = append(v.Templates, t)
 			for _, n := range g.Neighbors {
@@ -221,24 +238,15 @@ func importGuards(g model.PeerGroup) []string {
 }
 
 // filterLines renders a policy as filter statements; nil means "all".
-func filterLines(p model.Policy, guards []string) []string {
+// asn is the local AS (prepended by rules that prepend).
+func filterLines(p model.Policy, guards []string, asn model.ASN) []string {
 	if p.Empty() && guards == nil {
 		return nil
 	}
 	lines := append([]string(nil), guards...)
 	for _, r := range p.Rules {
 		lines = append(lines, "# "+r.Name)
-		var do []string
-		if r.Action.SetLocalPref != nil {
-			do = append(do, fmt.Sprintf("bgp_local_pref = %d;", *r.Action.SetLocalPref))
-		}
-		for _, c := range r.Action.AddCommunities {
-			if c.Large {
-				do = append(do, fmt.Sprintf("bgp_large_community.add((%d, %d, %d));", c.A, c.B, c.C))
-			} else {
-				do = append(do, fmt.Sprintf("bgp_community.add((%d, %d));", c.A, c.B))
-			}
-		}
+		do := modifications(r.Action, asn)
 		switch {
 		case r.Action.Reject:
 			do = append(do, "reject;")
@@ -261,6 +269,35 @@ func filterLines(p model.Policy, guards []string) []string {
 		lines = append(lines, "accept;")
 	}
 	return lines
+}
+
+// modifications renders an action's route changes, in the model's order.
+func modifications(a model.Action, asn model.ASN) []string {
+	var do []string
+	if a.SetLocalPref != nil {
+		do = append(do, fmt.Sprintf("bgp_local_pref = %d;", *a.SetLocalPref))
+	}
+	if a.SetMED != nil {
+		do = append(do, fmt.Sprintf("bgp_med = %d;", *a.SetMED))
+	}
+	for _, c := range a.RemoveCommunities {
+		do = append(do, communityOp(c, "delete"))
+	}
+	for _, c := range a.AddCommunities {
+		do = append(do, communityOp(c, "add"))
+	}
+	for range a.Prepend {
+		do = append(do, fmt.Sprintf("bgp_path.prepend(%d);", asn))
+	}
+	return do
+}
+
+// communityOp adds or deletes one community of either kind.
+func communityOp(c model.Community, op string) string {
+	if c.Large {
+		return fmt.Sprintf("bgp_large_community.%s((%d, %d, %d));", op, c.A, c.B, c.C)
+	}
+	return fmt.Sprintf("bgp_community.%s((%d, %d));", op, c.A, c.B)
 }
 
 // condition renders a Match as a BIRD boolean expression ("" = always).

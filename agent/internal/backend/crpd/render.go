@@ -57,8 +57,12 @@ type bgpGroup struct {
 	NoNexthopChange bool
 	Families        []family
 	AuthKey         string // secret
-	Import, Export  string
-	Neighbors       []neighbor
+	// BFD: bfd-liveness-detection minimum-interval (ms) and multiplier
+	// (Junos picks single-hop or multihop from the session); 0: off
+	BFDIntervalMs  int64
+	BFDMultiplier  int
+	Import, Export string
+	Neighbors      []neighbor
 }
 
 // family is a Junos `family AFI { SAFI; }` statement, with an optional
@@ -67,6 +71,7 @@ type family struct {
 	AFI, SAFI string
 	Limit     int
 	Teardown  string // "": warn only
+	AddPaths  int    // add-path send path-count (and receive); 0: off
 }
 
 type neighbor struct {
@@ -134,7 +139,7 @@ func Render(m model.Model) ([]byte, error) {
 			var fams []family
 			teardown := map[string]string{"restart": "teardown idle-timeout 1;", "disable": "teardown idle-timeout forever;"}[g.MaxPrefixAction]
 			if g.Carries(model.NLRIUnicast) {
-				fams = append(fams, family{AFI: map[model.Family]string{model.IPv4: "inet", model.IPv6: "inet6"}[f], SAFI: "unicast", Limit: g.MaxPrefixes, Teardown: teardown})
+				fams = append(fams, family{AFI: map[model.Family]string{model.IPv4: "inet", model.IPv6: "inet6"}[f], SAFI: "unicast", Limit: g.MaxPrefixes, Teardown: teardown, AddPaths: g.AddPaths})
 			}
 			if g.Carries(model.NLRIEVPN) && f == g.EVPNFamily() {
 				fams = append(fams, family{AFI: "evpn", SAFI: "signaling", Limit: g.MaxPrefixes, Teardown: teardown})
@@ -156,6 +161,9 @@ func Render(m model.Model) ([]byte, error) {
 				AuthKey:      g.Password,
 				Import:       imp,
 				Export:       exp,
+			}
+			if b := g.BFD; b != nil {
+				bg.BFDIntervalMs, bg.BFDMultiplier = b.Interval.Milliseconds(), b.Multiplier
 			}
 			if g.External {
 				bg.Type = "external"
@@ -222,6 +230,7 @@ func groupName(name string, f model.Family) string {
 // addPolicy renders a policy-statement and returns its name ("" when the
 // policy accepts everything unchanged).
 func (v *view) addPolicy(group, dir string, p model.Policy, seen map[string]bool) (string, error) {
+	asn := v.ASN
 	if p.Empty() {
 		return "", nil
 	}
@@ -256,11 +265,21 @@ func (v *view) addPolicy(group, dir string, p model.Policy, seen map[string]bool
 		if r.Match.DefaultRoute {
 			t.From = append(t.From, "route-filter 0.0.0.0/0 exact;", "route-filter ::/0 exact;")
 		}
-		if r.Action.SetLocalPref != nil {
-			t.Then = append(t.Then, fmt.Sprintf("local-preference %d;", *r.Action.SetLocalPref))
+		a := r.Action
+		if a.SetLocalPref != nil {
+			t.Then = append(t.Then, fmt.Sprintf("local-preference %d;", *a.SetLocalPref))
 		}
-		for _, c := range r.Action.AddCommunities {
+		if a.SetMED != nil {
+			t.Then = append(t.Then, fmt.Sprintf("metric %d;", *a.SetMED))
+		}
+		for _, c := range a.RemoveCommunities {
+			t.Then = append(t.Then, "community delete "+define(c)+";")
+		}
+		for _, c := range a.AddCommunities {
 			t.Then = append(t.Then, "community add "+define(c)+";")
+		}
+		if a.Prepend > 0 {
+			t.Then = append(t.Then, fmt.Sprintf("as-path-prepend \"%s\";", strings.TrimSpace(strings.Repeat(fmt.Sprintf("%d ", asn), a.Prepend))))
 		}
 		switch {
 		case r.Action.Reject:

@@ -1,0 +1,124 @@
+package metrics
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshrr/meshrr/agent/internal/model"
+)
+
+// Per-peer series: one set per session of a group the PerPeer filter
+// admits (mesh and upstream by default: their peers are few and known;
+// client groups only when their clients[].peerMetrics is set, because
+// every client address becomes a series).
+var (
+	peerUpDesc       = prometheus.NewDesc(ns+"_bgp_peer_up", "1 if the session with the peer is Established, read at scrape time.", []string{"group", "peer"}, nil)
+	peerUptimeDesc   = prometheus.NewDesc(ns+"_bgp_peer_uptime_seconds", "Seconds the session has been Established (0 when it is not).", []string{"group", "peer"}, nil)
+	peerRecvDesc     = prometheus.NewDesc(ns+"_bgp_peer_prefixes_received", "Prefixes imported from the peer.", []string{"group", "peer"}, nil)
+	peerSentDesc     = prometheus.NewDesc(ns+"_bgp_peer_prefixes_sent", "Prefixes exported to the peer.", []string{"group", "peer"}, nil)
+	peerFlapsDesc    = prometheus.NewDesc(ns+"_bgp_peer_flaps_total", "Times an Established session with the peer was seen reset or down since the agent started (sessions are read every reconcile.statePoll and at scrapes).", []string{"group", "peer"}, nil)
+	peerBFDDesc      = prometheus.NewDesc(ns+"_bfd_peer_up", "1 if the BFD session with the peer is Up, 0 otherwise; only sessions with BFD.", []string{"group", "peer"}, nil)
+	bfdSessionsDesc  = prometheus.NewDesc(ns+"_bfd_sessions", "BFD sessions per group and state (Up, Down, Init, AdminDown), read at scrape time.", []string{"group", "state"}, nil)
+	peerDescriptions = []*prometheus.Desc{peerUpDesc, peerUptimeDesc, peerRecvDesc, peerSentDesc, peerFlapsDesc, peerBFDDesc, bfdSessionsDesc}
+)
+
+// flapTolerance: a session whose start time moved by less is the same
+// session (BIRD converts its monotonic clock to wall time at each read).
+const flapTolerance = 500 * time.Millisecond
+
+type peerKey struct {
+	group string
+	peer  netip.Addr
+}
+
+// peerTracker counts flaps: an Established session that is later seen not
+// Established, or Established since another time.
+type peerTracker struct {
+	mu    sync.Mutex
+	last  map[peerKey]model.Session
+	flaps map[peerKey]int
+}
+
+// observe records the sessions of admitted groups.
+func (p *peerTracker) observe(ss []model.Session, admit func(group string) bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.last == nil {
+		p.last, p.flaps = map[peerKey]model.Session{}, map[peerKey]int{}
+	}
+	for _, s := range ss {
+		if s.Group == "" || !s.Peer.IsValid() || !admit(s.Group) {
+			continue
+		}
+		k := peerKey{s.Group, s.Peer}
+		if prev, ok := p.last[k]; ok && prev.Established {
+			moved := s.Since.Sub(prev.Since)
+			if !s.Established || moved > flapTolerance || moved < -flapTolerance {
+				p.flaps[k]++
+			}
+		}
+		p.last[k] = s
+	}
+}
+
+func (p *peerTracker) flapsOf(k peerKey) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.flaps[k]
+}
+
+// ObserveSessions records sessions read outside a scrape (the loop's state
+// poll), so that flaps between scrapes are counted.
+func (m *Metrics) ObserveSessions(ss []model.Session) { m.peers.observe(ss, m.perPeer) }
+
+// perPeer reports whether a group's sessions get per-peer series.
+func (m *Metrics) perPeer(group string) bool {
+	if m.PerPeer != nil {
+		return m.PerPeer(group)
+	}
+	return group == string(model.RoleMesh) || group == string(model.RoleUpstream)
+}
+
+// collectPeers emits the per-peer series and the BFD session counts.
+func (m *Metrics) collectPeers(ch chan<- prometheus.Metric, ss []model.Session, now time.Time) {
+	m.peers.observe(ss, m.perPeer)
+	type key struct{ group, state string }
+	bfd := map[key]int{}
+	for _, s := range ss {
+		if s.Group == "" || !s.Peer.IsValid() {
+			continue
+		}
+		if s.BFD != "" {
+			bfd[key{s.Group, s.BFD}]++
+		}
+		if !m.perPeer(s.Group) {
+			continue
+		}
+		labels := []string{s.Group, s.Peer.String()}
+		up, uptime := 0.0, 0.0
+		if s.Established {
+			up = 1
+			if !s.Since.IsZero() && now.After(s.Since) {
+				uptime = now.Sub(s.Since).Seconds()
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(peerUpDesc, prometheus.GaugeValue, up, labels...)
+		ch <- prometheus.MustNewConstMetric(peerUptimeDesc, prometheus.GaugeValue, uptime, labels...)
+		ch <- prometheus.MustNewConstMetric(peerRecvDesc, prometheus.GaugeValue, float64(s.Imported), labels...)
+		ch <- prometheus.MustNewConstMetric(peerSentDesc, prometheus.GaugeValue, float64(s.Exported), labels...)
+		ch <- prometheus.MustNewConstMetric(peerFlapsDesc, prometheus.CounterValue, float64(m.peers.flapsOf(peerKey{s.Group, s.Peer})), labels...)
+		if s.BFD != "" {
+			v := 0.0
+			if s.BFD == "Up" {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(peerBFDDesc, prometheus.GaugeValue, v, labels...)
+		}
+	}
+	for k, n := range bfd {
+		ch <- prometheus.MustNewConstMetric(bfdSessionsDesc, prometheus.GaugeValue, float64(n), k.group, k.state)
+	}
+}
