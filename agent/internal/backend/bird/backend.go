@@ -130,10 +130,9 @@ func (b *Backend) Sessions(ctx context.Context) ([]model.Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	bfd, err := b.bfdSessions(ctx)
-	if err != nil {
-		return nil, err
-	}
+	// BFD states are for operators only: sessions read without them
+	// rather than not at all (readiness and the plan depend on sessions)
+	bfd, _ := b.bfdSessions(ctx)
 	var out []model.Session
 	for _, p := range ParseProtocols(lines, b.loc) {
 		if p.Proto != "BGP" || !p.Neighbor.IsValid() {
