@@ -350,7 +350,7 @@ func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(strin
 	disc := discovery.New(client, namespaces, 0, log)
 	loop := &reconcile.Loop{Backend: be, Peers: disc, Config: watcher, Self: pod.self, Metrics: m, Events: rec, Log: log}
 
-	rep := &reporter{loop: loop, be: be, cfg: watcher, pod: pod, last: memo[status.Report]{maxAge: statusMaxAge}}
+	rep := &reporter{loop: loop, be: be, m: m, cfg: watcher, pod: pod, last: memo[status.Report]{maxAge: statusMaxAge}}
 	srv := &http.Server{Addr: cfg.Status.Listen, Handler: handler(m, loop, watcher, rep), ReadHeaderTimeout: 5 * time.Second}
 	ln, err := net.Listen("tcp", cfg.Status.Listen)
 	if err != nil {

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/meshrr/meshrr/agent/config"
 	"github.com/meshrr/meshrr/agent/internal/backend"
+	"github.com/meshrr/meshrr/agent/internal/metrics"
 	"github.com/meshrr/meshrr/agent/internal/reconcile"
 	"github.com/meshrr/meshrr/agent/internal/status"
 )
@@ -22,6 +24,7 @@ import (
 type reporter struct {
 	loop *reconcile.Loop
 	be   backend.Backend
+	m    *metrics.Metrics // flap counts per peer
 	cfg  *config.Watcher
 	pod  podEnv
 	// last bounds how often a request makes the agent query the daemon:
@@ -77,7 +80,23 @@ func (r *reporter) report(ctx context.Context) status.Report {
 	if err := r.loop.ReadyWith(*cfg.Status.ReadyRequiresEstablished, ss, err); err != nil {
 		base.Ready, base.NotReady = false, strings.TrimPrefix(err.Error(), reconcile.ErrNotReady.Error()+": ")
 	}
-	return status.Build(base, st.Model, ss)
+	rep := status.Build(base, st.Model, ss)
+	if r.m != nil {
+		if err == nil {
+			r.m.ObserveSessions(ss)
+		}
+		withFlaps(rep, r.m.Flaps)
+	}
+	return rep
+}
+
+// withFlaps fills in each peer's flap count.
+func withFlaps(rep status.Report, flaps func(group string, peer netip.Addr) int) {
+	for i, p := range rep.Peers {
+		if a, err := netip.ParseAddr(p.Addr); err == nil {
+			rep.Peers[i].Flaps = flaps(p.Group, a)
+		}
+	}
 }
 
 func (r *reporter) serveHTTP(rw http.ResponseWriter, req *http.Request) {

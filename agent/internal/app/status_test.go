@@ -1,12 +1,17 @@
 package app
 
 import (
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+
+	"github.com/meshrr/meshrr/agent/internal/metrics"
+	"github.com/meshrr/meshrr/agent/internal/model"
+	"github.com/meshrr/meshrr/agent/internal/status"
 )
 
 // A flood of /status or /readyz requests makes the agent ask the daemon
@@ -35,4 +40,19 @@ func TestMemoComputesOncePerMaxAgeWhateverTheRequestRate(t *testing.T) {
 	mu.Unlock()
 	assert.Equal(t, 2, m.get(compute), "maxAge old: computed again")
 	assert.EqualValues(t, 2, calls.Load())
+}
+
+// /status carries the flaps the metrics counted for each per-peer session.
+func TestStatusReportsFlapsPerPeer(t *testing.T) {
+	peer := netip.MustParseAddr("10.244.1.7")
+	m := metrics.New(nil)
+	up := model.Session{Group: "mesh", Peer: peer, State: "Established", Established: true, Since: time.Unix(1000, 0)}
+	again := up
+	again.Since = time.Unix(2000, 0)
+	m.ObserveSessions([]model.Session{up})
+	m.ObserveSessions([]model.Session{again})
+	rep := status.Report{Peers: []status.Peer{{Group: "mesh", Addr: peer.String()}, {Group: "routers", Addr: "172.19.0.9"}}}
+	withFlaps(rep, m.Flaps)
+	assert.Equal(t, 1, rep.Peers[0].Flaps, "one reset of the mesh session")
+	assert.Zero(t, rep.Peers[1].Flaps)
 }

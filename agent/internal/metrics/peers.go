@@ -70,6 +70,12 @@ func (p *peerTracker) flapsOf(k peerKey) int {
 	return p.flaps[k]
 }
 
+// Flaps returns the flaps counted for a peer of a per-peer group (0 for
+// other groups: they are not tracked).
+func (m *Metrics) Flaps(group string, peer netip.Addr) int {
+	return m.peers.flapsOf(peerKey{group, peer})
+}
+
 // ObserveSessions records sessions read outside a scrape (the loop's state
 // poll), so that flaps between scrapes are counted.
 func (m *Metrics) ObserveSessions(ss []model.Session) { m.peers.observe(ss, m.perPeer) }

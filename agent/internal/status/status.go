@@ -47,8 +47,12 @@ type Peer struct {
 	Since       time.Time `json:"since,omitzero"`
 	Received    int       `json:"received"`
 	Sent        int       `json:"sent"`
-	BFD         string    `json:"bfd,omitempty"`    // BFD session state (Up, Down, Init, AdminDown); "" without BFD
-	TCPMD5      bool      `json:"tcpMD5,omitempty"` // the session is signed (the key itself is never reported)
+	BFD         string    `json:"bfd,omitempty"` // BFD session state (Up, Down, Init, AdminDown); "" without BFD
+	// Flaps: resets of the Established session seen since the agent
+	// started (groups with per-peer metrics: mesh, upstream, clients with
+	// peerMetrics)
+	Flaps  int  `json:"flaps,omitempty"`
+	TCPMD5 bool `json:"tcpMD5,omitempty"` // the session is signed (the key itself is never reported)
 }
 
 // Build makes a pod's report from the applied model and the daemon's
