@@ -27,6 +27,13 @@ func TestKeepSessionSettingsKeepsWhatResetsSessionsAndNothingElse(t *testing.T) 
 	assert.Len(t, changed.Clients, 1)
 	assert.Len(t, changed.Policy, 1)
 
+	// a client group's ADD-PATH too; a new group takes its own at once
+	withPaths := parse("identity: {asn: 65000, clusterID: 10.0.0.1}\nmesh: {group: g}\ntimers: {hold: 90, keepalive: 30}\nclients: [{name: r, ranges: [10.0.0.0/8], addPaths: 4}, {name: s, ranges: [11.0.0.0/8], addPaths: 2}]\n")
+	running2 := parse("identity: {asn: 65000, clusterID: 10.0.0.1}\nmesh: {group: g}\ntimers: {hold: 90, keepalive: 30}\nclients: [{name: r, ranges: [10.0.0.0/8]}]\n")
+	assert.Equal(t, []string{"clients[r].addPaths"}, withPaths.KeepSessionSettings(running2))
+	assert.Zero(t, withPaths.Clients[0].AddPaths)
+	assert.Equal(t, 2, withPaths.Clients[1].AddPaths)
+
 	same := parse("identity: {asn: 65000, clusterID: 10.0.0.1}\nmesh: {group: g}\ntimers: {hold: 90, keepalive: 30}\nclients: [{name: r, ranges: [10.0.0.0/8]}]\n")
 	assert.Empty(t, same.KeepSessionSettings(running), "only client ranges changed")
 }

@@ -101,6 +101,7 @@ func TestSessionSettingsRollThePodsAndNothingElseDoes(t *testing.T) {
 		{"defaults.identity.asn": "65001"},
 		{"defaults.identity.clusterID": "10.0.0.1"},
 		{"defaults.gracefulRestart.restartTime": "30"},
+		{"groups.lothlorien.clients.routers.addPaths": "2"},
 	} {
 		after, err := renderE(t, "lothlorien", "lothlorien", files, set)
 		require.NoError(t, err)
@@ -112,6 +113,7 @@ func TestSessionSettingsRollThePodsAndNothingElseDoes(t *testing.T) {
 	for _, set := range []map[string]string{
 		{"defaults.policy[0].name": "other", "defaults.policy[0].towards[0]": "upstream", "defaults.policy[0].matchCommunities[0]": "65000:9", "defaults.policy[0].action": "reject"},
 		{"defaults.upstream.maxPeers": "1"},
+		{"groups.lothlorien.clients.routers.peerMetrics": "true", "groups.lothlorien.mesh.bfd.interval": "300ms"},
 	} {
 		after, err := renderE(t, "lothlorien", "lothlorien", files, set)
 		require.NoError(t, err)
