@@ -18,7 +18,7 @@ EX := examples
 
 .PHONY: help test deps tools unit lint bench fuzz scale scale-loopback scale-reduced junos-yang e2e-crpd crpd-env build base images images-smoke chart-lint chart-docs chart-docs-check kind-images e2e demo idle-cpu
 
-demo: kind-images images tools build ## kind cluster with the 2-regions example; prints BGP sessions (DEMO_TEARDOWN=1 removes it after)
+demo: kind-images images tools build ## kind cluster with the 2-regions example; prints BGP sessions and checks the boundary policy at a router, failing when it does not hold (DEMO_TEARDOWN=1 removes it after)
 	@tests/kind/demo.sh
 
 help: ## list targets

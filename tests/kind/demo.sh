@@ -2,7 +2,9 @@
 # make demo: the 2-regions example (a core release and two region releases
 # from per-region overlays) on its own kind cluster, an FRR router in each
 # region, then the BGP sessions of every route reflector and what crossed
-# the region boundaries. DEMO_TEARDOWN=1 deletes everything at the end.
+# the region boundaries, checked: each expectation of the example's boundary
+# policy is read from the mirkwood router and marked OK or FAILED; the demo
+# exits 1 when one fails. DEMO_TEARDOWN=1 deletes everything at the end.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 root=$(cd "$here/../.." && pwd)
@@ -30,6 +32,9 @@ route-map TAG101 permit 10
  set community 65000:101
 route-map TAG102 permit 10
  set community 65000:102
+route-map TAG103 permit 10
+ set community 65000:7 65000:199
+ set large-community 65000:1:103
 router bgp 65000
  bgp router-id 10.255.1.1
  no bgp network import-check
@@ -38,6 +43,7 @@ router bgp 65000
   network 10.100.0.0/24
   network 10.101.0.0/24 route-map TAG101
   network 10.102.0.0/24 route-map TAG102
+  network 10.103.0.0/24 route-map TAG103
  exit-address-family
 FRR
 cat >"$conf/mirkwood" <<FRR
@@ -48,9 +54,26 @@ FRR
 docker ps -q --filter label=meshrr.router=1 --filter name=meshrr-frr-demo- | xargs -r docker rm -f >/dev/null
 read -r rl _ < <("$here/router.sh" start demo-lothlorien "$conf/lothlorien")
 read -r rm _ < <("$here/router.sh" start demo-mirkwood "$conf/mirkwood")
-log "routers started: $rl announces 10.100.0.0/24 (untagged), 10.101.0.0/24 (65000:101), 10.102.0.0/24 (65000:102)"
-for _ in $(seq 1 60); do
-  "$here/router.sh" routes "$rm" | jq -e '.routes["10.102.0.0/24"]' >/dev/null 2>&1 && break
+log "routers started: $rl announces 10.100.0.0/24 (untagged), 10.101.0.0/24 (65000:101), 10.102.0.0/24 (65000:102), 10.103.0.0/24 (65000:7 65000:199, large 65000:1:103)"
+
+# what the mirkwood router holds, read from it (FRR's JSON)
+table=
+read_table() { table=$("$here/router.sh" routes "$rm" 2>/dev/null || echo '{}'); }
+has() { jq -e --arg p "$1" '.routes[$p]' <<<"$table" >/dev/null 2>&1; }
+local_pref() { jq -r --arg p "$1" '[.routes[$p][]? | select(.bestpath) | (.locPrf // 100)][0] // "none"' <<<"$table"; }
+communities() {
+  docker exec "$rm" vtysh -c "show bgp ipv4 unicast $1 json" 2>/dev/null |
+    jq -r '[.paths[]? | select(.bestpath.overall) | "\(.community.string // "none") / large \(.largeCommunity.string // "none")"][0] // "no route"'
+}
+# each expectation of the example's boundary policy: "ok", or what was read instead
+expect_100() { if has 10.100.0.0/24; then echo ok; else echo missing; fi; }
+expect_101() { if has 10.101.0.0/24; then echo present; else echo ok; fi; }
+expect_102() { local v; v=$(local_pref 10.102.0.0/24); if [ "$v" = 20 ]; then echo ok; else echo "local-pref $v"; fi; }
+expect_103() { local v; v=$(communities 10.103.0.0/24); if [ "$v" = "65000:7 / large 65000:2:103" ]; then echo ok; else echo "$v"; fi; }
+all_ok() { [ "$(expect_100)" = ok ] && [ "$(expect_101)" = ok ] && [ "$(expect_102)" = ok ] && [ "$(expect_103)" = ok ]; }
+for _ in $(seq 1 90); do
+  read_table
+  if all_ok; then break; fi
   sleep 1
 done
 
@@ -66,8 +89,18 @@ for ns in core lothlorien mirkwood; do
 done
 echo
 echo "== what the mirkwood router learned from the lothlorien router, through the core"
-"$here/router.sh" routes "$rm" | jq -r '.routes | to_entries[] | .key as $p | .value[] | select(.bestpath) | "   \($p)\tlocal-pref \(.locPrf // 100)"' | column -t -s $'\t'
-echo "   (10.101.0.0/24 is missing: 65000:101 never leaves its region; 10.102.0.0/24 arrives with local-pref 20)"
+read_table
+jq -r '.routes | to_entries[] | .key as $p | .value[] | select(.bestpath) | "   \($p)\tlocal-pref \(.locPrf // 100)"' <<<"$table" | column -t -s $'\t'
+echo "   10.103.0.0/24 communities: $(communities 10.103.0.0/24)"
+echo "== the boundary policy of examples/2regions-hrr, checked at the mirkwood router"
+failed=0
+check() { # check RESULT EXPECTATION
+  if [ "$1" = ok ]; then printf '   OK      %s\n' "$2"; else printf '   FAILED  %s (read: %s)\n' "$2" "$1"; failed=$((failed + 1)); fi
+}
+check "$(expect_100)" "10.100.0.0/24 (untagged) crossed the core"
+check "$(expect_101)" "10.101.0.0/24 (65000:101) never left lothlorien"
+check "$(expect_102)" "10.102.0.0/24 (65000:102) arrived with local-pref 20"
+check "$(expect_103)" "10.103.0.0/24 arrived re-tagged: 65000:199 removed, large 65000:1:103 now 65000:2:103"
 echo
 echo "== every group at a glance (kubectl meshrr status -A; make status)"
 "$root/bin/kubectl-meshrr" status -A || echo "   (a group is degraded: see the lines marked !)"
@@ -89,3 +122,7 @@ else
   echo "Remove it with: DEMO_TEARDOWN=1 make demo   (or: CLUSTER=$CLUSTER tests/kind/cluster.sh down)"
 fi
 rm -rf "$conf"
+if [ "$failed" -gt 0 ]; then
+  echo "demo: $failed expectation(s) of the boundary policy FAILED (see above)" >&2
+  exit 1
+fi
