@@ -33,15 +33,16 @@ deps: ## install what the tests need (bird2, docker.io, debootstrap) and start d
 tools: ## build the pinned helm, helm-docs and ct into ~/.cache/meshrr/bin (skipped when up to date)
 	@tests/tools/go-tools.sh
 
-lint: ## go vet and gofmt check
+lint: ## go vet and gofmt check of both modules (the agent at the root, the tests in tests/), and the agent module's graph holds only what the agent uses
 	$(GO) vet ./...
-	$(GO) vet -tags junosyang ./tests/junosyang/
-	$(GO) vet -tags 'e2e crpd' ./tests/e2e/
 	$(GO) vet -tags scale ./agent/internal/backend/bird/
+	cd tests && $(GO) vet ./... && $(GO) vet -tags junosyang ./junosyang/ && $(GO) vet -tags 'e2e crpd' ./e2e/
+	@tests/tools/mod-why.sh
 	@test -z "$$(gofmt -l agent tests)" || { gofmt -l agent tests; echo "gofmt needed"; exit 1; }
 
 unit: tools ## unit, golden, real-BIRD integration and chart render tests
 	$(GO) test $(GOTEST_FLAGS) ./...
+	cd tests && $(GO) test $(GOTEST_FLAGS) ./...
 
 chart-lint: tools ## helm lint with every example (and its overlays) and ct lint
 	helm lint $(CHART) -n core -f $(EX)/2regions-hrr/values-core.yaml
@@ -93,11 +94,11 @@ crpd-env:
 	@test -n "$(CRPD_IMAGE)" -a -n "$(CRPD_LICENSE)" || { echo "e2e-crpd: set CRPD_IMAGE (image or archive) and CRPD_LICENSE (licence file)"; exit 1; }
 
 e2e-crpd: crpd-env kind-images images ## the real-cRPD suite on kind (CRPD_IMAGE=image or archive, CRPD_LICENSE=file; fails without them)
-	PATH=$(KIND_BIN):$$PATH $(GO) test -tags 'e2e crpd' -count=1 -timeout 20m -v -run TestMeshWithRealCRPD ./tests/e2e/
+	cd tests && PATH=$(KIND_BIN):$$PATH $(GO) test -tags 'e2e crpd' -count=1 -timeout 20m -v -run TestMeshWithRealCRPD ./e2e/
 
 junos-yang: ## check the rendered Junos (cRPD goldens) against Juniper's YANG models of one release: JUNOS_YANG_DIR=<release dir, e.g. .../20.2/20.2R1> (models not shipped here)
 	@test -n "$(JUNOS_YANG_DIR)" || { echo "junos-yang: set JUNOS_YANG_DIR to a release directory of Juniper's public YANG models (e.g. 20.2/20.2R1)"; exit 1; }
-	JUNOS_YANG_DIR=$(JUNOS_YANG_DIR) $(GO) test -tags junosyang -count=1 -v ./tests/junosyang/
+	cd tests && JUNOS_YANG_DIR=$(JUNOS_YANG_DIR) $(GO) test -tags junosyang -count=1 -v ./junosyang/
 
 build: ## build the static agent binary and the kubectl-meshrr plugin into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.com/meshrr/meshrr/agent/internal/app.Version=$(VERSION)" -o bin/meshrr-agent ./agent/cmd/meshrr-agent
@@ -133,4 +134,4 @@ idle-cpu: kind-images ## CPU an idle 4-node test cluster uses over one minute, p
 	@tests/kind/idle-cpu.sh
 
 e2e: kind-images images ## real installs on a kind cluster (KEEP_CLUSTER=1 keeps it; E2E_RUN=regexp selects suites)
-	PATH=$(KIND_BIN):$$PATH $(GO) test -tags e2e -count=1 -timeout 50m -v -run '$(or $(E2E_RUN),.)' ./tests/e2e/ 2>&1 | tee $(CURDIR)/e2e.log | grep -E --line-buffered '^(=== RUN|--- |PASS|FAIL|ok )|e2e phase|_test.go:[0-9]+: [^ ]'; exit $${PIPESTATUS[0]}
+	cd tests && PATH=$(KIND_BIN):$$PATH $(GO) test -tags e2e -count=1 -timeout 50m -v -run '$(or $(E2E_RUN),.)' ./e2e/ 2>&1 | tee $(CURDIR)/e2e.log | grep -E --line-buffered '^(=== RUN|--- |PASS|FAIL|ok )|e2e phase|_test.go:[0-9]+: [^ ]'; exit $${PIPESTATUS[0]}

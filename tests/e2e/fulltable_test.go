@@ -19,7 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/meshrr/meshrr/tests/scale/table"
+	"github.com/meshrr/meshrr/agent/synthtable"
 )
 
 // scaleRoutes is the table size of the kind scale suite: MESHRR_SCALE_ROUTES
@@ -40,7 +40,7 @@ type rrPod struct {
 
 // TestFullTableThroughTheHierarchy: the 2regions-hrr hierarchy (one RR
 // per region, the core's two sides) carries a generated Internet-shaped
-// table (tests/scale/table) from a BIRD feeder homed on the lothlorien RR
+// table (agent/synthtable) from a BIRD feeder homed on the lothlorien RR
 // to a BIRD receiver homed on the mirkwood RR. Measured in the same run:
 // the direct feeder -> receiver transfer (the physical baseline) and the
 // transfer through region RR -> core RR -> region RR; each RR pod's BIRD
@@ -50,7 +50,7 @@ type rrPod struct {
 // at the receiver, and a withdrawal clears the receiver and the core.
 func TestFullTableThroughTheHierarchy(t *testing.T) {
 	n := scaleRoutes(t)
-	routes := table.Generate(table.Spec{Seed: 1, IPv4: n, CommunityShare: 0.3})
+	routes := synthtable.Generate(synthtable.Spec{Seed: 1, IPv4: n, CommunityShare: 0.3})
 	coreNS := namespace(t, "e2e-scale-core")
 	aNS := namespace(t, "e2e-scale-loth")
 	bNS := namespace(t, "e2e-scale-mirk")
@@ -85,7 +85,7 @@ protocol bgp from_rr {
 	require.NoError(t, os.MkdirAll(filepath.Join(feedDir, "conf.d"), 0o755))
 	f, err := os.Create(filepath.Join(feedDir, "conf.d", "feed.conf"))
 	require.NoError(t, err)
-	require.NoError(t, table.WriteBIRD(f, routes))
+	require.NoError(t, synthtable.WriteBIRD(f, routes))
 	fmt.Fprintf(f, `
 protocol bgp to_rr {
   neighbor %s as 65000; local as 65000; disabled yes; connect delay time 1;

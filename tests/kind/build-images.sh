@@ -64,7 +64,7 @@ component "$IMAGE_REPO/etcd:$ETCD_TAG" etcd.Dockerfile "$B/etcd"
 component "$IMAGE_REPO/coredns:$COREDNS_VERSION" coredns.Dockerfile "$B/coredns"
 component "$IMAGE_REPO/pause:$PAUSE_TAG" pause.Dockerfile "$B/pause"
 # the CNI helper: a Node watch (client-go), built from this module
-(cd "$here/../.." && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "-s -w" -o "$B/kindnet-lite" ./tests/kind/kindnet-lite)
+(cd "$here/.." && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "-s -w" -o "$B/kindnet-lite" ./kind/kindnet-lite)
 component "$IMAGE_REPO/kindnet-lite:v2" kindnet-lite.Dockerfile "$B/kindnet-lite"
 
 # the images kubeadm will look for must be exactly the ones built

@@ -22,7 +22,7 @@ import (
 	"github.com/meshrr/meshrr/agent/internal/backend/bird"
 	"github.com/meshrr/meshrr/agent/internal/model"
 	"github.com/meshrr/meshrr/agent/internal/testutil/birdlab"
-	"github.com/meshrr/meshrr/tests/scale/table"
+	"github.com/meshrr/meshrr/agent/synthtable"
 )
 
 // scaleFamily is one address family of the scale suite: its loopback
@@ -34,7 +34,7 @@ type scaleFamily struct {
 	feeder, receiver       string
 	coreRange, routerRange string
 	channel, table         string
-	spec                   func(n int) table.Spec
+	spec                   func(n int) synthtable.Spec
 }
 
 var (
@@ -43,7 +43,7 @@ var (
 		feeder: "127.0.10.161", receiver: "127.0.10.162",
 		coreRange: "127.0.10.144/28", routerRange: "127.0.10.160/28",
 		channel: "ipv4", table: "master4",
-		spec: func(n int) table.Spec { return table.Spec{Seed: 1, IPv4: n, CommunityShare: 0.3} },
+		spec: func(n int) synthtable.Spec { return synthtable.Spec{Seed: 1, IPv4: n, CommunityShare: 0.3} },
 	}
 	// the IPv6 addresses exist in the network namespace make scale-loopback
 	// runs the suite in (unshare --net; nothing on the host changes)
@@ -52,7 +52,7 @@ var (
 		feeder: "fd00:10::161", receiver: "fd00:10::162",
 		coreRange: "fd00:10::140/124", routerRange: "fd00:10::160/124",
 		channel: "ipv6", table: "master6",
-		spec: func(n int) table.Spec { return table.Spec{Seed: 1, IPv6: n, CommunityShare: 0.3} },
+		spec: func(n int) synthtable.Spec { return synthtable.Spec{Seed: 1, IPv6: n, CommunityShare: 0.3} },
 	}
 )
 
@@ -110,7 +110,7 @@ func TestScaleIPv6TableThroughThreeRRs(t *testing.T) {
 // receiver and the core is measured; each RR's BIRD resident memory is
 // read before and after the load.
 func runScale(t *testing.T, f scaleFamily, n int) {
-	routes := table.Generate(f.spec(n))
+	routes := synthtable.Generate(f.spec(n))
 	require.Len(t, routes, n)
 
 	addrs := map[string]string{"core-0": f.core, "rr-a": f.rrA, "rr-b": f.rrB}
@@ -145,7 +145,7 @@ protocol bgp from_feeder {
 		in.Client = bird.NewClient(in.Socket, 10*time.Minute)
 	}
 	var conf bytes.Buffer
-	require.NoError(t, table.WriteBIRD(&conf, routes))
+	require.NoError(t, synthtable.WriteBIRD(&conf, routes))
 	fmt.Fprintf(&conf, `
 protocol bgp to_rr {
   local %[1]s as 65000; neighbor %[2]s as 65000; strict bind yes; disabled yes; connect delay time 1;

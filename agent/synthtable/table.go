@@ -1,4 +1,4 @@
-// Package table generates a synthetic BGP table shaped like the public
+// Package synthtable generates a synthetic BGP table shaped like the public
 // Internet's, deterministically for a seed, and writes it as BIRD static
 // routes for a feeder router.
 //
@@ -14,7 +14,7 @@
 // attribute sets are shared as much as in a real table (that decides a
 // reflector's memory per route); a share of the routes carry the origin's
 // 1-3 standard communities of its transit.
-package table
+package synthtable
 
 import (
 	"fmt"
