@@ -17,10 +17,13 @@ import (
 	"github.com/meshrr/meshrr/agent/internal/model"
 )
 
+// BackendType names a routing daemon the agent drives.
+type BackendType string
+
 // Backend types.
 const (
-	BackendBird = "bird"
-	BackendCRPD = "crpd"
+	BackendBird BackendType = "bird"
+	BackendCRPD BackendType = "crpd"
 )
 
 // Router-id and cluster-id policies.
@@ -31,29 +34,47 @@ const (
 	ClusterIDRouter = "routerID"
 )
 
-// Client types and export tiers.
-const (
-	ClientInternal = "internal"
-	ClientExternal = "external"
+// ClientType: internal clients are RR clients (iBGP), external clients are
+// route-server clients (eBGP).
+type ClientType string
 
-	TierFull    = "full"
-	TierPartial = "partial"
-	TierDefault = "default"
+// Client types.
+const (
+	ClientInternal ClientType = "internal"
+	ClientExternal ClientType = "external"
 )
 
-// NLRI families carried by every session (besides the session's own address
-// family, which decides between IPv4 and IPv6 unicast).
+// Tier is what a client group receives.
+type Tier string
+
+// Export tiers.
 const (
-	FamilyUnicast = "unicast" // IPv4 unicast on IPv4 sessions, IPv6 unicast on IPv6 sessions
-	FamilyEVPN    = "evpn"    // L2VPN EVPN (AFI 25, SAFI 70); backend crpd only
+	TierFull    Tier = "full"
+	TierPartial Tier = "partial"
+	TierDefault Tier = "default"
 )
 
-// What happens to a session beyond its maxPrefixes.
+// Family is an NLRI family carried by every session (besides the
+// session's own address family, which decides between IPv4 and IPv6
+// unicast): the model's type, decoded and checked here once.
+type Family = model.NLRI
+
+// Families.
 const (
-	LimitRestart = "restart"
-	LimitDisable = "disable"
-	LimitBlock   = "block"
-	LimitWarn    = "warn"
+	FamilyUnicast = model.NLRIUnicast // IPv4 unicast on IPv4 sessions, IPv6 unicast on IPv6 sessions
+	FamilyEVPN    = model.NLRIEVPN    // L2VPN EVPN (AFI 25, SAFI 70); backend crpd only
+)
+
+// LimitAction is what happens to a session beyond its maxPrefixes: the
+// model's type, decoded and checked here once.
+type LimitAction = model.LimitAction
+
+// Limit actions.
+const (
+	LimitRestart = model.LimitRestart
+	LimitDisable = model.LimitDisable
+	LimitBlock   = model.LimitBlock
+	LimitWarn    = model.LimitWarn
 )
 
 // PasswordFile is the key file of a session group ("mesh", "upstream" or a
@@ -68,12 +89,19 @@ func (c *Config) PasswordFile(group string, client bool) string {
 	return filepath.Join(c.PasswordDir, group)
 }
 
-// Policy rule actions and well-known targets.
-const (
-	ActionContinue = ""
-	ActionAccept   = "accept"
-	ActionReject   = "reject"
+// Action is what a policy rule does with a matching route after its
+// modifications.
+type Action string
 
+// Policy rule actions.
+const (
+	ActionContinue Action = ""
+	ActionAccept   Action = "accept"
+	ActionReject   Action = "reject"
+)
+
+// Well-known policy targets.
+const (
 	TargetMesh     = "mesh"
 	TargetUpstream = "upstream"
 	TargetClients  = "clients"
@@ -94,7 +122,7 @@ type Config struct {
 	// Policy rules applied at group boundaries, in order.
 	Policy []PolicyRule `json:"policy,omitempty"`
 	// Families the sessions carry: unicast (default) and/or evpn (crpd only).
-	Families []string `json:"families,omitempty"`
+	Families []Family `json:"families,omitempty"`
 	// Timers for every session.
 	Timers Timers `json:"timers"`
 	// GracefulRestart keeps routes through a daemon restart (RFC 4724).
@@ -164,7 +192,7 @@ type Identity struct {
 
 // Backend selects the daemon.
 type Backend struct {
-	Type string      `json:"type"`
+	Type BackendType `json:"type"`
 	Bird BirdBackend `json:"bird"`
 	CRPD CRPDBackend `json:"crpd"`
 }
@@ -288,8 +316,8 @@ type Upstream struct {
 type Client struct {
 	Name string `json:"name"`
 	// Type: internal (RR clients, cluster id) or external (route-server clients).
-	Type   string   `json:"type,omitempty"`
-	Ranges []string `json:"ranges"`
+	Type   ClientType `json:"type,omitempty"`
+	Ranges []string   `json:"ranges"`
 	// PeerASNs (external only): accepted peer AS numbers or ranges "A-B".
 	PeerASNs []string `json:"peerASNs,omitempty"`
 	// Multihop TTL for external clients (0: directly connected).
@@ -302,8 +330,8 @@ type Client struct {
 	// MaxPrefixes per session (0: no limit) and what happens beyond it:
 	// restart (default: the session restarts), disable (stays down until an
 	// operator acts), block (excess routes dropped; BIRD only), warn (log).
-	MaxPrefixes     int    `json:"maxPrefixes,omitempty"`
-	MaxPrefixAction string `json:"maxPrefixAction,omitempty"`
+	MaxPrefixes     int         `json:"maxPrefixes,omitempty"`
+	MaxPrefixAction LimitAction `json:"maxPrefixAction,omitempty"`
 	// TTLSecurity enables GTSM (RFC 5082): packets must arrive with TTL
 	// 255 - multihop + 1 or more (BIRD only).
 	TTLSecurity bool `json:"ttlSecurity,omitempty"`
@@ -336,7 +364,7 @@ func (c *Client) CompiledPeerASNs() []model.ASNRange { return c.peerASNs }
 // Export is a client export tier.
 type Export struct {
 	// Tier: full (default), partial (prefixes and/or communities) or default (0.0.0.0/0 and ::/0 only).
-	Tier        string        `json:"tier,omitempty"`
+	Tier        Tier          `json:"tier,omitempty"`
 	Prefixes    []PrefixEntry `json:"prefixes,omitempty"`
 	Communities []string      `json:"communities,omitempty"`
 
@@ -365,7 +393,7 @@ type PolicyRule struct {
 	MatchPrefixes    []PrefixEntry `json:"matchPrefixes,omitempty"`
 	// Action: reject, accept, or empty to continue with the next rule
 	// after the modifications below.
-	Action       string  `json:"action,omitempty"`
+	Action       Action  `json:"action,omitempty"`
 	SetLocalPref *uint32 `json:"setLocalPref,omitempty"`
 	// SetMED sets the MULTI_EXIT_DISC.
 	SetMED *uint32 `json:"setMED,omitempty"`
@@ -521,10 +549,21 @@ func Parse(b []byte) (*Config, error) {
 		return nil, fmt.Errorf("decode: %w", err)
 	}
 	c.SetDefaults()
-	if err := c.Validate(); err != nil {
-		return nil, err
+	zeros := explicitZeros(b, &c)
+	if err := c.Validate(); err != nil || len(zeros) > 0 {
+		return nil, errors.Join(append(zeros, unjoin(err)...)...)
 	}
 	return &c, nil
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	if err != nil {
+		return []error{err}
+	}
+	return nil
 }
 
 // FieldError names a field and what is wrong with it.

@@ -240,3 +240,59 @@ func TestBFDDefaultsAndPeerMetrics(t *testing.T) {
 		assert.Equal(t, want, c.PeerMetrics(g), g)
 	}
 }
+
+// A number or duration written as 0 where 0 only means "left out" is
+// refused rather than silently replaced by the default (hold: 0 is a
+// legal BGP hold time that would otherwise become 90 s); a 0 with a
+// meaning of its own (maxPrefixes: no limit) is kept.
+func TestExplicitZeroIsRefusedWhereItWouldBecomeTheDefault(t *testing.T) {
+	_, err := Parse([]byte(`identity: {asn: 65000}
+mesh: {group: core.core, bfd: {enabled: true, multiplier: 0}}
+timers: {hold: 0}
+drain: {time: 0s}
+clients: [{name: r, ranges: [10.0.0.0/8], maxPrefixes: 0, bfd: {enabled: true, multiplier: 0}}]
+status: {listen: ":0"}
+`))
+	require.Error(t, err)
+	got := map[string]string{}
+	for _, f := range Fields(err) {
+		got[f.Field] = f.Msg
+	}
+	assert.Equal(t, map[string]string{
+		"mesh.bfd.multiplier":       "0 is not a value here; leave it out for the default (3)",
+		"clients[0].bfd.multiplier": "0 is not a value here; leave it out for the default (3)",
+		"timers.hold":               "0 is not a value here; leave it out for the default (90)",
+		"drain.time":                "0s: a zero duration is not a value here; leave it out for the default (15s)",
+		"status.listen":             `":0": the port must be 1-65535`,
+	}, got)
+}
+
+// Every capability a backend lacks is refused by validation, naming the
+// field: the one table (capabilities.go) is consulted, renderers do not
+// check again.
+func TestBackendCapabilitiesAreRefusedOnce(t *testing.T) {
+	base := "identity: {asn: 65000}\nmesh: {group: core.core}\n"
+	cases := []struct {
+		yaml, field string
+		lacks       func(Capabilities) bool
+	}{
+		{"families: [unicast, evpn]\n", "families[1]", func(c Capabilities) bool { return !c.EVPN }},
+		{"clients: [{name: r, ranges: [10.0.0.0/8], maxPrefixes: 10, maxPrefixAction: block}]\n", "clients[0].maxPrefixAction", func(c Capabilities) bool { return !c.MaxPrefixBlock }},
+		{"clients: [{name: r, ranges: [10.0.0.0/8], ttlSecurity: true}]\n", "clients[0].ttlSecurity", func(c Capabilities) bool { return !c.TTLSecurity }},
+		{"gracefulRestart: {longLived: true}\n", "gracefulRestart.longLived", func(c Capabilities) bool { return !c.LongLivedGR }},
+	}
+	for _, tc := range cases {
+		for _, b := range []BackendType{BackendBird, BackendCRPD} {
+			_, err := Parse([]byte(base + "backend: {type: " + string(b) + "}\n" + tc.yaml))
+			var fields []string
+			for _, f := range Fields(err) {
+				fields = append(fields, f.Field)
+			}
+			if tc.lacks(capabilities[b]) {
+				assert.Contains(t, fields, tc.field, "%s cannot: %s", b, tc.yaml)
+			} else {
+				assert.NotContains(t, fields, tc.field, "%s can: %s", b, tc.yaml)
+			}
+		}
+	}
+}

@@ -91,7 +91,7 @@ func (c *Config) SetDefaults() {
 		}
 	}
 	if c.Families == nil {
-		c.Families = []string{FamilyUnicast}
+		c.Families = []Family{FamilyUnicast}
 	}
 	t := &c.Timers
 	setInt(&t.ConnectDelay, 1) // BIRD's default 5 s delays every new mesh session
@@ -133,7 +133,7 @@ func (c *Config) SetDefaults() {
 
 func ptr[T any](v T) *T { return &v }
 
-func setStr(p *string, v string) {
+func setStr[T ~string](p *T, v T) {
 	if *p == "" {
 		*p = v
 	}

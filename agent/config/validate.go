@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -170,7 +171,7 @@ func (c *Config) validateFamilies(e *errs) {
 	if len(c.Families) == 0 {
 		e.add("families", "must not be empty: list unicast and/or evpn")
 	}
-	seen := map[string]bool{}
+	seen := map[Family]bool{}
 	for i, f := range c.Families {
 		field := fmt.Sprintf("families[%d]", i)
 		switch {
@@ -178,7 +179,7 @@ func (c *Config) validateFamilies(e *errs) {
 			e.add(field, "%q is not a family: use unicast or evpn", f)
 		case seen[f]:
 			e.add(field, "%q is listed twice", f)
-		case f == FamilyEVPN && c.Backend.Type == BackendBird:
+		case f == FamilyEVPN && !c.Can().EVPN:
 			e.add(field, "evpn needs backend.type crpd: BIRD 2 has no EVPN support; remove evpn or use the crpd backend")
 		}
 		seen[f] = true
@@ -186,7 +187,7 @@ func (c *Config) validateFamilies(e *errs) {
 }
 
 // HasFamily reports whether the sessions carry family f.
-func (c *Config) HasFamily(f string) bool { return slices.Contains(c.Families, f) }
+func (c *Config) HasFamily(f Family) bool { return slices.Contains(c.Families, f) }
 
 func checkNamespace(e *errs, field, ns string) {
 	if ns != "" && (len(ns) > 63 || !dns1123Label.MatchString(ns)) {
@@ -270,7 +271,7 @@ func (c *Config) validateClients(e *errs) {
 		switch cl.MaxPrefixAction {
 		case "", LimitRestart, LimitDisable, LimitWarn:
 		case LimitBlock:
-			if c.Backend.Type == BackendCRPD {
+			if !c.Can().MaxPrefixBlock {
 				e.add(f+".maxPrefixAction", "block is not available with cRPD: use restart, disable or warn")
 			}
 		default:
@@ -285,7 +286,7 @@ func (c *Config) validateClients(e *errs) {
 		if cl.AddPaths != 0 && (cl.AddPaths < 2 || cl.AddPaths > 64) {
 			e.add(f+".addPaths", "%d: use 0 (the best path only) or 2-64 paths per prefix", cl.AddPaths)
 		}
-		if cl.TTLSecurity && c.Backend.Type == BackendCRPD {
+		if cl.TTLSecurity && !c.Can().TTLSecurity {
 			e.add(f+".ttlSecurity", "GTSM is not rendered for cRPD (Junos does it with a firewall filter): remove it or use bird")
 		}
 		cl.ranges = nil
@@ -568,7 +569,7 @@ func (c *Config) validateGracefulRestart(e *errs) {
 	if g.LongLived && (g.StaleTime < 1 || g.StaleTime > 16777215) {
 		e.add("gracefulRestart.staleTime", "%d: must be 1-16777215 seconds", g.StaleTime)
 	}
-	if g.LongLived && c.Backend.Type == BackendCRPD {
+	if g.LongLived && !c.Can().LongLivedGR {
 		e.add("gracefulRestart.longLived", "not rendered for cRPD by this agent yet: use it with bird or set it false")
 	}
 	if !g.LongLived && g.StaleTime != 0 {
@@ -612,7 +613,9 @@ func (c *Config) validateRuntime(e *errs) {
 	if r.MaxRemovedShare <= 0 || r.MaxRemovedShare > 1 {
 		e.add("reconcile.maxRemovedShare", "%g: must be in (0, 1]; 0.5 holds a change that removes more than half of the mesh at once", r.MaxRemovedShare)
 	}
-	if _, _, err := net.SplitHostPort(c.Status.Listen); err != nil {
+	if _, port, err := net.SplitHostPort(c.Status.Listen); err != nil {
 		e.add("status.listen", "%q: use host:port or :port", c.Status.Listen)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		e.add("status.listen", "%q: the port must be 1-65535", c.Status.Listen)
 	}
 }

@@ -129,11 +129,58 @@ func agentConfigs(t *testing.T, r release) map[string]*config.Config {
 	return out
 }
 
+func hookJobs(r release, hook string) []*batchv1.Job {
+	var out []*batchv1.Job
+	for _, j := range all[*batchv1.Job](r) {
+		if j.Annotations["helm.sh/hook"] == hook {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// checkValuesCheckHook: before install and upgrade, one Job runs the agent's
+// check on every group's configuration, rendered byte for byte as in the
+// group's ConfigMap, with no API access.
+func checkValuesCheckHook(t *testing.T, r release) {
+	t.Helper()
+	jobs := hookJobs(r, "pre-install,pre-upgrade")
+	require.Len(t, jobs, 1, "one values-check Job")
+	spec := jobs[0].Spec.Template.Spec
+	require.NotNil(t, spec.AutomountServiceAccountToken)
+	assert.False(t, *spec.AutomountServiceAccountToken, "the check needs no API access")
+	require.Len(t, spec.Containers, 1)
+	c := spec.Containers[0]
+	require.NotEmpty(t, c.Args)
+	assert.Equal(t, "check", c.Args[0])
+	var hookCM *corev1.ConfigMap
+	groups := map[string]string{}
+	for _, cm := range all[*corev1.ConfigMap](r) {
+		if cm.Annotations["helm.sh/hook"] == "pre-install,pre-upgrade" {
+			hookCM = cm
+		} else if g := cm.Labels["meshrr.io/group-name"]; g != "" {
+			groups[g] = cm.Data["config.yaml"]
+		}
+	}
+	require.NotNil(t, hookCM, "the values-check ConfigMap")
+	require.Len(t, spec.Volumes, 1)
+	assert.Equal(t, hookCM.Name, spec.Volumes[0].ConfigMap.Name)
+	var files []string
+	for g, cfg := range groups {
+		key := "groups." + g + ".yaml"
+		assert.Equal(t, strings.TrimSpace(cfg), strings.TrimSpace(hookCM.Data[key]), "%s: the hook checks what the group's ConfigMap holds", key)
+		files = append(files, "/etc/meshrr-check/"+key)
+	}
+	assert.Len(t, hookCM.Data, len(groups))
+	assert.ElementsMatch(t, files, c.Args[1:], "every group's file is checked")
+}
+
 // checkRelease asserts what every release must satisfy.
 func checkRelease(t *testing.T, r release) {
 	t.Helper()
 	cfgs := agentConfigs(t, r)
 	require.NotEmpty(t, cfgs)
+	checkValuesCheckHook(t, r)
 	ws := workloads(r)
 	require.NotEmpty(t, ws)
 	for _, w := range ws {
@@ -328,7 +375,7 @@ func checkUninstallHook(t *testing.T, r release, role *rbacv1.Role) {
 	}
 	assert.Equal(t, want, role.Rules, "%s: the uninstall hook's permissions", role.Name)
 	assert.Equal(t, r.namespace, role.Namespace)
-	jobs := all[*batchv1.Job](r)
+	jobs := hookJobs(r, "pre-delete")
 	require.Len(t, jobs, 1, "one uninstall Job")
 	job := jobs[0]
 	assert.Equal(t, "pre-delete", job.Annotations["helm.sh/hook"])
@@ -468,7 +515,7 @@ func TestRouteServerEVPNOverlayRendersCRPDWithEVPN(t *testing.T) {
 	checkRelease(t, r)
 	cfg := agentConfigs(t, r)["rs-meshrr-rs"]
 	assert.Equal(t, config.BackendCRPD, cfg.Backend.Type)
-	assert.Equal(t, []string{config.FamilyUnicast, config.FamilyEVPN}, cfg.Families)
+	assert.Equal(t, []config.Family{config.FamilyUnicast, config.FamilyEVPN}, cfg.Families)
 	for _, w := range workloads(r) {
 		assert.Equal(t, "crpd", w.template.Spec.Containers[0].Name)
 	}
@@ -494,13 +541,13 @@ func TestClientTiersExampleRendersItsTiers(t *testing.T) {
 	r := render(t, "edge", "edge", []string{example("client-tiers", "values.yaml")}, nil)
 	checkRelease(t, r)
 	cfg := agentConfigs(t, r)["edge-meshrr-edge"]
-	tiers := map[string]string{}
+	tiers := map[string]config.Tier{}
 	addPaths := map[string]int{}
 	for _, c := range cfg.Clients {
 		tiers[c.Name] = c.Export.Tier
 		addPaths[c.Name] = c.AddPaths
 	}
-	assert.Equal(t, map[string]string{"full": "full", "partial": "partial", "default-only": "default", "full-paths": "full"}, tiers)
+	assert.Equal(t, map[string]config.Tier{"full": "full", "partial": "partial", "default-only": "default", "full-paths": "full"}, tiers)
 	assert.Equal(t, map[string]int{"full": 0, "partial": 0, "default-only": 0, "full-paths": 2}, addPaths, "addPaths reaches the agent's configuration")
 }
 

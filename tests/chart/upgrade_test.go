@@ -10,7 +10,9 @@ import (
 )
 
 // documents splits a render into documents keyed by their "# Source" path
-// plus kind/name, for before/after comparisons.
+// plus kind/name, for before/after comparisons. Hooks are left out: Helm
+// runs them around an install, upgrade or uninstall and they are not part
+// of the running release an upgrade changes.
 func documents(t *testing.T, out string) map[string]string {
 	t.Helper()
 	docs := map[string]string{}
@@ -24,7 +26,7 @@ func documents(t *testing.T, out string) map[string]string {
 				name = strings.TrimPrefix(l, "  name: ")
 			}
 		}
-		if kind != "" {
+		if kind != "" && !strings.Contains(d, "\n    helm.sh/hook: ") {
 			docs[kind+"/"+name] = d
 		}
 	}

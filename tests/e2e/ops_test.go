@@ -100,6 +100,76 @@ func TestPolicyOnlyUpgradeResetsNoSession(t *testing.T) {
 	assert.Zero(t, n, "a policy change reset sessions")
 
 	discoveryServiceGoneChangesNothing(t, opts)
+	valuesCheckRefusesBeforeAnyPodChanges(t, opts, ho)
+}
+
+// valuesCheckRefusesBeforeAnyPodChanges: values the schema cannot refuse
+// (a keepalive above the hold time, a client range with host bits set, a
+// community value over 65535) fail helm upgrade and helm install in the
+// chart's pre-install/pre-upgrade hook, which runs the agent's own check:
+// the running pods, their configuration and their sessions stay as they
+// were, a failed install creates no workload, and the hook Job's log names
+// each field.
+func valuesCheckRefusesBeforeAnyPodChanges(t *testing.T, opts *k8s.KubectlOptions, ho *helm.Options) {
+	before, ps, state, count := baseline(t, opts)
+	cfgBefore, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "configmap", "core-meshrr-core", "-o", "jsonpath={.data.config\\.yaml}")
+	require.NoError(t, err)
+	bad := map[string]string{
+		"groups.core.timers.hold":                   "30",
+		"groups.core.timers.keepalive":              "40",
+		"groups.core.clients.regions.ranges[0]":     "10.244.0.1/16",
+		"groups.core.policy[0].name":                "drop-65000-999",
+		"groups.core.policy[0].towards[0]":          "regions",
+		"groups.core.policy[0].matchCommunities[0]": "65000:99999",
+		"groups.core.policy[0].action":              "reject",
+	}
+	start := time.Now()
+	hb := *ho
+	hb.SetValues = bad
+	err = helm.UpgradeE(t, &hb, chart(), "core")
+	require.Error(t, err, "helm upgrade with values the agent refuses")
+	logf(t, "values check: helm upgrade refused in %s: %s", time.Since(start).Round(time.Second), firstLine(err.Error()))
+	assert.Contains(t, err.Error(), "core-meshrr-values-check")
+	log, err := k8s.RunKubectlAndGetOutputE(t, opts, "logs", "job/core-meshrr-values-check")
+	require.NoError(t, err)
+	logf(t, "values check: the hook Job's log:\n%s", log)
+	for _, want := range []string{
+		"groups.core.yaml: timers.keepalive: 40 must be below the hold time 30",
+		`groups.core.yaml: clients[0].ranges[0] (clients "regions"): "10.244.0.1/16" has host bits set: did you mean 10.244.0.0/16?`,
+		`groups.core.yaml: policy[0].matchCommunities[0] (policy "drop-65000-999"): "65000:99999" is not a community`,
+	} {
+		assert.Contains(t, log, want)
+	}
+	cfgAfter, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "configmap", "core-meshrr-core", "-o", "jsonpath={.data.config\\.yaml}")
+	require.NoError(t, err)
+	assert.Equal(t, cfgBefore, cfgAfter, "the group's configuration changed")
+	assert.Equal(t, state, podState(pods(t, opts, coreSelector)), "no pod replaced or restarted")
+	n, total, which := resets(before, settledSessions(t, opts))
+	changed := 0
+	for _, p := range ps {
+		changed += applied(t, opts, p.Name) - count[p.Name]
+	}
+	logf(t, "values check: after the refused upgrade %d of %d sessions reset %v, %d configuration changes (goal 0, 0)", n, total, which, changed)
+	assert.Zero(t, n)
+	assert.Zero(t, changed)
+
+	// a fresh install with such a value creates nothing
+	other := namespace(t, "e2e-refused")
+	hi := helmOptions(other, []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{"groups.core.clients.regions.ranges[0]": "10.244.0.1/16"})
+	start = time.Now()
+	err = helm.InstallE(t, hi, chart(), "core")
+	require.Error(t, err, "helm install with a value the agent refuses")
+	logf(t, "values check: helm install refused in %s", time.Since(start).Round(time.Second))
+	out, err := k8s.RunKubectlAndGetOutputE(t, other, "get", "deployments,statefulsets,daemonsets,configmaps,services,jobs", "-l", "app.kubernetes.io/instance=core", "-o", "name")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"job.batch/core-meshrr-values-check"}, strings.Fields(out), "a refused install leaves only the failed hook Job (for its log)")
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
 }
 
 // discoveryServiceGoneChangesNothing deletes the group's headless

@@ -41,7 +41,7 @@ func runPlugin(t *testing.T, bin string, args ...string) (string, int) {
 
 // TestStatusAndTopologyOfALiveGroup: kubectl meshrr status prints the group
 // table and exits 0; with one mesh session disabled in BIRD it says
-// DEGRADED and exits 2; meshrr-agent status in a pod agrees; topology is
+// DEGRADED and exits 2; meshrr-agent status in a pod agrees (exit 2 too); topology is
 // DOT that Graphviz renders to SVG.
 func TestStatusAndTopologyOfALiveGroup(t *testing.T) {
 	opts, _ := installCore(t, "e2e-status")
@@ -81,7 +81,8 @@ func TestStatusAndTopologyOfALiveGroup(t *testing.T) {
 	}, time.Minute, time.Second)
 	logf(t, "status: with %s disabled in %s (exit %d):\n%s", proto, ps[0].Name, code, out)
 	_, err = k8s.RunKubectlAndGetOutputE(t, opts, "exec", ps[0].Name, "-c", "agent", "--", "/meshrr-agent", "status", "--config", "/etc/meshrr/config.yaml")
-	assert.Error(t, err, "meshrr-agent status fails in a degraded pod")
+	require.Error(t, err, "meshrr-agent status fails in a degraded pod")
+	assert.Contains(t, err.Error(), "exit code 2", "meshrr-agent status exits 2 when degraded, as kubectl meshrr status does")
 
 	dot, code := runPlugin(t, bin, "topology", "-n", opts.Namespace)
 	require.Equal(t, 0, code)

@@ -5,11 +5,13 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 export GOFLAGS=-mod=mod CGO_ENABLED=0
+progress_ticker build-binaries
+trap progress_stop EXIT
 
 # Kubernetes: k8s.io/kubernetes requires its staging modules at v0.0.0 with
 # local replaces; a wrapper module replaces them with the published versions.
 if ! done_already k8s "$K8S_VERSION"; then
-  log "building Kubernetes $K8S_VERSION (about 7 minutes on 2 cores, 30 s warm)"
+  log "building Kubernetes $K8S_VERSION (about 10 minutes on 2 cores, 30 s warm)"
   d=$KIND_WORK/src/k8s
   go_module "$d" k8s.io/kubernetes "$K8S_VERSION"
   for m in api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider \

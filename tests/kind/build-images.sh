@@ -7,6 +7,8 @@
 # with the same inputs (label meshrr.inputs).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+progress_ticker build-images
+trap progress_stop EXIT
 export DOCKER_BUILDKIT=0
 B=$KIND_WORK/bin
 NODE_IMAGE=${NODE_IMAGE:-$IMAGE_REPO/node:$K8S_VERSION}
@@ -48,7 +50,7 @@ import_rootfs comp "$IMAGE_REPO/comp-base:bookworm" -c 'ENV PATH=/usr/local/sbin
 
 # component images, tagged as kubeadm expects with imageRepository=$IMAGE_REPO
 ctx=$(mktemp -d /tmp/meshrr-ctx.XXXXXX)
-trap 'rm -rf "$ctx"' EXIT
+trap 'rm -rf "$ctx"; progress_stop' EXIT
 component() { # IMAGE DOCKERFILE FILES...
   local image=$1 dockerfile=$2 key; shift 2
   key=$(hash_of "$here/images/$dockerfile" "$@" <(docker image inspect -f '{{.Id}}' "$IMAGE_REPO/comp-base:bookworm"))

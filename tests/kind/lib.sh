@@ -4,16 +4,19 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/versions.sh"
 mkdir -p "$KIND_WORK/bin"
 
+# shellcheck source=../tools/progress.sh
+. "$here/../tools/progress.sh"
+
 step_start=$(date +%s)
-log() { echo "$(basename "$0" .sh) [$(( $(date +%s) - step_start ))s] $*"; }
+log() { echo "$(basename "$0" .sh) [$(( $(date +%s) - step_start ))s] $*"; progress_step "$*"; }
 
 # stamp KEY: has this exact build (KEY names inputs and versions) been done?
 done_already() { [ "$(cat "$KIND_WORK/.stamp-$1" 2>/dev/null)" = "$2" ]; }
 mark_done() { echo "$2" >"$KIND_WORK/.stamp-$1"; }
 
-# go_build_module DIR MODULE VERSION [EXTRA_REQUIRES...] -- go build args:
-# builds in a generated module that requires MODULE@VERSION (never asks the
-# proxy for version lists).
+# go_module DIR MODULE VERSION: a fresh generated module in DIR that requires
+# MODULE@VERSION, for the caller to build in (never asks the proxy for
+# version lists).
 go_module() {
   local dir=$1 module=$2 version=$3
   rm -rf "$dir" && mkdir -p "$dir"

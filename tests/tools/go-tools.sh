@@ -5,6 +5,10 @@
 set -euo pipefail
 BIN=${BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/meshrr/bin}
 mkdir -p "$BIN"
+# shellcheck source=progress.sh
+. "$(dirname "$0")/progress.sh"
+progress_ticker go-tools
+trap progress_stop EXIT
 
 HELM_VERSION=v3.19.2          # Kubernetes 1.34 client libraries
 HELM_DOCS_VERSION=v1.14.2
@@ -19,6 +23,7 @@ stamp() { echo "$2" >"$BIN/.$1.version"; echo "go-tools: built $1 $2 in $3s"; }
 build_in_module() {
   local name=$1 version=$2 module=$3 pkg=$4 ldflags=${5:-}
   fresh "$name" "$version" && return 0
+  progress_step "building $name $version"
   local start dir
   start=$(date +%s)
   dir=$(mktemp -d /tmp/meshrr-tool.XXXXXX)

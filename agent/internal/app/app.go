@@ -46,11 +46,14 @@ route reflectors it discovers through the Kubernetes API.
 
 Usage:
   meshrr-agent run   --config FILE [--kubeconfig FILE] [--log-level info]
-  meshrr-agent check --config FILE     validate a configuration file and exit
+  meshrr-agent check --config FILE | FILE...
+                                       validate configuration files with the agent's rules
+                                       (every error, naming the file and the field) and exit
   meshrr-agent init  --config FILE     write the daemon's startup configuration if none exists
   meshrr-agent sessions --config FILE  print the daemon's BGP sessions as JSON
   meshrr-agent status --config FILE [--json]  this pod's peers and sessions (from the running
-                                       agent); exits 1 when the pod is degraded
+                                       agent); exits 2 when the pod is degraded (as
+                                       kubectl meshrr status), 1 when it cannot tell
   meshrr-agent drain --config FILE     graceful shutdown (the pod's preStop): ask the running
                                        agent to drain, then stay up for drain.time
   meshrr-agent uninstall --namespace NS --selector LABELS [--timeout 300s] [--kubeconfig FILE]
@@ -68,11 +71,23 @@ accepted too), NODE_NAME and MESHRR_SIDE (the pod's meshrr.io/side label).
 func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := Run(ctx, args, os.Getenv, stdout, stderr); err != nil {
+	err := Run(ctx, args, os.Getenv, stdout, stderr)
+	if err != nil {
 		fmt.Fprintln(stderr, "meshrr-agent:", err)
-		return 1
 	}
-	return 0
+	return exitCode(err)
+}
+
+// exitCode: 2 for a degraded verdict (as kubectl meshrr status), 1 for any
+// other failure.
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return status.ExitOK
+	case errors.Is(err, status.ErrDegraded):
+		return status.ExitDegraded
+	}
+	return status.ExitError
 }
 
 // Run executes one subcommand.
@@ -104,11 +119,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stdout, Version)
 		return nil
 	case "check":
-		if _, err := config.Load(*cfgPath); err != nil {
-			return err
+		files := fs.Args()
+		if len(files) == 0 {
+			files = []string{*cfgPath}
 		}
-		fmt.Fprintf(stdout, "%s: valid\n", *cfgPath)
-		return nil
+		return runCheck(files, stdout)
 	case "init":
 		return runInit(*cfgPath, getenv, stdout)
 	case "sessions":
@@ -403,7 +418,7 @@ func restartFields(was, now *config.Config) []string {
 		name     string
 		was, now string
 	}{
-		{"backend.type", was.Backend.Type, now.Backend.Type},
+		{"backend.type", string(was.Backend.Type), string(now.Backend.Type)},
 		{"backend.bird.socket", was.Backend.Bird.Socket, now.Backend.Bird.Socket},
 		{"backend.bird.configFile", was.Backend.Bird.ConfigFile, now.Backend.Bird.ConfigFile},
 		{"backend.bird.include", fmt.Sprint(was.Backend.Bird.Include), fmt.Sprint(now.Backend.Bird.Include)},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/meshrr/meshrr/agent/config"
 	"github.com/meshrr/meshrr/agent/internal/model"
+	"github.com/meshrr/meshrr/agent/internal/status"
 	"github.com/meshrr/meshrr/agent/internal/testutil/birdlab"
 )
 
@@ -41,10 +43,27 @@ func TestCheckValidatesTheFile(t *testing.T) {
 	assert.Contains(t, out, "valid")
 
 	bad := writeConfig(t, "identity: {asn: 0}\nmesh: {group: core.core}\nclients: [{name: r, ranges: [10.0.0.1/8]}]\n")
-	_, _, err = run(t, env(nil), "check", "--config", bad)
+	out, _, err = run(t, env(nil), "check", "--config", bad)
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "identity.asn")
-	assert.Contains(t, err.Error(), "clients[0].ranges[0]")
+	assert.Contains(t, out, bad+": identity.asn: ")
+	assert.Contains(t, out, bad+`: clients[0].ranges[0] (clients "r"): "10.0.0.1/8" has host bits set: did you mean 10.0.0.0/8?`)
+}
+
+// The chart's values-check hook passes every group's file: each is checked,
+// every error printed, and the command fails when one is invalid.
+func TestCheckReportsEveryFile(t *testing.T) {
+	dir := t.TempDir()
+	good, bad, broken := filepath.Join(dir, "core.yaml"), filepath.Join(dir, "edge.yaml"), filepath.Join(dir, "x.yaml")
+	require.NoError(t, os.WriteFile(good, []byte("identity: {asn: 65000}\nmesh: {group: r.core}\n"), 0o600))
+	require.NoError(t, os.WriteFile(bad, []byte("identity: {asn: 65000}\nmesh: {group: r.edge}\ntimers: {hold: 9, keepalive: 10}\npolicy: [{name: a, towards: [mesh], action: reject, matchCommunities: ['65000:70000']}]\n"), 0o600))
+	require.NoError(t, os.WriteFile(broken, []byte("identity: [\n"), 0o600))
+	out, _, err := run(t, env(nil), "check", good, bad, broken)
+	require.Error(t, err)
+	assert.Equal(t, "2 of 3 configurations invalid (core.yaml, edge.yaml, x.yaml)", err.Error())
+	assert.Contains(t, out, good+": valid")
+	assert.Contains(t, out, bad+": timers.keepalive: 10 must be below the hold time 9")
+	assert.Contains(t, out, bad+`: policy[0].matchCommunities[0] (policy "a"): `)
+	assert.Contains(t, out, broken+": decode: ")
 }
 
 func TestInitWritesTheBootstrapOnceAndKeepsAnExistingConfiguration(t *testing.T) {
@@ -145,4 +164,12 @@ func TestOnlySettingsReadAtStartRestartTheAgent(t *testing.T) {
 	assert.Equal(t, []string{"backend.type"}, restartFields(parse(base), parse(base+"backend: {type: crpd}\n")))
 	assert.Equal(t, []string{"backend.bird.include", "backend.bird.strictBind", "status.listen", "drain.controlSocket"},
 		restartFields(parse(base), parse(base+"backend: {bird: {include: [/etc/x/*.conf], strictBind: false}}\nstatus: {listen: \":9999\"}\ndrain: {controlSocket: /run/meshrr/other.sock}\n")))
+}
+
+// Both status commands say "degraded" with exit 2 and "could not tell"
+// with exit 1 (kubectl meshrr status: cli.ExitDegraded).
+func TestExitCodesMatchTheStatusPlugin(t *testing.T) {
+	assert.Equal(t, 0, exitCode(nil))
+	assert.Equal(t, 2, exitCode(fmt.Errorf("status: %w", status.ErrDegraded)))
+	assert.Equal(t, 1, exitCode(errors.New("status: no running agent answers")))
 }

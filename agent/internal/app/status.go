@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
@@ -78,7 +77,10 @@ func (r *reporter) report(ctx context.Context) status.Report {
 	}
 	ss, err := r.be.Sessions(ctx) // read once: for readiness and for the report
 	if err := r.loop.ReadyWith(*cfg.Status.ReadyRequiresEstablished, ss, err); err != nil {
-		base.Ready, base.NotReady = false, strings.TrimPrefix(err.Error(), reconcile.ErrNotReady.Error()+": ")
+		base.Ready, base.NotReady = false, err.Error()
+		if nr, ok := errors.AsType[*reconcile.NotReady](err); ok {
+			base.NotReady = nr.Reason
+		}
 	}
 	rep := status.Build(base, st.Model, ss)
 	if r.m != nil {
@@ -109,7 +111,8 @@ func (r *reporter) serveHTTP(rw http.ResponseWriter, req *http.Request) {
 }
 
 // runStatus prints this pod's status table, read from the running agent
-// over the control socket; it fails (exit 1) when the pod is degraded.
+// over the control socket; it returns status.ErrDegraded (exit 2, as
+// kubectl meshrr status) when the pod is degraded.
 func runStatus(ctx context.Context, cfgPath string, asJSON bool, stdout io.Writer) error {
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
@@ -138,7 +141,7 @@ func runStatus(ctx context.Context, cfgPath string, asJSON bool, stdout io.Write
 		return err
 	}
 	if status.Table(stdout, status.Groups([]status.Report{rep})) {
-		return errors.New("degraded")
+		return status.ErrDegraded
 	}
 	return nil
 }

@@ -33,11 +33,11 @@ Usage:
       the live hierarchy as Graphviz DOT (render: dot -Tsvg)
 `
 
-// Exit statuses.
+// Exit statuses: the same as meshrr-agent status (package status).
 const (
-	ExitOK       = 0
-	ExitError    = 1
-	ExitDegraded = 2
+	ExitOK       = status.ExitOK
+	ExitError    = status.ExitError
+	ExitDegraded = status.ExitDegraded
 )
 
 // Main runs one command.

@@ -270,8 +270,9 @@ func untrustedEndpoint(s *discoveryv1.EndpointSlice, ep discoveryv1.Endpoint) st
 }
 
 // Members turns EndpointSlices into members: one per pod (addresses of
-// IPv4 and IPv6 slices merged), only ready and not terminating endpoints,
-// sorted. Only slices the EndpointSlice controller manages for their
+// IPv4 and IPv6 slices merged), from ready endpoints and from terminating
+// ones while they still serve (marked Terminating: a draining pod stays
+// meshed until it is gone; see usable), sorted. Only slices the EndpointSlice controller manages for their
 // Service and endpoints that are pods with valid names count; an address
 // claimed by two members belongs to neither. What is refused is listed in
 // Rejected. Pure.

@@ -132,6 +132,17 @@ func FamilyOf(a netip.Addr) Family {
 	return IPv6
 }
 
+// LimitAction is what happens to a session beyond its maximum prefixes.
+type LimitAction string
+
+// Limit actions.
+const (
+	LimitRestart LimitAction = "restart"
+	LimitDisable LimitAction = "disable"
+	LimitBlock   LimitAction = "block"
+	LimitWarn    LimitAction = "warn"
+)
+
 // NLRI is what a session carries beyond its transport address family.
 type NLRI string
 
@@ -218,7 +229,7 @@ type PeerGroup struct {
 	// MaxPrefixes per session (0: none) and the action beyond it
 	// (restart, disable, block, warn).
 	MaxPrefixes     int
-	MaxPrefixAction string
+	MaxPrefixAction LimitAction
 	// TTLSecurity: GTSM (RFC 5082).
 	TTLSecurity bool
 	// AddPaths (RFC 7911): send up to this many paths per prefix and

@@ -162,10 +162,7 @@ func Build(in Input) (Result, error) {
 		m.Groups = append(m.Groups, g)
 	}
 	applyBoundaryRules(c, m.Groups)
-	var nlri []model.NLRI
-	for _, f := range c.Families {
-		nlri = append(nlri, model.NLRI(f))
-	}
+	nlri := slices.Clone(c.Families)
 	for i := range m.Groups {
 		m.Groups[i].NLRI = nlri
 		m.Groups[i].Password = in.Passwords[m.Groups[i].Name]

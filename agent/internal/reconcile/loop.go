@@ -403,8 +403,21 @@ func groupsOf(ms ...map[string][]string) []string {
 	return out
 }
 
-// ErrNotReady explains why the pod is not ready.
+// ErrNotReady is what every NotReady error is (errors.Is).
 var ErrNotReady = errors.New("not ready")
+
+// NotReady says why the pod is not ready, in words for /readyz, /status and
+// the status table ("waiting for discovery to sync").
+type NotReady struct{ Reason string }
+
+func (e *NotReady) Error() string { return ErrNotReady.Error() + ": " + e.Reason }
+
+// Is makes errors.Is(err, ErrNotReady) hold.
+func (e *NotReady) Is(target error) bool { return target == ErrNotReady }
+
+func notReady(format string, args ...any) error {
+	return &NotReady{Reason: fmt.Sprintf(format, args...)}
+}
 
 // Ready reports whether the pod is useful: discovery synced, the planned
 // configuration applied, the daemon answering and, if required, at least
@@ -434,11 +447,11 @@ func (l *Loop) readiness(requireEstablished bool, ss []model.Session, daemonErr 
 	st := l.Status()
 	switch {
 	case !st.Synced:
-		return fmt.Errorf("%w: waiting for discovery to sync", ErrNotReady)
+		return notReady("waiting for discovery to sync")
 	case !st.Applied:
-		return fmt.Errorf("%w: configuration not applied yet: %s", ErrNotReady, st.LastError)
+		return notReady("configuration not applied yet: %s", st.LastError)
 	case daemonErr != nil:
-		return fmt.Errorf("%w: %v", ErrNotReady, daemonErr)
+		return notReady("%v", daemonErr)
 	}
 	want := wantedPeers(st.Model)
 	if !requireEstablished || want == 0 {
@@ -449,7 +462,7 @@ func (l *Loop) readiness(requireEstablished bool, ss []model.Session, daemonErr 
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: none of %d mesh/upstream sessions is Established", ErrNotReady, want)
+	return notReady("none of %d mesh/upstream sessions is Established", want)
 }
 
 // wantedPeers counts the explicit mesh and upstream peers of a model.

@@ -95,7 +95,11 @@ func TestUnsyncedDiscoveryChangesNothing(t *testing.T) {
 	l, be, _ := newTestLoop(t, model.Snapshot{})
 	require.NoError(t, l.ReconcileOnce(context.Background()))
 	assert.Empty(t, be.applies)
-	assert.ErrorIs(t, l.Ready(context.Background(), false), ErrNotReady)
+	err := l.Ready(context.Background(), false)
+	assert.ErrorIs(t, err, ErrNotReady)
+	nr, ok := errors.AsType[*NotReady](err)
+	require.True(t, ok, "a typed reason: %v", err)
+	assert.Equal(t, "waiting for discovery to sync", nr.Reason)
 }
 
 func TestFailedApplyIsReportedAndRetriedThenIdenticalConfigsAreSkipped(t *testing.T) {

@@ -7,6 +7,7 @@ package status
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -14,6 +15,19 @@ import (
 
 	"github.com/meshrr/meshrr/agent/internal/model"
 )
+
+// Exit statuses of both status commands, kubectl meshrr status (a release
+// set) and meshrr-agent status (one pod): scripts read "degraded" the same
+// way from either.
+const (
+	ExitOK       = 0
+	ExitError    = 1 // could not tell: bad flags, no agent or API server answers
+	ExitDegraded = 2 // told: a pod not ready or a mesh/upstream session down
+)
+
+// ErrDegraded is what a status command returns when it printed a
+// degraded verdict (ExitDegraded).
+var ErrDegraded = errors.New("degraded")
 
 // Report is one RR pod's view of itself. It never carries a secret.
 type Report struct {

@@ -68,6 +68,23 @@ headless Service, PodDisruptionBudget and, for sides, LoadBalancer Service.
 {{- toYaml $units -}}
 {{- end -}}
 
+{{/*
+One unit per group (its first side's): the agent configuration is the
+group's, the same for every side. Rendered into the group's ConfigMap and
+into the values-check hook's.
+*/}}
+{{- define "meshrr.groupUnits" -}}
+{{- $seen := dict -}}
+{{- $out := list -}}
+{{- range $unit := include "meshrr.units" . | fromYamlArray -}}
+{{- if not (hasKey $seen $unit.group) -}}
+{{- $_ := set $seen $unit.group true -}}
+{{- $out = append $out $unit -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}
+
 {{/* Selector labels of a unit: never overlap between groups, sides or releases. Args: dict "root" $ "unit" UNIT. */}}
 {{- define "meshrr.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "meshrr.name" .root }}
@@ -143,7 +160,7 @@ The agent configuration of a group: exactly the file the agent validates
 {{- with (($v.resources.bird).limits).memory -}}
 {{- $_ := set $b "memoryLimit" (ternary . (printf "%d" (. | int64)) (kindIs "string" .)) -}}
 {{- end -}}
-{{- with $v.backend.bird.bytesPerRoute }}{{ $_ := set $b "bytesPerRoute" (. | int64) }}{{ end -}}
+{{- if hasKey $v.backend.bird "bytesPerRoute" }}{{ $_ := set $b "bytesPerRoute" ($v.backend.bird.bytesPerRoute | int64) }}{{ end -}}
 {{- if $b }}{{ $_ := set $backend "bird" $b }}{{ end -}}
 {{- end -}}
 {{- $_ := set $cfg "backend" $backend -}}

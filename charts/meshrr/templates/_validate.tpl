@@ -1,6 +1,10 @@
 {{/*
-Checks the schema cannot express (merged defaults, references between
-groups, uniqueness). Every message names the field and says what to do.
+What only the chart knows (merged defaults, references between the groups
+of one release, names that become object names, one address per side, the
+cRPD image and licence Secret). Everything the agent's own validation
+refuses is left to it: the values-check hook runs it before Helm changes
+anything (docs/architecture.md). Every message names the field and says
+what to do.
 */}}
 {{- define "meshrr.validate" -}}
 {{- $root := . -}}
@@ -42,9 +46,6 @@ groups, uniqueness). Every message names the field and says what to do.
 {{- if not $c.image -}}
 {{- fail (printf "%s.backend.crpd.image: required for cRPD: your cRPD image (not distributed with meshrr)" $f) -}}
 {{- end -}}
-{{- end -}}
-{{- if and (has "evpn" ($g.families | default list)) (ne $g.backend.type "crpd") -}}
-{{- fail (printf "%s.families: evpn needs backend.type crpd (BIRD 2 has no EVPN); remove evpn or set %s.backend.type=crpd" $f $f) -}}
 {{- end -}}
 {{- if and (eq $g.kind "DaemonSet") (hasKey (get $root.Values.groups $name | default dict) "replicas") -}}
 {{- fail (printf "%s.replicas: a DaemonSet runs one pod per selected node; remove replicas or use kind Deployment" $f) -}}

@@ -76,7 +76,7 @@ func (b *Backend) WriteBootstrap(routerID netip.Addr) (written bool, err error) 
 }
 
 // Name implements backend.Backend.
-func (b *Backend) Name() string { return config.BackendBird }
+func (b *Backend) Name() string { return string(config.BackendBird) }
 
 // Client returns the control-socket client (status commands).
 func (b *Backend) Client() *Client { return b.client }

@@ -57,7 +57,7 @@ type templateView struct {
 	GR         model.GracefulRestart
 	Password   string // secret
 	Limit      int
-	LimitDo    string
+	LimitDo    model.LimitAction
 	TTLSec     bool
 	StrictBind bool
 	Timers     model.Timers
@@ -97,9 +97,6 @@ func Render(m model.Model, o Options) ([]byte, error) {
 	for _, g := range m.Groups {
 		if _, err := backend.Quote(g.Password); err != nil {
 			return nil, fmt.Errorf("bird: the TCP-MD5 key of group %s: %w", g.Name, err)
-		}
-		if g.Carries(model.NLRIEVPN) || !g.Carries(model.NLRIUnicast) {
-			return nil, fmt.Errorf("bird: group %s must carry unicast only: BIRD 2 has no EVPN (use the crpd backend)", g.Name)
 		}
 		sym := groupSymbol(g)
 		imp, exp := "all", "all"

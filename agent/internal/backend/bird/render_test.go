@@ -81,10 +81,8 @@ func TestRenderRejectsModelsBIRDCannotRun(t *testing.T) {
 	m.Groups[0].Neighbors = []model.Neighbor{{Addr: netip.MustParseAddr("fd00::2"), ASN: 1}}
 	_, err = Render(m, goldenOptions)
 	require.ErrorContains(t, err, "no ipv6 address")
-
-	// the config rejects evpn with bird first; the renderer refuses too
-	_, err = Render(fixture.Model(t, "routeservers-evpn"), goldenOptions)
-	require.ErrorContains(t, err, "no EVPN")
+	// evpn never reaches this renderer: validation refuses it with bird
+	// (config.Capabilities; TestBackendCapabilitiesAreRefusedOnce)
 }
 
 func TestProtocolNamesFitBIRDSymbols(t *testing.T) {

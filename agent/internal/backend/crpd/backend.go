@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshrr/meshrr/agent/config"
 	"github.com/meshrr/meshrr/agent/internal/fileutil"
 	"github.com/meshrr/meshrr/agent/internal/model"
 )
@@ -48,7 +49,7 @@ func New(conn *Conn, stateFile string) *Backend {
 }
 
 // Name implements backend.Backend.
-func (b *Backend) Name() string { return "crpd" }
+func (b *Backend) Name() string { return string(config.BackendCRPD) }
 
 // Render implements backend.Backend.
 func (b *Backend) Render(m model.Model) ([]byte, error) { return Render(m) }

@@ -2,9 +2,10 @@
 // into the Junos configuration of the agent-owned `groups MESHRR` subtree
 // (applied with apply-groups, so operator configuration is never touched),
 // as text for <load-configuration action="replace" format="text">.
-// Statement names follow Juniper's documentation (see the reference in
-// ../shared/reference/daemons.md); no real Junos is available here, so the
-// golden files are checked against that documentation, not a parser.
+// Statement names follow Juniper's documentation; no real Junos is
+// available here, so the golden files are checked against Juniper's
+// published YANG models of one release by `make junos-yang`
+// (tests/junosyang; the models are not shipped with meshrr).
 package crpd
 
 import (
@@ -106,15 +107,11 @@ func Render(m model.Model) ([]byte, error) {
 			return nil, fmt.Errorf("crpd: group %s: Junos cannot combine allow (client ranges) with authentication: remove its client-%s key", g.Name, g.Name)
 		case quoteErr(g.Password) != nil:
 			return nil, fmt.Errorf("crpd: the TCP-MD5 key of group %s: %w", g.Name, quoteErr(g.Password))
-		case g.TTLSecurity:
-			return nil, fmt.Errorf("crpd: group %s: GTSM is not rendered for cRPD", g.Name)
-		case g.MaxPrefixAction == "block":
-			return nil, fmt.Errorf("crpd: group %s: maxPrefixAction block is not available with cRPD", g.Name)
 		}
 	}
-	if m.GracefulRestart.LongLived {
-		return nil, fmt.Errorf("crpd: long-lived graceful restart is not rendered for cRPD by this agent: set gracefulRestart.longLived false")
-	}
+	// GTSM, maxPrefixAction block and long-lived graceful restart never
+	// reach this renderer: validation refuses them for cRPD
+	// (config.Capabilities).
 	v := view{Group: GroupName, Macro: MacroName, GR: m.GracefulRestart.RestartTime, RouterID: m.RouterID.String(), ASN: m.ASN}
 	comms := map[string]bool{}
 	for _, g := range m.Groups {
@@ -137,7 +134,7 @@ func Render(m model.Model) ([]byte, error) {
 		}
 		for _, f := range g.Families() {
 			var fams []family
-			teardown := map[string]string{"restart": "teardown idle-timeout 1;", "disable": "teardown idle-timeout forever;"}[g.MaxPrefixAction]
+			teardown := map[model.LimitAction]string{model.LimitRestart: "teardown idle-timeout 1;", model.LimitDisable: "teardown idle-timeout forever;"}[g.MaxPrefixAction]
 			if g.Carries(model.NLRIUnicast) {
 				fams = append(fams, family{AFI: map[model.Family]string{model.IPv4: "inet", model.IPv6: "inet6"}[f], SAFI: "unicast", Limit: g.MaxPrefixes, Teardown: teardown, AddPaths: g.AddPaths})
 			}

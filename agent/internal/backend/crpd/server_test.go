@@ -22,7 +22,7 @@ import (
 )
 
 // fakeJunos is an in-process NETCONF-over-SSH server that behaves like
-// cRPD's as described in ../shared/reference/daemons.md. By default its
+// cRPD's (NETCONF over SSH, RFC 6241/6242 framing). By default its
 // replies take the shapes captured from devices (testdata/captured): a
 // commit answered by an empty <commit-results> and <ok/> (15.1F4), a check
 // by commit-check-success per engine and <ok/> (16.1R3), load errors
