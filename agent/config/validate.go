@@ -238,95 +238,121 @@ func (c *Config) validateUpstream(e *errs) {
 
 func (c *Config) validateClients(e *errs) {
 	seen := map[string]bool{}
-	type owned struct {
-		p     netip.Prefix
-		field string
-	}
-	var all []owned
+	var owned []ownedRange
 	for i := range c.Clients {
 		cl := &c.Clients[i]
 		f := fmt.Sprintf("clients[%d]", i)
-		switch {
-		case cl.Name == "":
-			e.add(f+".name", "required: a DNS-1123 label naming the client group")
-		case len(cl.Name) > maxClientName || !dns1123Label.MatchString(cl.Name):
-			e.add(f+".name", "%q must be a DNS-1123 label of at most %d characters", cl.Name, maxClientName)
-		case slices.Contains([]string{TargetMesh, TargetUpstream, TargetClients}, cl.Name):
-			e.add(f+".name", "%q is reserved for policy targets: choose another name", cl.Name)
-		case seen[cl.Name]:
-			e.add(f+".name", "%q is used by another client group", cl.Name)
-		}
-		seen[cl.Name] = true
-		switch cl.Type {
-		case ClientInternal, ClientExternal:
-		default:
-			e.add(f+".type", "%q: use internal (RR clients) or external (route-server clients)", cl.Type)
-		}
-		if len(cl.Ranges) == 0 {
-			e.add(f+".ranges", "required: at least one address range allowed to open sessions")
-		}
-		if cl.MaxPrefixes < 0 {
-			e.add(f+".maxPrefixes", "%d: must not be negative (0: no limit)", cl.MaxPrefixes)
-		}
-		switch cl.MaxPrefixAction {
-		case "", LimitRestart, LimitDisable, LimitWarn:
-		case LimitBlock:
-			if !c.Can().MaxPrefixBlock {
-				e.add(f+".maxPrefixAction", "block is not available with cRPD: use restart, disable or warn")
-			}
-		default:
-			e.add(f+".maxPrefixAction", "%q: use restart, disable, block or warn", cl.MaxPrefixAction)
-		}
-		if cl.MaxPrefixAction != "" && cl.MaxPrefixes == 0 {
-			e.add(f+".maxPrefixAction", "needs maxPrefixes")
-		}
-		if cl.OptimalRouteReflection {
-			e.add(f+".optimalRouteReflection", "not supported: optimal route reflection (RFC 9107) needs the IGP distances from the clients' positions, which RR pods do not have; set addPaths (2-64) so the clients receive several paths and choose with their own IGP view")
-		}
-		if cl.AddPaths != 0 && (cl.AddPaths < 2 || cl.AddPaths > 64) {
-			e.add(f+".addPaths", "%d: use 0 (the best path only) or 2-64 paths per prefix", cl.AddPaths)
-		}
-		if cl.TTLSecurity && !c.Can().TTLSecurity {
-			e.add(f+".ttlSecurity", "GTSM is not rendered for cRPD (Junos does it with a firewall filter): remove it or use bird")
-		}
-		cl.ranges = nil
-		for j, r := range cl.Ranges {
-			rf := fmt.Sprintf("%s.ranges[%d]", f, j)
-			p, err := parsePrefix(r)
-			if err != nil {
-				e.add(rf, "%v", err)
-				continue
-			}
-			for _, o := range all {
-				if o.p.Overlaps(p) {
-					e.add(rf, "%s overlaps %s of %s: a client address must belong to one group", p, o.p, o.field)
-				}
-			}
-			all = append(all, owned{p, rf})
-			cl.ranges = append(cl.ranges, p)
-		}
-		cl.peerASNs = nil
-		if cl.Type == ClientInternal && len(cl.PeerASNs) > 0 {
-			e.add(f+".peerASNs", "only external clients have peer AS numbers; remove it or set type: external")
-		}
-		if cl.Type == ClientExternal && len(cl.PeerASNs) == 0 {
-			e.add(f+".peerASNs", "required for external clients: the AS numbers or ranges (\"65100-65199\") they may use")
-		}
-		for j, s := range cl.PeerASNs {
-			r, err := model.ParseASNRange(s)
-			if err != nil {
-				e.add(fmt.Sprintf("%s.peerASNs[%d]", f, j), "%v", err)
-				continue
-			}
-			if c.asn != 0 && r.Min <= c.asn && c.asn <= r.Max {
-				e.add(fmt.Sprintf("%s.peerASNs[%d]", f, j), "%s contains the local AS %d: external clients must use another AS", s, c.asn)
-			}
-			cl.peerASNs = append(cl.peerASNs, r)
-		}
+		validateClientName(e, f, cl.Name, seen)
+		c.validateClientSessions(e, f, cl)
+		owned = compileClientRanges(e, f, cl, owned)
+		c.compilePeerASNs(e, f, cl)
 		if cl.Multihop < 0 || cl.Multihop > 255 {
 			e.add(f+".multihop", "%d: TTL must be 0-255", cl.Multihop)
 		}
 		validateExport(e, f+".export", &cl.Export)
+	}
+}
+
+func validateClientName(e *errs, f, name string, seen map[string]bool) {
+	switch {
+	case name == "":
+		e.add(f+".name", "required: a DNS-1123 label naming the client group")
+	case len(name) > maxClientName || !dns1123Label.MatchString(name):
+		e.add(f+".name", "%q must be a DNS-1123 label of at most %d characters", name, maxClientName)
+	case slices.Contains([]string{TargetMesh, TargetUpstream, TargetClients}, name):
+		e.add(f+".name", "%q is reserved for policy targets: choose another name", name)
+	case seen[name]:
+		e.add(f+".name", "%q is used by another client group", name)
+	}
+	seen[name] = true
+}
+
+// validateClientSessions: the type and the per-session settings of a
+// client group.
+func (c *Config) validateClientSessions(e *errs, f string, cl *Client) {
+	switch cl.Type {
+	case ClientInternal, ClientExternal:
+	default:
+		e.add(f+".type", "%q: use internal (RR clients) or external (route-server clients)", cl.Type)
+	}
+	if len(cl.Ranges) == 0 {
+		e.add(f+".ranges", "required: at least one address range allowed to open sessions")
+	}
+	if cl.MaxPrefixes < 0 {
+		e.add(f+".maxPrefixes", "%d: must not be negative (0: no limit)", cl.MaxPrefixes)
+	}
+	switch cl.MaxPrefixAction {
+	case "", LimitRestart, LimitDisable, LimitWarn:
+	case LimitBlock:
+		if !c.Can().MaxPrefixBlock {
+			e.add(f+".maxPrefixAction", "block is not available with cRPD: use restart, disable or warn")
+		}
+	default:
+		e.add(f+".maxPrefixAction", "%q: use restart, disable, block or warn", cl.MaxPrefixAction)
+	}
+	if cl.MaxPrefixAction != "" && cl.MaxPrefixes == 0 {
+		e.add(f+".maxPrefixAction", "needs maxPrefixes")
+	}
+	if cl.OptimalRouteReflection {
+		e.add(f+".optimalRouteReflection", "not supported: optimal route reflection (RFC 9107) needs the IGP distances from the clients' positions, which RR pods do not have; set addPaths (2-64) so the clients receive several paths and choose with their own IGP view")
+	}
+	if cl.AddPaths != 0 && (cl.AddPaths < 2 || cl.AddPaths > 64) {
+		e.add(f+".addPaths", "%d: use 0 (the best path only) or 2-64 paths per prefix", cl.AddPaths)
+	}
+	if cl.TTLSecurity && !c.Can().TTLSecurity {
+		e.add(f+".ttlSecurity", "GTSM is not rendered for cRPD (Junos does it with a firewall filter): remove it or use bird")
+	}
+}
+
+// ownedRange is a client range and the field that claimed it.
+type ownedRange struct {
+	p     netip.Prefix
+	field string
+}
+
+// compileClientRanges parses a client group's ranges (canonical prefixes,
+// none overlapping a range of any group before it) and returns the ranges
+// owned so far.
+func compileClientRanges(e *errs, f string, cl *Client, owned []ownedRange) []ownedRange {
+	cl.ranges = nil
+	for j, r := range cl.Ranges {
+		rf := fmt.Sprintf("%s.ranges[%d]", f, j)
+		p, err := parsePrefix(r)
+		if err != nil {
+			e.add(rf, "%v", err)
+			continue
+		}
+		for _, o := range owned {
+			if o.p.Overlaps(p) {
+				e.add(rf, "%s overlaps %s of %s: a client address must belong to one group", p, o.p, o.field)
+			}
+		}
+		owned = append(owned, ownedRange{p, rf})
+		cl.ranges = append(cl.ranges, p)
+	}
+	return owned
+}
+
+// compilePeerASNs: external clients name the AS numbers they may use (not
+// the local AS); internal clients have none.
+func (c *Config) compilePeerASNs(e *errs, f string, cl *Client) {
+	cl.peerASNs = nil
+	if cl.Type == ClientInternal && len(cl.PeerASNs) > 0 {
+		e.add(f+".peerASNs", "only external clients have peer AS numbers; remove it or set type: external")
+	}
+	if cl.Type == ClientExternal && len(cl.PeerASNs) == 0 {
+		e.add(f+".peerASNs", "required for external clients: the AS numbers or ranges (\"65100-65199\") they may use")
+	}
+	for j, s := range cl.PeerASNs {
+		r, err := model.ParseASNRange(s)
+		if err != nil {
+			e.add(fmt.Sprintf("%s.peerASNs[%d]", f, j), "%v", err)
+			continue
+		}
+		if c.asn != 0 && r.Min <= c.asn && c.asn <= r.Max {
+			e.add(fmt.Sprintf("%s.peerASNs[%d]", f, j), "%s contains the local AS %d: external clients must use another AS", s, c.asn)
+		}
+		cl.peerASNs = append(cl.peerASNs, r)
 	}
 }
 

@@ -311,13 +311,9 @@ func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(strin
 	if err != nil {
 		return err
 	}
-	restCfg, err := restConfig(kubeconfig)
+	client, err := kubeClient(kubeconfig)
 	if err != nil {
 		return err
-	}
-	client, err := kubernetes.NewForConfig(restCfg)
-	if err != nil {
-		return fmt.Errorf("kubernetes client: %w", err)
 	}
 	log = log.With("pod", pod.self.Namespace+"/"+pod.self.Name)
 	m := metrics.New(be)
@@ -329,54 +325,16 @@ func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(strin
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	namespaces := watchedNamespaces(cfg, pod.self.Namespace)
-	// settings every session is opened with apply when the pod is replaced
-	// (the chart rolls the pods one at a time for them), never to every
-	// running RR of the group at once
-	watcher.Adjust = func(c *config.Config) {
-		if kept := c.KeepSessionSettings(cfg); len(kept) > 0 {
-			log.Warn("settings that reset every session changed: kept until this pod is replaced", "op", "reload", "kept", kept)
-			rec.Normal(events.ReasonSettingsKept, "%s changed: these reset every BGP session, so this pod keeps its running values until it is replaced (the chart rolls the pods one at a time, each draining)", strings.Join(kept, ", "))
-		}
-	}
-	watcher.OnReload = func(c *config.Config, err error) {
-		if err != nil {
-			m.ConfigReloads.WithLabelValues("rejected").Inc()
-			m.ConfigLastReloadOK.Set(0)
-			log.Error("configuration rejected; keeping the last good one", "op", "reload", "error", err)
-			rec.Warning(events.ReasonConfigRejected, "configuration rejected, the last good one stays in use: %v", err)
-			return
-		}
-		m.ConfigReloads.WithLabelValues("success").Inc()
-		m.ConfigLastReloadOK.Set(1)
-		log.Info("configuration reloaded", "op", "reload")
-		rec.Normal(events.ReasonConfigReloaded, "configuration reloaded")
-		if now := watchedNamespaces(c, pod.self.Namespace); !slices.Equal(now, namespaces) {
-			// informers watch a fixed set of namespaces: restart the agent
-			// container (the daemon and its sessions are not touched)
-			cancel(fmt.Errorf("watched namespaces changed from %v to %v: restarting the agent to watch them", namespaces, now))
-		}
-		if changed := restartFields(cfg, c); len(changed) > 0 {
-			// read once at start: restart the agent container to use them (the
-			// daemon and its sessions are not touched)
-			rec.Normal(events.ReasonConfigReloaded, "restarting the agent to apply %s (read only at start)", strings.Join(changed, ", "))
-			cancel(fmt.Errorf("%s changed: restarting the agent to use them", strings.Join(changed, ", ")))
-		}
-	}
+	onReload(watcher, cfg, reloadDeps{m: m, rec: rec, log: log, podNamespace: pod.self.Namespace, namespaces: namespaces, restart: cancel})
 	disc := discovery.New(client, namespaces, 0, log)
 	loop := &reconcile.Loop{Backend: be, Peers: disc, Config: watcher, Self: pod.self, Metrics: m, Events: rec, Log: log}
 
 	rep := &reporter{loop: loop, be: be, m: m, cfg: watcher, pod: pod, last: memo[status.Report]{maxAge: statusMaxAge}}
-	srv := &http.Server{Addr: cfg.Status.Listen, Handler: handler(m, loop, watcher, rep), ReadHeaderTimeout: 5 * time.Second}
-	ln, err := net.Listen("tcp", cfg.Status.Listen)
+	stopHTTP, err := serveHTTP(ctx, cfg.Status.Listen, handler(m, loop, watcher, rep))
 	if err != nil {
-		return fmt.Errorf("status.listen: %w", err)
+		return err
 	}
-	go func() { _ = srv.Serve(ln) }()
-	defer func() {
-		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer scancel()
-		_ = srv.Shutdown(sctx)
-	}()
+	defer stopHTTP()
 
 	stopControl, err := serveControl(ctx, cfg, client, loop, pod, rec, rep, log)
 	if err != nil {
@@ -399,6 +357,80 @@ func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(strin
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// kubeClient: in-cluster, or from a kubeconfig file.
+func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
+	restCfg, err := restConfig(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return client, nil
+}
+
+// reloadDeps is what a configuration reload reports to and may restart.
+type reloadDeps struct {
+	m            *metrics.Metrics
+	rec          events.Recorder
+	log          *slog.Logger
+	podNamespace string
+	namespaces   []string // watched since start
+	restart      context.CancelCauseFunc
+}
+
+// onReload: settings every session is opened with apply when the pod is
+// replaced (the chart rolls the pods one at a time for them), never to
+// every running RR of the group at once; a rejected configuration keeps
+// the last good one; settings read only at start restart the agent
+// container (the daemon and its sessions are not touched).
+func onReload(watcher *config.Watcher, started *config.Config, d reloadDeps) {
+	watcher.Adjust = func(c *config.Config) {
+		if kept := c.KeepSessionSettings(started); len(kept) > 0 {
+			d.log.Warn("settings that reset every session changed: kept until this pod is replaced", "op", "reload", "kept", kept)
+			d.rec.Normal(events.ReasonSettingsKept, "%s changed: these reset every BGP session, so this pod keeps its running values until it is replaced (the chart rolls the pods one at a time, each draining)", strings.Join(kept, ", "))
+		}
+	}
+	watcher.OnReload = func(c *config.Config, err error) {
+		if err != nil {
+			d.m.ConfigReloads.WithLabelValues("rejected").Inc()
+			d.m.ConfigLastReloadOK.Set(0)
+			d.log.Error("configuration rejected; keeping the last good one", "op", "reload", "error", err)
+			d.rec.Warning(events.ReasonConfigRejected, "configuration rejected, the last good one stays in use: %v", err)
+			return
+		}
+		d.m.ConfigReloads.WithLabelValues("success").Inc()
+		d.m.ConfigLastReloadOK.Set(1)
+		d.log.Info("configuration reloaded", "op", "reload")
+		d.rec.Normal(events.ReasonConfigReloaded, "configuration reloaded")
+		if now := watchedNamespaces(c, d.podNamespace); !slices.Equal(now, d.namespaces) {
+			// informers watch a fixed set of namespaces
+			d.restart(fmt.Errorf("watched namespaces changed from %v to %v: restarting the agent to watch them", d.namespaces, now))
+		}
+		if changed := restartFields(started, c); len(changed) > 0 {
+			d.rec.Normal(events.ReasonConfigReloaded, "restarting the agent to apply %s (read only at start)", strings.Join(changed, ", "))
+			d.restart(fmt.Errorf("%s changed: restarting the agent to use them", strings.Join(changed, ", ")))
+		}
+	}
+}
+
+// serveHTTP serves /metrics, /healthz, /readyz and /status on listen until
+// the returned stop.
+func serveHTTP(ctx context.Context, listen string, h http.Handler) (stop func(), err error) {
+	srv := &http.Server{Addr: listen, Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("status.listen: %w", err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	return func() {
+		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer scancel()
+		_ = srv.Shutdown(sctx)
+	}, nil
 }
 
 // restartFields names the settings that changed between two

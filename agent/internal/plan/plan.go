@@ -85,6 +85,28 @@ func Build(in Input) (Result, error) {
 		cluster = id
 	}
 	res := Result{Discovered: map[model.Role]int{}}
+	m := baseModel(c, rid, local)
+	m.Groups = append(m.Groups, meshGroup(in, local, &res))
+	if c.Upstream != nil {
+		up, err := upstreamGroup(in, local, &res)
+		if err != nil {
+			return Result{}, err
+		}
+		m.Groups = append(m.Groups, up)
+	}
+	m.Groups = append(m.Groups, clientGroups(c, local, explicitPeers(m.Groups), cluster)...)
+	applyBoundaryRules(c, m.Groups)
+	finishGroups(c, in.Passwords, m.Groups)
+	if in.Draining {
+		m = Drained(m)
+	}
+	res.Model = m
+	return res, nil
+}
+
+// baseModel: what every session shares (AS, router id, timers, graceful
+// restart).
+func baseModel(c *config.Config, rid netip.Addr, local []netip.Addr) model.Model {
 	m := model.Model{
 		ASN:        c.ASN(),
 		RouterID:   rid,
@@ -101,39 +123,58 @@ func Build(in Input) (Result, error) {
 	if gr := c.GracefulRestart; gr.On() {
 		m.GracefulRestart = model.GracefulRestart{Enabled: true, RestartTime: gr.RestartTime, LongLived: gr.LongLived, StaleTime: gr.StaleTime}
 	}
+	return m
+}
 
-	meshNS := or(c.Mesh.Namespace, in.Self.Namespace)
+// meshGroup: every other member of the pod's own group.
+func meshGroup(in Input, local []netip.Addr, res *Result) model.PeerGroup {
+	c := in.Config
 	mesh := model.PeerGroup{Name: string(model.RoleMesh), Role: model.RoleMesh, BFD: bfd(c.Mesh.BFD, c.GracefulRestart.On())}
-	for _, mb := range members(in.Snapshot, meshNS, c.Mesh.Group) {
+	for _, mb := range members(in.Snapshot, or(c.Mesh.Namespace, in.Self.Namespace), c.Mesh.Group) {
 		if isSelf(mb, in.Self) {
 			continue
 		}
 		res.Discovered[model.RoleMesh]++
 		mesh.Neighbors = append(mesh.Neighbors, neighbors(mb, local, c.ASN())...)
 	}
-	m.Groups = append(m.Groups, mesh)
+	return mesh
+}
 
-	if u := c.Upstream; u != nil {
-		if u.Group == c.Mesh.Group && or(u.Namespace, in.Self.Namespace) == meshNS {
-			return Result{}, fmt.Errorf("plan: upstream.group %q in namespace %s is this pod's own group: an upstream must be another group", u.Group, meshNS)
-		}
-		up := model.PeerGroup{Name: string(model.RoleUpstream), Role: model.RoleUpstream, BFD: bfd(u.BFD, c.GracefulRestart.On())}
-		chosen, replaced, seen := chooseUpstream(in, local)
-		res.Discovered[model.RoleUpstream] = seen
-		for _, mb := range chosen {
-			res.Upstream = append(res.Upstream, mb.ID())
-			up.Neighbors = append(up.Neighbors, neighbors(mb, local, c.ASN())...)
-		}
-		res.Replaced = replaced
-		m.Groups = append(m.Groups, up)
+// upstreamGroup: the members of the upstream group this pod peers with
+// (chooseUpstream), recorded in res with what they replaced.
+func upstreamGroup(in Input, local []netip.Addr, res *Result) (model.PeerGroup, error) {
+	c, u := in.Config, in.Config.Upstream
+	meshNS := or(c.Mesh.Namespace, in.Self.Namespace)
+	if u.Group == c.Mesh.Group && or(u.Namespace, in.Self.Namespace) == meshNS {
+		return model.PeerGroup{}, fmt.Errorf("plan: upstream.group %q in namespace %s is this pod's own group: an upstream must be another group", u.Group, meshNS)
 	}
+	up := model.PeerGroup{Name: string(model.RoleUpstream), Role: model.RoleUpstream, BFD: bfd(u.BFD, c.GracefulRestart.On())}
+	chosen, replaced, seen := chooseUpstream(in, local)
+	res.Discovered[model.RoleUpstream] = seen
+	for _, mb := range chosen {
+		res.Upstream = append(res.Upstream, mb.ID())
+		up.Neighbors = append(up.Neighbors, neighbors(mb, local, c.ASN())...)
+	}
+	res.Replaced = replaced
+	return up, nil
+}
 
+// explicitPeers: the addresses of the mesh and upstream neighbors, which
+// client ranges must not admit (AllowList).
+func explicitPeers(groups []model.PeerGroup) []netip.Addr {
 	var explicit []netip.Addr
-	for _, g := range m.Groups {
+	for _, g := range groups {
 		for _, n := range g.Neighbors {
 			explicit = append(explicit, n.Addr)
 		}
 	}
+	return explicit
+}
+
+// clientGroups: one group per configured client group, its ranges in the
+// pod's address families.
+func clientGroups(c *config.Config, local, explicit []netip.Addr, cluster netip.Addr) []model.PeerGroup {
+	var out []model.PeerGroup
 	for i := range c.Clients {
 		cl := &c.Clients[i]
 		ranges := localFamilies(cl.CompiledRanges(), local)
@@ -159,21 +200,21 @@ func Build(in Input) (Result, error) {
 			g.ClusterID = cluster
 		}
 		g.Export = tierPolicy(cl.Export)
-		m.Groups = append(m.Groups, g)
+		out = append(out, g)
 	}
-	applyBoundaryRules(c, m.Groups)
+	return out
+}
+
+// finishGroups: the families and TCP-MD5 keys of every group, neighbors
+// and groups in a stable order.
+func finishGroups(c *config.Config, passwords map[string]string, groups []model.PeerGroup) {
 	nlri := slices.Clone(c.Families)
-	for i := range m.Groups {
-		m.Groups[i].NLRI = nlri
-		m.Groups[i].Password = in.Passwords[m.Groups[i].Name]
-		slices.SortFunc(m.Groups[i].Neighbors, func(a, b model.Neighbor) int { return a.Addr.Compare(b.Addr) })
+	for i := range groups {
+		groups[i].NLRI = nlri
+		groups[i].Password = passwords[groups[i].Name]
+		slices.SortFunc(groups[i].Neighbors, func(a, b model.Neighbor) int { return a.Addr.Compare(b.Addr) })
 	}
-	slices.SortFunc(m.Groups, func(a, b model.PeerGroup) int { return cmp.Compare(a.Name, b.Name) })
-	if in.Draining {
-		m = Drained(m)
-	}
-	res.Model = m
-	return res, nil
+	slices.SortFunc(groups, func(a, b model.PeerGroup) int { return cmp.Compare(a.Name, b.Name) })
 }
 
 func or(a, b string) string {
@@ -295,62 +336,12 @@ func chooseUpstream(in Input, local []netip.Addr) (chosen []model.Member, replac
 	if len(ups) == 0 {
 		return bridges(in, all, nil, 0, u.MaxPeers), nil, 0
 	}
-	byID := map[string]model.Member{}
-	cands := make([]Candidate, 0, len(ups))
-	for _, m := range ups {
-		if _, dup := byID[m.ID()]; dup {
-			continue
-		}
-		byID[m.ID()] = m
-		cands = append(cands, Candidate{ID: m.ID(), Side: m.Side, Node: m.Node})
-	}
+	byID, cands := candidates(ups)
 	self := in.Self.ID()
-	sibs := []string{self}
-	for _, m := range in.Snapshot.Members {
-		if m.UpstreamGroup == u.Group && or(m.UpstreamNamespace, m.Namespace) == upNS && !m.Terminating && !slices.Contains(sibs, m.ID()) && !isSelf(m, in.Self) {
-			sibs = append(sibs, m.ID())
-		}
-	}
-	slices.Sort(sibs)
-	a := AssignBounded(sibs, cands, u.MaxPeers, u.Epsilon)
+	a := AssignBounded(siblings(in, upNS), cands, u.MaxPeers, u.Epsilon)
 	want := min(u.MaxPeers, len(cands))
-
-	down := func(id string) (bool, string) {
-		if until, ok := in.HoldDown[id]; ok && in.Now.Before(until) {
-			return true, ""
-		}
-		m := byID[id]
-		var configured, established bool
-		var since time.Time
-		for _, addr := range m.Addrs {
-			s, ok := in.Sessions[addr]
-			if !ok || s.Group != string(model.RoleUpstream) {
-				continue
-			}
-			configured = true
-			established = established || s.Established
-			if s.Since.After(since) {
-				since = s.Since
-			}
-		}
-		if configured && !established && !since.IsZero() && in.Now.Sub(since) >= u.GracePeriod.Duration {
-			return true, fmt.Sprintf("not Established for %s (grace period %s)", in.Now.Sub(since).Round(time.Second), u.GracePeriod.Duration)
-		}
-		return false, ""
-	}
-
-	var keep []string
-	excluded := map[string]bool{}
-	for _, id := range a.Choices[self] {
-		if bad, why := down(id); bad {
-			excluded[id] = true
-			if why != "" {
-				replaced = append(replaced, Replacement{Member: id, Reason: why})
-			}
-			continue
-		}
-		keep = append(keep, id)
-	}
+	down := upstreamDown(in, byID)
+	keep, replaced, excluded := keepUp(a.Choices[self], down)
 	if len(keep) < want {
 		keep = refill(self, keep, cands, a, want, func(id string) bool {
 			if excluded[id] {
@@ -368,10 +359,88 @@ func chooseUpstream(in Input, local []netip.Addr) (chosen []model.Member, replac
 	for _, id := range keep {
 		chosen = append(chosen, byID[id])
 	}
-	// a chosen member counts as up once its session carries as many routes
-	// as the sessions it replaces (Established alone may be a session whose
-	// table has not arrived yet: a full table takes seconds), or has been
-	// Established for the grace period
+	return append(chosen, bridges(in, all, chosen, upCount(in, all, chosen), want)...), replaced, seen
+}
+
+// candidates: the upstream members by ID (the first of a duplicated ID)
+// and as AssignBounded's candidates.
+func candidates(ups []model.Member) (map[string]model.Member, []Candidate) {
+	byID := map[string]model.Member{}
+	cands := make([]Candidate, 0, len(ups))
+	for _, m := range ups {
+		if _, dup := byID[m.ID()]; dup {
+			continue
+		}
+		byID[m.ID()] = m
+		cands = append(cands, Candidate{ID: m.ID(), Side: m.Side, Node: m.Node})
+	}
+	return byID, cands
+}
+
+// siblings: this pod and every other running member that uses the same
+// upstream group, sorted: the balanced assignment is computed over them.
+func siblings(in Input, upNS string) []string {
+	u := in.Config.Upstream
+	sibs := []string{in.Self.ID()}
+	for _, m := range in.Snapshot.Members {
+		if m.UpstreamGroup == u.Group && or(m.UpstreamNamespace, m.Namespace) == upNS && !m.Terminating && !slices.Contains(sibs, m.ID()) && !isSelf(m, in.Self) {
+			sibs = append(sibs, m.ID())
+		}
+	}
+	slices.Sort(sibs)
+	return sibs
+}
+
+// upstreamDown: is an upstream member held down, or configured with no
+// session Established for the grace period (and why, for the Event)?
+func upstreamDown(in Input, byID map[string]model.Member) func(id string) (bool, string) {
+	u := in.Config.Upstream
+	return func(id string) (bool, string) {
+		if until, ok := in.HoldDown[id]; ok && in.Now.Before(until) {
+			return true, ""
+		}
+		var configured, established bool
+		var since time.Time
+		for _, addr := range byID[id].Addrs {
+			s, ok := in.Sessions[addr]
+			if !ok || s.Group != string(model.RoleUpstream) {
+				continue
+			}
+			configured = true
+			established = established || s.Established
+			if s.Since.After(since) {
+				since = s.Since
+			}
+		}
+		if configured && !established && !since.IsZero() && in.Now.Sub(since) >= u.GracePeriod.Duration {
+			return true, fmt.Sprintf("not Established for %s (grace period %s)", in.Now.Sub(since).Round(time.Second), u.GracePeriod.Duration)
+		}
+		return false, ""
+	}
+}
+
+// keepUp: the assigned members that are not down; those that are, and
+// the replacements (with their reasons) of those that are.
+func keepUp(assigned []string, down func(string) (bool, string)) (keep []string, replaced []Replacement, excluded map[string]bool) {
+	excluded = map[string]bool{}
+	for _, id := range assigned {
+		if bad, why := down(id); bad {
+			excluded[id] = true
+			if why != "" {
+				replaced = append(replaced, Replacement{Member: id, Reason: why})
+			}
+			continue
+		}
+		keep = append(keep, id)
+	}
+	return keep, replaced, excluded
+}
+
+// upCount: how many chosen members count as up. One counts once its
+// session carries as many routes as the sessions it replaces (Established
+// alone may be a session whose table has not arrived yet: a full table
+// takes seconds), or has been Established for the grace period.
+func upCount(in Input, all, chosen []model.Member) int {
 	floor := 0
 	for _, m := range leaving(in, all, chosen) {
 		s, _ := upstreamSession(in, m)
@@ -379,11 +448,11 @@ func chooseUpstream(in Input, local []netip.Addr) (chosen []model.Member, replac
 	}
 	up := 0
 	for _, m := range chosen {
-		if s, ok := upstreamSession(in, m); ok && (s.Imported >= floor || in.Now.Sub(s.Since) >= u.GracePeriod.Duration) {
+		if s, ok := upstreamSession(in, m); ok && (s.Imported >= floor || in.Now.Sub(s.Since) >= in.Config.Upstream.GracePeriod.Duration) {
 			up++
 		}
 	}
-	return append(chosen, bridges(in, all, chosen, up, want)...), replaced, seen
+	return up
 }
 
 // leaving are the members the pod has an Established upstream session

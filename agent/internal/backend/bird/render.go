@@ -98,82 +98,18 @@ func Render(m model.Model, o Options) ([]byte, error) {
 		if _, err := backend.Quote(g.Password); err != nil {
 			return nil, fmt.Errorf("bird: the TCP-MD5 key of group %s: %w", g.Name, err)
 		}
-		sym := groupSymbol(g)
-		imp, exp := "all", "all"
-		if lines := filterLines(g.Import, importGuards(g), m.ASN); lines != nil {
-			name := "meshrr_" + sym + "_import"
-			v.Filters = append(v.Filters, filterView{Name: name, Lines: lines})
-			imp = "filter " + name
-		}
-		if lines := filterLines(g.Export, nil, m.ASN); lines != nil {
-			name := "meshrr_" + sym + "_export"
-			v.Filters = append(v.Filters, filterView{Name: name, Lines: lines})
-			exp = "filter " + name
-		}
+		imp, exp := v.addFilters(g, m.ASN)
 		for _, f := range g.Families() {
 			local, ok := m.LocalAddr(f)
 			if !ok {
 				return nil, fmt.Errorf("bird: group %s has %s peers but the pod has no %s address", g.Name, f, f)
 			}
-			t := templateView{
-				Name:       "meshrr_" + sym + "_" + string(f),
-				Local:      local.String(),
-				ASN:        m.ASN,
-				Family:     f,
-				StrictBind: o.StrictBind,
-				Timers:     m.Timers,
-				RRClient:   g.RRClient,
-				RSClient:   g.RouteServer,
-				GR:         m.GracefulRestart,
-				Password:   g.Password,
-				Limit:      g.MaxPrefixes,
-				LimitDo:    g.MaxPrefixAction,
-				TTLSec:     g.TTLSecurity,
-				Multihop:   g.Multihop,
-				NextHop:    g.NextHopUnchanged,
-				AddPaths:   g.AddPaths,
-				Import:     imp,
-				Export:     exp,
-			}
-			if g.RRClient {
-				t.ClusterID = g.ClusterID.String()
-			}
-			if b := g.BFD; b != nil {
-				t.BFD = &bfdView{IntervalMs: b.Interval.Milliseconds(), Multiplier: b.Multiplier, Graceful: b.Graceful && m.GracefulRestart.Enabled}
+			t := sessionTemplate(m, g, f, local, o, imp, exp)
+			if t.BFD != nil {
 				v.BFD, v.BindBFD = true, o.StrictBind
 			}
 			v.Templates = append(v.Templates, t)
-			for _, n := range g.Neighbors {
-				if model.FamilyOf(n.Addr) != f {
-					continue
-				}
-				v.Protocols = append(v.Protocols, protocolView{
-					Name:        neighborSymbol(g, n.Addr),
-					Template:    t.Name,
-					Neighbor:    fmt.Sprintf("%s as %d", n.Addr, n.ASN),
-					Description: strings.TrimSpace(descPrefix + g.Name + " " + n.Name),
-				})
-			}
-			// BIRD matches an incoming connection to an explicit neighbour
-			// before any range, so the configured ranges are rendered rather
-			// than the subtracted allow list: a mesh change then never
-			// restarts a range protocol and the client sessions under it.
-			for _, r := range g.Ranges {
-				if model.FamilyOf(r.Addr()) != f {
-					continue
-				}
-				kind := "internal"
-				if g.External {
-					kind = "external"
-				}
-				v.Protocols = append(v.Protocols, protocolView{
-					Name:        rangeSymbol(sym, r),
-					Template:    t.Name,
-					Neighbor:    fmt.Sprintf("range %s %s", r, kind),
-					DynamicName: "cl_" + sym + "_",
-					Description: descPrefix + g.Name + " " + r.String(),
-				})
-			}
+			v.addProtocols(g, f, t.Name)
 		}
 	}
 	var buf bytes.Buffer
@@ -181,6 +117,93 @@ func Render(m model.Model, o Options) ([]byte, error) {
 		return nil, fmt.Errorf("bird: render: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// addFilters adds a group's import and export filters (when its policy
+// has any rules) and returns what its sessions import and export.
+func (v *view) addFilters(g model.PeerGroup, asn model.ASN) (imp, exp string) {
+	sym := groupSymbol(g)
+	imp, exp = "all", "all"
+	if lines := filterLines(g.Import, importGuards(g), asn); lines != nil {
+		name := "meshrr_" + sym + "_import"
+		v.Filters = append(v.Filters, filterView{Name: name, Lines: lines})
+		imp = "filter " + name
+	}
+	if lines := filterLines(g.Export, nil, asn); lines != nil {
+		name := "meshrr_" + sym + "_export"
+		v.Filters = append(v.Filters, filterView{Name: name, Lines: lines})
+		exp = "filter " + name
+	}
+	return imp, exp
+}
+
+// sessionTemplate is the BIRD template every session of a group in one
+// address family uses.
+func sessionTemplate(m model.Model, g model.PeerGroup, f model.Family, local netip.Addr, o Options, imp, exp string) templateView {
+	t := templateView{
+		Name:       "meshrr_" + groupSymbol(g) + "_" + string(f),
+		Local:      local.String(),
+		ASN:        m.ASN,
+		Family:     f,
+		StrictBind: o.StrictBind,
+		Timers:     m.Timers,
+		RRClient:   g.RRClient,
+		RSClient:   g.RouteServer,
+		GR:         m.GracefulRestart,
+		Password:   g.Password,
+		Limit:      g.MaxPrefixes,
+		LimitDo:    g.MaxPrefixAction,
+		TTLSec:     g.TTLSecurity,
+		Multihop:   g.Multihop,
+		NextHop:    g.NextHopUnchanged,
+		AddPaths:   g.AddPaths,
+		Import:     imp,
+		Export:     exp,
+	}
+	if g.RRClient {
+		t.ClusterID = g.ClusterID.String()
+	}
+	if b := g.BFD; b != nil {
+		t.BFD = &bfdView{IntervalMs: b.Interval.Milliseconds(), Multiplier: b.Multiplier, Graceful: b.Graceful && m.GracefulRestart.Enabled}
+	}
+	return t
+}
+
+// addProtocols adds a protocol per explicit neighbor and per client range
+// of a group in one address family.
+func (v *view) addProtocols(g model.PeerGroup, f model.Family, template string) {
+	sym := groupSymbol(g)
+	for _, n := range g.Neighbors {
+		if model.FamilyOf(n.Addr) != f {
+			continue
+		}
+		v.Protocols = append(v.Protocols, protocolView{
+			Name:        neighborSymbol(g, n.Addr),
+			Template:    template,
+			Neighbor:    fmt.Sprintf("%s as %d", n.Addr, n.ASN),
+			Description: strings.TrimSpace(descPrefix + g.Name + " " + n.Name),
+		})
+	}
+	// BIRD matches an incoming connection to an explicit neighbour before
+	// any range, so the configured ranges are rendered rather than the
+	// subtracted allow list: a mesh change then never restarts a range
+	// protocol and the client sessions under it.
+	kind := "internal"
+	if g.External {
+		kind = "external"
+	}
+	for _, r := range g.Ranges {
+		if model.FamilyOf(r.Addr()) != f {
+			continue
+		}
+		v.Protocols = append(v.Protocols, protocolView{
+			Name:        rangeSymbol(sym, r),
+			Template:    template,
+			Neighbor:    fmt.Sprintf("range %s %s", r, kind),
+			DynamicName: "cl_" + sym + "_",
+			Description: descPrefix + g.Name + " " + r.String(),
+		})
+	}
 }
 
 // groupSymbol is the group's part of BIRD symbols: "mesh", "upstream" or

@@ -98,20 +98,9 @@ type term struct {
 
 // Render turns the model into the MESHRR group. It is pure.
 func Render(m model.Model) ([]byte, error) {
-	if !m.RouterID.Is4() {
-		return nil, fmt.Errorf("crpd: router id %v is not an IPv4 address", m.RouterID)
+	if err := checkRenderable(m); err != nil {
+		return nil, err
 	}
-	for _, g := range m.Groups {
-		switch {
-		case g.Password != "" && len(g.Ranges) > 0:
-			return nil, fmt.Errorf("crpd: group %s: Junos cannot combine allow (client ranges) with authentication: remove its client-%s key", g.Name, g.Name)
-		case quoteErr(g.Password) != nil:
-			return nil, fmt.Errorf("crpd: the TCP-MD5 key of group %s: %w", g.Name, quoteErr(g.Password))
-		}
-	}
-	// GTSM, maxPrefixAction block and long-lived graceful restart never
-	// reach this renderer: validation refuses them for cRPD
-	// (config.Capabilities).
 	v := view{Group: GroupName, Macro: MacroName, GR: m.GracefulRestart.RestartTime, RouterID: m.RouterID.String(), ASN: m.ASN}
 	comms := map[string]bool{}
 	for _, g := range m.Groups {
@@ -123,24 +112,9 @@ func Render(m model.Model) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		asList := ""
-		if g.External && len(g.PeerASNs) > 0 {
-			asList = fmt.Sprintf("%s-%s-peer-as", GroupName, g.Name)
-			var members []string
-			for _, r := range g.PeerASNs {
-				members = append(members, r.String())
-			}
-			v.ASLists = append(v.ASLists, namedList{asList, members})
-		}
+		asList := v.addPeerASList(g)
 		for _, f := range g.Families() {
-			var fams []family
-			teardown := map[model.LimitAction]string{model.LimitRestart: "teardown idle-timeout 1;", model.LimitDisable: "teardown idle-timeout forever;"}[g.MaxPrefixAction]
-			if g.Carries(model.NLRIUnicast) {
-				fams = append(fams, family{AFI: map[model.Family]string{model.IPv4: "inet", model.IPv6: "inet6"}[f], SAFI: "unicast", Limit: g.MaxPrefixes, Teardown: teardown, AddPaths: g.AddPaths})
-			}
-			if g.Carries(model.NLRIEVPN) && f == g.EVPNFamily() {
-				fams = append(fams, family{AFI: "evpn", SAFI: "signaling", Limit: g.MaxPrefixes, Teardown: teardown})
-			}
+			fams := families(g, f)
 			if len(fams) == 0 {
 				continue // EVPN only, carried by the group's other family
 			}
@@ -159,34 +133,93 @@ func Render(m model.Model) ([]byte, error) {
 				Import:       imp,
 				Export:       exp,
 			}
-			if b := g.BFD; b != nil {
-				bg.BFDIntervalMs, bg.BFDMultiplier = b.Interval.Milliseconds(), b.Multiplier
-			}
-			if g.External {
-				bg.Type = "external"
-				bg.Multihop = g.Multihop
-				bg.NoNexthopChange = g.NextHopUnchanged
-			}
-			if g.RRClient {
-				bg.Cluster = g.ClusterID.String()
-			}
-			// Junos takes the subtracted allow list: a peer configured in
-			// another group is never matched by this group's ranges.
-			for _, p := range g.Allow {
-				if model.FamilyOf(p.Addr()) == f {
-					bg.Allow = append(bg.Allow, p.String())
-				}
-			}
-			for _, n := range g.Neighbors {
-				if model.FamilyOf(n.Addr) == f {
-					bg.Neighbors = append(bg.Neighbors, neighbor{n.Addr.String(), n.Name})
-				}
-			}
+			bg.setPeers(g, f)
 			v.BGPGroups = append(v.BGPGroups, bg)
 		}
 	}
-	// the committed group carries the digest of its own text, so that the
-	// agent can tell after a restart whether cRPD still runs its last commit
+	return renderWithDigest(v)
+}
+
+// checkRenderable: what Junos cannot take from a model that passed
+// validation (TCP-MD5 keys come from Secrets at run time). GTSM,
+// maxPrefixAction block and long-lived graceful restart never reach this
+// renderer: validation refuses them for cRPD (config.Capabilities).
+func checkRenderable(m model.Model) error {
+	if !m.RouterID.Is4() {
+		return fmt.Errorf("crpd: router id %v is not an IPv4 address", m.RouterID)
+	}
+	for _, g := range m.Groups {
+		switch {
+		case g.Password != "" && len(g.Ranges) > 0:
+			return fmt.Errorf("crpd: group %s: Junos cannot combine allow (client ranges) with authentication: remove its client-%s key", g.Name, g.Name)
+		case quoteErr(g.Password) != nil:
+			return fmt.Errorf("crpd: the TCP-MD5 key of group %s: %w", g.Name, quoteErr(g.Password))
+		}
+	}
+	return nil
+}
+
+// addPeerASList adds the as-list of an external group's peer AS ranges
+// and returns its name ("" without one).
+func (v *view) addPeerASList(g model.PeerGroup) string {
+	if !g.External || len(g.PeerASNs) == 0 {
+		return ""
+	}
+	name := fmt.Sprintf("%s-%s-peer-as", GroupName, g.Name)
+	var members []string
+	for _, r := range g.PeerASNs {
+		members = append(members, r.String())
+	}
+	v.ASLists = append(v.ASLists, namedList{name, members})
+	return name
+}
+
+// families: the Junos families of a group's sessions in one address
+// family (EVPN rides on the group's EVPN family only).
+func families(g model.PeerGroup, f model.Family) []family {
+	var fams []family
+	teardown := map[model.LimitAction]string{model.LimitRestart: "teardown idle-timeout 1;", model.LimitDisable: "teardown idle-timeout forever;"}[g.MaxPrefixAction]
+	if g.Carries(model.NLRIUnicast) {
+		fams = append(fams, family{AFI: map[model.Family]string{model.IPv4: "inet", model.IPv6: "inet6"}[f], SAFI: "unicast", Limit: g.MaxPrefixes, Teardown: teardown, AddPaths: g.AddPaths})
+	}
+	if g.Carries(model.NLRIEVPN) && f == g.EVPNFamily() {
+		fams = append(fams, family{AFI: "evpn", SAFI: "signaling", Limit: g.MaxPrefixes, Teardown: teardown})
+	}
+	return fams
+}
+
+// setPeers: BFD, the eBGP and RR-client settings, the allowed ranges and
+// the neighbors of a group's sessions in one address family.
+func (bg *bgpGroup) setPeers(g model.PeerGroup, f model.Family) {
+	if b := g.BFD; b != nil {
+		bg.BFDIntervalMs, bg.BFDMultiplier = b.Interval.Milliseconds(), b.Multiplier
+	}
+	if g.External {
+		bg.Type = "external"
+		bg.Multihop = g.Multihop
+		bg.NoNexthopChange = g.NextHopUnchanged
+	}
+	if g.RRClient {
+		bg.Cluster = g.ClusterID.String()
+	}
+	// Junos takes the subtracted allow list: a peer configured in another
+	// group is never matched by this group's ranges.
+	for _, p := range g.Allow {
+		if model.FamilyOf(p.Addr()) == f {
+			bg.Allow = append(bg.Allow, p.String())
+		}
+	}
+	for _, n := range g.Neighbors {
+		if model.FamilyOf(n.Addr) == f {
+			bg.Neighbors = append(bg.Neighbors, neighbor{n.Addr.String(), n.Name})
+		}
+	}
+}
+
+// renderWithDigest: the committed group carries the digest of its own text
+// (rendered with a placeholder first), so that the agent can tell after a
+// restart whether cRPD still runs its last commit.
+func renderWithDigest(v view) ([]byte, error) {
 	var buf bytes.Buffer
 	for _, d := range []string{"-", ""} {
 		if d == "" {
