@@ -333,7 +333,6 @@ func checkRelease(t *testing.T, r release) {
 		require.NotNil(t, agentC.Lifecycle, w.name)
 		assert.Equal(t, []string{"/meshrr-agent", "drain", "--config", "/etc/meshrr/config.yaml"}, agentC.Lifecycle.PreStop.Exec.Command, w.name)
 		require.NotNil(t, daemon.Lifecycle, w.name)
-		assert.Contains(t, strings.Join(daemon.Lifecycle.PreStop.Exec.Command, " "), "/run/meshrr/drain-done", w.name)
 		cmName := ""
 		for _, v := range spec.Volumes {
 			if v.Name == "config" {
@@ -344,7 +343,15 @@ func checkRelease(t *testing.T, r release) {
 		require.NotNil(t, c, "%s: config %s", w.name, cmName)
 		need := int64((c.Drain.Time.Duration + c.Drain.WaitTimeout.Duration).Seconds())
 		assert.GreaterOrEqual(t, *spec.TerminationGracePeriodSeconds, need+15, w.name)
-		assert.Equal(t, c.Drain.DoneFile, "/run/meshrr/drain-done")
+		// the paths the chart, the image and the agent share agree: the
+		// daemon's preStop waits for the agent's drain-done file, BIRD
+		// opens (BIRD_SOCKET) and the probe asks the socket the agent uses
+		assert.Contains(t, strings.Join(daemon.Lifecycle.PreStop.Exec.Command, " "), "[ ! -e "+c.Drain.DoneFile+" ]", w.name)
+		if daemon.Name == "bird" {
+			assert.Contains(t, daemon.Env, corev1.EnvVar{Name: "BIRD_SOCKET", Value: c.Backend.Bird.Socket}, w.name)
+			assert.Equal(t, []string{"birdc", "-s", c.Backend.Bird.Socket, "show", "status"}, daemon.LivenessProbe.Exec.Command, w.name)
+			assert.Equal(t, "/run/bird", filepath.Dir(c.Backend.Bird.Socket), "the socket is in the run-bird volume both containers mount")
+		}
 	}
 	// discovery Services carry the group id the agents are configured with
 	ids := map[string]bool{}
@@ -589,6 +596,33 @@ func TestOptionalResources(t *testing.T) {
 		}
 	}
 	assert.True(t, found, "extra BIRD configuration is mounted into conf.d")
+}
+
+// The daemon container takes its own backend's probe and resources: a
+// BIRD value never reaches the cRPD container.
+func TestDaemonContainerTakesItsBackendsProbeAndResources(t *testing.T) {
+	set := map[string]string{
+		"groups.core.backend.type":                    "crpd",
+		"groups.core.backend.crpd.image":              "crpd:23.4R1",
+		"groups.core.backend.crpd.licenseSecret.name": "crpd-license",
+		"groups.core.resources.crpd.limits.memory":    "3Gi",
+		"groups.core.resources.bird.limits.memory":    "1Gi",
+		"groups.core.probes.crpd.periodSeconds":       "7",
+		"groups.core.probes.bird.periodSeconds":       "13",
+		"groups.core.resources.crpd.requests.memory":  "1Gi",
+		"groups.core.probes.crpd.initialDelaySeconds": "9",
+	}
+	r := render(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, set)
+	ws := workloads(r)
+	require.Len(t, ws, 2, "sides a and b")
+	for _, w := range ws {
+		c := w.template.Spec.Containers[0]
+		require.Equal(t, "crpd", c.Name)
+		assert.Equal(t, "3Gi", c.Resources.Limits.Memory().String())
+		assert.Equal(t, "1Gi", c.Resources.Requests.Memory().String())
+		assert.Equal(t, int32(7), c.LivenessProbe.PeriodSeconds)
+		assert.Equal(t, int32(9), c.LivenessProbe.InitialDelaySeconds)
+	}
 }
 
 func TestCRPDBackendRendersTheDaemonLicenceAndStartupVolumes(t *testing.T) {

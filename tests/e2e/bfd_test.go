@@ -150,12 +150,12 @@ func TestBFDFrozenRouterAndDrain(t *testing.T) {
 	// (kind nodes share the kernel), when each route leaves its table
 	poll := fmt.Sprintf(`end=$(($(date +%%s)+40)); f=; p=; echo "start $(date +%%s%%3N)"
 while [ $(date +%%s) -lt $end ]; do
-  out=$(birdc -s /run/bird/bird.ctl show route); now=$(date +%%s%%3N)
+  out=$(birdc -s %s show route); now=$(date +%%s%%3N)
   if [ -z "$f" ] && ! echo "$out" | grep -q '%s'; then f=$now; echo "fast $now"; fi
   if [ -z "$p" ] && ! echo "$out" | grep -q '%s'; then p=$now; echo "plain $now"; fi
   if [ -n "$f" ] && [ -n "$p" ]; then exit 0; fi
   sleep 0.05
-done; exit 1`, fastPrefix, plainPrefix)
+done; exit 1`, birdSocket, fastPrefix, plainPrefix)
 	type result struct {
 		out string
 		err error

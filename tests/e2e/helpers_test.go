@@ -65,6 +65,15 @@ func helmOptions(opts *k8s.KubectlOptions, files []string, set map[string]string
 	}
 }
 
+// What the tests read from an RR pod, as the chart sets it up: the
+// default metricsPort (charts/meshrr/values.yaml) and the BIRD control
+// socket (meshrr.path.birdSocket in the chart's _helpers.tpl; the chart
+// render tests check that the agent, the probe and BIRD agree on it).
+const (
+	metricsPort = 9479
+	birdSocket  = "/run/bird/bird.ctl"
+)
+
 func chart() string { return filepath.Join(repoRoot, "charts", "meshrr") }
 
 func example(parts ...string) string {
@@ -153,7 +162,7 @@ func established(ss []Session, group string) map[string]Session {
 // server's pod proxy (the agent image has no shell).
 func metrics(t *testing.T, opts *k8s.KubectlOptions, pod string) string {
 	t.Helper()
-	out, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "--raw", fmt.Sprintf("/api/v1/namespaces/%s/pods/%s:9479/proxy/metrics", opts.Namespace, pod))
+	out, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "--raw", fmt.Sprintf("/api/v1/namespaces/%s/pods/%s:%d/proxy/metrics", opts.Namespace, pod, metricsPort))
 	require.NoError(t, err)
 	return out
 }
@@ -176,7 +185,7 @@ func dump(t *testing.T, opts *k8s.KubectlOptions) {
 
 // podBirdc runs a birdc command in an RR pod's BIRD container.
 func podBirdc(t *testing.T, opts *k8s.KubectlOptions, pod string, args ...string) (string, error) {
-	return k8s.RunKubectlAndGetOutputE(t, opts, append([]string{"exec", pod, "-c", "bird", "--", "birdc", "-s", "/run/bird/bird.ctl"}, args...)...)
+	return k8s.RunKubectlAndGetOutputE(t, opts, append([]string{"exec", pod, "-c", "bird", "--", "birdc", "-s", birdSocket}, args...)...)
 }
 
 // Router is an FRR container on the kind network, outside the cluster.

@@ -139,7 +139,7 @@ func networkPolicyHolds(t *testing.T, coreNS, regionNS *k8s.KubectlOptions, rele
 	target := region[0].Status.PodIP
 
 	assert.EventuallyWithT(t, func(c *assert.CollectT) {
-		assert.Equal(c, "open", scraper.dial(t, target, 9479), "the scraper to the metrics port")
+		assert.Equal(c, "open", scraper.dial(t, target, metricsPort), "the scraper to the metrics port")
 	}, 30*time.Second, time.Second)
 	assert.Equal(t, "timeout", scraper.dial(t, target, 179), "the scraper (not a group member) to BGP")
 	refused := 0
@@ -149,7 +149,7 @@ func networkPolicyHolds(t *testing.T, coreNS, regionNS *k8s.KubectlOptions, rele
 		if got == "timeout" {
 			refused++
 		}
-		assert.Equal(t, "timeout", p.dial(t, target, 9479), "%s to the metrics port", what)
+		assert.Equal(t, "timeout", p.dial(t, target, metricsPort), "%s to the metrics port", what)
 	}
 	logf(t, "networkpolicy: %d of %d hostile pods refused on TCP 179 of %s (sessions of mesh, upstream, downstream and clients Established), %s after the check began",
 		refused, len(probes), region[0].Name, time.Since(start).Round(100*time.Millisecond))

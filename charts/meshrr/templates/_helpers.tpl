@@ -156,12 +156,12 @@ The agent configuration of a group: exactly the file the agent validates
 {{- $_ := set $backend "crpd" $k -}}
 {{- else -}}
 {{- /* BIRD's memory limit and cost per route: the agent warns (MemoryLimitLow) when the routes held need more */ -}}
-{{- $b := dict -}}
+{{- $b := dict "socket" (include "meshrr.path.birdSocket" .) -}}
 {{- with (($v.resources.bird).limits).memory -}}
 {{- $_ := set $b "memoryLimit" (ternary . (printf "%d" (. | int64)) (kindIs "string" .)) -}}
 {{- end -}}
 {{- if hasKey $v.backend.bird "bytesPerRoute" }}{{ $_ := set $b "bytesPerRoute" ($v.backend.bird.bytesPerRoute | int64) }}{{ end -}}
-{{- if $b }}{{ $_ := set $backend "bird" $b }}{{ end -}}
+{{- $_ := set $backend "bird" $b -}}
 {{- end -}}
 {{- $_ := set $cfg "backend" $backend -}}
 {{- $mesh := dict "group" .unit.groupID -}}
@@ -186,7 +186,7 @@ The agent configuration of a group: exactly the file the agent validates
 {{- if $v.families }}{{ $_ := set $cfg "families" $v.families }}{{ end -}}
 {{- if $v.timers }}{{ $_ := set $cfg "timers" $v.timers }}{{ end -}}
 {{- if $v.gracefulRestart }}{{ $_ := set $cfg "gracefulRestart" $v.gracefulRestart }}{{ end -}}
-{{- $drain := dict "time" (printf "%ds" (int $v.drain.timeSeconds)) "waitTimeout" (printf "%ds" (int $v.drain.waitTimeoutSeconds)) "lock" (printf "%s-drain" (include "meshrr.groupBase" (dict "root" .root "name" .unit.group))) -}}
+{{- $drain := dict "doneFile" (include "meshrr.path.drainDone" .) "time" (printf "%ds" (int $v.drain.timeSeconds)) "waitTimeout" (printf "%ds" (int $v.drain.waitTimeoutSeconds)) "lock" (printf "%s-drain" (include "meshrr.groupBase" (dict "root" .root "name" .unit.group))) -}}
 {{- $total := 0 -}}
 {{- if $v.sides -}}
 {{- $_ := set $drain "sides" (keys $v.sides | sortAlpha) -}}
@@ -211,6 +211,16 @@ The agent configuration of a group: exactly the file the agent validates
 {{- printf "%s-%s" (include "meshrr.fullname" .root) .name -}}
 {{- end -}}
 
+{{/*
+Paths the chart, the images and the agent must agree on, defined here once:
+rendered into the agent configuration (backend.bird.socket, drain.doneFile)
+and used by the BIRD container (its BIRD_SOCKET and liveness probe) and the
+daemon's preStop. The agent's own defaults (agent/config/defaults.go) are the
+same values for an agent run without the chart.
+*/}}
+{{- define "meshrr.path.birdSocket" -}}/run/bird/bird.ctl{{- end -}}
+{{- define "meshrr.path.drainDone" -}}/run/meshrr/drain-done{{- end -}}
+
 {{/* Seconds a stopping pod needs: the drain wait and time, and 15 s for the daemons to stop. */}}
 {{- define "meshrr.terminationGrace" -}}
 {{- max (int .terminationGracePeriodSeconds) (add (int .drain.timeSeconds) (int .drain.waitTimeoutSeconds) 15) -}}
@@ -218,7 +228,7 @@ The agent configuration of a group: exactly the file the agent validates
 
 {{/* The daemon container's preStop: stay up until the agent's drain time is over (its drain.doneFile), bounded. Args: group values. */}}
 {{- define "meshrr.daemonPreStop" -}}
-i=0; while [ ! -e /run/meshrr/drain-done ] && [ $i -lt {{ add (int .drain.timeSeconds) (int .drain.waitTimeoutSeconds) 5 }} ]; do sleep 1; i=$((i+1)); done
+i=0; while [ ! -e {{ include "meshrr.path.drainDone" . }} ] && [ $i -lt {{ add (int .drain.timeSeconds) (int .drain.waitTimeoutSeconds) 5 }} ]; do sleep 1; i=$((i+1)); done
 {{- end -}}
 
 {{/* Downward API environment of the agent. */}}
