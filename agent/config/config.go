@@ -161,7 +161,7 @@ func (c *Config) MemoryNeed(routes int) (need, limit int64) {
 // client group's name) gets per-peer metrics: mesh and upstream always
 // (few, known peers), client groups when they opt in.
 func (c *Config) PeerMetrics(group string) bool {
-	if group == TargetMesh || group == TargetUpstream {
+	if model.Meshed(group) {
 		return true
 	}
 	for _, cl := range c.Clients {

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strconv"
@@ -45,15 +44,11 @@ func bfdNeighbors(rrs []string, bfd bool) string {
 
 // bfdPeerStatus is the router's view of its BFD session with addr ("" if none).
 func (r *Router) bfdPeerStatus(addr string) string {
-	out, err := exec.Command("docker", "exec", r.Name, "vtysh", "-c", "show bfd peers json").Output()
-	if err != nil {
-		return ""
-	}
 	var peers []struct {
 		Peer   string `json:"peer"`
 		Status string `json:"status"`
 	}
-	if json.Unmarshal(out, &peers) != nil {
+	if r.vtyshJSON("show bfd peers json", &peers) != nil {
 		return ""
 	}
 	for _, p := range peers {

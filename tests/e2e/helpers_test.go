@@ -280,13 +280,22 @@ func (r *Router) routesOf(family string) (map[string]Route, error) {
 	return res, nil
 }
 
+// vtyshJSON runs one FRR show command ending in "json" on the router and
+// decodes its answer into v.
+func (r *Router) vtyshJSON(cmd string, v any) error {
+	out, err := exec.Command("docker", "exec", r.Name, "vtysh", "-c", cmd).Output()
+	if err != nil {
+		return fmt.Errorf("%s: vtysh %q: %w", r.Name, cmd, err)
+	}
+	if err := json.Unmarshal(out, v); err != nil {
+		return fmt.Errorf("%s: vtysh %q: %v: %s", r.Name, cmd, err, out)
+	}
+	return nil
+}
+
 // communities returns the standard and large communities of the
 // router's best path to prefix, as FRR prints them ("" when none).
 func (r *Router) communities(prefix string) (std, large string, err error) {
-	out, err := exec.Command("docker", "exec", r.Name, "vtysh", "-c", "show bgp ipv4 unicast "+prefix+" json").Output()
-	if err != nil {
-		return "", "", err
-	}
 	var route struct {
 		Paths []struct {
 			Community      struct{ String string } `json:"community"`
@@ -294,8 +303,8 @@ func (r *Router) communities(prefix string) (std, large string, err error) {
 			Bestpath       struct{ Overall bool }  `json:"bestpath"`
 		} `json:"paths"`
 	}
-	if err := json.Unmarshal(out, &route); err != nil {
-		return "", "", fmt.Errorf("%v: %s", err, out)
+	if err := r.vtyshJSON("show bgp ipv4 unicast "+prefix+" json", &route); err != nil {
+		return "", "", err
 	}
 	for _, p := range route.Paths {
 		if p.Bestpath.Overall {
@@ -319,14 +328,10 @@ func (r *Router) configure(t *testing.T, conf string) {
 
 // neighborState is the BGP state of one of the router's neighbours.
 func (r *Router) neighborState(addr string) string {
-	out, err := exec.Command("docker", "exec", r.Name, "vtysh", "-c", "show bgp neighbors "+addr+" json").Output()
-	if err != nil {
-		return ""
-	}
 	var n map[string]struct {
 		State string `json:"bgpState"`
 	}
-	if json.Unmarshal(out, &n) != nil {
+	if r.vtyshJSON("show bgp neighbors "+addr+" json", &n) != nil {
 		return ""
 	}
 	return n[addr].State

@@ -85,7 +85,7 @@ func (m *Metrics) perPeer(group string) bool {
 	if m.PerPeer != nil {
 		return m.PerPeer(group)
 	}
-	return group == string(model.RoleMesh) || group == string(model.RoleUpstream)
+	return model.Meshed(group)
 }
 
 // collectPeers emits the per-peer series and the BFD session counts.

@@ -359,6 +359,14 @@ type Session struct {
 	BFD string `json:"bfd,omitempty"`
 }
 
+// In reports whether the session belongs to the mesh or upstream group
+// (those groups are named by their role; a client group by its name).
+func (s Session) In(r Role) bool { return s.Group == string(r) }
+
+// Meshed reports whether a group name is the mesh's or the upstream's:
+// the sessions between meshrr pods.
+func Meshed(group string) bool { return group == string(RoleMesh) || group == string(RoleUpstream) }
+
 // Member is one ready RR pod found through discovery.
 type Member struct {
 	Namespace string

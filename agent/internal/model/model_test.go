@@ -47,3 +47,14 @@ func TestFamiliesFollowNeighborsAndRanges(t *testing.T) {
 	assert.Equal(t, []Family{IPv4, IPv6}, g.Families())
 	assert.Equal(t, IPv4, FamilyOf(netip.MustParseAddr("::ffff:10.0.0.1")))
 }
+
+// The mesh and upstream groups are named by their roles; a client group
+// named like a role is impossible (validation reserves the names).
+func TestSessionRoles(t *testing.T) {
+	assert.True(t, Session{Group: "mesh"}.In(RoleMesh))
+	assert.False(t, Session{Group: "mesh"}.In(RoleUpstream))
+	assert.True(t, Meshed("upstream"))
+	assert.True(t, Meshed("mesh"))
+	assert.False(t, Meshed("routers"))
+	assert.False(t, Meshed(""))
+}

@@ -403,7 +403,7 @@ func upstreamDown(in Input, byID map[string]model.Member) func(id string) (bool,
 		var since time.Time
 		for _, addr := range byID[id].Addrs {
 			s, ok := in.Sessions[addr]
-			if !ok || s.Group != string(model.RoleUpstream) {
+			if !ok || !s.In(model.RoleUpstream) {
 				continue
 			}
 			configured = true
@@ -496,7 +496,7 @@ func upstreamEstablished(in Input, m model.Member) bool {
 // upstreamSession is the pod's Established upstream session with m.
 func upstreamSession(in Input, m model.Member) (model.Session, bool) {
 	for _, a := range m.Addrs {
-		if s, ok := in.Sessions[a]; ok && s.Group == string(model.RoleUpstream) && s.Established {
+		if s, ok := in.Sessions[a]; ok && s.In(model.RoleUpstream) && s.Established {
 			return s, true
 		}
 	}

@@ -458,7 +458,7 @@ func (l *Loop) readiness(requireEstablished bool, ss []model.Session, daemonErr 
 		return nil // alone in the group and no upstream: nothing to wait for
 	}
 	for _, s := range ss {
-		if s.Established && (s.Group == string(model.RoleMesh) || s.Group == string(model.RoleUpstream)) {
+		if s.Established && model.Meshed(s.Group) {
 			return nil
 		}
 	}

@@ -130,7 +130,7 @@ func Problems(r Report) []string {
 		out = append(out, fmt.Sprintf("%s: last reconcile failed: %s", r.Pod, r.LastError))
 	}
 	for _, p := range r.Peers {
-		if (p.Role == string(model.RoleMesh) || p.Role == string(model.RoleUpstream)) && !p.Established {
+		if model.Meshed(p.Role) && !p.Established {
 			who := p.Addr
 			if p.Name != "" {
 				who = p.Name + " (" + p.Addr + ")"

@@ -130,11 +130,16 @@ func (b *Backend) Sessions(ctx context.Context) ([]model.Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	// BFD states are for operators only: sessions read without them
-	// rather than not at all (readiness and the plan depend on sessions)
-	bfd, _ := b.bfdSessions(ctx)
+	protos := ParseProtocols(lines, b.loc)
+	// BFD states, asked only when a BFD protocol runs (no group asks for
+	// BFD otherwise), are for operators only: sessions are read without
+	// them rather than not at all (readiness and the plan depend on them)
+	var bfd map[netip.Addr]string
+	if slices.ContainsFunc(protos, func(p Protocol) bool { return p.Proto == "BFD" }) {
+		bfd, _ = b.bfdSessions(ctx)
+	}
 	var out []model.Session
-	for _, p := range ParseProtocols(lines, b.loc) {
+	for _, p := range protos {
 		if p.Proto != "BGP" || !p.Neighbor.IsValid() {
 			continue
 		}
