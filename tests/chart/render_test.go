@@ -601,17 +601,14 @@ func TestOptionalResources(t *testing.T) {
 // The daemon container takes its own backend's probe and resources: a
 // BIRD value never reaches the cRPD container.
 func TestDaemonContainerTakesItsBackendsProbeAndResources(t *testing.T) {
-	set := map[string]string{
-		"groups.core.backend.type":                    "crpd",
-		"groups.core.backend.crpd.image":              "crpd:23.4R1",
-		"groups.core.backend.crpd.licenseSecret.name": "crpd-license",
+	set := crpdCore(map[string]string{
 		"groups.core.resources.crpd.limits.memory":    "3Gi",
 		"groups.core.resources.bird.limits.memory":    "1Gi",
 		"groups.core.probes.crpd.periodSeconds":       "7",
 		"groups.core.probes.bird.periodSeconds":       "13",
 		"groups.core.resources.crpd.requests.memory":  "1Gi",
 		"groups.core.probes.crpd.initialDelaySeconds": "9",
-	}
+	})
 	r := render(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, set)
 	ws := workloads(r)
 	require.Len(t, ws, 2, "sides a and b")
@@ -625,13 +622,22 @@ func TestDaemonContainerTakesItsBackendsProbeAndResources(t *testing.T) {
 	}
 }
 
-func TestCRPDBackendRendersTheDaemonLicenceAndStartupVolumes(t *testing.T) {
+// crpdCore: the core group with the cRPD backend (image and licence
+// Secret set), plus extra values.
+func crpdCore(extra map[string]string) map[string]string {
 	set := map[string]string{
 		"groups.core.backend.type":                    "crpd",
 		"groups.core.backend.crpd.image":              "crpd:23.4R1",
 		"groups.core.backend.crpd.licenseSecret.name": "crpd-license",
-		"groups.core.backend.crpd.extraConfig":        "system { syslog { file messages { any notice; } } }",
 	}
+	for k, v := range extra {
+		set[k] = v
+	}
+	return set
+}
+
+func TestCRPDBackendRendersTheDaemonLicenceAndStartupVolumes(t *testing.T) {
+	set := crpdCore(map[string]string{"groups.core.backend.crpd.extraConfig": "system { syslog { file messages { any notice; } } }"})
 	r := render(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, set)
 	checkRelease(t, r)
 	cfg := agentConfigs(t, r)["core-meshrr-core"]
