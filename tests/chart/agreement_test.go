@@ -61,11 +61,10 @@ type boundedField struct {
 	not     *float64
 }
 
-// agreementContext: values a field needs beside it to be meaningful (the
-// longest matching prefixes all apply). The group is "core", a client
-// group "r", a side "a".
+// agreementContext: values a field needs beside it to be meaningful
+// (every matching prefix applies; the group's AS number always does). The
+// group is "core", a client group "r", a side "a".
 var agreementContext = map[string]map[string]string{
-	"groups.core.":                              {"groups.core.identity.asn": "65000"},
 	"groups.core.upstream.":                     {"groups.core.upstream.group": "x", "groups.core.upstream.release": "other"},
 	"groups.core.upstream.bfd.":                 {"groups.core.upstream.bfd.enabled": "true"},
 	"groups.core.mesh.bfd.":                     {"groups.core.mesh.bfd.enabled": "true"},
@@ -81,9 +80,9 @@ var agreementContext = map[string]map[string]string{
 	"groups.core.gracefulRestart.staleTime":     {"groups.core.gracefulRestart.longLived": "true"},
 	"groups.core.backend.crpd.":                 {"groups.core.backend.type": "crpd", "groups.core.backend.crpd.image": "crpd:x", "groups.core.backend.crpd.licenseSecret.name": "lic"},
 	"groups.core.sides.a.":                      {"groups.core.sides.a.loadBalancerIP": "192.0.2.1"},
-	"metallb.":                                  {"metallb.enabled": "true", "groups.core.identity.asn": "65000"},
+	"metallb.":                                  {"metallb.enabled": "true"},
 	"metallb.peers[0].":                         {"metallb.peers[0].peerAddress": "192.0.2.2", "metallb.peers[0].name": "tor"},
-	"prometheusRule.":                           {"prometheusRule.enabled": "true", "groups.core.identity.asn": "65000"},
+	"prometheusRule.":                           {"prometheusRule.enabled": "true"},
 }
 
 // chartOnly: fields the chart turns into something else before the agent

@@ -38,8 +38,9 @@ func runCheck(files []string, stdout io.Writer) error {
 			fmt.Fprintf(stdout, "%s: %v\n", f, err)
 			continue
 		}
+		names := entryNames(b)
 		for _, fe := range fields {
-			fmt.Fprintf(stdout, "%s: %s%s: %s\n", f, fe.Field, entryName(b, fe.Field), fe.Msg)
+			fmt.Fprintf(stdout, "%s: %s%s: %s\n", f, fe.Field, names.of(fe.Field), fe.Msg)
 		}
 	}
 	if bad > 0 {
@@ -50,13 +51,11 @@ func runCheck(files []string, stdout io.Writer) error {
 
 var listField = regexp.MustCompile(`^(clients|policy)\[(\d+)\]`)
 
-// entryName names the list entry a field is in (" (clients.r)"), read from
-// the file leniently; "" when it has no name.
-func entryName(b []byte, field string) string {
-	m := listField.FindStringSubmatch(field)
-	if m == nil {
-		return ""
-	}
+// listNames are the names of a file's client groups and policy rules, read
+// leniently (nil lists when the file does not decode).
+type listNames map[string][]string
+
+func entryNames(b []byte) listNames {
 	type named []struct {
 		Name string `json:"name"`
 	}
@@ -64,15 +63,27 @@ func entryName(b []byte, field string) string {
 		Clients named `json:"clients"`
 		Policy  named `json:"policy"`
 	}
+	out := listNames{}
 	if yaml.Unmarshal(b, &raw) != nil {
+		return out
+	}
+	for list, entries := range map[string]named{"clients": raw.Clients, "policy": raw.Policy} {
+		for _, e := range entries {
+			out[list] = append(out[list], e.Name)
+		}
+	}
+	return out
+}
+
+// of names the list entry a field is in (` (clients "r")`); "" when the
+// field is in no list or the entry has no name.
+func (n listNames) of(field string) string {
+	m := listField.FindStringSubmatch(field)
+	if m == nil {
 		return ""
 	}
-	list := raw.Clients
-	if m[1] == "policy" {
-		list = raw.Policy
-	}
-	if i, _ := strconv.Atoi(m[2]); i < len(list) && list[i].Name != "" {
-		return fmt.Sprintf(" (%s %q)", m[1], list[i].Name)
+	if i, _ := strconv.Atoi(m[2]); i < len(n[m[1]]) && n[m[1]][i] != "" {
+		return fmt.Sprintf(" (%s %q)", m[1], n[m[1]][i])
 	}
 	return ""
 }
