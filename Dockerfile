@@ -20,9 +20,12 @@ CMD ["run"]
 FROM ${BASE} AS bird
 RUN command -v bird >/dev/null 2>&1 || \
     (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends bird2 && rm -rf /var/lib/apt/lists/*)
-# Debian's /etc/bird is 0750 bird:bird; BIRD runs as root without
-# CAP_DAC_OVERRIDE in the pod, so the directory must be readable by root itself
+# Debian's /etc/bird is 0750 bird:bird: readable by any user here
 RUN mkdir -p /etc/bird/conf.d /run/bird /run/meshrr && rm -f /etc/bird/bird.conf && \
     chown -R root:root /etc/bird && chmod 0755 /etc/bird /etc/bird/conf.d
 COPY agent/images/bird/entrypoint.sh /usr/local/bin/meshrr-bird
+# non-root, the agent's user and group: BIRD needs no capability when the pod
+# makes port 179 unprivileged (sysctl net.ipv4.ip_unprivileged_port_start=179,
+# as the chart does); the chart runs it as root only for BFD (NET_ADMIN)
+USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/meshrr-bird"]

@@ -69,7 +69,7 @@ func (r *Router) bfdPeerStatus(addr string) string {
 // may be lost. The agent's per-peer metrics and status show what the
 // routers see.
 func TestBFDFrozenRouterAndDrain(t *testing.T) {
-	opts := namespace(t, "e2e-bfd")
+	opts := namespaceAt(t, "e2e-bfd", "privileged") // BIRD with BFD needs NET_ADMIN (docs/security.md)
 	const fastPrefix, plainPrefix = "10.220.0.0/24", "10.221.0.0/24"
 	fast := startRouter(t, "bfd-fast", bfdRouterConf(routerID(60), map[string]string{fastPrefix: ""}, true))
 	plain := startRouter(t, "bfd-plain", bfdRouterConf(routerID(61), map[string]string{plainPrefix: ""}, false))

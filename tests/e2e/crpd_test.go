@@ -30,7 +30,7 @@ func TestMeshWithRealCRPD(t *testing.T) {
 		image = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "Loaded image:"))
 	}
 	require.NoError(t, script("tests/kind/cluster.sh", "load", image))
-	opts := namespace(t, "e2e-crpd")
+	opts := namespaceAt(t, "e2e-crpd", "privileged") // cRPD runs privileged (docs/security.md)
 	k8s.RunKubectl(t, opts, "create", "secret", "generic", "crpd-license", "--from-file=license="+license)
 	helm.Install(t, helmOptions(opts, []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{
 		"groups.core.sides":                           "null",

@@ -38,14 +38,25 @@ type Session struct {
 	BFD         string    `json:"bfd"`
 }
 
-// namespace creates a unique namespace deleted at the end of the test
-// (kept, with state dumped, when the test fails).
+// namespace creates a unique namespace that enforces the Pod Security
+// Standard "restricted" (what the chart runs under by default), deleted at
+// the end of the test (kept, with state dumped, when the test fails).
 func namespace(t *testing.T, prefix string) *k8s.KubectlOptions {
+	t.Helper()
+	return namespaceAt(t, prefix, "restricted")
+}
+
+// namespaceAt is namespace with another Pod Security level: "privileged"
+// for the documented exceptions only (BIRD with BFD, cRPD: docs/security.md).
+func namespaceAt(t *testing.T, prefix, podSecurity string) *k8s.KubectlOptions {
 	t.Helper()
 	name := strings.ToLower(prefix + "-" + random.UniqueId())
 	opts := k8s.NewKubectlOptions("", kubeconfig, name)
 	opts.Logger = logger.Discard
-	k8s.CreateNamespace(t, opts, name)
+	k8s.CreateNamespaceWithMetadata(t, opts, metav1.ObjectMeta{Name: name, Labels: map[string]string{
+		"pod-security.kubernetes.io/enforce": podSecurity,
+		"pod-security.kubernetes.io/warn":    podSecurity,
+	}})
 	t.Cleanup(func() {
 		if t.Failed() {
 			dump(t, opts)
@@ -54,6 +65,20 @@ func namespace(t *testing.T, prefix string) *k8s.KubectlOptions {
 	})
 	return opts
 }
+
+// restrictedPod is the security context of the suites' own pods (probes,
+// baselines) in namespaces that enforce "restricted"; indented for a pod
+// spec at two spaces.
+const restrictedPod = `  securityContext:
+    runAsNonRoot: true
+    runAsUser: 65532
+    seccompProfile: {type: RuntimeDefault}
+`
+
+// restrictedContainer is the matching container security context, for a
+// container at four spaces.
+const restrictedContainer = `    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+`
 
 func helmOptions(opts *k8s.KubectlOptions, files []string, set map[string]string) *helm.Options {
 	return &helm.Options{

@@ -218,8 +218,13 @@ spec:
     spec:
       automountServiceAccountToken: false
       terminationGracePeriodSeconds: 0
+      securityContext: {runAsNonRoot: true, runAsUser: 65532, seccompProfile: {type: RuntimeDefault}}
       containers:
-      - {name: sleep, image: %s, imagePullPolicy: Never, command: [sleep, infinity]}
+      - name: sleep
+        image: %s
+        imagePullPolicy: Never
+        command: [sleep, infinity]
+        securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
 `, birdImage))
 	defer func() {
 		_, _ = k8s.RunKubectlAndGetOutputE(t, opts, "delete", "deployment", "baseline", "--wait=false")

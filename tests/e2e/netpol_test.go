@@ -50,12 +50,12 @@ metadata:
 spec:
   automountServiceAccountToken: false
   terminationGracePeriodSeconds: 0
-  containers:
+%s  containers:
   - name: probe
     image: %s
     imagePullPolicy: Never
     command: [sleep, infinity]
-`, name, l.String(), birdImage))
+%s`, name, l.String(), restrictedPod, birdImage, restrictedContainer))
 	return probe{opts: opts, name: name}
 }
 

@@ -4,9 +4,11 @@ package e2e
 
 import (
 	"errors"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/gruntwork-io/terratest/modules/k8s"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // plugin builds kubectl-meshrr once per test.
@@ -40,7 +43,8 @@ func runPlugin(t *testing.T, bin string, args ...string) (string, int) {
 }
 
 // TestStatusAndTopologyOfALiveGroup: kubectl meshrr status prints the group
-// table and exits 0; with one mesh session disabled in BIRD it says
+// table and exits 0; 200 concurrent scrapes of /metrics make at most one
+// daemon query per 2 s; with one mesh session disabled in BIRD it says
 // DEGRADED and exits 2; meshrr-agent status in a pod agrees (exit 2 too); topology is
 // DOT that Graphviz renders to SVG.
 func TestStatusAndTopologyOfALiveGroup(t *testing.T) {
@@ -62,6 +66,8 @@ func TestStatusAndTopologyOfALiveGroup(t *testing.T) {
 	inPod, err := k8s.RunKubectlAndGetOutputE(t, opts, "exec", ps[0].Name, "-c", "agent", "--", "/meshrr-agent", "status", "--config", "/etc/meshrr/config.yaml")
 	require.NoError(t, err, inPod)
 	assert.Contains(t, inPod, ": OK")
+
+	scrapeStormMakesFewQueries(t, opts, ps[0])
 
 	ss, err := sessions(t, opts, ps[0].Name)
 	require.NoError(t, err)
@@ -100,4 +106,44 @@ func TestStatusAndTopologyOfALiveGroup(t *testing.T) {
 	assert.Contains(t, string(b), "DEGRADED")
 	assert.Contains(t, string(b), `stroke="#c62828"`, "the disabled session is drawn red")
 	logf(t, "status: topology rendered by graphviz to %s (%d bytes)", svg, len(b))
+}
+
+// scrapeStormMakesFewQueries sends 200 concurrent GET /metrics to an RR
+// pod's metrics port from a pod of the cluster, as anyone the port admits
+// could, and reads how many session queries the daemon answered
+// meanwhile (meshrr_daemon_session_queries_total): the loop's own, one
+// every reconcile.statePoll (5 s), and at most one per 2 s for all the
+// requests together. One query per scrape would be 200.
+func scrapeStormMakesFewQueries(t *testing.T, opts *k8s.KubectlOptions, rr corev1.Pod) {
+	t.Helper()
+	p := startProbe(t, opts, "scrape-storm", nil)
+	_, err := k8s.RunKubectlAndGetOutputE(t, opts, "wait", "--for=condition=Ready", "pod/"+p.name, "--timeout=90s")
+	require.NoError(t, err)
+	queries := func() float64 {
+		for _, l := range strings.Split(metrics(t, opts, rr.Name), "\n") {
+			if v, ok := strings.CutPrefix(l, "meshrr_daemon_session_queries_total "); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				require.NoError(t, err)
+				return f
+			}
+		}
+		t.Fatalf("%s: no meshrr_daemon_session_queries_total", rr.Name)
+		return 0
+	}
+	before, start := queries(), time.Now()
+	out, err := k8s.RunKubectlAndGetOutputE(t, opts, "exec", p.name, "--", "bash", "-c", `
+for i in $(seq 200); do
+  ( exec 3<>/dev/tcp/$0/$1 && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && read -r status <&3 &&
+    case $status in *" 200 "*) cat <&3 | grep -q '^meshrr_bgp_sessions' && echo answered ;; esac ) &
+done
+wait`, rr.Status.PodIP, strconv.Itoa(metricsPort))
+	require.NoError(t, err, out)
+	elapsed := time.Since(start)
+	made := queries() - before
+	answered := strings.Count(out, "answered")
+	bound := math.Ceil(elapsed.Seconds()/2) + math.Ceil(elapsed.Seconds()/5) + 2
+	logf(t, "scrapes: %d of 200 concurrent scrapes of %s answered with session metrics in %s; the daemon answered %.0f session queries meanwhile (bound %.0f: the loop's every 5 s and one per 2 s for all requests)",
+		answered, rr.Name, elapsed.Round(10*time.Millisecond), made, bound)
+	assert.Equal(t, 200, answered)
+	assert.LessOrEqual(t, made, bound)
 }

@@ -17,7 +17,11 @@ routers=$(docker network inspect kind -f '{{range .IPAM.Config}}{{println .Subne
 ex=$root/examples/2regions-hrr
 
 log "installing core, lothlorien and mirkwood (routers connect from $routers)"
-for ns in core lothlorien mirkwood; do kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null; done
+# every namespace enforces the Pod Security Standard "restricted", as the README's install does
+for ns in core lothlorien mirkwood; do
+  kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl label namespace "$ns" pod-security.kubernetes.io/enforce=restricted --overwrite >/dev/null
+done
 helm upgrade --install core "$root/charts/meshrr" -n core -f "$ex/values-core.yaml" --wait --timeout 300s >/dev/null
 for region in lothlorien mirkwood; do
   helm upgrade --install "$region" "$root/charts/meshrr" -n "$region" -f "$ex/values.yaml" -f "$ex/values-$region.yaml" \

@@ -14,6 +14,11 @@ while [ ! -s "$conf" ]; do
   sleep 1
   waited=$((waited + 1))
 done
-# BIRD makes its control socket mode 0660; -g hands it to the agent's group
-# (the agent container runs as 65532:65532) and BIRD runs with that group.
-exec bird -f -c "$conf" -s "$sock" -g "${BIRD_SOCKET_GROUP:-65532}" "$@"
+# BIRD makes its control socket mode 0660. Run as the agent's user (the
+# image's default, 65532:65532), the socket is the agent's; run as root (the
+# chart does so only for BFD, which needs NET_ADMIN), -g hands it to the
+# agent's group and BIRD runs with that group.
+if [ "$(id -u)" = 0 ]; then
+  set -- -g "${BIRD_SOCKET_GROUP:-65532}" "$@"
+fi
+exec bird -f -c "$conf" -s "$sock" "$@"

@@ -316,7 +316,11 @@ func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(strin
 		return err
 	}
 	log = log.With("pod", pod.self.Namespace+"/"+pod.self.Name)
-	m := metrics.New(be)
+	// every reader of the daemon's sessions shares one read at most
+	// statusMaxAge old: no request rate becomes a daemon query rate
+	sessions := backend.NewSessionCache(be, statusMaxAge)
+	m := metrics.New(sessions)
+	sessions.OnQuery = m.DaemonQueries.Inc
 	m.PerPeer = func(group string) bool { return watcher.Current().PeerMetrics(group) }
 	m.Info.WithLabelValues(Version, be.Name(), rid.String()).Set(1)
 	rec, stopEvents := events.New(client, events.Pod{Name: pod.self.Name, Namespace: pod.self.Namespace, UID: pod.uid}, log)
@@ -327,9 +331,9 @@ func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(strin
 	namespaces := watchedNamespaces(cfg, pod.self.Namespace)
 	onReload(watcher, cfg, reloadDeps{m: m, rec: rec, log: log, podNamespace: pod.self.Namespace, namespaces: namespaces, restart: cancel})
 	disc := discovery.New(client, namespaces, 0, log)
-	loop := &reconcile.Loop{Backend: be, Peers: disc, Config: watcher, Self: pod.self, Metrics: m, Events: rec, Log: log}
+	loop := &reconcile.Loop{Backend: be, Reader: sessions, Peers: disc, Config: watcher, Self: pod.self, Metrics: m, Events: rec, Log: log}
 
-	rep := &reporter{loop: loop, be: be, m: m, cfg: watcher, pod: pod, last: memo[status.Report]{maxAge: statusMaxAge}}
+	rep := &reporter{loop: loop, be: be, sessions: sessions, m: m, cfg: watcher, pod: pod, last: memo[status.Report]{maxAge: statusMaxAge}}
 	stopHTTP, err := serveHTTP(ctx, cfg.Status.Listen, handler(m, loop, watcher, rep))
 	if err != nil {
 		return err

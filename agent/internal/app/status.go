@@ -23,9 +23,11 @@ import (
 type reporter struct {
 	loop *reconcile.Loop
 	be   backend.Backend
-	m    *metrics.Metrics // flap counts per peer
-	cfg  *config.Watcher
-	pod  podEnv
+	// sessions is the agent's shared session read (nil: be)
+	sessions backend.SessionReader
+	m        *metrics.Metrics // flap counts per peer
+	cfg      *config.Watcher
+	pod      podEnv
 	// last bounds how often a request makes the agent query the daemon:
 	// the status port is reachable from the network
 	last memo[status.Report]
@@ -75,7 +77,11 @@ func (r *reporter) report(ctx context.Context) status.Report {
 	if cfg.Upstream != nil {
 		base.Upstream = cfg.Upstream.Group
 	}
-	ss, err := r.be.Sessions(ctx) // read once: for readiness and for the report
+	var src backend.SessionReader = r.be
+	if r.sessions != nil {
+		src = r.sessions
+	}
+	ss, err := src.Sessions(ctx) // read once: for readiness and for the report
 	if err := r.loop.ReadyWith(*cfg.Status.ReadyRequiresEstablished, ss, err); err != nil {
 		base.Ready, base.NotReady = false, err.Error()
 		if nr, ok := errors.AsType[*reconcile.NotReady](err); ok {

@@ -1,5 +1,7 @@
 // Package metrics defines every Prometheus metric the agent exports, in
-// this one file. Session state is read from the daemon at scrape time.
+// this one file. Session state comes from the agent's shared session read
+// (backend.SessionCache: at most a few seconds old), never from a daemon
+// query per scrape.
 package metrics
 
 import (
@@ -42,6 +44,7 @@ type Metrics struct {
 	MemoryNeeded         prometheus.Gauge
 	MemoryLimit          prometheus.Gauge
 	UpstreamReplacements prometheus.Counter
+	DaemonQueries        prometheus.Counter
 	Info                 *prometheus.GaugeVec
 
 	// PerPeer says which groups' sessions get per-peer series (nil: mesh
@@ -56,8 +59,8 @@ type SessionReader interface {
 	Sessions(ctx context.Context) ([]model.Session, error)
 }
 
-// New creates and registers every metric; sessions are read from r at
-// scrape time.
+// New creates and registers every metric; a scrape takes the sessions
+// from r (the agent's SessionCache).
 func New(r SessionReader) *Metrics {
 	fast := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
 	m := &Metrics{
@@ -98,6 +101,10 @@ func New(r SessionReader) *Metrics {
 		UpstreamReplacements: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: "upstream", Name: "replacements_total",
 			Help: "Upstream peers replaced because their session stayed down past the grace period.",
+		}),
+		DaemonQueries: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: "daemon", Name: "session_queries_total",
+			Help: "Queries of the daemon's sessions. Shared by the loop, scrapes, /status, /readyz and the drain, and at most one per 2 s however many requests arrive.",
 		}),
 		DaemonRestarts: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: "daemon", Name: "restarts_total",
@@ -142,7 +149,7 @@ func New(r SessionReader) *Metrics {
 	}
 	m.Registry.MustRegister(
 		m.DiscoveredPeers, m.ConfiguredPeers, m.ReconcileDuration, m.ApplyDuration, m.Applies,
-		m.ChangeToApplied, m.ConfigReloads, m.ConfigLastReloadOK, m.UpstreamReplacements, m.DaemonRestarts, m.Info,
+		m.ChangeToApplied, m.ConfigReloads, m.ConfigLastReloadOK, m.UpstreamReplacements, m.DaemonRestarts, m.DaemonQueries, m.Info,
 		m.LicenseUsage, m.LicenseLimit, m.ClientSessionsReaped, m.ChangeHeld,
 		m.RoutesHeld, m.MemoryNeeded, m.MemoryLimit,
 		&sessionCollector{r: r, m: m},
@@ -154,9 +161,9 @@ func New(r SessionReader) *Metrics {
 }
 
 var (
-	sessionsDesc = prometheus.NewDesc(ns+"_bgp_sessions", "BGP sessions read from the daemon at scrape time, per group and state.", []string{"group", "state"}, nil)
-	prefixesDesc = prometheus.NewDesc(ns+"_bgp_prefixes_received", "Prefixes imported over the group's sessions, read at scrape time.", []string{"group"}, nil)
-	upDesc       = prometheus.NewDesc(ns+"_daemon_up", "1 if the routing daemon answered the scrape's session query.", nil, nil)
+	sessionsDesc = prometheus.NewDesc(ns+"_bgp_sessions", "BGP sessions per group and state, as last read from the daemon (at most 2 s before the scrape).", []string{"group", "state"}, nil)
+	prefixesDesc = prometheus.NewDesc(ns+"_bgp_prefixes_received", "Prefixes imported over the group's sessions, as last read from the daemon.", []string{"group"}, nil)
+	upDesc       = prometheus.NewDesc(ns+"_daemon_up", "1 if the routing daemon answered the last session query.", nil, nil)
 )
 
 type sessionCollector struct {

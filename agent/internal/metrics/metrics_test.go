@@ -24,7 +24,7 @@ type sessions struct {
 
 func (s sessions) Sessions(context.Context) ([]model.Session, error) { return s.list, s.err }
 
-func TestSessionStateIsReadAtScrapeTime(t *testing.T) {
+func TestSessionStateIsWhatTheReaderLastRead(t *testing.T) {
 	m := New(sessions{list: []model.Session{
 		{Group: "mesh", State: "Established", Imported: 3},
 		{Group: "mesh", State: "Established", Imported: 4},
@@ -32,17 +32,17 @@ func TestSessionStateIsReadAtScrapeTime(t *testing.T) {
 		{Group: "", State: "Established", Imported: 1},
 	}})
 	expected := `
-# HELP meshrr_bgp_sessions BGP sessions read from the daemon at scrape time, per group and state.
+# HELP meshrr_bgp_sessions BGP sessions per group and state, as last read from the daemon (at most 2 s before the scrape).
 # TYPE meshrr_bgp_sessions gauge
 meshrr_bgp_sessions{group="mesh",state="Established"} 2
 meshrr_bgp_sessions{group="other",state="Established"} 1
 meshrr_bgp_sessions{group="upstream",state="Active"} 1
-# HELP meshrr_bgp_prefixes_received Prefixes imported over the group's sessions, read at scrape time.
+# HELP meshrr_bgp_prefixes_received Prefixes imported over the group's sessions, as last read from the daemon.
 # TYPE meshrr_bgp_prefixes_received gauge
 meshrr_bgp_prefixes_received{group="mesh"} 7
 meshrr_bgp_prefixes_received{group="other"} 1
 meshrr_bgp_prefixes_received{group="upstream"} 0
-# HELP meshrr_daemon_up 1 if the routing daemon answered the scrape's session query.
+# HELP meshrr_daemon_up 1 if the routing daemon answered the last session query.
 # TYPE meshrr_daemon_up gauge
 meshrr_daemon_up 1
 `
@@ -52,7 +52,7 @@ meshrr_daemon_up 1
 	n, err := testutil.GatherAndCount(down.Registry, "meshrr_bgp_sessions")
 	require.NoError(t, err)
 	assert.Zero(t, n)
-	require.NoError(t, testutil.GatherAndCompare(down.Registry, strings.NewReader("# HELP meshrr_daemon_up 1 if the routing daemon answered the scrape's session query.\n# TYPE meshrr_daemon_up gauge\nmeshrr_daemon_up 0\n"), "meshrr_daemon_up"))
+	require.NoError(t, testutil.GatherAndCompare(down.Registry, strings.NewReader("# HELP meshrr_daemon_up 1 if the routing daemon answered the last session query.\n# TYPE meshrr_daemon_up gauge\nmeshrr_daemon_up 0\n"), "meshrr_daemon_up"))
 }
 
 func TestEveryMetricIsNamespacedAndPreinitialised(t *testing.T) {

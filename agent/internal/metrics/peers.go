@@ -15,13 +15,13 @@ import (
 // client groups only when their clients[].peerMetrics is set, because
 // every client address becomes a series).
 var (
-	peerUpDesc       = prometheus.NewDesc(ns+"_bgp_peer_up", "1 if the session with the peer is Established, read at scrape time.", []string{"group", "peer"}, nil)
+	peerUpDesc       = prometheus.NewDesc(ns+"_bgp_peer_up", "1 if the session with the peer is Established, as last read.", []string{"group", "peer"}, nil)
 	peerUptimeDesc   = prometheus.NewDesc(ns+"_bgp_peer_uptime_seconds", "Seconds the session has been Established (0 when it is not).", []string{"group", "peer"}, nil)
 	peerRecvDesc     = prometheus.NewDesc(ns+"_bgp_peer_prefixes_received", "Prefixes imported from the peer.", []string{"group", "peer"}, nil)
 	peerSentDesc     = prometheus.NewDesc(ns+"_bgp_peer_prefixes_sent", "Prefixes exported to the peer.", []string{"group", "peer"}, nil)
-	peerFlapsDesc    = prometheus.NewDesc(ns+"_bgp_peer_flaps_total", "Times an Established session with the peer was seen reset or down since the agent started (sessions are read every reconcile.statePoll and at scrapes).", []string{"group", "peer"}, nil)
+	peerFlapsDesc    = prometheus.NewDesc(ns+"_bgp_peer_flaps_total", "Times an Established session with the peer was seen reset or down since the agent started (sessions are read every reconcile.statePoll, and for requests at most every 2 s).", []string{"group", "peer"}, nil)
 	peerBFDDesc      = prometheus.NewDesc(ns+"_bfd_peer_up", "1 if the BFD session with the peer is Up, 0 otherwise; only sessions with BFD.", []string{"group", "peer"}, nil)
-	bfdSessionsDesc  = prometheus.NewDesc(ns+"_bfd_sessions", "BFD sessions per group and state (Up, Down, Init, AdminDown), read at scrape time.", []string{"group", "state"}, nil)
+	bfdSessionsDesc  = prometheus.NewDesc(ns+"_bfd_sessions", "BFD sessions per group and state (Up, Down, Init, AdminDown), as last read.", []string{"group", "state"}, nil)
 	peerDescriptions = []*prometheus.Desc{peerUpDesc, peerUptimeDesc, peerRecvDesc, peerSentDesc, peerFlapsDesc, peerBFDDesc, bfdSessionsDesc}
 )
 

@@ -43,6 +43,9 @@ type ConfigSource interface {
 // Loop reconciles one daemon.
 type Loop struct {
 	Backend backend.Backend
+	// Reader reads the daemon's sessions (the agent's shared
+	// backend.SessionCache); nil: Backend.
+	Reader  backend.SessionReader
 	Peers   PeerSource
 	Config  ConfigSource
 	Self    plan.Self
@@ -69,6 +72,13 @@ type Loop struct {
 
 	mu     sync.Mutex
 	status Status
+}
+
+func (l *Loop) sessions(ctx context.Context) ([]model.Session, error) {
+	if l.Reader != nil {
+		return l.Reader.Sessions(ctx)
+	}
+	return l.Backend.Sessions(ctx)
 }
 
 func (l *Loop) drainCh() chan chan error {
@@ -127,7 +137,7 @@ func (l *Loop) daemonRestarted(ctx context.Context) bool {
 // DrainBlockers says what the pod still waits for before it may drain
 // (see plan.DrainBlockers); nil: nothing.
 func (l *Loop) DrainBlockers(ctx context.Context) ([]string, error) {
-	ss, err := l.Backend.Sessions(ctx)
+	ss, err := l.sessions(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +287,7 @@ func (l *Loop) ReconcileOnce(ctx context.Context) (err error) {
 	}()
 
 	sessions := map[netip.Addr]model.Session{}
-	if ss, err := l.Backend.Sessions(ctx); err != nil {
+	if ss, err := l.sessions(ctx); err != nil {
 		l.Log.Warn("cannot read sessions; no upstream replacement this round", "error", err)
 	} else {
 		for _, s := range ss {
@@ -429,7 +439,7 @@ func (l *Loop) Ready(ctx context.Context, requireEstablished bool) error {
 	var ss []model.Session
 	var err error
 	if requireEstablished && wantedPeers(l.Status().Model) > 0 {
-		ss, err = l.Backend.Sessions(ctx)
+		ss, err = l.sessions(ctx)
 	}
 	return l.ReadyWith(requireEstablished, ss, err)
 }

@@ -247,6 +247,44 @@ i=0; while [ ! -e {{ include "meshrr.path.drainDone" . }} ] && [ $i -lt {{ add (
   valueFrom: {fieldRef: {fieldPath: "metadata.labels['meshrr.io/side']"}}
 {{- end -}}
 
+{{/*
+The pod's security context. BIRD pods meet the Pod Security Standard
+"restricted": every container runs non-root, and BIRD binds TCP 179
+without a capability because the pod's network namespace makes ports
+from 179 up unprivileged (a "safe" sysctl every kubelet allows; it affects
+only this pod). BFD is the exception (see meshrr.birdSecurityContext);
+cRPD pods are privileged (docs/security.md). Args: group values.
+*/}}
+{{- define "meshrr.podSecurityContext" -}}
+seccompProfile: {type: RuntimeDefault}
+{{- if ne .backend.type "crpd" }}
+sysctls: [{name: net.ipv4.ip_unprivileged_port_start, value: "179"}]
+{{- if not (include "meshrr.bfd" .) }}
+runAsNonRoot: true
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The BIRD container: the agent's user and group (BIRD's control socket,
+mode 0660, is then the agent's), no capability, read-only root. With BFD
+it runs as root with NET_ADMIN: BIRD gives its BFD sockets priority 7
+(SO_PRIORITY), which needs NET_ADMIN, and Kubernetes gives a non-root
+process no capability (no ambient capabilities); as root it hands its
+control socket to the agent's group (-g 65532: SETGID, CHOWN). Args: group values.
+*/}}
+{{- define "meshrr.birdSecurityContext" -}}
+{{- if include "meshrr.bfd" . -}}
+runAsNonRoot: false
+runAsUser: 0
+readOnlyRootFilesystem: true
+allowPrivilegeEscalation: false
+capabilities: {drop: [ALL], add: [SETGID, CHOWN, NET_ADMIN]}
+{{- else -}}
+{{ include "meshrr.agentSecurityContext" . }}
+{{- end -}}
+{{- end -}}
+
 {{/* The agent runs unprivileged: non-root, read-only root, no capabilities. */}}
 {{- define "meshrr.agentSecurityContext" -}}
 runAsNonRoot: true
