@@ -267,6 +267,10 @@ type Mesh struct {
 	Group string `json:"group"`
 	// Namespace of the group; default: the pod's namespace.
 	Namespace string `json:"namespace,omitempty"`
+	// Service is the name of the group's headless Service, or its stem
+	// when the group has sides (<service>-<side>): discovery trusts only
+	// Services of that name (the chart renders it). Empty: any name.
+	Service string `json:"service,omitempty"`
 	// BFD of the mesh sessions.
 	BFD *BFD `json:"bfd,omitempty"`
 }
@@ -295,6 +299,9 @@ func (b *BFD) On() bool { return b != nil && b.Enabled }
 type Upstream struct {
 	Group     string `json:"group"`
 	Namespace string `json:"namespace,omitempty"`
+	// Service names the upstream group's headless Service as Mesh.Service
+	// does the own group's.
+	Service string `json:"service,omitempty"`
 	// MaxPeers is how many upstream members each pod peers with.
 	MaxPeers int `json:"maxPeers,omitempty"`
 	// GracePeriod a chosen peer may stay not Established before it is replaced.

@@ -207,6 +207,34 @@ func checkGroup(e *errs, field, g string) {
 func (c *Config) validateMesh(e *errs) {
 	checkGroup(e, "mesh.group", c.Mesh.Group)
 	checkNamespace(e, "mesh.namespace", c.Mesh.Namespace)
+	checkService(e, "mesh.service", c.Mesh.Service)
+}
+
+func checkService(e *errs, field, name string) {
+	if name != "" && (len(name) > 63 || !dns1123Label.MatchString(name)) {
+		e.add(field, "%q is not a Service name (DNS-1123 label)", name)
+	}
+}
+
+// Services names the headless Service (or its stem, for sides) of each
+// group discovery watches by name, keyed "namespace/group"; own is the
+// pod's namespace. Groups without a configured name are absent.
+func (c *Config) Services(own string) map[string]string {
+	out := map[string]string{}
+	if c.Mesh.Service != "" {
+		out[or(c.Mesh.Namespace, own)+"/"+c.Mesh.Group] = c.Mesh.Service
+	}
+	if u := c.Upstream; u != nil && u.Service != "" {
+		out[or(u.Namespace, own)+"/"+u.Group] = u.Service
+	}
+	return out
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 func (c *Config) validateUpstream(e *errs) {
@@ -216,6 +244,7 @@ func (c *Config) validateUpstream(e *errs) {
 	}
 	checkGroup(e, "upstream.group", u.Group)
 	checkNamespace(e, "upstream.namespace", u.Namespace)
+	checkService(e, "upstream.service", u.Service)
 	if u.Group == c.Mesh.Group && u.Namespace == c.Mesh.Namespace {
 		e.add("upstream.group", "%q is this pod's own group: an upstream must be another group", u.Group)
 	}

@@ -267,6 +267,9 @@ func checkRelease(t *testing.T, r release) {
 			case slices.Equal(rule.Resources, []string{"endpointslices"}):
 				assert.Equal(t, []string{"discovery.k8s.io"}, rule.APIGroups)
 				assert.ElementsMatch(t, []string{"get", "list", "watch"}, rule.Verbs)
+			case slices.Equal(rule.Resources, []string{"services"}):
+				assert.Equal(t, []string{""}, rule.APIGroups)
+				assert.ElementsMatch(t, []string{"get", "list", "watch"}, rule.Verbs, "%s: Services are only read (a slice counts only with its Service)", role.Name)
 			case slices.Equal(rule.Resources, []string{"events"}):
 				assert.ElementsMatch(t, []string{"create", "patch"}, rule.Verbs)
 				assert.Equal(t, r.namespace, role.Namespace, "events only in the release namespace")
@@ -440,6 +443,17 @@ func TestTwoRegionsExampleRendersAHierarchy(t *testing.T) {
 	coreCfg := agentConfigs(t, core)["core-meshrr-core"]
 	assert.Equal(t, "core.core", coreCfg.Mesh.Group)
 	assert.Equal(t, "10.244.0.0/16", coreCfg.Clients[0].CompiledRanges()[0].String())
+	// the agents trust only Services of the names the chart gives them
+	// (discovery.Owned): each side's is the stem plus the side
+	coreServices := map[string]bool{}
+	for _, svc := range all[*corev1.Service](core) {
+		if svc.Spec.ClusterIP == corev1.ClusterIPNone {
+			coreServices[svc.Name] = true
+			assert.Equal(t, coreCfg.Mesh.Service+"-"+svc.Labels["meshrr.io/side"], svc.Name)
+			assert.Equal(t, svc.Labels["meshrr.io/group"], svc.Labels["app.kubernetes.io/instance"]+"."+svc.Labels["meshrr.io/group-name"], "the labels make up the group ID")
+		}
+	}
+	assert.Len(t, coreServices, 2)
 
 	var regions []release
 	for _, region := range []string{"lothlorien", "mirkwood"} {
@@ -452,6 +466,7 @@ func TestTwoRegionsExampleRendersAHierarchy(t *testing.T) {
 		assert.Equal(t, "core.core", cfg.Upstream.Group, "region RRs peer up to the core release's group")
 		assert.Equal(t, "core", cfg.Upstream.Namespace)
 		assert.Equal(t, 2, cfg.Upstream.MaxPeers)
+		assert.True(t, coreServices[cfg.Upstream.Service+"-a"] && coreServices[cfg.Upstream.Service+"-b"], "the upstream's Service stem %q names the core release's Services %v", cfg.Upstream.Service, coreServices)
 		names := []string{}
 		for _, p := range cfg.Policy {
 			names = append(names, p.Name)

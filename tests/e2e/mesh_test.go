@@ -4,6 +4,10 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,6 +134,110 @@ func TestMeshScaleOutAndSelfHealing(t *testing.T) {
 	logf(t, "EndpointSlice change -> config applied over %v changes on all agents: p50 <= %gs, p99 <= %gs (goal p99 < 0.5s)", n, p50, p99)
 
 	forgedEndpointSlicesChangeNothing(t, opts)
+	impostorServicesChangeNothing(t, opts)
+}
+
+// impostorServicesChangeNothing: a user bound to the namespace's "edit"
+// role (what an application team usually gets) creates a headless Service
+// with the group's and the release's labels over a pod of their own, and
+// one labelled as another group of the release over the real RR pods (the
+// address claims that once evicted members); their EndpointSlice of their
+// own is refused by RBAC. No RR changes its configuration or resets a
+// session, none peers with the impostor pod, and every agent warns.
+func impostorServicesChangeNothing(t *testing.T, opts *k8s.KubectlOptions) {
+	ps := pods(t, opts, coreSelector)
+	before := meshSettled(t, opts, len(ps), time.Minute)
+	appliedBefore := map[string]int{}
+	for _, p := range ps {
+		appliedBefore[p.Name] = applied(t, opts, p.Name)
+	}
+	k8s.RunKubectl(t, opts, "create", "serviceaccount", "editor")
+	k8s.RunKubectl(t, opts, "create", "rolebinding", "editor", "--clusterrole=edit", "--serviceaccount="+opts.Namespace+":editor")
+	editor := "system:serviceaccount:" + opts.Namespace + ":editor"
+	impostor := startProbe(t, opts, "impostor", nil)
+	_, err := k8s.RunKubectlAndGetOutputE(t, opts, "wait", "--for=condition=Ready", "pod/"+impostor.name, "--timeout=90s")
+	require.NoError(t, err)
+	var impostorIP string
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		impostorIP, err = k8s.RunKubectlAndGetOutputE(t, opts, "get", "pod", impostor.name, "-o", "jsonpath={.status.podIP}")
+		assert.NoError(c, err)
+		assert.NotEmpty(c, impostorIP)
+	}, 30*time.Second, time.Second)
+	service := func(name, group string, selector string) string {
+		return fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata:
+  name: %s
+  labels: {meshrr.io/group: core.%s, app.kubernetes.io/instance: core, meshrr.io/group-name: %s, app.kubernetes.io/name: meshrr}
+spec:
+  clusterIP: None
+  publishNotReadyAddresses: true
+  selector: {%s}
+  ports: [{name: bgp, port: 179, protocol: TCP}]
+`, name, group, group, selector)
+	}
+	start := time.Now()
+	out, err := kubectlAs(opts, editor, "apply", "-f", writeTemp(t, service("impostor-member", "core", `meshrr-e2e-probe: "true"`)+"---\n"+service("impostor-evict", "other", "app.kubernetes.io/name: meshrr, meshrr.io/group-name: core")))
+	require.NoError(t, err, "the edit role creates Services: %s", out)
+	defer k8s.RunKubectl(t, opts, "delete", "service", "impostor-member", "impostor-evict", "--ignore-not-found")
+	out, sliceErr := kubectlAs(opts, editor, "create", "-f", writeTemp(t, `apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: impostor-slice, labels: {meshrr.io/group: core.core, kubernetes.io/service-name: core-meshrr-core, endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io}}
+addressType: IPv4
+endpoints: [{addresses: [`+impostorIP+`], targetRef: {kind: Pod, name: impostor}}]
+`))
+	require.Error(t, sliceErr, "the edit role may not create EndpointSlices: %s", out)
+	assert.Contains(t, out, "forbidden")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		out, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "events", "--field-selector", "reason=UntrustedEndpoints", "-o", "jsonpath={range .items[*]}{.involvedObject.name} {.message}{\"\\n\"}{end}")
+		if !assert.NoError(c, err) {
+			return
+		}
+		for _, p := range ps {
+			warned := false
+			for _, l := range strings.Split(out, "\n") {
+				warned = warned || strings.HasPrefix(l, p.Name+" ") && strings.Contains(l, "impostor-member")
+			}
+			assert.True(c, warned, "%s recorded no warning naming the impostor Service", p.Name)
+		}
+	}, time.Minute, time.Second)
+	warned := time.Since(start)
+	time.Sleep(5 * time.Second) // time for a reconcile that should not happen
+	after := meshSettled(t, opts, len(ps), time.Minute)
+	changed, reset := 0, 0
+	for _, p := range ps {
+		if n := applied(t, opts, p.Name); n != appliedBefore[p.Name] {
+			changed++
+			t.Errorf("%s applied %d configurations after the impostor Services", p.Name, n-appliedBefore[p.Name])
+		}
+		ss, err := sessions(t, opts, p.Name)
+		require.NoError(t, err)
+		for _, s := range ss {
+			assert.NotEqual(t, impostorIP, s.Peer, "%s has a session to the impostor pod", p.Name)
+		}
+		for peer, s := range before[p.Name] {
+			if !assert.WithinDuration(t, s.Since, after[p.Name][peer].Since, sinceJitter, "%s: session to %s reset", p.Name, peer) {
+				reset++
+			}
+		}
+	}
+	logf(t, "impostor: 2 Services created with the edit role (the group's labels over another pod, another group's over the RRs), their EndpointSlice forbidden: %d of %d RRs changed their configuration, %d sessions reset, 0 members added or removed (goal 0, 0); every RR warned within %s",
+		changed, len(ps), reset, warned.Round(100*time.Millisecond))
+}
+
+// kubectlAs runs kubectl in the namespace impersonating user (the test's
+// kubeconfig is the cluster admin's, which may impersonate).
+func kubectlAs(opts *k8s.KubectlOptions, user string, args ...string) (string, error) {
+	cmd := exec.Command("kubectl", append([]string{"--kubeconfig", kubeconfig, "-n", opts.Namespace, "--as", user}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func writeTemp(t *testing.T, content string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "obj.yaml")
+	require.NoError(t, os.WriteFile(f, []byte(content), 0o600))
+	return f
 }
 
 // forgedEndpointSlicesChangeNothing: EndpointSlices made by hand in the

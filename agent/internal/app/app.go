@@ -331,6 +331,7 @@ func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(strin
 	namespaces := watchedNamespaces(cfg, pod.self.Namespace)
 	onReload(watcher, cfg, reloadDeps{m: m, rec: rec, log: log, podNamespace: pod.self.Namespace, namespaces: namespaces, restart: cancel})
 	disc := discovery.New(client, namespaces, 0, log)
+	disc.Names = func() map[string]string { return watcher.Current().Services(pod.self.Namespace) }
 	loop := &reconcile.Loop{Backend: be, Reader: sessions, Peers: disc, Config: watcher, Self: pod.self, Metrics: m, Events: rec, Log: log}
 
 	rep := &reporter{loop: loop, be: be, sessions: sessions, m: m, cfg: watcher, pod: pod, last: memo[status.Report]{maxAge: statusMaxAge}}

@@ -1,6 +1,9 @@
-// Package discovery watches the EndpointSlices of meshrr groups' headless
-// Services with client-go informers and turns them into a membership
-// snapshot. It never reports a partial view as complete: until every
+// Package discovery watches meshrr groups' headless Services and their
+// EndpointSlices with client-go informers and turns them into a membership
+// snapshot. Only what a release owns counts: a Service labelled as the
+// release's (instance and group) and named as the chart names it, and the
+// EndpointSlices the EndpointSlice controller made for that very Service
+// (its UID). It never reports a partial view as complete: until every
 // informer has synced the snapshot says so, and after that the informer
 // caches keep the last known state through API errors.
 package discovery
@@ -17,12 +20,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 
@@ -36,6 +42,11 @@ const (
 	LabelSide              = "meshrr.io/side"
 	LabelUpstreamGroup     = "meshrr.io/upstream-group"
 	LabelUpstreamNamespace = "meshrr.io/upstream-namespace"
+	// The release's own labels on the Service: a group ID is
+	// "<release>.<group>", and a Service counts for it only when its
+	// instance and group-name labels say so.
+	LabelInstance  = "app.kubernetes.io/instance"
+	LabelGroupName = "meshrr.io/group-name"
 )
 
 // Discovery keeps one namespace-scoped informer per watched namespace.
@@ -43,6 +54,7 @@ type Discovery struct {
 	namespaces []string
 	factories  []informers.SharedInformerFactory
 	listers    []discoverylisters.EndpointSliceLister
+	services   []corelisters.ServiceLister
 	synced     []cache.InformerSynced
 	log        *slog.Logger
 
@@ -54,7 +66,11 @@ type Discovery struct {
 	// ServiceGoneHold is how long the members of a Service whose
 	// EndpointSlices all vanished stay in the snapshot (default 30 s).
 	ServiceGoneHold time.Duration
-	kept            retention
+	// Names gives the Service name (or the stem before -<side>) of each
+	// group watched by name, keyed "namespace/group" (config.Services);
+	// nil or a missing key: any name the release's labels carry.
+	Names func() map[string]string
+	kept  retention
 }
 
 // New prepares informers for the given namespaces (duplicates and empty
@@ -75,21 +91,25 @@ func New(client kubernetes.Interface, namespaces []string, resync time.Duration,
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector.String() }),
 		)
 		inf := f.Discovery().V1().EndpointSlices()
-		_, _ = inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc: func(any) { d.notify() },
-			UpdateFunc: func(o, n any) {
-				if os, ok := o.(*discoveryv1.EndpointSlice); ok {
-					if ns, ok := n.(*discoveryv1.EndpointSlice); ok && os.ResourceVersion != "" && os.ResourceVersion == ns.ResourceVersion {
-						return // periodic resync, nothing changed
+		svc := f.Core().V1().Services()
+		for _, i := range []cache.SharedIndexInformer{inf.Informer(), svc.Informer()} {
+			_, _ = i.AddEventHandler(cache.ResourceEventHandlerFuncs{
+				AddFunc: func(any) { d.notify() },
+				UpdateFunc: func(o, n any) {
+					if om, ok := o.(metav1.Object); ok {
+						if nm, ok := n.(metav1.Object); ok && om.GetResourceVersion() != "" && om.GetResourceVersion() == nm.GetResourceVersion() {
+							return // periodic resync, nothing changed
+						}
 					}
-				}
-				d.notify()
-			},
-			DeleteFunc: func(any) { d.notify() },
-		})
+					d.notify()
+				},
+				DeleteFunc: func(any) { d.notify() },
+			})
+			d.synced = append(d.synced, i.HasSynced)
+		}
 		d.factories = append(d.factories, f)
 		d.listers = append(d.listers, inf.Lister())
-		d.synced = append(d.synced, inf.Informer().HasSynced)
+		d.services = append(d.services, svc.Lister())
 	}
 	return d
 }
@@ -119,7 +139,7 @@ func (d *Discovery) Start(ctx context.Context) error {
 		f.Start(ctx.Done())
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), d.synced...) {
-		return fmt.Errorf("discovery: EndpointSlice informers for %v did not sync: %w", d.namespaces, context.Cause(ctx))
+		return fmt.Errorf("discovery: Service and EndpointSlice informers for %v did not sync: %w", d.namespaces, context.Cause(ctx))
 	}
 	d.isSynced.Store(true)
 	d.log.Info("discovery synced", "namespaces", d.namespaces)
@@ -145,9 +165,22 @@ func (d *Discovery) Snapshot() (model.Snapshot, time.Time) {
 		}
 		slicesAll = append(slicesAll, s...)
 	}
+	var svcs []*corev1.Service
+	for _, l := range d.services {
+		s, err := l.List(labels.Everything())
+		if err != nil {
+			continue
+		}
+		svcs = append(svcs, s...)
+	}
+	var names map[string]string
+	if d.Names != nil {
+		names = d.Names()
+	}
+	owned, rejected := Owned(slicesAll, svcs, names)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	snap, vanished := d.kept.apply(Members(slicesAll), slicesAll, time.Now(), d.ServiceGoneHold)
+	snap, vanished := d.kept.apply(Members(owned, rejected), owned, time.Now(), d.ServiceGoneHold)
 	for _, v := range vanished {
 		d.log.Warn("the EndpointSlices of a Service vanished: its members stay for the hold time (a Service deleted and restored changes nothing)", "op", "discovery", "service", v, "hold", d.ServiceGoneHold)
 	}
@@ -174,14 +207,12 @@ type goneService struct {
 
 // apply adds to snap the members of Services that vanished less than hold
 // ago, and returns the Services that vanished in this call.
-func (r *retention) apply(snap model.Snapshot, eps []*discoveryv1.EndpointSlice, now time.Time, hold time.Duration) (model.Snapshot, []string) {
+func (r *retention) apply(snap model.Snapshot, owned []OwnedSlice, now time.Time, hold time.Duration) (model.Snapshot, []string) {
 	podService := map[string]string{} // member ID -> Service
 	present := map[string]bool{}
-	for _, s := range eps {
-		if s.Labels[LabelGroup] == "" || untrustedSlice(s) != "" {
-			continue
-		}
-		svc := s.Namespace + "/" + s.Labels[labelServiceName]
+	for _, o := range owned {
+		s := o.Slice
+		svc := s.Namespace + "/" + o.Service.Name
 		present[svc] = true
 		for _, ep := range s.Endpoints {
 			if ep.TargetRef != nil {
@@ -250,6 +281,89 @@ func untrustedSlice(s *discoveryv1.EndpointSlice) string {
 	return fmt.Sprintf("EndpointSlice %s/%s is not owned by its Service %q", s.Namespace, s.Name, svc)
 }
 
+// OwnedSlice is an EndpointSlice with the Service that owns it, both
+// checked: the Service is the release's and the slice is the EndpointSlice
+// controller's for that Service.
+type OwnedSlice struct {
+	Slice   *discoveryv1.EndpointSlice
+	Service *corev1.Service
+	// Named: the Service's group is watched by name (the own group, the
+	// upstream) and the Service has that name; its members' addresses
+	// win over a claim by a group trusted by its labels only.
+	Named bool
+}
+
+// Owned keeps the slices that belong to a release's Service and says why
+// the others, and the Services that carry a group's label without being
+// the release's, are refused. names is config.Services: the Service name
+// (or stem, "<name>-<side>" for sides) of each group watched by name,
+// keyed "namespace/group". Pure.
+func Owned(eps []*discoveryv1.EndpointSlice, svcs []*corev1.Service, names map[string]string) ([]OwnedSlice, []string) {
+	var rejected []string
+	trusted := map[string]*corev1.Service{} // namespace/name
+	for _, svc := range svcs {
+		if svc.Labels[LabelGroup] == "" {
+			continue
+		}
+		if why := untrustedService(svc, names); why != "" {
+			rejected = append(rejected, why)
+			continue
+		}
+		trusted[svc.Namespace+"/"+svc.Name] = svc
+	}
+	var out []OwnedSlice
+	for _, s := range eps {
+		if s.Labels[LabelGroup] == "" {
+			continue
+		}
+		if why := untrustedSlice(s); why != "" {
+			rejected = append(rejected, why)
+			continue
+		}
+		svc := trusted[s.Namespace+"/"+s.Labels[labelServiceName]]
+		switch {
+		case svc == nil:
+			rejected = append(rejected, fmt.Sprintf("EndpointSlice %s/%s: its Service %q is not a meshrr release's (see the Service's refusal) or does not exist", s.Namespace, s.Name, s.Labels[labelServiceName]))
+			continue
+		case controllerUID(s) != svc.UID:
+			rejected = append(rejected, fmt.Sprintf("EndpointSlice %s/%s names its Service %q but not that Service's UID", s.Namespace, s.Name, svc.Name))
+			continue
+		}
+		_, named := names[svc.Namespace+"/"+svc.Labels[LabelGroup]]
+		out = append(out, OwnedSlice{Slice: s, Service: svc, Named: named})
+	}
+	return out, rejected
+}
+
+// untrustedService says why a Service carrying a group's label is not the
+// release's ("" when it is): its instance and group-name labels must make
+// up its group ID ("<release>.<group>", as the chart labels them), and for
+// groups watched by name its name must be the chart's.
+func untrustedService(svc *corev1.Service, names map[string]string) string {
+	g := svc.Labels[LabelGroup]
+	if svc.Labels[LabelInstance]+"."+svc.Labels[LabelGroupName] != g {
+		return fmt.Sprintf("Service %s/%s carries %s=%q but not the labels of that release and group (%s=%q, %s=%q): not a meshrr release's Service", svc.Namespace, svc.Name, LabelGroup, g, LabelInstance, svc.Labels[LabelInstance], LabelGroupName, svc.Labels[LabelGroupName])
+	}
+	want, ok := names[svc.Namespace+"/"+g]
+	if !ok {
+		return ""
+	}
+	if svc.Name == want || (svc.Labels[LabelSide] != "" && svc.Name == want+"-"+svc.Labels[LabelSide]) {
+		return ""
+	}
+	return fmt.Sprintf("Service %s/%s carries %s=%q but the release names that group's Service %q: not the release's", svc.Namespace, svc.Name, LabelGroup, g, want)
+}
+
+// controllerUID is the UID of the Service that controls the slice.
+func controllerUID(s *discoveryv1.EndpointSlice) types.UID {
+	for _, o := range s.OwnerReferences {
+		if o.Kind == "Service" && o.Controller != nil && *o.Controller {
+			return o.UID
+		}
+	}
+	return ""
+}
+
 // untrustedEndpoint says why an endpoint is not a pod of the slice's
 // namespace with a valid name ("" when it is): the pod name reaches the
 // daemon's configuration.
@@ -269,24 +383,23 @@ func untrustedEndpoint(s *discoveryv1.EndpointSlice, ep discoveryv1.Endpoint) st
 	return ""
 }
 
-// Members turns EndpointSlices into members: one per pod (addresses of
-// IPv4 and IPv6 slices merged), from ready endpoints and from terminating
-// ones while they still serve (marked Terminating: a draining pod stays
-// meshed until it is gone; see usable), sorted. Only slices the EndpointSlice controller manages for their
-// Service and endpoints that are pods with valid names count; an address
-// claimed by two members belongs to neither. What is refused is listed in
-// Rejected. Pure.
-func Members(eps []*discoveryv1.EndpointSlice) model.Snapshot {
+// Members turns the release-owned EndpointSlices (Owned) into members:
+// one per pod (addresses of IPv4 and IPv6 slices merged), from ready
+// endpoints and from terminating ones while they still serve (marked
+// Terminating: a draining pod stays meshed until it is gone; see usable),
+// sorted. The group, side and upstream come from the owning Service's
+// labels. Only endpoints that are pods with valid names count; an address
+// claimed by two members belongs to neither. What is refused, with what
+// Owned refused, is listed in Rejected. Pure.
+func Members(owned []OwnedSlice, rejected []string) model.Snapshot {
 	type key struct{ ns, group, id string }
 	byKey := map[key]*model.Member{}
-	var rejected []string
-	for _, s := range eps {
-		group := s.Labels[LabelGroup]
-		if group == "" || (s.AddressType != discoveryv1.AddressTypeIPv4 && s.AddressType != discoveryv1.AddressTypeIPv6) {
-			continue
-		}
-		if why := untrustedSlice(s); why != "" {
-			rejected = append(rejected, why)
+	named := map[key]bool{}
+	rejected = slices.Clone(rejected)
+	for _, o := range owned {
+		s, lbl := o.Slice, o.Service.Labels
+		group := lbl[LabelGroup]
+		if s.AddressType != discoveryv1.AddressTypeIPv4 && s.AddressType != discoveryv1.AddressTypeIPv6 {
 			continue
 		}
 		for _, ep := range s.Endpoints {
@@ -310,9 +423,9 @@ func Members(eps []*discoveryv1.EndpointSlice) model.Snapshot {
 			m := model.Member{
 				Namespace:         s.Namespace,
 				Group:             group,
-				Side:              s.Labels[LabelSide],
-				UpstreamGroup:     s.Labels[LabelUpstreamGroup],
-				UpstreamNamespace: s.Labels[LabelUpstreamNamespace],
+				Side:              lbl[LabelSide],
+				UpstreamGroup:     lbl[LabelUpstreamGroup],
+				UpstreamNamespace: lbl[LabelUpstreamNamespace],
 				Pod:               ep.TargetRef.Name,
 				Addrs:             addrs,
 				Terminating:       terminating,
@@ -321,6 +434,7 @@ func Members(eps []*discoveryv1.EndpointSlice) model.Snapshot {
 				m.Node = *ep.NodeName
 			}
 			k := key{m.Namespace, m.Group, m.ID()}
+			named[k] = o.Named
 			if prev, ok := byKey[k]; ok {
 				for _, a := range addrs {
 					if !slices.Contains(prev.Addrs, a) {
@@ -332,26 +446,47 @@ func Members(eps []*discoveryv1.EndpointSlice) model.Snapshot {
 			byKey[k] = &m
 		}
 	}
-	claims := map[netip.Addr][]string{}
-	for _, m := range byKey {
+	// an address claimed by two members belongs to neither, unless exactly
+	// one claim comes from a group watched by name: a Service trusted by
+	// its labels alone cannot evict the own group's or the upstream's members
+	claims := map[netip.Addr][]key{}
+	for k, m := range byKey {
 		for _, a := range m.Addrs {
-			claims[a] = append(claims[a], m.Group+" "+m.ID())
+			claims[a] = append(claims[a], k)
 		}
 	}
+	winner := map[netip.Addr]key{}
+	for a, ks := range claims {
+		if len(ks) < 2 {
+			continue
+		}
+		var byName []key
+		var who []string
+		for _, k := range ks {
+			who = append(who, k.group+" "+k.id)
+			if named[k] {
+				byName = append(byName, k)
+			}
+		}
+		slices.Sort(who)
+		if len(byName) == 1 {
+			winner[a] = byName[0]
+			rejected = append(rejected, fmt.Sprintf("address %s is claimed by %s: kept by %s %s (its release's named Service)", a, strings.Join(who, " and "), byName[0].group, byName[0].id))
+			continue
+		}
+		rejected = append(rejected, fmt.Sprintf("address %s is claimed by %s: used by none", a, strings.Join(who, " and ")))
+	}
 	snap := model.Snapshot{Synced: true}
-	for _, m := range byKey {
-		m.Addrs = slices.DeleteFunc(m.Addrs, func(a netip.Addr) bool { return len(claims[a]) > 1 })
+	for k, m := range byKey {
+		m.Addrs = slices.DeleteFunc(m.Addrs, func(a netip.Addr) bool {
+			w, won := winner[a]
+			return len(claims[a]) > 1 && (!won || w != k)
+		})
 		if len(m.Addrs) == 0 {
 			continue
 		}
 		slices.SortFunc(m.Addrs, func(a, b netip.Addr) int { return a.Compare(b) })
 		snap.Members = append(snap.Members, *m)
-	}
-	for a, who := range claims {
-		if len(who) > 1 {
-			slices.Sort(who)
-			rejected = append(rejected, fmt.Sprintf("address %s is claimed by %s: used by none", a, strings.Join(who, " and ")))
-		}
 	}
 	sortMembers(snap.Members)
 	slices.Sort(rejected)

@@ -68,6 +68,50 @@ func forged(ns, name string, typ discoveryv1.AddressType, lbl map[string]string,
 	return s
 }
 
+// serviceOf is the release's headless Service the EndpointSlice controller
+// made s for: named as s says, with the UID s's owner reference carries,
+// the slice's meshrr labels and the release's instance and group-name
+// labels that make up its group ID.
+func serviceOf(s *discoveryv1.EndpointSlice) *corev1.Service {
+	name := s.Labels[labelServiceName]
+	l := map[string]string{}
+	for _, k := range []string{LabelGroup, LabelSide, LabelUpstreamGroup, LabelUpstreamNamespace} {
+		if v, ok := s.Labels[k]; ok {
+			l[k] = v
+		}
+	}
+	if g := s.Labels[LabelGroup]; strings.Contains(g, ".") {
+		i := strings.LastIndex(g, ".")
+		l[LabelInstance], l[LabelGroupName] = g[:i], g[i+1:]
+	}
+	return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: name, UID: "u-" + types.UID(name), Labels: l}}
+}
+
+// servicesOf are the Services of the controller's slices among eps.
+func servicesOf(eps []*discoveryv1.EndpointSlice) []*corev1.Service {
+	seen := map[string]bool{}
+	var out []*corev1.Service
+	for _, s := range eps {
+		k := s.Namespace + "/" + s.Labels[labelServiceName]
+		if s.Labels[labelManagedBy] != managedBy || s.Labels[LabelGroup] == "" || seen[k] {
+			continue
+		}
+		seen[k] = true
+		out = append(out, serviceOf(s))
+	}
+	return out
+}
+
+// owned and members: the slices with the release's own Services.
+func owned(eps []*discoveryv1.EndpointSlice) []OwnedSlice {
+	o, _ := Owned(eps, servicesOf(eps), nil)
+	return o
+}
+
+func members(eps []*discoveryv1.EndpointSlice) model.Snapshot {
+	return Members(Owned(eps, servicesOf(eps), nil))
+}
+
 func addrs(ss ...string) []netip.Addr {
 	var out []netip.Addr
 	for _, s := range ss {
@@ -79,7 +123,7 @@ func addrs(ss ...string) []netip.Addr {
 func TestMembersMergeFamiliesKeepStoppingOnesAndDropUnusableEndpoints(t *testing.T) {
 	core := map[string]string{LabelGroup: "core.core", LabelSide: "a"}
 	region := map[string]string{LabelGroup: "lothl.lothlorien", LabelUpstreamGroup: "core.core", LabelUpstreamNamespace: "core"}
-	snap := Members([]*discoveryv1.EndpointSlice{
+	snap := members([]*discoveryv1.EndpointSlice{
 		slice("core", "core-a-v4", discoveryv1.AddressTypeIPv4, core,
 			ep{pod: "core-a-0", node: "w1", addrs: []string{"10.244.1.10"}, ready: yes()},
 			ep{pod: "core-a-1", node: "w2", addrs: []string{"10.244.2.10"}},                                           // ready unset = ready
@@ -106,10 +150,10 @@ func TestMembersMergeFamiliesKeepStoppingOnesAndDropUnusableEndpoints(t *testing
 
 func TestInformersFollowEndpointSliceChangesInWatchedNamespacesOnly(t *testing.T) {
 	lbl := map[string]string{LabelGroup: "core.core"}
-	client := fake.NewClientset(
-		slice("core", "s1", discoveryv1.AddressTypeIPv4, lbl, ep{pod: "core-0", addrs: []string{"10.0.0.1"}}),
-		slice("elsewhere", "s2", discoveryv1.AddressTypeIPv4, lbl, ep{pod: "x-0", addrs: []string{"10.0.9.1"}}),
-	)
+	s1 := slice("core", "s1", discoveryv1.AddressTypeIPv4, lbl, ep{pod: "core-0", addrs: []string{"10.0.0.1"}})
+	s2 := slice("elsewhere", "s2", discoveryv1.AddressTypeIPv4, lbl, ep{pod: "x-0", addrs: []string{"10.0.9.1"}})
+	s3 := slice("lothl", "s3", discoveryv1.AddressTypeIPv4, map[string]string{LabelGroup: "lothl.lothlorien"}, ep{pod: "rr-0", addrs: []string{"10.0.1.1"}})
+	client := fake.NewClientset(s1, s2, serviceOf(s1), serviceOf(s2), serviceOf(s3))
 	d := New(client, []string{"core", "lothl", "core", ""}, 0, quiet)
 	assert.Equal(t, []string{"core", "lothl"}, d.Namespaces())
 
@@ -127,9 +171,7 @@ func TestInformersFollowEndpointSliceChangesInWatchedNamespacesOnly(t *testing.T
 	assert.Equal(t, "core-0", snap.Members[0].Pod)
 
 	// a new RR in a watched namespace
-	_, err := client.DiscoveryV1().EndpointSlices("lothl").Create(ctx,
-		slice("lothl", "s3", discoveryv1.AddressTypeIPv4, map[string]string{LabelGroup: "lothl.lothlorien"}, ep{pod: "rr-0", addrs: []string{"10.0.1.1"}}),
-		metav1.CreateOptions{})
+	_, err := client.DiscoveryV1().EndpointSlices("lothl").Create(ctx, s3, metav1.CreateOptions{})
 	require.NoError(t, err)
 	waitChange(t, d)
 	snap, since = d.Snapshot()
@@ -196,7 +238,7 @@ func TestUntrustedSlicesEndpointsAndSharedAddressesAreRefused(t *testing.T) {
 	node.Endpoints[0].TargetRef.Kind = "Node"
 	otherNS := slice("lothl", "otherns", discoveryv1.AddressTypeIPv4, g, ep{pod: "rr-9", addrs: []string{"10.244.5.9"}})
 	otherNS.Endpoints[0].TargetRef.Namespace = "kube-system"
-	snap := Members([]*discoveryv1.EndpointSlice{
+	snap := members([]*discoveryv1.EndpointSlice{
 		slice("lothl", "rr", discoveryv1.AddressTypeIPv4, g,
 			ep{pod: "rr-0", addrs: []string{"10.244.5.1"}},
 			ep{pod: "rr-1", addrs: []string{"10.244.5.2"}},
@@ -247,45 +289,118 @@ func TestMembersOfAVanishedServiceStayForTheHold(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	var r retention
 	all := []*discoveryv1.EndpointSlice{a, b}
-	snap, gone := r.apply(Members(all), all, t0, hold)
+	snap, gone := r.apply(members(all), owned(all), t0, hold)
 	assert.Equal(t, []string{"core/core-a-0", "core/core-b-0"}, ids(snap))
 	assert.Empty(t, gone)
 
 	// Service a deleted (its slice goes), then b
 	onlyB := []*discoveryv1.EndpointSlice{b}
-	snap, gone = r.apply(Members(onlyB), onlyB, t0.Add(time.Second), hold)
+	snap, gone = r.apply(members(onlyB), owned(onlyB), t0.Add(time.Second), hold)
 	assert.Equal(t, []string{"core/core-a-0", "core/core-b-0"}, ids(snap), "side a's member stays")
 	assert.Equal(t, []string{"core/svc-core-a"}, gone)
-	snap, gone = r.apply(Members(nil), nil, t0.Add(2*time.Second), hold)
+	snap, gone = r.apply(members(nil), owned(nil), t0.Add(2*time.Second), hold)
 	assert.Equal(t, []string{"core/core-a-0", "core/core-b-0"}, ids(snap), "both stay")
 	assert.Equal(t, []string{"core/svc-core-b"}, gone)
 	// restored one at a time, within the hold: nothing ever changed
-	snap, _ = r.apply(Members(onlyB), onlyB, t0.Add(20*time.Second), hold)
+	snap, _ = r.apply(members(onlyB), owned(onlyB), t0.Add(20*time.Second), hold)
 	assert.Equal(t, []string{"core/core-a-0", "core/core-b-0"}, ids(snap))
-	snap, _ = r.apply(Members(all), all, t0.Add(21*time.Second), hold)
+	snap, _ = r.apply(members(all), owned(all), t0.Add(21*time.Second), hold)
 	assert.Equal(t, []string{"core/core-a-0", "core/core-b-0"}, ids(snap))
 
 	// a pod that stops leaves its slice, which stays: gone at once
 	aEmpty := slice("core", "core-a", discoveryv1.AddressTypeIPv4, g)
 	withEmptyA := []*discoveryv1.EndpointSlice{aEmpty, b}
-	snap, gone = r.apply(Members(withEmptyA), withEmptyA, t0.Add(22*time.Second), hold)
+	snap, gone = r.apply(members(withEmptyA), owned(withEmptyA), t0.Add(22*time.Second), hold)
 	assert.Equal(t, []string{"core/core-b-0"}, ids(snap))
 	assert.Empty(t, gone)
 
 	// a Service deleted for good: its members go after the hold
-	snap, _ = r.apply(Members(all), all, t0.Add(23*time.Second), hold)
+	snap, _ = r.apply(members(all), owned(all), t0.Add(23*time.Second), hold)
 	require.Len(t, snap.Members, 2)
-	r.apply(Members(onlyB), onlyB, t0.Add(24*time.Second), hold)
-	snap, _ = r.apply(Members(onlyB), onlyB, t0.Add(24*time.Second+hold-time.Millisecond), hold)
+	r.apply(members(onlyB), owned(onlyB), t0.Add(24*time.Second), hold)
+	snap, _ = r.apply(members(onlyB), owned(onlyB), t0.Add(24*time.Second+hold-time.Millisecond), hold)
 	assert.Equal(t, []string{"core/core-a-0", "core/core-b-0"}, ids(snap))
-	snap, _ = r.apply(Members(onlyB), onlyB, t0.Add(24*time.Second+hold), hold)
+	snap, _ = r.apply(members(onlyB), owned(onlyB), t0.Add(24*time.Second+hold), hold)
 	assert.Equal(t, []string{"core/core-b-0"}, ids(snap), "the hold is over")
 
 	// a forged slice never counts as a Service (nothing to retain from it)
 	f := forged("core", "x", discoveryv1.AddressTypeIPv4, g, ep{pod: "x-0", addrs: []string{"10.0.0.9"}})
 	var r2 retention
 	withF := []*discoveryv1.EndpointSlice{f, b}
-	r2.apply(Members(withF), withF, t0, hold)
-	_, gone = r2.apply(Members(onlyB), onlyB, t0.Add(time.Second), hold)
+	r2.apply(members(withF), owned(withF), t0, hold)
+	_, gone = r2.apply(members(onlyB), owned(onlyB), t0.Add(time.Second), hold)
 	assert.Empty(t, gone)
+}
+
+// What a user allowed to create Services (the default "edit" role) could
+// add to a watched namespace changes no membership: a Service carrying a
+// group's label without being the release's, one with the release's
+// labels but another name than the chart's, a Service labelled as another
+// group over a real member (which made that member's address shared, so
+// used by none: an eviction), and a slice that names the real Service but
+// not its UID. The owning Service's labels, not the slice's, say the group
+// and side. Each refusal is reported.
+func TestOnlyTheReleasesOwnServicesCount(t *testing.T) {
+	g := map[string]string{LabelGroup: "lothl.lothlorien", LabelSide: "a"}
+	real := slice("lothl", "rr-a", discoveryv1.AddressTypeIPv4, g,
+		ep{pod: "rr-0", addrs: []string{"10.244.5.1"}}, ep{pod: "rr-1", addrs: []string{"10.244.5.2"}})
+	realSvc := serviceOf(real)
+	realSvc.Name = "lothl-meshrr-lothlorien-a"
+	real.Labels[labelServiceName] = realSvc.Name
+	real.OwnerReferences[0].Name, real.OwnerReferences[0].UID = realSvc.Name, "u-real"
+	realSvc.UID = "u-real"
+
+	// a Service with only the group's label, selecting the attacker's pod
+	bare := slice("lothl", "bare", discoveryv1.AddressTypeIPv4, map[string]string{LabelGroup: "lothl.lothlorien"}, ep{pod: "evil-0", addrs: []string{"10.244.9.1"}})
+	bareSvc := serviceOf(bare)
+	delete(bareSvc.Labels, LabelInstance)
+	// the release's labels copied, another name
+	copied := slice("lothl", "copied", discoveryv1.AddressTypeIPv4, g, ep{pod: "evil-1", addrs: []string{"10.244.9.2"}})
+	// another group's label over a real member: the eviction attempt
+	evict := slice("lothl", "evict", discoveryv1.AddressTypeIPv4, map[string]string{LabelGroup: "lothl.other"}, ep{pod: "rr-1", addrs: []string{"10.244.5.2"}})
+	// a slice naming the real Service, with the controller's label, but not its UID
+	noUID := slice("lothl", "nouid", discoveryv1.AddressTypeIPv4, g, ep{pod: "evil-2", addrs: []string{"10.244.9.3"}})
+	noUID.Labels[labelServiceName] = realSvc.Name
+	noUID.OwnerReferences[0].Name = realSvc.Name
+	// a slice whose labels claim side b: the Service says a
+	relabelled := slice("lothl", "rr-a-2", discoveryv1.AddressTypeIPv4, map[string]string{LabelGroup: "lothl.lothlorien", LabelSide: "b"}, ep{pod: "rr-0", addrs: []string{"fd00::1"}})
+	relabelled.Labels[labelServiceName] = realSvc.Name
+	relabelled.OwnerReferences[0].Name, relabelled.OwnerReferences[0].UID = realSvc.Name, "u-real"
+
+	eps := []*discoveryv1.EndpointSlice{real, bare, copied, evict, noUID, relabelled}
+	svcs := []*corev1.Service{realSvc, bareSvc, serviceOf(copied), serviceOf(evict)}
+	names := map[string]string{"lothl/lothl.lothlorien": "lothl-meshrr-lothlorien", "lothl/lothl.other": "lothl-meshrr-other"}
+	snap := Members(Owned(eps, svcs, names))
+	assert.Equal(t, []model.Member{
+		{Namespace: "lothl", Group: "lothl.lothlorien", Side: "a", Pod: "rr-0", Addrs: addrs("10.244.5.1", "fd00::1")},
+		{Namespace: "lothl", Group: "lothl.lothlorien", Side: "a", Pod: "rr-1", Addrs: addrs("10.244.5.2")},
+	}, snap.Members)
+	joined := strings.Join(snap.Rejected, "\n")
+	for _, want := range []string{
+		`Service lothl/svc-bare carries meshrr.io/group="lothl.lothlorien" but not the labels of that release and group`,
+		`Service lothl/svc-copied carries meshrr.io/group="lothl.lothlorien" but the release names that group's Service "lothl-meshrr-lothlorien"`,
+		`Service lothl/svc-evict carries meshrr.io/group="lothl.other" but the release names that group's Service "lothl-meshrr-other"`,
+		`EndpointSlice lothl/nouid names its Service "lothl-meshrr-lothlorien-a" but not that Service's UID`,
+		`EndpointSlice lothl/bare: its Service "svc-bare" is not a meshrr release's`,
+	} {
+		assert.Contains(t, joined, want)
+	}
+
+	// a group the release does not watch by name, with correct labels over
+	// a real member: its claim loses to the named group's, no eviction
+	snap = Members(Owned(eps, svcs, map[string]string{"lothl/lothl.lothlorien": "lothl-meshrr-lothlorien"}))
+	require.Len(t, snap.Members, 2)
+	assert.Equal(t, addrs("10.244.5.2"), snap.Members[1].Addrs, "rr-1 keeps its address")
+	assert.Contains(t, strings.Join(snap.Rejected, "\n"), "address 10.244.5.2 is claimed by lothl.lothlorien lothl/rr-1 and lothl.other lothl/rr-1: kept by lothl.lothlorien lothl/rr-1")
+
+	// without names (a group watched only by labels, e.g. a sibling) the
+	// release's labels suffice: the copied Service's pod gets in, which is
+	// what the RBAC of Services in that namespace must prevent
+	snap = Members(Owned(eps, svcs, nil))
+	var pods []string
+	for _, m := range snap.Members {
+		pods = append(pods, m.Pod)
+	}
+	assert.Contains(t, pods, "evil-1")
+	assert.NotContains(t, pods, "evil-0")
 }

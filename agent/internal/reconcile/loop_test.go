@@ -160,6 +160,13 @@ func endpointSlice(pods map[string]string) *discoveryv1.EndpointSlice {
 	return s
 }
 
+// coreService is the group's headless Service "core" of release "core",
+// the owner of endpointSlice's slice.
+func coreService() *corev1.Service {
+	return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "core", Name: "core", UID: "core-uid",
+		Labels: map[string]string{discovery.LabelGroup: "core.core", discovery.LabelInstance: "core", discovery.LabelGroupName: "core"}}}
+}
+
 func meshName(addr string) string { return "mesh_" + strings.ReplaceAll(addr, ".", "_") }
 
 func waitMeshed(t *testing.T, agents []*agent, pods map[string]string, within time.Duration) {
@@ -202,7 +209,7 @@ func settled(t *testing.T, a *agent) map[string]model.Session {
 
 func TestAgentsMeshScaleOutAndSelfHealWithRealBIRD(t *testing.T) {
 	pods := map[string]string{"core-0": "127.0.20.1", "core-1": "127.0.20.2", "core-2": "127.0.20.3"}
-	client := fake.NewClientset(endpointSlice(pods))
+	client := fake.NewClientset(endpointSlice(pods), coreService())
 	var agents []*agent
 	for _, pod := range []string{"core-0", "core-1", "core-2"} {
 		agents = append(agents, startAgent(t, client, pod, pods[pod], ""))
@@ -314,7 +321,7 @@ func rangeHash(t *testing.T, prefix string) string {
 // local-preference 0 on the live sessions: a filter change, no reset.
 func TestDrainMarksEveryRouteAndResetsNoSession(t *testing.T) {
 	pods := map[string]string{"core-0": "127.0.20.11", "core-1": "127.0.20.12"}
-	client := fake.NewClientset(endpointSlice(pods))
+	client := fake.NewClientset(endpointSlice(pods), coreService())
 	a := startAgent(t, client, "core-0", pods["core-0"], "")
 	b := startAgent(t, client, "core-1", pods["core-1"], "")
 	waitMeshed(t, []*agent{a, b}, pods, 10*time.Second)
@@ -358,7 +365,7 @@ func TestDrainMarksEveryRouteAndResetsNoSession(t *testing.T) {
 // an Event, and its configuration applied again; the mesh comes back.
 func TestDaemonCrashIsNoticedAndReapplied(t *testing.T) {
 	pods := map[string]string{"core-0": "127.0.20.21", "core-1": "127.0.20.22"}
-	client := fake.NewClientset(endpointSlice(pods))
+	client := fake.NewClientset(endpointSlice(pods), coreService())
 	a := startAgent(t, client, "core-0", pods["core-0"], "")
 	b := startAgent(t, client, "core-1", pods["core-1"], "")
 	waitMeshed(t, []*agent{a, b}, pods, 10*time.Second)
@@ -386,7 +393,7 @@ func TestDaemonCrashIsNoticedAndReapplied(t *testing.T) {
 // it back. Keys are read from passwordDir at every reconcile.
 func TestMD5KeysFromFilesGuardTheMesh(t *testing.T) {
 	pods := map[string]string{"core-0": "127.0.20.31", "core-1": "127.0.20.32"}
-	client := fake.NewClientset(endpointSlice(pods))
+	client := fake.NewClientset(endpointSlice(pods), coreService())
 	dirs := map[string]string{"core-0": t.TempDir(), "core-1": t.TempDir()}
 	setKey := func(pod, key string) {
 		require.NoError(t, os.WriteFile(filepath.Join(dirs[pod], "mesh"), []byte(key+"\n"), 0o600))
@@ -421,7 +428,7 @@ func TestMD5KeysFromFilesGuardTheMesh(t *testing.T) {
 // its session; a client that comes back connects again.
 func TestClientSessionsOfGonePeersAreRemoved(t *testing.T) {
 	pods := map[string]string{"core-0": "127.0.20.51"}
-	client := fake.NewClientset(endpointSlice(pods))
+	client := fake.NewClientset(endpointSlice(pods), coreService())
 	rr := startAgent(t, client, "core-0", pods["core-0"],
 		"gracefulRestart: {restartTime: 2}\nclients:\n  - name: regions\n    ranges: [127.0.21.0/24]\n")
 	router := birdlab.Start(t, "router", "127.0.21.5")

@@ -95,7 +95,13 @@ meshrr.io/side: {{ .unit.side }}
 {{- end }}
 {{- end -}}
 
-{{/* Upstream of a group resolved to {groupID, namespace}; empty when none. Args: dict "root" $ "values" GROUP. */}}
+{{/*
+Upstream of a group resolved to {groupID, namespace, service}; empty when
+none. service is the upstream group's headless Service name (the stem
+before -<side>), the only name the agents trust for it: this release's
+own name for its groups, else upstream.service or the name the chart gives
+it in a release of that name without name overrides. Args: dict "root" $ "values" GROUP.
+*/}}
 {{- define "meshrr.upstream" -}}
 {{- $u := .values.upstream | default dict -}}
 {{- if $u.group -}}
@@ -103,6 +109,14 @@ meshrr.io/side: {{ .unit.side }}
 {{- $ns := $u.namespace | default .root.Release.Namespace -}}
 groupID: {{ printf "%s.%s" $rel $u.group }}
 namespace: {{ $ns }}
+{{- if $u.service }}
+service: {{ $u.service }}
+{{- else if eq $rel .root.Release.Name }}
+service: {{ include "meshrr.groupBase" (dict "root" .root "name" $u.group) }}
+{{- else }}
+{{- $full := ternary $rel (printf "%s-%s" $rel .root.Chart.Name) (contains .root.Chart.Name $rel) | trunc 40 | trimSuffix "-" }}
+service: {{ printf "%s-%s" $full $u.group }}
+{{- end }}
 {{- end -}}
 {{- end -}}
 
@@ -164,12 +178,12 @@ The agent configuration of a group: exactly the file the agent validates
 {{- $_ := set $backend "bird" $b -}}
 {{- end -}}
 {{- $_ := set $cfg "backend" $backend -}}
-{{- $mesh := dict "group" .unit.groupID -}}
+{{- $mesh := dict "group" .unit.groupID "service" (include "meshrr.groupBase" (dict "root" .root "name" .unit.group)) -}}
 {{- with ($v.mesh).bfd }}{{ $_ := set $mesh "bfd" . }}{{ end -}}
 {{- $_ := set $cfg "mesh" $mesh -}}
 {{- $up := include "meshrr.upstream" (dict "root" .root "values" $v) | fromYaml -}}
 {{- if $up.groupID -}}
-{{- $u := dict "group" $up.groupID "namespace" $up.namespace -}}
+{{- $u := dict "group" $up.groupID "namespace" $up.namespace "service" $up.service -}}
 {{- range $k := list "maxPeers" "gracePeriod" "holdDown" "epsilon" "siblingNamespaces" "bfd" -}}
 {{- if hasKey $v.upstream $k }}{{ $_ := set $u $k (index $v.upstream $k) }}{{ end -}}
 {{- end -}}
