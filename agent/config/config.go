@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"sigs.k8s.io/yaml"
@@ -83,10 +84,33 @@ func (c *Config) PasswordFile(group string, client bool) string {
 	if c.PasswordDir == "" {
 		return ""
 	}
+	return filepath.Join(c.PasswordDir, PasswordKey(group, client))
+}
+
+// PasswordKey is the Secret key (file name) of a session group's TCP-MD5
+// key: "mesh", "upstream", or "client-<name>" for a client group.
+func PasswordKey(group string, client bool) string {
 	if client {
-		group = "client-" + group
+		return "client-" + group
 	}
-	return filepath.Join(c.PasswordDir, group)
+	return group
+}
+
+// PasswordKeys of every session group of the configuration.
+func (c *Config) sessionGroupKeys() []string {
+	keys := []string{PasswordKey(string(model.RoleMesh), false)}
+	if c.Upstream != nil {
+		keys = append(keys, PasswordKey(string(model.RoleUpstream), false))
+	}
+	for _, cl := range c.Clients {
+		keys = append(keys, PasswordKey(cl.Name, true))
+	}
+	return keys
+}
+
+// PasswordRequired reports whether a session group's key must exist.
+func (c *Config) PasswordRequired(group string, client bool) bool {
+	return c.PasswordDir != "" && slices.Contains(c.PasswordKeys, PasswordKey(group, client))
 }
 
 // Action is what a policy rule does with a matching route after its
@@ -131,9 +155,18 @@ type Config struct {
 	Drain Drain `json:"drain"`
 	// PasswordDir holds TCP-MD5 keys (RFC 2385), one file per session
 	// group: "mesh", "upstream", "client-<name>" (a Secret mounted by the
-	// chart). A missing file leaves that group without MD5. Keys are read
-	// at every reconcile (rotation) and never logged.
+	// chart). Keys are read at every reconcile (rotation) and never logged.
+	// A session group whose key is malformed, or missing while
+	// PasswordKeys lists it, gets no session at all (never one without the
+	// key it was configured with); the other groups and the drain go on.
 	PasswordDir string `json:"passwordDir,omitempty"`
+	// PasswordSecret names the Secret mounted at PasswordDir, for the
+	// messages that name a refused key.
+	PasswordSecret string `json:"passwordSecret,omitempty"`
+	// PasswordKeys are the key files that must exist ("mesh", "upstream",
+	// "client-<name>"); default with PasswordDir: every session group's.
+	// A session group not listed runs without TCP-MD5 when its key is absent.
+	PasswordKeys []string `json:"passwordKeys,omitempty"`
 	// Reconcile tunes the loop.
 	Reconcile Reconcile `json:"reconcile"`
 	// Status configures metrics and health endpoints.

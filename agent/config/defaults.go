@@ -44,6 +44,9 @@ func (c *Config) SetDefaults() {
 	if b.StrictBind == nil {
 		b.StrictBind = ptr(true)
 	}
+	if c.PasswordDir != "" && c.PasswordKeys == nil {
+		c.PasswordKeys = c.sessionGroupKeys() // fail closed: every session group needs its key
+	}
 	if b.BytesPerRoute == 0 {
 		b.BytesPerRoute = DefaultBirdBytesPerRoute
 	}

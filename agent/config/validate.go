@@ -608,6 +608,15 @@ func (c *Config) validatePasswords(e *errs) {
 	if c.PasswordDir != "" && !filepath.IsAbs(c.PasswordDir) {
 		e.add("passwordDir", "%q must be an absolute path", c.PasswordDir)
 	}
+	if c.PasswordDir == "" && len(c.PasswordKeys) > 0 {
+		e.add("passwordKeys", "needs passwordDir: the keys are files there")
+	}
+	known := c.sessionGroupKeys()
+	for i, k := range c.PasswordKeys {
+		if !slices.Contains(known, k) {
+			e.add(fmt.Sprintf("passwordKeys[%d]", i), "%q names no session group of this configuration (keys: %s)", k, strings.Join(known, ", "))
+		}
+	}
 }
 
 func (c *Config) validateGracefulRestart(e *errs) {

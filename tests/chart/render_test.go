@@ -730,6 +730,13 @@ func TestTCPMD5SecretReachesOnlyTheAgent(t *testing.T) {
 	c := agentConfigs(t, r)["core-meshrr-core"]
 	assert.Equal(t, "/etc/meshrr-bgp-passwords", c.PasswordDir)
 	assert.Equal(t, "/etc/meshrr-bgp-passwords/client-regions", c.PasswordFile("regions", true))
+	assert.Equal(t, "core-bgp-keys", c.PasswordSecret, "named in the refusal Events")
+	assert.Equal(t, []string{"mesh", "client-regions"}, c.PasswordKeys, "fails closed: every session group's key is required by default")
+	only := agentConfigs(t, render(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{
+		"groups.core.tcpMD5Secret": "core-bgp-keys", "groups.core.tcpMD5Keys[0]": "client-regions",
+	}))["core-meshrr-core"]
+	assert.Equal(t, []string{"client-regions"}, only.PasswordKeys)
+	assert.False(t, only.PasswordRequired("mesh", false))
 	assert.Equal(t, 5000, c.Clients[0].MaxPrefixes)
 	assert.Equal(t, config.LimitRestart, c.Clients[0].MaxPrefixAction)
 	assert.True(t, c.Clients[0].TTLSecurity)

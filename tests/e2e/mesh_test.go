@@ -15,6 +15,7 @@ import (
 	"github.com/gruntwork-io/terratest/modules/k8s"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // sinceJitter: BIRD keeps state-change times on a monotonic clock and
@@ -146,11 +147,7 @@ func TestMeshScaleOutAndSelfHealing(t *testing.T) {
 // session, none peers with the impostor pod, and every agent warns.
 func impostorServicesChangeNothing(t *testing.T, opts *k8s.KubectlOptions) {
 	ps := pods(t, opts, coreSelector)
-	before := meshSettled(t, opts, len(ps), time.Minute)
-	appliedBefore := map[string]int{}
-	for _, p := range ps {
-		appliedBefore[p.Name] = applied(t, opts, p.Name)
-	}
+	base := meshBaseline(t, opts, ps)
 	k8s.RunKubectl(t, opts, "create", "serviceaccount", "editor")
 	k8s.RunKubectl(t, opts, "create", "rolebinding", "editor", "--clusterrole=edit", "--serviceaccount="+opts.Namespace+":editor")
 	editor := "system:serviceaccount:" + opts.Namespace + ":editor"
@@ -202,27 +199,52 @@ endpoints: [{addresses: [`+impostorIP+`], targetRef: {kind: Pod, name: impostor}
 		}
 	}, time.Minute, time.Second)
 	warned := time.Since(start)
-	time.Sleep(5 * time.Second) // time for a reconcile that should not happen
-	after := meshSettled(t, opts, len(ps), time.Minute)
-	changed, reset := 0, 0
+	changed, reset := base.unchanged(t, "the impostor Services", impostorIP)
+	logf(t, "impostor: 2 Services created with the edit role (the group's labels over another pod, another group's over the RRs), their EndpointSlice forbidden: %d of %d RRs changed their configuration, %d sessions reset, 0 members added or removed (goal 0, 0); every RR warned within %s",
+		changed, len(ps), reset, warned.Round(100*time.Millisecond))
+}
+
+// meshState is what a group's RRs run before an attempt to change it.
+type meshState struct {
+	opts    *k8s.KubectlOptions
+	ps      []corev1.Pod
+	before  map[string]map[string]Session
+	applied map[string]int
+}
+
+func meshBaseline(t *testing.T, opts *k8s.KubectlOptions, ps []corev1.Pod) meshState {
+	b := meshState{opts: opts, ps: ps, before: meshSettled(t, opts, len(ps), time.Minute), applied: map[string]int{}}
 	for _, p := range ps {
-		if n := applied(t, opts, p.Name); n != appliedBefore[p.Name] {
+		b.applied[p.Name] = applied(t, opts, p.Name)
+	}
+	return b
+}
+
+// unchanged waits for a reconcile that should not happen, then checks that
+// no RR applied a configuration, none has a session to a forbidden
+// address and no mesh session reset; it returns how many RRs changed and
+// how many sessions reset.
+func (b meshState) unchanged(t *testing.T, after string, forbidden ...string) (changed, reset int) {
+	t.Helper()
+	time.Sleep(5 * time.Second)
+	now := meshSettled(t, b.opts, len(b.ps), time.Minute)
+	for _, p := range b.ps {
+		if n := applied(t, b.opts, p.Name); n != b.applied[p.Name] {
 			changed++
-			t.Errorf("%s applied %d configurations after the impostor Services", p.Name, n-appliedBefore[p.Name])
+			t.Errorf("%s applied %d configurations after %s", p.Name, n-b.applied[p.Name], after)
 		}
-		ss, err := sessions(t, opts, p.Name)
+		ss, err := sessions(t, b.opts, p.Name)
 		require.NoError(t, err)
 		for _, s := range ss {
-			assert.NotEqual(t, impostorIP, s.Peer, "%s has a session to the impostor pod", p.Name)
+			assert.NotContains(t, forbidden, s.Peer, "%s has a session to %s after %s", p.Name, s.Peer, after)
 		}
-		for peer, s := range before[p.Name] {
-			if !assert.WithinDuration(t, s.Since, after[p.Name][peer].Since, sinceJitter, "%s: session to %s reset", p.Name, peer) {
+		for peer, s := range b.before[p.Name] {
+			if !assert.WithinDuration(t, s.Since, now[p.Name][peer].Since, sinceJitter, "%s: session to %s reset after %s", p.Name, peer, after) {
 				reset++
 			}
 		}
 	}
-	logf(t, "impostor: 2 Services created with the edit role (the group's labels over another pod, another group's over the RRs), their EndpointSlice forbidden: %d of %d RRs changed their configuration, %d sessions reset, 0 members added or removed (goal 0, 0); every RR warned within %s",
-		changed, len(ps), reset, warned.Round(100*time.Millisecond))
+	return changed, reset
 }
 
 // kubectlAs runs kubectl in the namespace impersonating user (the test's
@@ -247,11 +269,7 @@ func writeTemp(t *testing.T, content string) string {
 // RR, change no RR's configuration; every agent records a warning.
 func forgedEndpointSlicesChangeNothing(t *testing.T, opts *k8s.KubectlOptions) {
 	ps := pods(t, opts, coreSelector)
-	before := meshSettled(t, opts, len(ps), time.Minute)
-	appliedBefore := map[string]int{}
-	for _, p := range ps {
-		appliedBefore[p.Name] = applied(t, opts, p.Name)
-	}
+	base := meshBaseline(t, opts, ps)
 	slice := func(name, managedBy string) string {
 		return fmt.Sprintf(`apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
@@ -287,23 +305,7 @@ endpoints:
 		}
 	}, time.Minute, time.Second)
 	warned := time.Since(start)
-	time.Sleep(5 * time.Second) // time for a reconcile that should not happen
-	after := meshSettled(t, opts, len(ps), time.Minute)
-	changed := 0
-	for _, p := range ps {
-		if n := applied(t, opts, p.Name); n != appliedBefore[p.Name] {
-			changed++
-			t.Errorf("%s applied %d configurations after the forged EndpointSlices", p.Name, n-appliedBefore[p.Name])
-		}
-		ss, err := sessions(t, opts, p.Name)
-		require.NoError(t, err)
-		for _, s := range ss {
-			assert.NotContains(t, []string{"192.0.2.66", "192.0.2.67"}, s.Peer, "%s has a session to a forged address", p.Name)
-		}
-		for peer, s := range before[p.Name] {
-			assert.WithinDuration(t, s.Since, after[p.Name][peer].Since, sinceJitter, "%s: session to %s reset", p.Name, peer)
-		}
-	}
+	changed, _ := base.unchanged(t, "the forged EndpointSlices", "192.0.2.66", "192.0.2.67")
 	logf(t, "injection: 2 forged EndpointSlices (hostile pod name, foreign and duplicate addresses): %d of %d RRs changed their configuration (goal 0); every RR warned within %s",
 		changed, len(ps), warned.Round(100*time.Millisecond))
 	k8s.RunKubectl(t, opts, "delete", "endpointslice", "--ignore-not-found", "forged-controller", "forged-other")

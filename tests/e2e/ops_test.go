@@ -333,12 +333,23 @@ func TestDaemonKilledIsNoticedAndMeshesAgain(t *testing.T) {
 	logf(t, "daemon killed: restart noticed by the agent (configuration applied again) %s after the kill; mesh Established again after %s", noticed.Round(100*time.Millisecond), back.Round(100*time.Millisecond))
 }
 
-// TestTCPMD5FromASecret: the core group's client key comes from a Secret;
-// a router with another key never gets a session, with the right key it
-// does.
+// TestTCPMD5FromASecret: the core group's mesh and client keys come from
+// a Secret; a router with another key never gets a session, with the
+// right key it does. Then the Secret breaks, failing closed and locally: a
+// malformed client key takes the router's session down and keeps it down
+// while the mesh keeps its key and a deleted RR pod still drains and is
+// replaced; with the client key missing (required: every session group's
+// by default) a router without any key gets no session either.
 func TestTCPMD5FromASecret(t *testing.T) {
 	opts := namespace(t, "e2e-md5")
-	k8s.RunKubectl(t, opts, "create", "secret", "generic", "core-bgp-keys", "--from-literal=client-routers=right-key-123")
+	setKeys := func(keys map[string]string) {
+		var b strings.Builder
+		for k, v := range keys {
+			fmt.Fprintf(&b, "  %s: %q\n", k, v)
+		}
+		k8s.KubectlApplyFromString(t, opts, "apiVersion: v1\nkind: Secret\nmetadata: {name: core-bgp-keys}\nstringData:\n"+b.String())
+	}
+	setKeys(map[string]string{"mesh": "mesh-key-1", "client-regions": "regions-key-1", "client-routers": "right-key-123"})
 	helm.Install(t, helmOptions(opts, []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{
 		"groups.core.tcpMD5Secret":              "core-bgp-keys",
 		"groups.core.clients.routers.ranges[0]": routerRange(),
@@ -362,4 +373,59 @@ func TestTCPMD5FromASecret(t *testing.T) {
 		assert.Equal(c, "Established", r.neighborState(rr))
 	}, time.Minute, 200*time.Millisecond)
 	logf(t, "md5: wrong key: no session for 8 s, %d badly signed segments dropped (meshrr_tcp_md5_segments_dropped_total{reason=\"failure\"}); right key: Established %s after the router's change", n, time.Since(start).Round(100*time.Millisecond))
+
+	// a malformed client key: the router's session goes and stays down,
+	// nothing else moves
+	meshBefore := meshSettled(t, opts, 2, time.Minute)
+	setKeys(map[string]string{"mesh": "mesh-key-1", "client-regions": "regions-key-1", "client-routers": `bad"key`})
+	start = time.Now()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.NotEqual(c, "Established", r.neighborState(rr), "the router's session with a malformed key in the Secret")
+	}, 3*time.Minute, time.Second)
+	down := time.Since(start)
+	for range 5 {
+		time.Sleep(time.Second)
+		require.NotEqual(t, "Established", r.neighborState(rr), "the client sessions came back without their key")
+	}
+	evs, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "events", "--field-selector", "reason=TCPMD5KeyRefused,involvedObject.name="+ps[0].Name, "-o", "jsonpath={.items[*].message}")
+	require.NoError(t, err)
+	assert.Contains(t, evs, `routers sessions refused, none runs without its TCP-MD5 key: Secret core-bgp-keys: key "client-routers" must be 1-80 printable ASCII characters`)
+	assert.NotContains(t, evs, "bad")
+	reset := 0
+	meshAfter := meshSettled(t, opts, 2, time.Minute)
+	for pod, peers := range meshBefore {
+		for peer, s := range peers {
+			if !assert.WithinDuration(t, s.Since, meshAfter[pod][peer].Since, sinceJitter, "%s: mesh session to %s reset by the malformed client key", pod, peer) {
+				reset++
+			}
+		}
+	}
+	logf(t, "md5: malformed client key: the router's session down %s after the Secret changed and kept down; %d mesh sessions reset (goal 0)", down.Round(time.Second), reset)
+
+	// the drain and the mesh still reconcile: a deleted RR drains and its
+	// replacement meshes
+	start = time.Now()
+	k8s.RunKubectl(t, opts, "delete", "pod", ps[1].Name, "--wait=false")
+	waitReplaced(t, opts, coreSelector, []string{ps[1].Name}, 2, 3*time.Minute)
+	meshSettled(t, opts, 2, 2*time.Minute)
+	drained, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "events", "--field-selector", "reason=Draining,involvedObject.name="+ps[1].Name, "-o", "name")
+	require.NoError(t, err)
+	assert.NotEmpty(t, drained, "the deleted RR drained")
+	logf(t, "md5: with the client key malformed, a deleted RR drained and its replacement meshed (with the mesh key) %s later", time.Since(start).Round(time.Second))
+
+	// the client key missing: required by default, so a router without any
+	// key gets no session (it would with MD5 silently off)
+	k8s.RunKubectl(t, opts, "patch", "secret", "core-bgp-keys", "--type=json", `-p=[{"op": "remove", "path": "/data/client-routers"}]`)
+	r.configure(t, fmt.Sprintf("router bgp 65000\nno neighbor %s password", rr))
+	start = time.Now()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		evs, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "events", "--field-selector", "reason=TCPMD5KeyRefused,involvedObject.name="+ps[0].Name, "-o", "jsonpath={.items[*].message}")
+		assert.NoError(c, err)
+		assert.Contains(c, evs, `Secret core-bgp-keys has no key "client-routers"`)
+	}, 3*time.Minute, 2*time.Second)
+	for range 8 {
+		time.Sleep(time.Second)
+		require.NotEqual(t, "Established", r.neighborState(rr), "a session without MD5 although the group requires its key")
+	}
+	logf(t, "md5: client key removed from the Secret: refused %s later, and a router without a key stayed down for 8 s", time.Since(start).Round(time.Second))
 }

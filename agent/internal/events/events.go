@@ -29,6 +29,8 @@ const (
 	ReasonUntrusted        = "UntrustedEndpoints"
 	ReasonChangeHeld       = "ChangeHeld"
 	ReasonSettingsKept     = "SessionSettingsKept"
+	ReasonKeyRefused       = "TCPMD5KeyRefused"
+	ReasonKeyAccepted      = "TCPMD5KeyAccepted"
 )
 
 // Recorder records Events about the agent's pod.

@@ -46,6 +46,9 @@ type Input struct {
 	Draining bool
 	// Passwords are the TCP-MD5 keys by model group name (secrets).
 	Passwords map[string]string
+	// Refused session groups (by model group name, with why) get no
+	// session: their TCP-MD5 key is missing or malformed.
+	Refused map[string]string
 }
 
 // Replacement records an upstream member dropped because its session did
@@ -97,6 +100,7 @@ func Build(in Input) (Result, error) {
 	m.Groups = append(m.Groups, clientGroups(c, local, explicitPeers(m.Groups), cluster)...)
 	applyBoundaryRules(c, m.Groups)
 	finishGroups(c, in.Passwords, m.Groups)
+	m.Groups = slices.DeleteFunc(m.Groups, func(g model.PeerGroup) bool { _, refused := in.Refused[g.Name]; return refused })
 	if in.Draining {
 		m = Drained(m)
 	}

@@ -60,12 +60,13 @@ type Loop struct {
 	neighborRole map[netip.Addr]string
 	pendingSince time.Time
 
-	startedSeen time.Time       // when the agent last asked a running daemon its start time
-	overLimit   map[string]bool // licence limits exceeded, as last reported
-	memoryLow   bool            // the memory limit below the routes' need, as last reported
-	rejected    []string        // what discovery refused, as last reported
-	held        string          // why a change is held ("" when none)
-	heldSince   time.Time       // when the held shrink was first planned
+	startedSeen time.Time         // when the agent last asked a running daemon its start time
+	overLimit   map[string]bool   // licence limits exceeded, as last reported
+	memoryLow   bool              // the memory limit below the routes' need, as last reported
+	rejected    []string          // what discovery refused, as last reported
+	refused     map[string]string // session groups refused for their TCP-MD5 key, as last reported
+	held        string            // why a change is held ("" when none)
+	heldSince   time.Time         // when the held shrink was first planned
 	drainOnce   sync.Once
 	drainReq    chan chan error
 	draining    bool // owned by Run
@@ -157,6 +158,9 @@ type Status struct {
 	Upstream []string
 	// LastError of the last reconcile, "" if it succeeded.
 	LastError string
+	// Refused session groups (no session: their TCP-MD5 key is missing or
+	// malformed), by name, with why.
+	Refused map[string]string
 }
 
 // Status returns a copy of the loop's status.
@@ -302,11 +306,9 @@ func (l *Loop) ReconcileOnce(ctx context.Context) (err error) {
 			delete(l.holdDown, id)
 		}
 	}
-	passwords, err := readPasswords(cfg)
-	if err != nil {
-		return err
-	}
-	res, err := plan.Build(plan.Input{Config: cfg, Self: l.Self, Snapshot: snap, Sessions: sessions, Now: now, HoldDown: l.holdDown, Draining: l.draining, Passwords: passwords})
+	passwords, refused := readPasswords(cfg)
+	l.reportRefused(refused)
+	res, err := plan.Build(plan.Input{Config: cfg, Self: l.Self, Snapshot: snap, Sessions: sessions, Now: now, HoldDown: l.holdDown, Draining: l.draining, Passwords: passwords, Refused: refused})
 	if err != nil {
 		return err
 	}
@@ -320,7 +322,7 @@ func (l *Loop) ReconcileOnce(ctx context.Context) (err error) {
 	}
 	l.checkLimits(res.Model, sessions)
 
-	res.Model = l.holdShrink(cfg, res.Model)
+	res.Model = l.holdShrink(cfg, res.Model, refused)
 	out, err := l.Backend.Render(res.Model)
 	if err != nil {
 		return redact(fmt.Errorf("render: %w", err), passwords)
@@ -346,7 +348,7 @@ func (l *Loop) ReconcileOnce(ctx context.Context) (err error) {
 		l.Metrics.ChangeToApplied.Observe(l.now().Sub(l.pendingSince).Seconds())
 		l.pendingSince = time.Time{}
 	}
-	l.setStatus(func(s *Status) { s.Applied, s.Model, s.Upstream = true, res.Model, res.Upstream })
+	l.setStatus(func(s *Status) { s.Applied, s.Model, s.Upstream, s.Refused = true, res.Model, res.Upstream, refused })
 	return nil
 }
 
@@ -463,6 +465,11 @@ func (l *Loop) readiness(requireEstablished bool, ss []model.Session, daemonErr 
 	case daemonErr != nil:
 		return notReady("%v", daemonErr)
 	}
+	for _, role := range []model.Role{model.RoleMesh, model.RoleUpstream} {
+		if why, ok := st.Refused[string(role)]; ok {
+			return notReady("%s sessions refused: %s", role, why)
+		}
+	}
 	want := wantedPeers(st.Model)
 	if !requireEstablished || want == 0 {
 		return nil // alone in the group and no upstream: nothing to wait for
@@ -548,6 +555,27 @@ func (l *Loop) checkMemory(cfg *config.Config, ss []model.Session) {
 
 // reportRejected logs and records what discovery refused to trust, once
 // per refusal (a Warning Event lists the new ones).
+// reportRefused records a Warning Event and a log line when the set of
+// session groups refused for their TCP-MD5 key changes (never the key).
+func (l *Loop) reportRefused(refused map[string]string) {
+	if maps.Equal(refused, l.refused) {
+		return
+	}
+	for _, g := range slices.Sorted(maps.Keys(refused)) {
+		if l.refused[g] != refused[g] {
+			l.Log.Warn("session group refused: its TCP-MD5 key is missing or malformed; it gets no session until the Secret is fixed", "op", "md5", "group", g, "reason", refused[g])
+			l.Events.Warning(events.ReasonKeyRefused, "%s sessions refused, none runs without its TCP-MD5 key: %s", g, refused[g])
+		}
+	}
+	for _, g := range slices.Sorted(maps.Keys(l.refused)) {
+		if _, still := refused[g]; !still {
+			l.Log.Info("session group's TCP-MD5 key is valid again", "op", "md5", "group", g)
+			l.Events.Normal(events.ReasonKeyAccepted, "%s: its TCP-MD5 key is valid again; its sessions are configured", g)
+		}
+	}
+	l.refused = maps.Clone(refused)
+}
+
 func (l *Loop) reportRejected(rejected []string) {
 	var fresh []string
 	for _, r := range rejected {
@@ -679,11 +707,14 @@ func (l *Loop) release() {
 // remove when it removes more than reconcile.maxRemovedShare of the mesh
 // or every upstream peer at once; additions apply at once. When a later
 // look after the hold still plans the removal, it goes through.
-func (l *Loop) holdShrink(cfg *config.Config, m model.Model) model.Model {
+func (l *Loop) holdShrink(cfg *config.Config, m model.Model, refused map[string]string) model.Model {
 	prev := l.Status().Model
 	removed := map[string][]model.Neighbor{}
 	shrink := ""
 	for _, role := range []model.Role{model.RoleMesh, model.RoleUpstream} {
+		if _, ok := refused[string(role)]; ok {
+			continue // refused on purpose (its key): never kept without it
+		}
 		before, after := neighborsOf(prev, role), neighborsOf(m, role)
 		if len(before) == 0 {
 			continue

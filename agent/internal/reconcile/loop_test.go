@@ -223,11 +223,14 @@ func TestAgentsMeshScaleOutAndSelfHealWithRealBIRD(t *testing.T) {
 
 	// scale out: a 4th RR appears; existing sessions are not reset
 	before := settled(t, agents[0])
+	// the pod is listed before its agent starts, as with the chart's
+	// publishNotReadyAddresses (and the fake clientset drops events between
+	// an informer's list and its watch)
 	pods["core-3"] = "127.0.20.4"
-	agents = append(agents, startAgent(t, client, "core-3", pods["core-3"], ""))
 	_, err := client.DiscoveryV1().EndpointSlices("core").Update(context.Background(), endpointSlice(pods), metav1.UpdateOptions{})
 	require.NoError(t, err)
 	start = time.Now()
+	agents = append(agents, startAgent(t, client, "core-3", pods["core-3"], ""))
 	waitMeshed(t, agents, pods, 30*time.Second)
 	t.Logf("scale-out 3 -> 4: new RR meshed %v after the EndpointSlice update", time.Since(start).Round(time.Millisecond))
 	after := agents[0].sessions(t)
@@ -420,6 +423,53 @@ func TestMD5KeysFromFilesGuardTheMesh(t *testing.T) {
 	start := time.Now()
 	waitMeshed(t, []*agent{a, b}, pods, 15*time.Second)
 	t.Logf("md5: mismatched keys kept the session down; matching keys again -> Established in %s", time.Since(start).Round(10*time.Millisecond))
+}
+
+// TCP-MD5 fails closed and locally (real BIRD): a malformed client key
+// refuses that client group only (a router without the key gets no
+// session) while the mesh keeps its key; a required mesh key that goes
+// missing takes the mesh sessions down, where they stay rather than run
+// without MD5; the key restored brings them back.
+func TestMD5KeyMissingOrMalformedRefusesOnlyItsSessions(t *testing.T) {
+	pods := map[string]string{"core-0": "127.0.20.41", "core-1": "127.0.20.42"}
+	client := fake.NewClientset(endpointSlice(pods), coreService())
+	dirs := map[string]string{"core-0": t.TempDir(), "core-1": t.TempDir()}
+	for _, d := range dirs {
+		require.NoError(t, os.WriteFile(filepath.Join(d, "mesh"), []byte("mesh-key\n"), 0o600))
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dirs["core-0"], "client-routers"), []byte("bad\"key\n"), 0o600))
+	extra := "timers: {connectRetry: 1, errorWaitMin: 1, errorWaitMax: 1}\nclients:\n  - name: routers\n    ranges: [127.0.21.0/24]\npasswordKeys: [mesh]\npasswordDir: "
+	a := startAgent(t, client, "core-0", pods["core-0"], extra+dirs["core-0"])
+	b := startAgent(t, client, "core-1", pods["core-1"], extra+dirs["core-1"])
+	waitMeshed(t, []*agent{a, b}, pods, 10*time.Second)
+	router := birdlab.Start(t, "router", "127.0.21.6")
+	router.AddInclude(t, "up", `protocol bgp to_rr { local 127.0.21.6 as 65000; strict bind yes; neighbor 127.0.20.41 as 65000;
+  connect delay time 1; connect retry time 1; ipv4 { import all; export all; }; }`)
+	for range 4 {
+		time.Sleep(time.Second)
+		require.NotContains(t, router.Must(t, "show protocols to_rr"), "Established", "a session from the refused client group")
+	}
+	assert.Contains(t, a.events.all(), `TCPMD5KeyRefused: routers sessions refused, none runs without its TCP-MD5 key: the Secret mounted at `+dirs["core-0"]+`: key "client-routers" must be 1-80`)
+	assert.True(t, a.sessions(t)[meshName(pods["core-1"])].Established, "the mesh keeps its key and its session")
+
+	// the required mesh key goes missing on core-0
+	require.NoError(t, os.Remove(filepath.Join(dirs["core-0"], "mesh")))
+	name := meshName(pods["core-0"])
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.False(c, b.sessions(c)[name].Established)
+	}, 10*time.Second, 100*time.Millisecond)
+	for range 4 { // and it stays down: never without MD5
+		time.Sleep(time.Second)
+		require.False(t, b.sessions(t)[name].Established, "the mesh session came back without its key")
+	}
+	assert.Contains(t, a.events.all(), `mesh sessions refused, none runs without its TCP-MD5 key: the Secret mounted at `+dirs["core-0"]+` has no key "mesh"`)
+	assert.ErrorContains(t, a.loop.Ready(context.Background(), true), "mesh sessions refused")
+
+	require.NoError(t, os.WriteFile(filepath.Join(dirs["core-0"], "mesh"), []byte("mesh-key\n"), 0o600))
+	start := time.Now()
+	waitMeshed(t, []*agent{a, b}, pods, 15*time.Second)
+	assert.Contains(t, a.events.all(), "TCPMD5KeyAccepted: mesh: its TCP-MD5 key is valid again")
+	t.Logf("md5: a malformed client key refused that client group only; a missing mesh key kept the mesh down; restored -> Established in %s", time.Since(start).Round(10*time.Millisecond))
 }
 
 // Sessions spawned from a client range do not outlive their peers (real

@@ -3,7 +3,6 @@ package reconcile
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"unicode"
 
@@ -13,37 +12,50 @@ import (
 )
 
 // readPasswords reads the TCP-MD5 keys of the configured session groups,
-// at every reconcile so that a rotated Secret takes effect. A missing file
-// leaves its group without MD5. Messages name the file, never the key.
-func readPasswords(c *config.Config) (map[string]string, error) {
-	out := map[string]string{}
-	read := func(name string, client bool) error {
+// at every reconcile so that a rotated Secret takes effect. It fails
+// closed and locally: a session group whose key is malformed, or missing
+// while the configuration requires it (config.PasswordKeys), is refused
+// (by model group name, with why: the Secret and the key, never the key's
+// value) and gets no session; the other groups keep their keys. A missing
+// key of a group that does not require one leaves that group without MD5.
+func readPasswords(c *config.Config) (keys, refused map[string]string) {
+	keys, refused = map[string]string{}, map[string]string{}
+	secret := "the Secret mounted at " + c.PasswordDir
+	if c.PasswordSecret != "" {
+		secret = "Secret " + c.PasswordSecret
+	}
+	read := func(name string, client bool) {
 		p := c.PasswordFile(name, client)
 		if p == "" {
-			return nil
+			return
 		}
+		key := config.PasswordKey(name, client)
 		b, err := fileutil.ReadIfExists(p)
-		if err != nil {
-			return fmt.Errorf("passwordDir: %w", err)
-		}
-		if b == nil {
-			return nil
+		switch {
+		case err != nil:
+			refused[name] = fmt.Sprintf("%s: key %q cannot be read (%v)", secret, key, err)
+			return
+		case b == nil && c.PasswordRequired(name, client):
+			refused[name] = fmt.Sprintf("%s has no key %q: add it (1-80 printable ASCII characters) or leave %s out of tcpMD5Keys", secret, key, key)
+			return
+		case b == nil:
+			return
 		}
 		k := strings.TrimRight(string(b), "\r\n")
 		if k == "" || len(k) > 80 || strings.ContainsAny(k, "\"\\") || strings.ContainsFunc(k, func(r rune) bool { return r > unicode.MaxASCII || !unicode.IsPrint(r) }) {
-			return fmt.Errorf("passwordDir: the key in %s must be 1-80 printable ASCII characters without quotes or backslashes", filepath.Base(p))
+			refused[name] = fmt.Sprintf("%s: key %q must be 1-80 printable ASCII characters without quotes or backslashes", secret, key)
+			return
 		}
-		out[name] = k
-		return nil
+		keys[name] = k
 	}
-	err := read(string(model.RoleMesh), false)
+	read(string(model.RoleMesh), false)
 	if c.Upstream != nil {
-		err = errors.Join(err, read(string(model.RoleUpstream), false))
+		read(string(model.RoleUpstream), false)
 	}
 	for _, cl := range c.Clients {
-		err = errors.Join(err, read(cl.Name, true))
+		read(cl.Name, true)
 	}
-	return out, err
+	return keys, refused
 }
 
 // redact removes every key from an error's text (daemons may echo

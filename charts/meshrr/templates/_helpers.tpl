@@ -210,7 +210,8 @@ The agent configuration of a group: exactly the file the agent validates
 {{- end -}}
 {{- if and (ne $v.kind "DaemonSet") (le (int $total) 1) }}{{ $_ := set $drain "waitForPeers" false }}{{ end -}}
 {{- $_ := set $cfg "drain" $drain -}}
-{{- if $v.tcpMD5Secret }}{{ $_ := set $cfg "passwordDir" "/etc/meshrr-bgp-passwords" }}{{ end -}}
+{{- if $v.tcpMD5Secret }}{{ $_ := set $cfg "passwordDir" "/etc/meshrr-bgp-passwords" }}{{ $_ := set $cfg "passwordSecret" $v.tcpMD5Secret }}{{ end -}}
+{{- if and $v.tcpMD5Secret $v.tcpMD5Keys }}{{ $_ := set $cfg "passwordKeys" $v.tcpMD5Keys }}{{ end -}}
 {{- $_ := set $cfg "status" (dict "listen" (printf ":%v" $v.metricsPort) "readyRequiresEstablished" $v.readyRequiresEstablished) -}}
 {{- toYaml $cfg -}}
 {{- end -}}
