@@ -6,6 +6,8 @@ package chart
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -26,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/scheme"
+	psa "k8s.io/pod-security-admission/api"
 
 	"github.com/meshrr/meshrr/agent/config"
 )
@@ -149,7 +152,7 @@ func checkValuesCheckHook(t *testing.T, r release) {
 	spec := jobs[0].Spec.Template.Spec
 	require.NotNil(t, spec.AutomountServiceAccountToken)
 	assert.False(t, *spec.AutomountServiceAccountToken, "the check needs no API access")
-	require.Len(t, spec.Containers, 1)
+	require.NotEmpty(t, spec.Containers)
 	c := spec.Containers[0]
 	require.NotEmpty(t, c.Args)
 	assert.Equal(t, "check", c.Args[0])
@@ -171,7 +174,14 @@ func checkValuesCheckHook(t *testing.T, r release) {
 		assert.Equal(t, strings.TrimSpace(cfg), strings.TrimSpace(hookCM.Data[key]), "%s: the hook checks what the group's ConfigMap holds", key)
 		files = append(files, "/etc/meshrr-check/"+key)
 	}
-	assert.Len(t, hookCM.Data, len(groups))
+	extra := 0
+	for k := range hookCM.Data {
+		if strings.HasSuffix(k, ".bird-check.conf") {
+			extra++
+		}
+	}
+	assert.Len(t, hookCM.Data, len(groups)+extra)
+	assert.Len(t, spec.Containers, 1+min(extra, 1), "the bird-check container only with an extraConfig to parse")
 	assert.ElementsMatch(t, files, c.Args[1:], "every group's file is checked")
 }
 
@@ -915,5 +925,46 @@ func TestBFDReachesTheAgentAndTheNetworkPolicy(t *testing.T) {
 	}
 	for name, add := range caps(off) {
 		assert.NotContains(t, add, corev1.Capability("NET_ADMIN"), "%s: no NET_ADMIN without BFD", name)
+	}
+}
+
+// TestValuesCheckParsesBirdExtraConfigWithBIRD: a group's
+// backend.bird.extraConfig reaches the values-check hook as a file that
+// the real BIRD parser (bird -p, as the hook's bird-check container runs
+// it, here the host's BIRD) accepts when BIRD would and refuses, naming
+// the line, when BIRD would; the container passes Pod Security restricted.
+func TestValuesCheckParsesBirdExtraConfigWithBIRD(t *testing.T) {
+	for extra, ok := range map[string]bool{
+		"protocol static extra4 { ipv4; route 10.0.0.0/8 blackhole; }": true,
+		"protocol static broken { ipv4; route 10.0.0.0/8 blackhol; }":  false,
+		"protocol static unclosed { ipv4;":                             false,
+	} {
+		r := render(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{"groups.core.backend.bird.extraConfig": extra})
+		checkRelease(t, r)
+		job := hookJobs(r, "pre-install,pre-upgrade")[0]
+		assert.Empty(t, admission(t, psa.LevelRestricted, job.Spec.Template))
+		require.Len(t, job.Spec.Template.Spec.Containers, 2)
+		check := job.Spec.Template.Spec.Containers[1]
+		assert.Equal(t, "bird-check", check.Name)
+		assert.True(t, strings.HasPrefix(check.Image, "meshrr/bird:"), "the BIRD image: %s", check.Image)
+		var conf string
+		for _, cm := range all[*corev1.ConfigMap](r) {
+			if c, found := cm.Data["groups.core.bird-check.conf"]; found {
+				conf = c
+			}
+		}
+		require.NotEmpty(t, conf)
+		f := filepath.Join(t.TempDir(), "groups.core.bird-check.conf")
+		require.NoError(t, os.WriteFile(f, []byte(conf), 0o644))
+		out, err := exec.Command("bird", "-p", "-c", f).CombinedOutput()
+		if ok {
+			assert.NoError(t, err, "%s: %s", extra, out)
+		} else {
+			assert.Error(t, err, extra)
+			assert.Contains(t, string(out), f+":", "BIRD names the file and position")
+			if strings.Contains(extra, "blackhol;") {
+				assert.Contains(t, string(out), f+":3:49 syntax error", "the extraConfig's first line is the file's third")
+			}
+		}
 	}
 }

@@ -105,8 +105,9 @@ func TestPolicyOnlyUpgradeResetsNoSession(t *testing.T) {
 
 // valuesCheckRefusesBeforeAnyPodChanges: values the schema cannot refuse
 // (a keepalive above the hold time, a client range with host bits set, a
-// community value over 65535) fail helm upgrade and helm install in the
-// chart's pre-install/pre-upgrade hook, which runs the agent's own check:
+// community value over 65535, an extraConfig BIRD cannot parse) fail helm
+// upgrade and helm install in the chart's pre-install/pre-upgrade hook,
+// which runs the agent's own check and BIRD's parser:
 // the running pods, their configuration and their sessions stay as they
 // were, a failed install creates no workload, and the hook Job's log names
 // each field.
@@ -122,6 +123,8 @@ func valuesCheckRefusesBeforeAnyPodChanges(t *testing.T, opts *k8s.KubectlOption
 		"groups.core.policy[0].towards[0]":          "regions",
 		"groups.core.policy[0].matchCommunities[0]": "65000:99999",
 		"groups.core.policy[0].action":              "reject",
+		// BIRD's own parser (bird -p in the hook) refuses it
+		"groups.core.backend.bird.extraConfig": "protocol static broken { ipv4; route 10.0.0.0/8 blackhol; }",
 	}
 	start := time.Now()
 	hb := *ho
@@ -130,13 +133,14 @@ func valuesCheckRefusesBeforeAnyPodChanges(t *testing.T, opts *k8s.KubectlOption
 	require.Error(t, err, "helm upgrade with values the agent refuses")
 	logf(t, "values check: helm upgrade refused in %s: %s", time.Since(start).Round(time.Second), firstLine(err.Error()))
 	assert.Contains(t, err.Error(), "core-meshrr-values-check")
-	log, err := k8s.RunKubectlAndGetOutputE(t, opts, "logs", "job/core-meshrr-values-check")
+	log, err := k8s.RunKubectlAndGetOutputE(t, opts, "logs", "job/core-meshrr-values-check", "--all-containers")
 	require.NoError(t, err)
 	logf(t, "values check: the hook Job's log:\n%s", log)
 	for _, want := range []string{
 		"groups.core.yaml: timers.keepalive: 40 must be below the hold time 30",
 		`groups.core.yaml: clients[0].ranges[0] (clients "regions"): "10.244.0.1/16" has host bits set: did you mean 10.244.0.0/16?`,
 		`groups.core.yaml: policy[0].matchCommunities[0] (policy "drop-65000-999"): "65000:99999" is not a community`,
+		"groups.core.backend.bird.extraConfig: BIRD refuses it (its line N is line N+2 of the file named): bird: /etc/meshrr-check/groups.core.bird-check.conf:3:49 syntax error",
 	} {
 		assert.Contains(t, log, want)
 	}
