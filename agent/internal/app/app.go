@@ -334,7 +334,7 @@ func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(strin
 	disc.Names = func() map[string]string { return watcher.Current().Services(pod.self.Namespace) }
 	loop := &reconcile.Loop{Backend: be, Reader: sessions, Peers: disc, Config: watcher, Self: pod.self, Metrics: m, Events: rec, Log: log}
 
-	rep := &reporter{loop: loop, be: be, sessions: sessions, m: m, cfg: watcher, pod: pod, last: memo[status.Report]{maxAge: statusMaxAge}}
+	rep := &reporter{loop: loop, be: be, sessions: sessions, m: m, cfg: watcher, pod: pod}
 	stopHTTP, err := serveHTTP(ctx, cfg.Status.Listen, handler(m, loop, watcher, rep))
 	if err != nil {
 		return err

@@ -28,12 +28,12 @@ type reporter struct {
 	m        *metrics.Metrics // flap counts per peer
 	cfg      *config.Watcher
 	pod      podEnv
-	// last bounds how often a request makes the agent query the daemon:
-	// the status port is reachable from the network
-	last memo[status.Report]
 }
 
-// statusMaxAge is the oldest state /status and /readyz answer with.
+// statusMaxAge is the oldest session state /status, /metrics and /readyz
+// answer with: the shared session read (backend.SessionCache) is at most
+// this old, so no request rate becomes a daemon query rate. /status adds
+// no cache of its own on top (two caches would make it twice as old).
 const statusMaxAge = 2 * time.Second
 
 // memo keeps the last value computed and computes at most once per
@@ -60,11 +60,6 @@ func (m *memo[T]) get(compute func() T) T {
 	m.v = compute()
 	m.at = now()
 	return m.v
-}
-
-// cached is report at most statusMaxAge old.
-func (r *reporter) cached(ctx context.Context) status.Report {
-	return r.last.get(func() status.Report { return r.report(ctx) })
 }
 
 func (r *reporter) report(ctx context.Context) status.Report {
@@ -113,7 +108,7 @@ func (r *reporter) serveHTTP(rw http.ResponseWriter, req *http.Request) {
 	rw.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(rw)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(r.cached(ctx))
+	_ = enc.Encode(r.report(ctx))
 }
 
 // runStatus prints this pod's status table, read from the running agent

@@ -14,7 +14,7 @@ import (
 	"github.com/meshrr/meshrr/agent/internal/status"
 )
 
-// A flood of /status or /readyz requests makes the agent ask the daemon
+// A flood of /readyz requests makes the agent ask the daemon
 // once per statusMaxAge, not once per request.
 func TestMemoComputesOncePerMaxAgeWhateverTheRequestRate(t *testing.T) {
 	now := time.Unix(1000, 0)
