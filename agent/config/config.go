@@ -102,6 +102,9 @@ func (c *Config) sessionGroupKeys() []string {
 	if c.Upstream != nil {
 		keys = append(keys, PasswordKey(string(model.RoleUpstream), false))
 	}
+	if c.Downstream != nil {
+		keys = append(keys, PasswordKey(TargetDownstream, false))
+	}
 	for _, cl := range c.Clients {
 		keys = append(keys, PasswordKey(cl.Name, true))
 	}
@@ -129,6 +132,9 @@ const (
 	TargetMesh     = "mesh"
 	TargetUpstream = "upstream"
 	TargetClients  = "clients"
+	// TargetDownstream is the downstream RRs' session group (a client
+	// group: "clients" includes it).
+	TargetDownstream = "downstream"
 )
 
 // Config is the agent configuration file.
@@ -141,8 +147,17 @@ type Config struct {
 	Mesh Mesh `json:"mesh"`
 	// Upstream optionally peers with up to MaxPeers members of another group.
 	Upstream *Upstream `json:"upstream,omitempty"`
+	// Downstream admits the RRs of the groups that peer up to this one,
+	// each at its own discovered address (never a range of the pod network).
+	Downstream *Downstream `json:"downstream,omitempty"`
 	// Clients are address ranges allowed to open sessions to this group.
 	Clients []Client `json:"clients,omitempty"`
+	// ClusterNetworks are the cluster's pod and service CIDRs. A client
+	// range that overlaps one (or, at run time, holds the pod's own
+	// address, a discovered RR's or the API server's Service address) would
+	// let any pod of the cluster peer: it is refused unless its group
+	// requires its TCP-MD5 key and has an import policy (Guarded).
+	ClusterNetworks []string `json:"clusterNetworks,omitempty"`
 	// Policy rules applied at group boundaries, in order.
 	Policy []PolicyRule `json:"policy,omitempty"`
 	// Families the sessions carry: unicast (default) and/or evpn (crpd only).
@@ -177,7 +192,8 @@ type Config struct {
 	routerID    netip.Addr // zero when derived at run time
 	clusterID   netip.Addr // zero when it follows the router id
 	memoryLimit int64      // backend.bird.memoryLimit in bytes, 0: none
-	baseMemory  int64      // backend.bird.baseMemory in bytes
+	clusterNets []netip.Prefix
+	baseMemory  int64 // backend.bird.baseMemory in bytes
 }
 
 // MemoryNeed is the memory, in bytes, the daemon needs to hold the given
@@ -277,6 +293,14 @@ type BirdBackend struct {
 	ConfigFile string `json:"configFile,omitempty"`
 	// Include lists files or globs of operator additions included by ConfigFile.
 	Include []string `json:"include,omitempty"`
+	// ExtraConfigFile is the operator's extraConfig as mounted from the
+	// group's ConfigMap. BIRD never reads it: the agent keeps its own copy
+	// beside ConfigFile (extra.conf, included after Include) and replaces
+	// it only with a version BIRD accepted (configure check, then
+	// configure); a version BIRD refuses leaves the last good one in use,
+	// so an edit outside helm cannot break the next apply or a restarting
+	// BIRD.
+	ExtraConfigFile string `json:"extraConfigFile,omitempty"`
 	// StrictBind binds each session to the pod address (needed when several
 	// daemons share a host network namespace).
 	StrictBind *bool `json:"strictBind,omitempty"`
@@ -350,6 +374,51 @@ type Upstream struct {
 	SiblingNamespaces []string `json:"siblingNamespaces,omitempty"`
 	// BFD of the upstream sessions.
 	BFD *BFD `json:"bfd,omitempty"`
+}
+
+// Guarded reports whether a client group may admit a range of the
+// cluster's own networks: only with its TCP-MD5 key required (PasswordKeys)
+// and an import policy (a rule from it or from all clients), so a pod that
+// can reach it still needs the key, and what it announces is filtered.
+func (c *Config) Guarded(client string) bool {
+	if !c.PasswordRequired(client, true) {
+		return false
+	}
+	for _, r := range c.Policy {
+		if slices.Contains(r.From, client) || slices.Contains(r.From, TargetClients) {
+			return true
+		}
+	}
+	return false
+}
+
+// ClusterExposure says why a client group's range must not admit the
+// cluster address or network it overlaps (what), or "" when the group is
+// Guarded.
+func (c *Config) ClusterExposure(client string, r netip.Prefix, what string) string {
+	if c.Guarded(client) {
+		return ""
+	}
+	return fmt.Sprintf("%s overlaps %s: any pod of the cluster could open a session; admit RRs with downstream (each at its own address), or narrow the range to the routers' addresses, or require the group's TCP-MD5 key (tcpMD5Secret, key %s) and give it an import policy (a policy rule with from: [%s])", r, what, PasswordKey(client, true), client)
+}
+
+// CompiledClusterNetworks returns the validated cluster networks.
+func (c *Config) CompiledClusterNetworks() []netip.Prefix { return c.clusterNets }
+
+// Downstream: the groups that name this group as their upstream. Each of
+// their RRs, discovered through its release's Service in Namespaces (the
+// Service's meshrr.io/upstream-group and meshrr.io/upstream-namespace
+// labels name this group), is admitted as an iBGP RR client at its own
+// addresses only: a pod of the cluster that is not such an RR cannot open a
+// session, as it could through a client range of the pod network. The
+// sessions are the "downstream" session group (policy target, TCP-MD5 key
+// "downstream").
+type Downstream struct {
+	Namespaces []string `json:"namespaces"`
+	// MaxPrefixes per downstream RR session (0: no limit) and what happens
+	// beyond it, as for client groups.
+	MaxPrefixes     int         `json:"maxPrefixes,omitempty"`
+	MaxPrefixAction LimitAction `json:"maxPrefixAction,omitempty"`
 }
 
 // Client is a set of address ranges allowed to open sessions.

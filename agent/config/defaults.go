@@ -76,6 +76,9 @@ func (c *Config) SetDefaults() {
 			u.Epsilon = DefaultEpsilon
 		}
 	}
+	if d := c.Downstream; d != nil && d.MaxPrefixes > 0 {
+		setStr(&d.MaxPrefixAction, LimitRestart)
+	}
 	for i := range c.Clients {
 		cl := &c.Clients[i]
 		setStr(&cl.Type, ClientInternal)

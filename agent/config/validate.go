@@ -40,7 +40,9 @@ func (c *Config) Validate() error {
 	c.validateBackend(&e)
 	c.validateMesh(&e)
 	c.validateUpstream(&e)
+	c.validateDownstream(&e)
 	c.validateClients(&e)
+	c.validateClusterNetworks(&e)
 	c.validatePolicy(&e)
 	c.validateBFD(&e)
 	c.validateFamilies(&e)
@@ -134,7 +136,10 @@ func (c *Config) validateBackend(e *errs) {
 		return
 	}
 	b := c.Backend.Bird
-	for _, fp := range [][2]string{{"backend.bird.socket", b.Socket}, {"backend.bird.configFile", b.ConfigFile}} {
+	for _, fp := range [][2]string{{"backend.bird.socket", b.Socket}, {"backend.bird.configFile", b.ConfigFile}, {"backend.bird.extraConfigFile", b.ExtraConfigFile}} {
+		if fp[1] == "" && fp[0] == "backend.bird.extraConfigFile" {
+			continue
+		}
 		if !filepath.IsAbs(fp[1]) {
 			e.add(fp[0], "%q must be an absolute path", fp[1])
 		}
@@ -288,7 +293,7 @@ func validateClientName(e *errs, f, name string, seen map[string]bool) {
 		e.add(f+".name", "required: a DNS-1123 label naming the client group")
 	case len(name) > maxClientName || !dns1123Label.MatchString(name):
 		e.add(f+".name", "%q must be a DNS-1123 label of at most %d characters", name, maxClientName)
-	case slices.Contains([]string{TargetMesh, TargetUpstream, TargetClients}, name):
+	case slices.Contains([]string{TargetMesh, TargetUpstream, TargetClients, TargetDownstream}, name):
 		e.add(f+".name", "%q is reserved for policy targets: choose another name", name)
 	case seen[name]:
 		e.add(f+".name", "%q is used by another client group", name)
@@ -307,21 +312,7 @@ func (c *Config) validateClientSessions(e *errs, f string, cl *Client) {
 	if len(cl.Ranges) == 0 {
 		e.add(f+".ranges", "required: at least one address range allowed to open sessions")
 	}
-	if cl.MaxPrefixes < 0 {
-		e.add(f+".maxPrefixes", "%d: must not be negative (0: no limit)", cl.MaxPrefixes)
-	}
-	switch cl.MaxPrefixAction {
-	case "", LimitRestart, LimitDisable, LimitWarn:
-	case LimitBlock:
-		if !c.Can().MaxPrefixBlock {
-			e.add(f+".maxPrefixAction", "block is not available with cRPD: use restart, disable or warn")
-		}
-	default:
-		e.add(f+".maxPrefixAction", "%q: use restart, disable, block or warn", cl.MaxPrefixAction)
-	}
-	if cl.MaxPrefixAction != "" && cl.MaxPrefixes == 0 {
-		e.add(f+".maxPrefixAction", "needs maxPrefixes")
-	}
+	c.validateLimit(e, f, cl.MaxPrefixes, cl.MaxPrefixAction)
 	if cl.OptimalRouteReflection {
 		e.add(f+".optimalRouteReflection", "not supported: optimal route reflection (RFC 9107) needs the IGP distances from the clients' positions, which RR pods do not have; set addPaths (2-64) so the clients receive several paths and choose with their own IGP view")
 	}
@@ -330,6 +321,67 @@ func (c *Config) validateClientSessions(e *errs, f string, cl *Client) {
 	}
 	if cl.TTLSecurity && !c.Can().TTLSecurity {
 		e.add(f+".ttlSecurity", "GTSM is not rendered for cRPD (Junos does it with a firewall filter): remove it or use bird")
+	}
+}
+
+// validateLimit: a session group's maxPrefixes and maxPrefixAction.
+func (c *Config) validateLimit(e *errs, f string, maxPrefixes int, action LimitAction) {
+	if maxPrefixes < 0 {
+		e.add(f+".maxPrefixes", "%d: must not be negative (0: no limit)", maxPrefixes)
+	}
+	switch action {
+	case "", LimitRestart, LimitDisable, LimitWarn:
+	case LimitBlock:
+		if !c.Can().MaxPrefixBlock {
+			e.add(f+".maxPrefixAction", "block is not available with cRPD: use restart, disable or warn")
+		}
+	default:
+		e.add(f+".maxPrefixAction", "%q: use restart, disable, block or warn", action)
+	}
+	if action != "" && maxPrefixes == 0 {
+		e.add(f+".maxPrefixAction", "needs maxPrefixes")
+	}
+}
+
+// validateDownstream: the namespaces where the downstream groups run.
+func (c *Config) validateDownstream(e *errs) {
+	d := c.Downstream
+	if d == nil {
+		return
+	}
+	if len(d.Namespaces) == 0 {
+		e.add("downstream.namespaces", "required: the namespaces of the groups that name this group as their upstream (their releases' namespaces)")
+	}
+	for i, ns := range d.Namespaces {
+		checkNamespace(e, fmt.Sprintf("downstream.namespaces[%d]", i), ns)
+		if ns == "" {
+			e.add(fmt.Sprintf("downstream.namespaces[%d]", i), "empty: name a namespace")
+		}
+	}
+	c.validateLimit(e, "downstream", d.MaxPrefixes, d.MaxPrefixAction)
+}
+
+// validateClusterNetworks: the cluster's networks, and no client range
+// that overlaps one unless its group is Guarded.
+func (c *Config) validateClusterNetworks(e *errs) {
+	c.clusterNets = nil
+	for i, s := range c.ClusterNetworks {
+		p, err := parsePrefix(s)
+		if err != nil {
+			e.add(fmt.Sprintf("clusterNetworks[%d]", i), "%v", err)
+			continue
+		}
+		c.clusterNets = append(c.clusterNets, p)
+	}
+	for i := range c.Clients {
+		cl := &c.Clients[i]
+		for j, r := range cl.CompiledRanges() {
+			for k, n := range c.clusterNets {
+				if why := c.ClusterExposure(cl.Name, r, fmt.Sprintf("the cluster network %s (clusterNetworks[%d])", n, k)); why != "" && r.Overlaps(n) {
+					e.add(fmt.Sprintf("clients[%d].ranges[%d]", i, j), "%s", why)
+				}
+			}
+		}
 	}
 }
 
@@ -462,6 +514,9 @@ func (c *Config) validatePolicy(e *errs) {
 	if c.Upstream != nil {
 		targets[TargetUpstream] = true
 	}
+	if c.Downstream != nil {
+		targets[TargetDownstream] = true
+	}
 	for _, cl := range c.Clients {
 		targets[cl.Name] = true
 	}
@@ -560,7 +615,7 @@ func (c *Config) validatePrepend(e *errs, f string, r *PolicyRule) {
 				e.add(fmt.Sprintf("%s.towards[%d]", f, j), "%q includes internal client group %s: prepend only towards external (eBGP) client groups", t, cl.Name)
 			}
 		}
-		if t == TargetMesh || t == TargetUpstream {
+		if t == TargetMesh || t == TargetUpstream || t == TargetDownstream || (t == TargetClients && c.Downstream != nil) {
 			e.add(fmt.Sprintf("%s.towards[%d]", f, j), "%q is iBGP: prepend only towards external (eBGP) client groups", t)
 		}
 	}

@@ -91,6 +91,7 @@ func TestValuesCheckHookRefusesWhatTheSchemaCannot(t *testing.T) {
 		{"client range with host bits", map[string]string{"groups.core.clients.r.ranges[0]": "10.0.0.1/8"}, "clients[0].ranges[0]", "has host bits set: did you mean 10.0.0.0/8?"},
 		{"community value over 65535", map[string]string{"groups.core.policy[0].name": "x", "groups.core.policy[0].towards[0]": "mesh", "groups.core.policy[0].matchCommunities[0]": "65000:70000", "groups.core.policy[0].action": "reject"}, "policy[0].matchCommunities[0]", "is not a community"},
 		{"keepalive above the hold time", map[string]string{"groups.core.timers.hold": "9", "groups.core.timers.keepalive": "10"}, "timers.keepalive", "must be below the hold time 9"},
+		{"client range over the pod network", map[string]string{"clusterNetworks[0]": "10.244.0.0/16", "groups.core.clients.r.ranges[0]": "10.0.0.0/8"}, "clients[0].ranges[0]", "10.0.0.0/8 overlaps the cluster network 10.244.0.0/16 (clusterNetworks[0]): any pod of the cluster could open a session"},
 		{"overlapping client ranges", map[string]string{"groups.core.clients.s.ranges[0]": "10.1.0.0/16"}, "clients[1].ranges[0]", "overlaps 10.0.0.0/8"},
 		{"evpn with bird", map[string]string{"groups.core.families[0]": "unicast", "groups.core.families[1]": "evpn"}, "families[1]", "evpn needs backend.type crpd"},
 		{"stale time without long-lived graceful restart", map[string]string{"groups.core.gracefulRestart.longLived": "false", "groups.core.gracefulRestart.staleTime": "60"}, "gracefulRestart.staleTime", "only with longLived: true"},

@@ -25,6 +25,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -452,7 +453,18 @@ func TestTwoRegionsExampleRendersAHierarchy(t *testing.T) {
 	assert.EqualValues(t, 1, *ws[0].replicas)
 	coreCfg := agentConfigs(t, core)["core-meshrr-core"]
 	assert.Equal(t, "core.core", coreCfg.Mesh.Group)
-	assert.Equal(t, "10.244.0.0/16", coreCfg.Clients[0].CompiledRanges()[0].String())
+	// the core admits the region RRs one by one (discovered in the region
+	// namespaces), never through a client range of the pod network
+	require.NotNil(t, coreCfg.Downstream)
+	assert.Equal(t, []string{"lothlorien", "mirkwood"}, coreCfg.Downstream.Namespaces)
+	assert.Empty(t, coreCfg.Clients, "no client range admits pods")
+	var coreRoleNS []string
+	for _, role := range all[*rbacv1.Role](core) {
+		if strings.HasSuffix(role.Name, "-discovery") {
+			coreRoleNS = append(coreRoleNS, role.Namespace)
+		}
+	}
+	assert.ElementsMatch(t, []string{"core", "lothlorien", "mirkwood"}, coreRoleNS, "the core reads the downstream namespaces")
 	// the agents trust only Services of the names the chart gives them
 	// (discovery.Owned): each side's is the stem plus the side
 	coreServices := map[string]bool{}
@@ -489,6 +501,11 @@ func TestTwoRegionsExampleRendersAHierarchy(t *testing.T) {
 				assert.Equal(t, "core", s.Labels["meshrr.io/upstream-namespace"])
 			}
 		}
+		// the core's NetworkPolicy admits the region's pods by this label
+		for _, w := range workloads(r) {
+			assert.Equal(t, coreCfg.Mesh.Group, w.template.Labels["meshrr.io/upstream-group"], "%s: the label the core's NetworkPolicy admits", w.name)
+		}
+		assert.Contains(t, coreCfg.Downstream.Namespaces, region)
 		var roleNS []string
 		for _, role := range all[*rbacv1.Role](r) {
 			if strings.HasSuffix(role.Name, "-discovery") {
@@ -608,7 +625,29 @@ func TestOptionalResources(t *testing.T) {
 	require.NotNil(t, dash, "the dashboard ConfigMap carries the sidecar's label")
 	assert.True(t, json.Valid([]byte(dash.Data["meshrr.json"])), "the dashboard survives the template as valid JSON")
 	assert.Contains(t, out, "kind: NetworkPolicy")
-	assert.Contains(t, out, `- ipBlock: {cidr: "10.244.0.0/16"}`)
+	assert.NotContains(t, out, "ipBlock", "the core admits no address range")
+	var np *networkingv1.NetworkPolicy
+	for _, p := range all[*networkingv1.NetworkPolicy](r) {
+		np = p
+	}
+	require.NotNil(t, np)
+	var downstream *networkingv1.NetworkPolicyPeer
+	for i, peer := range np.Spec.Ingress[0].From {
+		if peer.NamespaceSelector != nil && len(peer.NamespaceSelector.MatchExpressions) > 0 {
+			downstream = &np.Spec.Ingress[0].From[i]
+		}
+	}
+	require.NotNil(t, downstream, "a rule admits the downstream RRs")
+	nsSel, err := metav1.LabelSelectorAsSelector(downstream.NamespaceSelector)
+	require.NoError(t, err)
+	podSel, err := metav1.LabelSelectorAsSelector(downstream.PodSelector)
+	require.NoError(t, err)
+	region := labels.Set{"app.kubernetes.io/name": "meshrr", "app.kubernetes.io/instance": "lothlorien", "meshrr.io/group-name": "lothlorien", "meshrr.io/upstream-group": "core.core"}
+	assert.True(t, nsSel.Matches(labels.Set{"kubernetes.io/metadata.name": "mirkwood"}))
+	assert.False(t, nsSel.Matches(labels.Set{"kubernetes.io/metadata.name": "default"}), "a namespace not named")
+	assert.True(t, podSel.Matches(region), "a region RR")
+	assert.False(t, podSel.Matches(labels.Set{"app": "web"}), "any other pod")
+	assert.False(t, podSel.Matches(labels.Set{"app.kubernetes.io/name": "meshrr", "meshrr.io/upstream-group": "other.core"}), "the RR of a group with another upstream")
 	assert.EqualValues(t, 7, workloads(r)[0].template.Spec.Containers[1].ReadinessProbe.PeriodSeconds, "probe timings are values")
 	assert.EqualValues(t, 2, workloads(r)[0].template.Spec.Containers[1].ReadinessProbe.FailureThreshold, "unset timings keep their defaults")
 	var cm *corev1.ConfigMap
@@ -619,13 +658,35 @@ func TestOptionalResources(t *testing.T) {
 	}
 	require.NotNil(t, cm)
 	assert.Equal(t, "protocol static s { ipv4; }", strings.TrimSpace(cm.Data["bird-extra.conf"]))
-	found := false
-	for _, v := range workloads(r)[0].template.Spec.Volumes {
-		if v.Name == "bird-conf-d" && v.ConfigMap != nil {
-			found = v.ConfigMap.Items[0].Path == "extra.conf"
+	// the agent reads it from its ConfigMap volume; BIRD includes only the
+	// agent's copy of the last version it accepted (never the ConfigMap)
+	agentCfg := agentConfigs(t, r)["core-meshrr-core"]
+	assert.Equal(t, "/etc/meshrr/bird-extra.conf", agentCfg.Backend.Bird.ExtraConfigFile)
+	spec := workloads(r)[0].template.Spec
+	for _, v := range spec.Volumes {
+		switch v.Name {
+		case "config":
+			require.NotNil(t, v.ConfigMap)
+			assert.Contains(t, v.ConfigMap.Items, corev1.KeyToPath{Key: "bird-extra.conf", Path: "bird-extra.conf"})
+		case "bird-conf-d":
+			assert.Nil(t, v.ConfigMap, "BIRD never reads the ConfigMap's extraConfig directly")
 		}
 	}
-	assert.True(t, found, "extra BIRD configuration is mounted into conf.d")
+	for _, c := range spec.Containers {
+		for _, m := range c.VolumeMounts {
+			assert.False(t, m.Name == "config" && c.Name != "agent", "%s mounts the ConfigMap", c.Name)
+		}
+	}
+	// without extraConfig the key is there, empty: adding one later hot-reloads
+	plain := render(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, nil)
+	for _, c := range all[*corev1.ConfigMap](plain) {
+		if c.Name == "core-meshrr-core" {
+			v, ok := c.Data["bird-extra.conf"]
+			assert.True(t, ok)
+			assert.Empty(t, v)
+		}
+	}
+	assert.Equal(t, workloads(plain)[0].template.Spec.Volumes, spec.Volumes, "adding an extraConfig does not roll the pods")
 }
 
 // The daemon container takes its own backend's probe and resources: a
@@ -734,18 +795,20 @@ func TestDrainSettingsFollowValues(t *testing.T) {
 
 func TestTCPMD5SecretReachesOnlyTheAgent(t *testing.T) {
 	r := render(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{
-		"groups.core.tcpMD5Secret": "core-bgp-keys", "groups.core.clients.regions.maxPrefixes": "5000", "groups.core.clients.regions.ttlSecurity": "true",
+		"groups.core.tcpMD5Secret": "core-bgp-keys", "groups.core.clients.routers.ranges[0]": "172.20.0.0/16",
+		"groups.core.clients.routers.maxPrefixes": "5000", "groups.core.clients.routers.ttlSecurity": "true",
 	})
 	checkRelease(t, r)
 	c := agentConfigs(t, r)["core-meshrr-core"]
 	assert.Equal(t, "/etc/meshrr-bgp-passwords", c.PasswordDir)
-	assert.Equal(t, "/etc/meshrr-bgp-passwords/client-regions", c.PasswordFile("regions", true))
+	assert.Equal(t, "/etc/meshrr-bgp-passwords/client-routers", c.PasswordFile("routers", true))
+	assert.Equal(t, "/etc/meshrr-bgp-passwords/downstream", c.PasswordFile("downstream", false))
 	assert.Equal(t, "core-bgp-keys", c.PasswordSecret, "named in the refusal Events")
-	assert.Equal(t, []string{"mesh", "client-regions"}, c.PasswordKeys, "fails closed: every session group's key is required by default")
+	assert.Equal(t, []string{"mesh", "downstream", "client-routers"}, c.PasswordKeys, "fails closed: every session group's key is required by default")
 	only := agentConfigs(t, render(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{
-		"groups.core.tcpMD5Secret": "core-bgp-keys", "groups.core.tcpMD5Keys[0]": "client-regions",
+		"groups.core.tcpMD5Secret": "core-bgp-keys", "groups.core.tcpMD5Keys[0]": "downstream",
 	}))["core-meshrr-core"]
-	assert.Equal(t, []string{"client-regions"}, only.PasswordKeys)
+	assert.Equal(t, []string{"downstream"}, only.PasswordKeys)
 	assert.False(t, only.PasswordRequired("mesh", false))
 	assert.Equal(t, 5000, c.Clients[0].MaxPrefixes)
 	assert.Equal(t, config.LimitRestart, c.Clients[0].MaxPrefixAction)
@@ -874,6 +937,7 @@ func TestNetworkPolicyAdmitsOnlyTheGroupItsUpstreamAndItsClients(t *testing.T) {
 func TestBFDReachesTheAgentAndTheNetworkPolicy(t *testing.T) {
 	set := map[string]string{
 		"networkPolicy.enabled":                    "true",
+		"groups.core.clients.regions.ranges[0]":    "172.20.0.0/16",
 		"groups.core.clients.regions.bfd.enabled":  "true",
 		"groups.core.clients.regions.bfd.interval": "300ms",
 		"groups.core.clients.regions.peerMetrics":  "true",

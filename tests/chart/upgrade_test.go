@@ -64,13 +64,13 @@ func TestAddingAClientRangeRollsNoPod(t *testing.T) {
 	files := []string{example("2regions-hrr", "values-core.yaml")}
 	before, err := renderE(t, "core", "core", files, nil)
 	require.NoError(t, err)
-	after, err := renderE(t, "core", "core", files, map[string]string{"groups.core.clients.regions.ranges[1]": "fd00:10:244::/56"})
+	after, err := renderE(t, "core", "core", files, map[string]string{"groups.core.clients.routers.ranges[0]": "fd00:172:20::/56"})
 	require.NoError(t, err)
 	diff := changed(documents(t, before), documents(t, after))
 	sort.Strings(diff)
 	assert.Equal(t, []string{"ConfigMap/core-meshrr-core", "NetworkPolicy/core-meshrr-core-a", "NetworkPolicy/core-meshrr-core-b"}, diff,
 		"the agent hot-reloads its ConfigMap and the NetworkPolicy admits the range: workloads (pod templates) must not change")
-	assert.Contains(t, documents(t, after)["NetworkPolicy/core-meshrr-core-a"], "fd00:10:244::/56")
+	assert.Contains(t, documents(t, after)["NetworkPolicy/core-meshrr-core-a"], "fd00:172:20::/56")
 }
 
 func TestResourceNamesAreStableAcrossUpgrades(t *testing.T) {

@@ -54,7 +54,9 @@ func TestFullTableThroughTheHierarchy(t *testing.T) {
 	coreNS := namespace(t, "e2e-scale-core")
 	aNS := namespace(t, "e2e-scale-loth")
 	bNS := namespace(t, "e2e-scale-mirk")
-	helm.Install(t, helmOptions(coreNS, []string{example("2regions-hrr", "values-core.yaml")}, nil), chart(), "core")
+	helm.Install(t, helmOptions(coreNS, []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{
+		"groups.core.downstream.namespaces": fmt.Sprintf("{%s,%s}", aNS.Namespace, bNS.Namespace),
+	}), chart(), "core")
 	region := func(opts *k8s.KubectlOptions, name string) {
 		set := map[string]string{
 			"defaults.replicas":                             "1",

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -80,7 +81,21 @@ const restrictedPod = `  securityContext:
 const restrictedContainer = `    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
 `
 
+// helmOptions: an install or upgrade of the chart with values files and
+// --set values. The 2regions-hrr core admits the region RRs of the
+// demo's namespaces (lothlorien, mirkwood), which the tests do not create:
+// a values file after the example's makes the core's downstream its own
+// namespace (kept by upgrades that replace the --set values); a test with
+// region releases names their namespaces with --set
+// groups.core.downstream.namespaces.
 func helmOptions(opts *k8s.KubectlOptions, files []string, set map[string]string) *helm.Options {
+	if i := slices.IndexFunc(files, func(f string) bool { return strings.HasSuffix(f, "values-core.yaml") }); i >= 0 {
+		own := filepath.Join(os.TempDir(), "meshrr-e2e-downstream-"+opts.Namespace+".yaml")
+		if err := os.WriteFile(own, []byte("groups: {core: {downstream: {namespaces: ["+opts.Namespace+"]}}}\n"), 0o644); err != nil {
+			panic(err) // the test host's temporary directory is not writable
+		}
+		files = slices.Insert(slices.Clone(files), i+1, own)
+	}
 	return &helm.Options{
 		KubectlOptions: opts,
 		ValuesFiles:    files,

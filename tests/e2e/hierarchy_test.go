@@ -74,7 +74,10 @@ func TestHierarchyAndBoundaryPolicy(t *testing.T) {
 	mirkNS := namespace(t, "e2e-mirk")
 	// every group behind the chart's NetworkPolicy (enforced in the test
 	// clusters): the whole hierarchy works through it
-	helm.Install(t, helmOptions(coreNS, []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{"networkPolicy.enabled": "true"}), chart(), "core")
+	helm.Install(t, helmOptions(coreNS, []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{
+		"networkPolicy.enabled":             "true",
+		"groups.core.downstream.namespaces": fmt.Sprintf("{%s,%s}", lothNS.Namespace, mirkNS.Namespace),
+	}), chart(), "core")
 	region := func(opts *k8s.KubectlOptions, name string) {
 		set := netpolValues()
 		set["defaults.upstream.namespace"] = coreNS.Namespace
@@ -157,6 +160,9 @@ func TestHierarchyAndBoundaryPolicy(t *testing.T) {
 		time.Sleep(time.Second)
 	}
 
+	t.Run("Impostors", func(t *testing.T) {
+		impostorSpeakersGetNoSession(t, coreNS, map[*k8s.KubectlOptions][]corev1.Pod{coreNS: cores, lothNS: loth, mirkNS: mirk}, []*Router{rL, rL2, rM})
+	})
 	t.Run("NetworkPolicy", func(t *testing.T) { networkPolicyHolds(t, coreNS, lothNS, "lothlorien", cores, loth) })
 	uninstallRegionDrainsFirst(t, mirkNS, mirk)
 }
@@ -294,6 +300,7 @@ func TestSingleUpstreamReplacedAndRegionChurn(t *testing.T) {
 	helm.Install(t, helmOptions(coreNS, []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{
 		"groups.core.clients.routers.ranges[0]":   routerRange(),
 		"groups.core.gracefulRestart.restartTime": fmt.Sprint(int(grTime.Seconds())),
+		"groups.core.downstream.namespaces[0]":    regNS.Namespace,
 	}), chart(), "core")
 	helm.Install(t, helmOptions(regNS, []string{example("2regions-hrr", "values.yaml"), example("2regions-hrr", "values-lothlorien.yaml")}, map[string]string{
 		"defaults.upstream.namespace":                 coreNS.Namespace,

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -110,7 +111,7 @@ func networkPolicyHolds(t *testing.T, coreNS, regionNS *k8s.KubectlOptions, rele
 				return
 			}
 			n := 0
-			for peer := range established(ss, "regions") {
+			for peer := range established(ss, "downstream") {
 				if regionIPs[peer] {
 					n++
 				}
@@ -165,4 +166,166 @@ func networkPolicyHolds(t *testing.T, coreNS, regionNS *k8s.KubectlOptions, rele
 	}, time.Minute, time.Second)
 	logf(t, "networkpolicy: policy deleted, all %d probes reach TCP 179 %s later (the refusals were the policy's)",
 		len(probes), time.Since(removed).Round(100*time.Millisecond))
+}
+
+// impostorPrefix is what the impostor speakers announce.
+const impostorPrefix = "10.99.0.0/24"
+
+// startImpostor runs a real BIRD in a restricted pod (allowed to bind TCP
+// 179, as the chart's RR pods are) with the hierarchy's internal AS,
+// announcing impostorPrefix to every RR address given, and returns the pod
+// as a probe and its address.
+func startImpostor(t *testing.T, opts *k8s.KubectlOptions, name string, rrs []string) (probe, string) {
+	t.Helper()
+	k8s.KubectlApplyFromString(t, opts, fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: %s
+  labels: {meshrr-e2e-impostor: "true"}
+spec:
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 0
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 65532
+    seccompProfile: {type: RuntimeDefault}
+    sysctls: [{name: net.ipv4.ip_unprivileged_port_start, value: "0"}]
+  containers:
+  - name: probe
+    image: %s
+    imagePullPolicy: Never
+    command: [sleep, infinity]
+%s`, name, birdImage, restrictedContainer))
+	_, err := k8s.RunKubectlAndGetOutputE(t, opts, "wait", "--for=condition=Ready", "pod/"+name, "--timeout=90s")
+	require.NoError(t, err)
+	var conf strings.Builder
+	fmt.Fprintf(&conf, "router id 10.99.0.1;\nprotocol device {}\nprotocol static imp_static { ipv4; route %s blackhole; }\n", impostorPrefix)
+	conf.WriteString("template bgp imp { local as 65000; connect retry time 2; ipv4 { import all; export all; }; }\n")
+	for i, a := range rrs {
+		fmt.Fprintf(&conf, "protocol bgp imp%d from imp { neighbor %s as 65000; }\n", i, a)
+	}
+	out, err := k8s.RunKubectlAndGetOutputE(t, opts, "exec", name, "--", "bash", "-c",
+		`printf '%s' "$0" > /tmp/imp.conf && bird -c /tmp/imp.conf -s /tmp/imp.ctl -P /tmp/imp.pid`, conf.String())
+	require.NoError(t, err, "the impostor's BIRD: %s", out)
+	ip, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "pod", name, "-o", "jsonpath={.status.podIP}")
+	require.NoError(t, err)
+	return probe{opts: opts, name: name}, ip
+}
+
+// impostorSessions is how many of the impostor's BGP sessions are Established.
+func (p probe) impostorSessions(t *testing.T) (int, string) {
+	out, err := k8s.RunKubectlAndGetOutputE(t, p.opts, "exec", p.name, "--", "birdc", "-s", "/tmp/imp.ctl", "show", "protocols")
+	require.NoError(t, err, out)
+	up := 0
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "imp") && strings.Contains(l, "Established") {
+			up++
+		}
+	}
+	return up, out
+}
+
+// impostorSpeakersGetNoSession: two real BIRD speakers with the internal
+// AS announcing impostorPrefix, one in a namespace of its own and one in
+// the core's namespace outside the release, try every core and region RR:
+// TCP 179 is refused by the NetworkPolicy everywhere, no session comes up,
+// and the prefix reaches no RR and no router. Then the core's policy is
+// deleted: TCP reaches the core RRs, and still their BIRD admits neither
+// (the core admits its region RRs one by one, each at its own address,
+// where the example admitted the whole pod network before, and any pod of
+// the cluster peered). The core's policy is restored at the end.
+func impostorSpeakersGetNoSession(t *testing.T, coreNS *k8s.KubectlOptions, rrs map[*k8s.KubectlOptions][]corev1.Pod, routers []*Router) {
+	start := time.Now()
+	var addrs []string
+	for _, ps := range rrs {
+		for _, p := range ps {
+			addrs = append(addrs, p.Status.PodIP)
+		}
+	}
+	cores := rrs[coreNS]
+	otherNS := namespace(t, "e2e-impostor-bgp")
+	away, awayIP := startImpostor(t, otherNS, "impostor-bgp", addrs)
+	inCore, inCoreIP := startImpostor(t, coreNS, "impostor-bgp", addrs)
+	impostors := map[string]probe{"another namespace": away, "the core's namespace": inCore}
+	impostorIPs := map[string]bool{awayIP: true, inCoreIP: true}
+
+	refused := 0
+	for what, p := range impostors {
+		for _, a := range addrs {
+			got := p.dial(t, a, 179)
+			assert.Equal(t, "timeout", got, "impostor in %s to BGP of %s", what, a)
+			if got == "timeout" {
+				refused++
+			}
+		}
+	}
+	nothingReached := func(phase string) {
+		for range 2 { // 16 s of the impostors' connect retries (every 2 s), checked twice
+			time.Sleep(8 * time.Second)
+			for what, p := range impostors {
+				up, out := p.impostorSessions(t)
+				require.Zero(t, up, "%s: the impostor in %s has a session:\n%s", phase, what, out)
+			}
+			for opts, ps := range rrs {
+				for _, p := range ps {
+					// birdc exits 1 with "Network not found" when no route covers it
+					out, _ := podBirdc(t, opts, p.Name, "show", "route", "for", impostorPrefix)
+					require.Contains(t, out, "Network not found", "%s: the impostor's route reached %s", phase, p.Name)
+					ss, err := sessions(t, opts, p.Name)
+					require.NoError(t, err)
+					for _, s := range ss {
+						require.False(t, impostorIPs[s.Peer], "%s: %s has a session with an impostor: %+v", phase, p.Name, s)
+					}
+				}
+			}
+			for _, r := range routers {
+				m, err := r.routes()
+				require.NoError(t, err)
+				require.NotContains(t, m, impostorPrefix, "%s: the impostor's route reached router %s", phase, r.Name)
+			}
+		}
+	}
+	nothingReached("behind the policies")
+	logf(t, "impostors: %d of %d connections from 2 real BGP speakers (AS 65000, announcing %s) to the %d core and region RRs refused on TCP 179; 0 sessions, the prefix at no RR and no router 16 s later (%s)",
+		refused, 2*len(addrs), impostorPrefix, len(addrs), time.Since(start).Round(time.Second))
+
+	// the agent's own admission, without the core's policy
+	saved, err := k8s.RunKubectlAndGetOutputE(t, coreNS, "get", "networkpolicy", "-l", "app.kubernetes.io/name=meshrr", "-o", "json")
+	require.NoError(t, err)
+	_, err = k8s.RunKubectlAndGetOutputE(t, coreNS, "delete", "networkpolicy", "-l", "app.kubernetes.io/name=meshrr")
+	require.NoError(t, err)
+	t.Cleanup(func() { restorePolicies(t, coreNS, saved) })
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		for what, p := range impostors {
+			for _, rr := range cores {
+				assert.Equal(c, "open", p.dial(t, rr.Status.PodIP, 179), "impostor in %s to core RR %s without the policy", what, rr.Name)
+			}
+		}
+	}, time.Minute, time.Second)
+	nothingReached("core policy deleted")
+	logf(t, "impostors: with the core's NetworkPolicy deleted TCP 179 of both core RRs opens, and their BIRD still admits neither impostor (16 s): only the discovered region RRs are admitted")
+	restorePolicies(t, coreNS, saved)
+}
+
+// restorePolicies recreates the NetworkPolicies of a saved list (kubectl
+// get -o json), without their server-set fields; once.
+func restorePolicies(t *testing.T, opts *k8s.KubectlOptions, saved string) {
+	var list struct {
+		Items []map[string]any `json:"items"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(saved), &list))
+	for _, np := range list.Items {
+		meta := np["metadata"].(map[string]any)
+		name := meta["name"].(string)
+		if _, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "networkpolicy", name); err == nil {
+			continue
+		}
+		for _, k := range []string{"resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"} {
+			delete(meta, k)
+		}
+		delete(np, "status")
+		b, err := json.Marshal(np)
+		require.NoError(t, err)
+		k8s.KubectlApplyFromString(t, opts, string(b))
+	}
 }

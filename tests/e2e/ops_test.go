@@ -82,7 +82,7 @@ func TestPolicyOnlyUpgradeResetsNoSession(t *testing.T) {
 	start := time.Now()
 	ho.SetValues = map[string]string{
 		"groups.core.policy[0].name":                "drop-65000-999",
-		"groups.core.policy[0].towards[0]":          "regions",
+		"groups.core.policy[0].towards[0]":          "mesh",
 		"groups.core.policy[0].matchCommunities[0]": "65000:999",
 		"groups.core.policy[0].action":              "reject",
 	}
@@ -353,7 +353,7 @@ func TestTCPMD5FromASecret(t *testing.T) {
 		}
 		k8s.KubectlApplyFromString(t, opts, "apiVersion: v1\nkind: Secret\nmetadata: {name: core-bgp-keys}\nstringData:\n"+b.String())
 	}
-	setKeys(map[string]string{"mesh": "mesh-key-1", "client-regions": "regions-key-1", "client-routers": "right-key-123"})
+	setKeys(map[string]string{"mesh": "mesh-key-1", "downstream": "downstream-key-1", "client-routers": "right-key-123"})
 	helm.Install(t, helmOptions(opts, []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{
 		"groups.core.tcpMD5Secret":              "core-bgp-keys",
 		"groups.core.clients.routers.ranges[0]": routerRange(),
@@ -381,7 +381,7 @@ func TestTCPMD5FromASecret(t *testing.T) {
 	// a malformed client key: the router's session goes and stays down,
 	// nothing else moves
 	meshBefore := meshSettled(t, opts, 2, time.Minute)
-	setKeys(map[string]string{"mesh": "mesh-key-1", "client-regions": "regions-key-1", "client-routers": `bad"key`})
+	setKeys(map[string]string{"mesh": "mesh-key-1", "downstream": "downstream-key-1", "client-routers": `bad"key`})
 	start = time.Now()
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		assert.NotEqual(c, "Established", r.neighborState(rr), "the router's session with a malformed key in the Secret")

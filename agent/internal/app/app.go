@@ -149,6 +149,9 @@ type podEnv struct {
 	self plan.Self
 	uid  string
 	node string
+	// cluster: the pod's own addresses on the pod network (not when the
+	// pod uses the node's network) and the API server's Service address
+	cluster []plan.ClusterAddr
 }
 
 func readPod(getenv func(string) string) (podEnv, error) {
@@ -177,6 +180,16 @@ func readPod(getenv func(string) string) (podEnv, error) {
 	}
 	if len(p.self.Addrs) == 0 && ips == "" {
 		problems = append(problems, "POD_IPS is not set (downward API status.podIPs)")
+	}
+	if host, err := netip.ParseAddr(getenv("HOST_IP")); err == nil {
+		for _, a := range p.self.Addrs {
+			if a != host.Unmap() {
+				p.cluster = append(p.cluster, plan.ClusterAddr{Addr: a, What: "this pod's address " + a.String() + " (the pod network)"})
+			}
+		}
+	}
+	if api, err := netip.ParseAddr(getenv("KUBERNETES_SERVICE_HOST")); err == nil {
+		p.cluster = append(p.cluster, plan.ClusterAddr{Addr: api.Unmap(), What: "the API server's Service address " + api.String() + " (the service network)"})
 	}
 	if problems != nil {
 		return p, errors.New(strings.Join(problems, "; "))
@@ -275,7 +288,8 @@ func runInit(cfgPath string, getenv func(string) string, stdout io.Writer) error
 	return nil
 }
 
-// watchedNamespaces: the mesh, the upstream and its siblings' namespaces.
+// watchedNamespaces: the mesh, the upstream and its siblings', and the
+// downstream groups' namespaces.
 func watchedNamespaces(c *config.Config, own string) []string {
 	ns := []string{own}
 	add := func(n string) {
@@ -287,6 +301,11 @@ func watchedNamespaces(c *config.Config, own string) []string {
 	if u := c.Upstream; u != nil {
 		add(u.Namespace)
 		for _, s := range u.SiblingNamespaces {
+			add(s)
+		}
+	}
+	if d := c.Downstream; d != nil {
+		for _, s := range d.Namespaces {
 			add(s)
 		}
 	}
@@ -325,6 +344,17 @@ func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(strin
 	m.Info.WithLabelValues(Version, be.Name(), rid.String()).Set(1)
 	rec, stopEvents := events.New(client, events.Pod{Name: pod.self.Name, Namespace: pod.self.Namespace, UID: pod.uid}, log)
 	defer stopEvents()
+	if b, ok := be.(*bird.Backend); ok {
+		b.OnExtraConfig(func(refused error) {
+			if refused != nil {
+				log.Error("extraConfig refused by BIRD; the last version it accepted stays in use", "op", "apply", "error", refused)
+				rec.Warning(events.ReasonExtraConfigRefused, "backend.bird.extraConfig refused by BIRD, the last version it accepted stays in use (fix the group's ConfigMap or helm upgrade): %v", refused)
+				return
+			}
+			log.Info("extraConfig: the new version is in use", "op", "apply")
+			rec.Normal(events.ReasonExtraConfigApplied, "backend.bird.extraConfig: the new version is in use")
+		})
+	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -332,7 +362,7 @@ func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(strin
 	onReload(watcher, cfg, reloadDeps{m: m, rec: rec, log: log, podNamespace: pod.self.Namespace, namespaces: namespaces, restart: cancel})
 	disc := discovery.New(client, namespaces, 0, log)
 	disc.Names = func() map[string]string { return watcher.Current().Services(pod.self.Namespace) }
-	loop := &reconcile.Loop{Backend: be, Reader: sessions, Peers: disc, Config: watcher, Self: pod.self, Metrics: m, Events: rec, Log: log}
+	loop := &reconcile.Loop{Backend: be, Reader: sessions, Peers: disc, Config: watcher, Self: pod.self, ClusterAddrs: pod.cluster, Metrics: m, Events: rec, Log: log}
 
 	rep := &reporter{loop: loop, be: be, sessions: sessions, m: m, cfg: watcher, pod: pod}
 	stopHTTP, err := serveHTTP(ctx, cfg.Status.Listen, handler(m, loop, watcher, rep))

@@ -68,7 +68,7 @@ func New(r SessionReader) *Metrics {
 		Registry: prometheus.NewRegistry(),
 		DiscoveredPeers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: "discovery", Name: "peers",
-			Help: "Ready members discovered per role (mesh: other members of the own group; upstream: members of the upstream group).",
+			Help: "Ready members discovered per role (mesh: other members of the own group; upstream: members of the upstream group; downstream: RRs of the groups that peer up to this one).",
 		}, []string{"role"}),
 		ConfiguredPeers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: "plan", Name: "configured_peers",

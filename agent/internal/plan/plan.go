@@ -49,6 +49,16 @@ type Input struct {
 	// Refused session groups (by model group name, with why) get no
 	// session: their TCP-MD5 key is missing or malformed.
 	Refused map[string]string
+	// ClusterAddrs are addresses known to be the cluster's own (the pod's
+	// address on the pod network, the API server's Service address): a
+	// client range that holds one admits any pod of the cluster.
+	ClusterAddrs []ClusterAddr
+}
+
+// ClusterAddr is an address of the cluster's own networks and what it is.
+type ClusterAddr struct {
+	Addr netip.Addr
+	What string
 }
 
 // Replacement records an upstream member dropped because its session did
@@ -65,8 +75,13 @@ type Result struct {
 	Upstream []string
 	// Replaced upstream members: the caller holds them down.
 	Replaced []Replacement
-	// Discovered counts the members seen per role ("mesh", "upstream").
-	Discovered map[model.Role]int
+	// Exposed are the client groups refused (no session) because a range
+	// admits the cluster's own networks without TCP-MD5 and an import
+	// policy, with why (config.ClusterExposure).
+	Exposed map[string]string
+	// Discovered counts the members seen per session group ("mesh",
+	// "upstream", "downstream").
+	Discovered map[string]int
 }
 
 // Build computes the desired model.
@@ -87,7 +102,7 @@ func Build(in Input) (Result, error) {
 	if id, ok := c.ExplicitClusterID(); ok {
 		cluster = id
 	}
-	res := Result{Discovered: map[model.Role]int{}}
+	res := Result{Discovered: map[string]int{}}
 	m := baseModel(c, rid, local)
 	m.Groups = append(m.Groups, meshGroup(in, local, &res))
 	if c.Upstream != nil {
@@ -97,7 +112,19 @@ func Build(in Input) (Result, error) {
 		}
 		m.Groups = append(m.Groups, up)
 	}
-	m.Groups = append(m.Groups, clientGroups(c, local, explicitPeers(m.Groups), cluster)...)
+	explicit := explicitPeers(m.Groups)
+	if c.Downstream != nil {
+		if g, addrs := downstreamGroup(in, local, cluster, explicit, &res); len(g.Ranges) > 0 {
+			m.Groups = append(m.Groups, g)
+			explicit = append(explicit, addrs...)
+		}
+	}
+	res.Exposed = exposed(in)
+	for _, g := range clientGroups(c, local, explicit, cluster) {
+		if _, refused := res.Exposed[g.Name]; !refused {
+			m.Groups = append(m.Groups, g)
+		}
+	}
 	applyBoundaryRules(c, m.Groups)
 	finishGroups(c, in.Passwords, m.Groups)
 	m.Groups = slices.DeleteFunc(m.Groups, func(g model.PeerGroup) bool { _, refused := in.Refused[g.Name]; return refused })
@@ -138,7 +165,7 @@ func meshGroup(in Input, local []netip.Addr, res *Result) model.PeerGroup {
 		if isSelf(mb, in.Self) {
 			continue
 		}
-		res.Discovered[model.RoleMesh]++
+		res.Discovered[string(model.RoleMesh)]++
 		mesh.Neighbors = append(mesh.Neighbors, neighbors(mb, local, c.ASN())...)
 	}
 	return mesh
@@ -154,13 +181,56 @@ func upstreamGroup(in Input, local []netip.Addr, res *Result) (model.PeerGroup, 
 	}
 	up := model.PeerGroup{Name: string(model.RoleUpstream), Role: model.RoleUpstream, BFD: bfd(u.BFD, c.GracefulRestart.On())}
 	chosen, replaced, seen := chooseUpstream(in, local)
-	res.Discovered[model.RoleUpstream] = seen
+	res.Discovered[string(model.RoleUpstream)] = seen
 	for _, mb := range chosen {
 		res.Upstream = append(res.Upstream, mb.ID())
 		up.Neighbors = append(up.Neighbors, neighbors(mb, local, c.ASN())...)
 	}
 	res.Replaced = replaced
 	return up, nil
+}
+
+// downstreamGroup: the RRs of the groups whose Services, in the
+// downstream namespaces, name this group as their upstream, admitted as
+// RR clients each at its own addresses (one /32 or /128 range per address,
+// so the sessions are the ones they open, as with a client range, and no
+// other address of the pod network can open one). The addresses are
+// returned for the client groups to leave out. Not an upstream or mesh
+// member of this group itself.
+func downstreamGroup(in Input, local []netip.Addr, cluster netip.Addr, explicit []netip.Addr, res *Result) (model.PeerGroup, []netip.Addr) {
+	c := in.Config
+	meshNS := or(c.Mesh.Namespace, in.Self.Namespace)
+	var addrs []netip.Addr
+	for _, mb := range in.Snapshot.Members {
+		if !slices.Contains(c.Downstream.Namespaces, mb.Namespace) || mb.UpstreamGroup != c.Mesh.Group || or(mb.UpstreamNamespace, mb.Namespace) != meshNS {
+			continue
+		}
+		if mb.Group == c.Mesh.Group && mb.Namespace == meshNS {
+			continue // a group cannot be its own upstream
+		}
+		res.Discovered[config.TargetDownstream]++
+		for _, a := range mb.Addrs {
+			if !slices.Contains(explicit, a) && !slices.Contains(addrs, a) {
+				addrs = append(addrs, a)
+			}
+		}
+	}
+	slices.SortFunc(addrs, func(a, b netip.Addr) int { return a.Compare(b) })
+	var ranges []netip.Prefix
+	for _, a := range addrs {
+		ranges = append(ranges, netip.PrefixFrom(a, a.BitLen()))
+	}
+	ranges = localFamilies(ranges, local)
+	return model.PeerGroup{
+		Name:            config.TargetDownstream,
+		Role:            model.RoleClients,
+		Ranges:          ranges,
+		Allow:           ranges,
+		MaxPrefixes:     c.Downstream.MaxPrefixes,
+		MaxPrefixAction: c.Downstream.MaxPrefixAction,
+		RRClient:        true,
+		ClusterID:       cluster,
+	}, addrs
 }
 
 // explicitPeers: the addresses of the mesh and upstream neighbors, which
@@ -173,6 +243,28 @@ func explicitPeers(groups []model.PeerGroup) []netip.Addr {
 		}
 	}
 	return explicit
+}
+
+// exposed: the client groups with a range that holds an address of the
+// cluster's own networks (Input.ClusterAddrs) and are not Guarded; the
+// configured clusterNetworks are checked when the configuration loads.
+func exposed(in Input) map[string]string {
+	out := map[string]string{}
+	for i := range in.Config.Clients {
+		cl := &in.Config.Clients[i]
+	ranges:
+		for _, r := range cl.CompiledRanges() {
+			for _, k := range in.ClusterAddrs {
+				if r.Contains(k.Addr) {
+					if why := in.Config.ClusterExposure(cl.Name, r, k.What); why != "" {
+						out[cl.Name] = why
+						break ranges
+					}
+				}
+			}
+		}
+	}
+	return out
 }
 
 // clientGroups: one group per configured client group, its ranges in the

@@ -77,7 +77,7 @@ func TestMeshPeersAreEveryOtherMemberOfTheOwnGroupOnly(t *testing.T) {
 	mesh := group(t, res.Model, "mesh")
 	assert.Equal(t, []string{"10.244.2.2", "10.244.3.2", "fd00:244::3"}, addrs(mesh))
 	assert.Equal(t, "core/core-b", mesh.Neighbors[0].Name)
-	assert.Equal(t, 2, res.Discovered[model.RoleMesh])
+	assert.Equal(t, 2, res.Discovered[string(model.RoleMesh)])
 	assert.Equal(t, ip("10.244.1.2"), res.Model.RouterID, "auto router id is the pod's IPv4 address")
 	assert.Equal(t, []netip.Addr{ip("10.244.1.2"), ip("fd00:244::2")}, res.Model.LocalAddrs)
 }
@@ -212,8 +212,8 @@ func TestUpstreamChoiceIsDeterministicAndSpreadsSides(t *testing.T) {
 	up := group(t, res.Model, "upstream")
 	require.Len(t, up.Neighbors, 2)
 	assert.NotEqual(t, up.Neighbors[0].Side, up.Neighbors[1].Side, "one member per side")
-	assert.Equal(t, 4, res.Discovered[model.RoleUpstream])
-	assert.Equal(t, 5, res.Discovered[model.RoleMesh])
+	assert.Equal(t, 4, res.Discovered[string(model.RoleUpstream)])
+	assert.Equal(t, 5, res.Discovered[string(model.RoleMesh)])
 
 	// the same sets in another order give the same choice
 	rev := in
@@ -536,4 +536,95 @@ func TestAStoppingUpstreamStaysUntilItsReplacementIsUp(t *testing.T) {
 		break
 	}
 	require.True(t, moved, "no member out of 32 outscored the current upstream")
+}
+
+// A core with downstream namespaces admits exactly the RRs whose release's
+// Service in those namespaces names the core as upstream, each at its own
+// addresses: not a pod of another namespace carrying the same labels, not
+// a group of a granted namespace with another upstream.
+func TestDownstreamAdmitsOnlyTheDiscoveredRegionRRsAtTheirAddresses(t *testing.T) {
+	c := mustConfig(t, `
+identity: {asn: 65000}
+mesh: {group: core.core}
+downstream: {namespaces: [lothlorien, mirkwood], maxPrefixes: 1000}
+clients:
+  - name: routers
+    ranges: [10.244.9.0/24]
+`)
+	region := func(ns, pod, upGroup, upNS string, addrs ...string) model.Member {
+		m := member(ns, ns+"."+ns, pod, "", "n1", addrs...)
+		m.UpstreamGroup, m.UpstreamNamespace = upGroup, upNS
+		return m
+	}
+	in := Input{
+		Config: c,
+		Self:   Self{Name: "core-a", Namespace: "core", Addrs: []netip.Addr{ip("10.244.1.2")}},
+		Snapshot: model.Snapshot{Synced: true, Members: []model.Member{
+			member("core", "core.core", "core-b", "", "n2", "10.244.2.2"),
+			region("lothlorien", "l-1", "core.core", "core", "10.244.3.5", "fd00:244::5"),
+			region("mirkwood", "m-1", "core.core", "core", "10.244.9.7"),  // inside the routers' range
+			region("mirkwood", "m-2", "other.core", "core", "10.244.3.8"), // another upstream
+			region("evil", "e-1", "core.core", "core", "10.244.3.9"),      // a namespace not granted
+			region("lothlorien", "l-2", "core.core", "elsewhere", "10.244.3.10"),
+		}},
+		Now: t0,
+	}
+	res, err := Build(in)
+	require.NoError(t, err)
+	d := group(t, res.Model, "downstream")
+	assert.Equal(t, model.RoleClients, d.Role)
+	assert.True(t, d.RRClient)
+	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("10.244.3.5/32"), netip.MustParsePrefix("10.244.9.7/32")}, d.Ranges, "one /32 per discovered RR address; no IPv6 without a local IPv6 address")
+	assert.Equal(t, d.Ranges, d.Allow)
+	assert.Equal(t, 1000, d.MaxPrefixes)
+	assert.Equal(t, config.LimitRestart, d.MaxPrefixAction)
+	assert.Equal(t, 2, res.Discovered["downstream"])
+	assert.NotContains(t, group(t, res.Model, "routers").Allow, netip.MustParsePrefix("10.244.9.0/24"), "the downstream RR's address is left out of the client range")
+
+	in.Snapshot.Members = in.Snapshot.Members[:1]
+	res, err = Build(in)
+	require.NoError(t, err)
+	for _, g := range res.Model.Groups {
+		assert.NotEqual(t, "downstream", g.Name, "no downstream RR discovered: no session group and nothing admitted")
+	}
+}
+
+// A client range that holds an address of the cluster's own networks (the
+// pod network, the API server's Service) admits any pod: its group gets no
+// session, unless its TCP-MD5 key is required and an import policy filters
+// what it announces; the routers' range elsewhere is untouched.
+func TestClientRangeOverTheClusterNetworksIsRefusedUnlessGuarded(t *testing.T) {
+	cluster := []ClusterAddr{{Addr: ip("10.244.1.2"), What: "this pod's address 10.244.1.2 (the pod network)"}, {Addr: ip("10.96.0.1"), What: "the API server's Service address"}}
+	in := func(y string) Input {
+		return Input{
+			Config:       mustConfig(t, "identity: {asn: 65000}\nmesh: {group: core.core}\n"+y),
+			Self:         Self{Name: "core-a", Namespace: "core", Addrs: []netip.Addr{ip("10.244.1.2")}},
+			Snapshot:     model.Snapshot{Synced: true},
+			ClusterAddrs: cluster,
+		}
+	}
+	res, err := Build(in("clients: [{name: pods, ranges: [10.244.0.0/16]}, {name: svc, ranges: [10.96.0.0/12]}, {name: routers, ranges: [172.18.0.0/16]}]\n"))
+	require.NoError(t, err)
+	assert.Contains(t, res.Exposed["pods"], "10.244.0.0/16 overlaps this pod's address 10.244.1.2 (the pod network): any pod of the cluster could open a session")
+	assert.Contains(t, res.Exposed["pods"], "tcpMD5Secret, key client-pods")
+	assert.Contains(t, res.Exposed["svc"], "the API server's Service address")
+	assert.NotContains(t, res.Exposed, "routers")
+	var names []string
+	for _, g := range res.Model.Groups {
+		names = append(names, g.Name)
+	}
+	assert.Equal(t, []string{"mesh", "routers"}, names, "the refused groups get no session")
+
+	// guarded: the key required and an import policy from the group
+	res, err = Build(in("passwordDir: /k\nclients: [{name: pods, ranges: [10.244.0.0/16]}]\npolicy: [{name: only-ours, from: [pods], matchPrefixes: [{prefix: 10.99.0.0/16, maxLength: 24}], action: accept}, {name: rest, from: [pods], action: reject}]\n"))
+	require.NoError(t, err)
+	assert.Empty(t, res.Exposed)
+	group(t, res.Model, "pods")
+	// the key alone is not enough, nor the policy alone
+	res, err = Build(in("passwordDir: /k\nclients: [{name: pods, ranges: [10.244.0.0/16]}]\n"))
+	require.NoError(t, err)
+	assert.Contains(t, res.Exposed, "pods")
+	res, err = Build(in("clients: [{name: pods, ranges: [10.244.0.0/16]}]\npolicy: [{name: rest, from: [clients], action: reject}]\n"))
+	require.NoError(t, err)
+	assert.Contains(t, res.Exposed, "pods")
 }

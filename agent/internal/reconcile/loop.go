@@ -45,14 +45,17 @@ type Loop struct {
 	Backend backend.Backend
 	// Reader reads the daemon's sessions (the agent's shared
 	// backend.SessionCache); nil: Backend.
-	Reader  backend.SessionReader
-	Peers   PeerSource
-	Config  ConfigSource
-	Self    plan.Self
-	Metrics *metrics.Metrics
-	Events  events.Recorder
-	Log     *slog.Logger
-	Now     func() time.Time
+	Reader backend.SessionReader
+	Peers  PeerSource
+	Config ConfigSource
+	Self   plan.Self
+	// ClusterAddrs are the cluster's own addresses no client range may
+	// admit unguarded (plan.Input.ClusterAddrs).
+	ClusterAddrs []plan.ClusterAddr
+	Metrics      *metrics.Metrics
+	Events       events.Recorder
+	Log          *slog.Logger
+	Now          func() time.Time
 
 	applied      []byte
 	holdDown     map[string]time.Time
@@ -65,6 +68,7 @@ type Loop struct {
 	memoryLow   bool              // the memory limit below the routes' need, as last reported
 	rejected    []string          // what discovery refused, as last reported
 	refused     map[string]string // session groups refused for their TCP-MD5 key, as last reported
+	exposed     map[string]string // client groups refused for admitting the cluster's networks, as last reported
 	held        string            // why a change is held ("" when none)
 	heldSince   time.Time         // when the held shrink was first planned
 	drainOnce   sync.Once
@@ -308,17 +312,18 @@ func (l *Loop) ReconcileOnce(ctx context.Context) (err error) {
 	}
 	passwords, refused := readPasswords(cfg)
 	l.reportRefused(refused)
-	res, err := plan.Build(plan.Input{Config: cfg, Self: l.Self, Snapshot: snap, Sessions: sessions, Now: now, HoldDown: l.holdDown, Draining: l.draining, Passwords: passwords, Refused: refused})
+	res, err := plan.Build(plan.Input{Config: cfg, Self: l.Self, Snapshot: snap, Sessions: sessions, Now: now, HoldDown: l.holdDown, Draining: l.draining, Passwords: passwords, Refused: refused, ClusterAddrs: l.ClusterAddrs})
 	if err != nil {
 		return err
 	}
+	l.reportExposed(res.Exposed)
 	for _, r := range res.Replaced {
 		l.holdDown[r.Member] = now.Add(cfg.Upstream.HoldDown.Duration)
 		l.Metrics.UpstreamReplacements.Inc()
 		l.Events.Normal(events.ReasonUpstreamReplaced, "upstream peer %s replaced: %s; held down for %s", r.Member, r.Reason, cfg.Upstream.HoldDown.Duration)
 	}
-	for _, role := range []model.Role{model.RoleMesh, model.RoleUpstream} {
-		l.Metrics.DiscoveredPeers.WithLabelValues(string(role)).Set(float64(res.Discovered[role]))
+	for _, g := range []string{string(model.RoleMesh), string(model.RoleUpstream), config.TargetDownstream} {
+		l.Metrics.DiscoveredPeers.WithLabelValues(g).Set(float64(res.Discovered[g]))
 	}
 	l.checkLimits(res.Model, sessions)
 
@@ -558,22 +563,45 @@ func (l *Loop) checkMemory(cfg *config.Config, ss []model.Session) {
 // reportRefused records a Warning Event and a log line when the set of
 // session groups refused for their TCP-MD5 key changes (never the key).
 func (l *Loop) reportRefused(refused map[string]string) {
-	if maps.Equal(refused, l.refused) {
+	reportChanges(&l.refused, refused, func(g, why string) {
+		l.Log.Warn("session group refused: its TCP-MD5 key is missing or malformed; it gets no session until the Secret is fixed", "op", "md5", "group", g, "reason", why)
+		l.Events.Warning(events.ReasonKeyRefused, "%s sessions refused, none runs without its TCP-MD5 key: %s", g, why)
+	}, func(g string) {
+		l.Log.Info("session group's TCP-MD5 key is valid again", "op", "md5", "group", g)
+		l.Events.Normal(events.ReasonKeyAccepted, "%s: its TCP-MD5 key is valid again; its sessions are configured", g)
+	})
+}
+
+// reportExposed records a Warning Event and a log line when the set of
+// client groups refused for admitting the cluster's own networks changes.
+func (l *Loop) reportExposed(exposed map[string]string) {
+	reportChanges(&l.exposed, exposed, func(g, why string) {
+		l.Log.Warn("client group refused: a range admits the cluster's own networks", "op", "clients", "group", g, "reason", why)
+		l.Events.Warning(events.ReasonRangeRefused, "%s sessions refused: %s", g, why)
+	}, func(g string) {
+		l.Log.Info("client group admitted again", "op", "clients", "group", g)
+		l.Events.Normal(events.ReasonRangeAccepted, "%s: its ranges no longer admit the cluster's networks unguarded; its sessions are configured", g)
+	})
+}
+
+// reportChanges calls refused for each group newly refused (or refused
+// for another reason) and accepted for each no longer refused, and keeps
+// now as the last reported.
+func reportChanges(last *map[string]string, now map[string]string, refused func(g, why string), accepted func(g string)) {
+	if maps.Equal(now, *last) {
 		return
 	}
-	for _, g := range slices.Sorted(maps.Keys(refused)) {
-		if l.refused[g] != refused[g] {
-			l.Log.Warn("session group refused: its TCP-MD5 key is missing or malformed; it gets no session until the Secret is fixed", "op", "md5", "group", g, "reason", refused[g])
-			l.Events.Warning(events.ReasonKeyRefused, "%s sessions refused, none runs without its TCP-MD5 key: %s", g, refused[g])
+	for _, g := range slices.Sorted(maps.Keys(now)) {
+		if (*last)[g] != now[g] {
+			refused(g, now[g])
 		}
 	}
-	for _, g := range slices.Sorted(maps.Keys(l.refused)) {
-		if _, still := refused[g]; !still {
-			l.Log.Info("session group's TCP-MD5 key is valid again", "op", "md5", "group", g)
-			l.Events.Normal(events.ReasonKeyAccepted, "%s: its TCP-MD5 key is valid again; its sessions are configured", g)
+	for _, g := range slices.Sorted(maps.Keys(*last)) {
+		if _, still := now[g]; !still {
+			accepted(g)
 		}
 	}
-	l.refused = maps.Clone(refused)
+	*last = maps.Clone(now)
 }
 
 func (l *Loop) reportRejected(rejected []string) {

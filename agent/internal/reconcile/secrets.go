@@ -52,6 +52,9 @@ func readPasswords(c *config.Config) (keys, refused map[string]string) {
 	if c.Upstream != nil {
 		read(string(model.RoleUpstream), false)
 	}
+	if c.Downstream != nil {
+		read(config.TargetDownstream, false)
+	}
 	for _, cl := range c.Clients {
 		read(cl.Name, true)
 	}

@@ -148,6 +148,7 @@ meshrr.io/upstream-namespace: {{ $up.namespace }}
 {{- $ns = append $ns $up.namespace -}}
 {{- range (.values.upstream.siblingNamespaces | default list) -}}{{- $ns = append $ns . -}}{{- end -}}
 {{- end -}}
+{{- range ((.values.downstream | default dict).namespaces | default list) -}}{{- $ns = append $ns . -}}{{- end -}}
 {{- toYaml ($ns | uniq) -}}
 {{- end -}}
 
@@ -170,7 +171,7 @@ The agent configuration of a group: exactly the file the agent validates
 {{- $_ := set $backend "crpd" $k -}}
 {{- else -}}
 {{- /* BIRD's memory limit and cost per route: the agent warns (MemoryLimitLow) when the routes held need more */ -}}
-{{- $b := dict "socket" (include "meshrr.path.birdSocket" .) -}}
+{{- $b := dict "socket" (include "meshrr.path.birdSocket" .) "extraConfigFile" "/etc/meshrr/bird-extra.conf" -}}
 {{- with (($v.resources.bird).limits).memory -}}
 {{- $_ := set $b "memoryLimit" (ternary . (printf "%d" (. | int64)) (kindIs "string" .)) -}}
 {{- end -}}
@@ -189,6 +190,9 @@ The agent configuration of a group: exactly the file the agent validates
 {{- end -}}
 {{- $_ := set $cfg "upstream" $u -}}
 {{- end -}}
+{{- with ($v.downstream | default dict) }}{{ if .namespaces -}}
+{{- $_ := set $cfg "downstream" (pick . "namespaces" "maxPrefixes" "maxPrefixAction") -}}
+{{- end }}{{ end -}}
 {{- if $v.clients -}}
 {{- $clients := list -}}
 {{- range $name := keys $v.clients | sortAlpha -}}
@@ -196,6 +200,7 @@ The agent configuration of a group: exactly the file the agent validates
 {{- end -}}
 {{- $_ := set $cfg "clients" $clients -}}
 {{- end -}}
+{{- with .root.Values.clusterNetworks }}{{ $_ := set $cfg "clusterNetworks" . }}{{ end -}}
 {{- if $v.policy }}{{ $_ := set $cfg "policy" $v.policy }}{{ end -}}
 {{- if $v.families }}{{ $_ := set $cfg "families" $v.families }}{{ end -}}
 {{- if $v.timers }}{{ $_ := set $cfg "timers" $v.timers }}{{ end -}}
@@ -258,6 +263,8 @@ i=0; while [ ! -e {{ include "meshrr.path.drainDone" . }} ] && [ $i -lt {{ add (
   valueFrom: {fieldRef: {fieldPath: status.podIPs}}
 - name: NODE_NAME
   valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
+- name: HOST_IP
+  valueFrom: {fieldRef: {fieldPath: status.hostIP}}
 - name: MESHRR_SIDE
   valueFrom: {fieldRef: {fieldPath: "metadata.labels['meshrr.io/side']"}}
 {{- end -}}

@@ -34,16 +34,22 @@ type Backend struct {
 	configFile string
 	client     *Client
 	loc        *time.Location
+	extra      extraConfig
 }
 
 // New returns the backend for the configured daemon.
 func New(c config.BirdBackend) *Backend {
-	return &Backend{
-		opts:       Options{Include: c.Include, StrictBind: c.StrictBind == nil || *c.StrictBind},
+	b := &Backend{
+		opts:       Options{Include: slices.Clone(c.Include), StrictBind: c.StrictBind == nil || *c.StrictBind},
 		configFile: c.ConfigFile,
 		client:     NewClient(c.Socket, defaultCommandTimeout),
 		loc:        time.Local,
 	}
+	if c.ExtraConfigFile != "" {
+		b.extra = extraConfig{source: c.ExtraConfigFile, live: filepath.Join(filepath.Dir(c.ConfigFile), "extra.conf")}
+		b.opts.Include = append(b.opts.Include, b.extra.live)
+	}
+	return b
 }
 
 // Bootstrap is the configuration BIRD starts with before the agent's first
@@ -69,6 +75,9 @@ func (b *Backend) WriteBootstrap(routerID netip.Addr) (written bool, err error) 
 	if err := os.MkdirAll(filepath.Dir(b.configFile), 0o755); err != nil {
 		return false, fmt.Errorf("bird: %w", err)
 	}
+	if err := b.extra.bootstrap(); err != nil {
+		return false, err
+	}
 	if err := fileutil.WriteAtomic(b.configFile, Bootstrap(routerID, b.opts.Include)); err != nil {
 		return false, fmt.Errorf("bird: %w", err)
 	}
@@ -81,8 +90,20 @@ func (b *Backend) Name() string { return string(config.BackendBird) }
 // Client returns the control-socket client (status commands).
 func (b *Backend) Client() *Client { return b.client }
 
-// Render implements backend.Backend.
-func (b *Backend) Render(m model.Model) ([]byte, error) { return Render(m, b.opts) }
+// OnExtraConfig sets what hears of each new extraConfig version: nil once
+// BIRD runs it, or why BIRD refused it (the last good version stays).
+func (b *Backend) OnExtraConfig(f func(refused error)) { b.extra.OnChange = f }
+
+// Render implements backend.Backend: the model's configuration and, with
+// an extraConfig, a line naming the version of it the agent last read, so
+// that an edit of it alone makes a new configuration to apply.
+func (b *Backend) Render(m model.Model) ([]byte, error) {
+	out, err := Render(m, b.opts)
+	if err != nil {
+		return nil, err
+	}
+	return b.extra.mark(out)
+}
 
 // Current returns the configuration file BIRD loads on start: the last one
 // applied successfully.
@@ -95,6 +116,14 @@ func (b *Backend) Current(context.Context) ([]byte, error) {
 // configuration BIRD rejects is never activated and never replaces the
 // live file.
 func (b *Backend) Apply(ctx context.Context, cfg []byte) error {
+	if b.extra.source != "" {
+		return b.extra.apply(ctx, cfg, b.activate)
+	}
+	return b.activate(ctx, cfg)
+}
+
+// activate is Apply without the extraConfig: check, configure, keep.
+func (b *Backend) activate(ctx context.Context, cfg []byte) error {
 	next := b.configFile + ".next"
 	if err := fileutil.WriteAtomic(next, cfg); err != nil {
 		return fmt.Errorf("bird: %w", err)
