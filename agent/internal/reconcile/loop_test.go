@@ -263,8 +263,9 @@ func TestAgentsMeshScaleOutAndSelfHealWithRealBIRD(t *testing.T) {
 	rangeProto := "cl_routers_r" + rangeHash(t, "127.0.21.0/24")
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		assert.Contains(c, agents[0].lab.Must(t, "show protocols"), rangeProto)
+		// counted once Apply returns, a moment after BIRD runs it
+		assert.Greater(c, testutil.ToFloat64(agents[0].metrics.Applies.WithLabelValues(metrics.ResultApplied)), applied)
 	}, 10*time.Second, 50*time.Millisecond)
-	assert.Greater(t, testutil.ToFloat64(agents[0].metrics.Applies.WithLabelValues(metrics.ResultApplied)), applied)
 	for name, s := range before {
 		if s.Established {
 			assert.WithinDuration(t, s.Since, agents[0].sessions(t)[name].Since, sinceJitter, "%s was reset by a hot reload", name)
