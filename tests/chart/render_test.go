@@ -574,8 +574,9 @@ func TestRouteServerEVPNOverlayRendersCRPDWithEVPN(t *testing.T) {
 		assert.Equal(t, "crpd", w.template.Spec.Containers[0].Name)
 	}
 	// cRPD's NETCONF/SSH listens on the pod address: with backend crpd the
-	// policy is rendered without networkPolicy.enabled and admits only BGP
-	// and metrics
+	// policy is rendered even with networkPolicy.enabled false and admits
+	// only BGP and metrics
+	r = render(t, "rs", "rs", files, map[string]string{"networkPolicy.enabled": "false"})
 	nps := all[*networkingv1.NetworkPolicy](r)
 	require.Len(t, nps, 2, "one per side")
 	for _, np := range nps {
@@ -587,8 +588,9 @@ func TestRouteServerEVPNOverlayRendersCRPDWithEVPN(t *testing.T) {
 		}
 		assert.ElementsMatch(t, []int32{179, 9479}, ports, "NETCONF (830) and SSH (22) are not admitted")
 	}
-	// BIRD groups get no policy unless asked
-	assert.Empty(t, all[*networkingv1.NetworkPolicy](render(t, "rs", "rs", files[:1], nil)))
+	// BIRD groups get one by default, none when it is turned off
+	assert.NotEmpty(t, all[*networkingv1.NetworkPolicy](render(t, "rs", "rs", files[:1], nil)))
+	assert.Empty(t, all[*networkingv1.NetworkPolicy](render(t, "rs", "rs", files[:1], map[string]string{"networkPolicy.enabled": "false"})))
 }
 
 func TestClientTiersExampleRendersItsTiers(t *testing.T) {
@@ -903,7 +905,10 @@ func TestNetworkPolicyAdmitsOnlyTheGroupItsUpstreamAndItsClients(t *testing.T) {
 	}
 	require.NotNil(t, bgp)
 	require.NotNil(t, metricsRule)
-	assert.Empty(t, metricsRule.From, "metrics from anywhere unless networkPolicy.metricsFrom says otherwise")
+	require.Len(t, metricsRule.From, 1, "by default the metrics port admits Prometheus pods only")
+	assert.Equal(t, map[string]string{"app.kubernetes.io/name": "prometheus"}, metricsRule.From[0].PodSelector.MatchLabels)
+	assert.Empty(t, all[*networkingv1.NetworkPolicy](render(t, "lothlorien", "lothlorien", []string{example("2regions-hrr", "values.yaml"), example("2regions-hrr", "values-lothlorien.yaml")},
+		map[string]string{"networkPolicy.metricsFrom": "null"}))[0].Spec.Ingress[1].From, "metricsFrom emptied: from anywhere")
 	own := map[string]string{"app.kubernetes.io/name": "meshrr", "app.kubernetes.io/instance": "lothlorien", "meshrr.io/group-name": "lothlorien"}
 	upstream := map[string]string{"app.kubernetes.io/name": "meshrr", "app.kubernetes.io/instance": "core", "meshrr.io/group-name": "core"}
 	require.Len(t, bgp.From, 3)
@@ -1031,4 +1036,49 @@ func TestValuesCheckParsesBirdExtraConfigWithBIRD(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The NetworkPolicy is on by default, both ways: BGP in and out only with
+// the group's peers, the metrics port for Prometheus pods only, out to the
+// API server's ports (any address unless networkPolicy.apiServer.cidrs
+// names them) and nowhere else (no DNS).
+func TestNetworkPolicyIsOnByDefaultInAndOut(t *testing.T) {
+	files := []string{example("2regions-hrr", "values.yaml"), example("2regions-hrr", "values-lothlorien.yaml")}
+	r := render(t, "lothlorien", "lothlorien", files, nil) // the example leaves networkPolicy to the chart's defaults
+	nps := all[*networkingv1.NetworkPolicy](r)
+	require.Len(t, nps, 1)
+	np := nps[0]
+	assert.ElementsMatch(t, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}, np.Spec.PolicyTypes)
+	require.Len(t, np.Spec.Ingress, 2)
+	require.Len(t, np.Spec.Egress, 2)
+	assert.Equal(t, np.Spec.Ingress[0].From, np.Spec.Egress[0].To, "BGP out to exactly the peers it admits")
+	assert.EqualValues(t, 179, np.Spec.Egress[0].Ports[0].Port.IntVal)
+	var kinds []string
+	for _, p := range np.Spec.Egress[0].To {
+		switch {
+		case p.IPBlock != nil:
+			kinds = append(kinds, "range "+p.IPBlock.CIDR)
+		case p.NamespaceSelector != nil:
+			kinds = append(kinds, "upstream "+p.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"])
+		default:
+			kinds = append(kinds, "own group "+p.PodSelector.MatchLabels["meshrr.io/group-name"])
+		}
+	}
+	assert.Equal(t, []string{"own group lothlorien", "upstream core", "range 172.18.101.0/24"}, kinds)
+	var apiPorts []int32
+	for _, p := range np.Spec.Egress[1].Ports {
+		apiPorts = append(apiPorts, p.Port.IntVal)
+	}
+	assert.Equal(t, []int32{443, 6443}, apiPorts)
+	assert.Empty(t, np.Spec.Egress[1].To, "any address on the API server's ports unless named")
+	metrics := np.Spec.Ingress[1].From
+	require.Len(t, metrics, 1)
+	sel, err := metav1.LabelSelectorAsSelector(metrics[0].PodSelector)
+	require.NoError(t, err)
+	assert.True(t, sel.Matches(labels.Set{"app.kubernetes.io/name": "prometheus"}))
+	assert.False(t, sel.Matches(labels.Set{"app": "web"}), "the metrics port for Prometheus only")
+
+	named := all[*networkingv1.NetworkPolicy](render(t, "lothlorien", "lothlorien", files, map[string]string{"networkPolicy.apiServer.cidrs[0]": "172.18.0.2/32"}))[0]
+	require.Len(t, named.Spec.Egress[1].To, 1)
+	assert.Equal(t, "172.18.0.2/32", named.Spec.Egress[1].To[0].IPBlock.CIDR)
 }

@@ -84,7 +84,6 @@ func TestBFDFrozenRouterAndDrain(t *testing.T) {
 		"groups.edge.clients.fast.peerMetrics":  "true",
 		"groups.edge.clients.plain.ranges[0]":   plain.Addr.String() + "/32",
 		"groups.edge.clients.plain.peerMetrics": "true",
-		"networkPolicy.enabled":                 "true",
 		"groups.edge.drain.timeSeconds":         "5",
 		"groups.edge.drain.waitTimeoutSeconds":  "30",
 	}), chart(), "edge")

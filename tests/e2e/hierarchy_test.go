@@ -72,10 +72,9 @@ func TestHierarchyAndBoundaryPolicy(t *testing.T) {
 	coreNS := namespace(t, "e2e-core")
 	lothNS := namespace(t, "e2e-loth")
 	mirkNS := namespace(t, "e2e-mirk")
-	// every group behind the chart's NetworkPolicy (enforced in the test
-	// clusters): the whole hierarchy works through it
+	// every group behind the chart's NetworkPolicy (on by default, enforced
+	// in the test clusters): the whole hierarchy works through it
 	helm.Install(t, helmOptions(coreNS, []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{
-		"networkPolicy.enabled":             "true",
 		"groups.core.downstream.namespaces": fmt.Sprintf("{%s,%s}", lothNS.Namespace, mirkNS.Namespace),
 	}), chart(), "core")
 	region := func(opts *k8s.KubectlOptions, name string) {

@@ -19,12 +19,10 @@ import (
 // networkPolicy.metricsFrom the hierarchy suite sets (see netpolValues).
 const scraperLabel = "meshrr-e2e-role"
 
-// netpolValues turns the chart's NetworkPolicy on for a region release:
-// BGP from the group, its upstream and its client ranges, the metrics port
-// only from pods of the release namespace labelled as scrapers.
+// netpolValues: the chart's NetworkPolicy (on by default) with the metrics
+// port only for pods of the release namespace labelled as scrapers.
 func netpolValues() map[string]string {
 	return map[string]string{
-		"networkPolicy.enabled": "true",
 		"networkPolicy.metricsFrom[0].podSelector.matchLabels." + scraperLabel: "scraper",
 	}
 }
@@ -285,8 +283,17 @@ func impostorSpeakersGetNoSession(t *testing.T, coreNS *k8s.KubectlOptions, rrs 
 			}
 		}
 	}
+	// the chart's defaults: the metrics port only for Prometheus pods, and
+	// an RR opens BGP only to its peers (egress)
+	for what, p := range impostors {
+		for _, rr := range cores {
+			assert.Equal(t, "timeout", p.dial(t, rr.Status.PodIP, metricsPort), "impostor in %s to the metrics port of %s (default metricsFrom: Prometheus)", what, rr.Name)
+		}
+	}
+	rrOut := probe{opts: coreNS, name: cores[0].Name} // its first container: BIRD's image, with bash
+	assert.Equal(t, "timeout", rrOut.dial(t, awayIP, 179), "a core RR dials BGP to a pod that is not its peer (egress)")
 	nothingReached("behind the policies")
-	logf(t, "impostors: %d of %d connections from 2 real BGP speakers (AS 65000, announcing %s) to the %d core and region RRs refused on TCP 179; 0 sessions, the prefix at no RR and no router 16 s later (%s)",
+	logf(t, "impostors: %d of %d connections from 2 real BGP speakers (AS 65000, announcing %s) to the %d core and region RRs refused on TCP 179 (and the core's metrics port, and a core RR's own connection to one of them); 0 sessions, the prefix at no RR and no router 16 s later (%s)",
 		refused, 2*len(addrs), impostorPrefix, len(addrs), time.Since(start).Round(time.Second))
 
 	// the agent's own admission, without the core's policy

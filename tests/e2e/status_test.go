@@ -114,14 +114,15 @@ func TestStatusAndTopologyOfALiveGroup(t *testing.T) {
 }
 
 // scrapeStormMakesFewQueries sends 200 concurrent GET /metrics to an RR
-// pod's metrics port from a pod of the cluster, as anyone the port admits
-// could, and reads how many session queries the daemon answered
+// pod's metrics port from a Prometheus pod (what the chart's default
+// networkPolicy.metricsFrom admits), and reads how many session queries the daemon answered
 // meanwhile (meshrr_daemon_session_queries_total): the loop's own, one
 // every reconcile.statePoll (5 s), and at most one per 2 s for all the
 // requests together. One query per scrape would be 200.
 func scrapeStormMakesFewQueries(t *testing.T, opts *k8s.KubectlOptions, rr corev1.Pod) {
 	t.Helper()
-	p := startProbe(t, opts, "scrape-storm", nil)
+	// labelled as Prometheus: the chart's default metricsFrom admits it
+	p := startProbe(t, opts, "scrape-storm", map[string]string{"app.kubernetes.io/name": "prometheus"})
 	_, err := k8s.RunKubectlAndGetOutputE(t, opts, "wait", "--for=condition=Ready", "pod/"+p.name, "--timeout=90s")
 	require.NoError(t, err)
 	queries := func() float64 {

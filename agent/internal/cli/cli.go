@@ -1,6 +1,7 @@
 // Package cli is kubectl-meshrr: it reads every meshrr pod's status report
-// through the API server's pod proxy and prints a table per group (exit 2
-// when a group is degraded) or the live topology as Graphviz DOT.
+// (from the agent in the pod, through the API server's exec, else through
+// its pod proxy) and prints a table per group (exit 2 when a group is
+// degraded) or the live topology as Graphviz DOT.
 package cli
 
 import (
@@ -11,12 +12,12 @@ import (
 	"io"
 	"slices"
 	"sort"
-	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/meshrr/meshrr/agent/internal/status"
@@ -58,12 +59,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	client, namespace, err := connect(*kubeconfig, *ns, *all)
+	cfg, client, namespace, err := connect(*kubeconfig, *ns, *all)
 	if err != nil {
 		fmt.Fprintln(stderr, "kubectl-meshrr:", err)
 		return ExitError
 	}
-	reports, err := Collect(ctx, client, namespace)
+	reports, err := Collect(ctx, client, namespace, ExecOrProxy(cfg, client))
 	if err != nil {
 		fmt.Fprintln(stderr, "kubectl-meshrr:", err)
 		return ExitError
@@ -100,7 +101,7 @@ func where(ns string) string {
 	return "namespace " + ns
 }
 
-func connect(kubeconfig, ns string, all bool) (kubernetes.Interface, string, error) {
+func connect(kubeconfig, ns string, all bool) (*rest.Config, kubernetes.Interface, string, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if kubeconfig != "" {
 		rules.ExplicitPath = kubeconfig
@@ -108,26 +109,29 @@ func connect(kubeconfig, ns string, all bool) (kubernetes.Interface, string, err
 	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
 	cfg, err := cc.ClientConfig()
 	if err != nil {
-		return nil, "", fmt.Errorf("kubeconfig: %w", err)
+		return nil, nil, "", fmt.Errorf("kubeconfig: %w", err)
 	}
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	switch {
 	case all:
 		ns = ""
 	case ns == "":
 		if ns, _, err = cc.Namespace(); err != nil {
-			return nil, "", err
+			return nil, nil, "", err
 		}
 	}
-	return client, ns, nil
+	return cfg, client, ns, nil
 }
+
+// Fetch reads one running pod's status report (JSON).
+type Fetch func(ctx context.Context, p corev1.Pod, port int) ([]byte, error)
 
 // Collect reads every meshrr pod's report; a pod that does not answer is
 // reported not ready, with the reason.
-func Collect(ctx context.Context, client kubernetes.Interface, namespace string) ([]status.Report, error) {
+func Collect(ctx context.Context, client kubernetes.Interface, namespace string, fetch Fetch) ([]status.Report, error) {
 	pods, err := client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=meshrr"})
 	if err != nil {
 		return nil, fmt.Errorf("list meshrr pods: %w", err)
@@ -138,12 +142,12 @@ func Collect(ctx context.Context, client kubernetes.Interface, namespace string)
 	})
 	var out []status.Report
 	for _, p := range items {
-		out = append(out, report(ctx, client, p))
+		out = append(out, report(ctx, fetch, p))
 	}
 	return out, nil
 }
 
-func report(ctx context.Context, client kubernetes.Interface, p corev1.Pod) status.Report {
+func report(ctx context.Context, fetch Fetch, p corev1.Pod) status.Report {
 	fallback := status.Report{Pod: p.Name, Namespace: p.Namespace, Side: p.Labels["meshrr.io/side"], Node: p.Spec.NodeName,
 		Group: p.Labels["app.kubernetes.io/instance"] + "." + p.Labels["meshrr.io/group-name"], Peers: []status.Peer{}, Time: time.Now()}
 	port := metricsPort(p)
@@ -151,12 +155,7 @@ func report(ctx context.Context, client kubernetes.Interface, p corev1.Pod) stat
 		fallback.NotReady = fmt.Sprintf("pod is %s", p.Status.Phase)
 		return fallback
 	}
-	w := client.CoreV1().Pods(p.Namespace).ProxyGet("http", p.Name, strconv.Itoa(port), "/status", nil)
-	if w == nil {
-		fallback.NotReady = "status unreachable: no pod proxy"
-		return fallback
-	}
-	raw, err := w.DoRaw(ctx)
+	raw, err := fetch(ctx, p, port)
 	if err != nil {
 		fallback.NotReady = "status unreachable: " + err.Error()
 		return fallback

@@ -27,7 +27,7 @@ func TestUnreachablePodsAreReportedNotReady(t *testing.T) {
 	}
 	client := fake.NewClientset(pod("core-b", corev1.PodPending), pod("core-a", corev1.PodRunning),
 		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "other", Namespace: "core"}})
-	reports, err := Collect(context.Background(), client, "core")
+	reports, err := Collect(context.Background(), client, "core", Proxy(client))
 	require.NoError(t, err)
 	require.Len(t, reports, 2, "only meshrr pods")
 	assert.Equal(t, "core-a", reports[0].Pod)

@@ -140,6 +140,51 @@ meshrr.io/upstream-namespace: {{ $up.namespace }}
 {{- if $on }}true{{ end -}}
 {{- end -}}
 
+{{/* The NetworkPolicy peers a unit has BGP (and BFD) sessions with: its
+group's own members, its upstream group's, its downstream groups' RRs and
+its client ranges. Args: dict "root" $ "unit" UNIT. Returns YAML list items. */}}
+{{- define "meshrr.bgpPeers" -}}
+{{- $root := .root }}{{ $unit := .unit -}}
+# the group's own members (every side): the iBGP mesh
+- podSelector:
+    matchLabels:
+      app.kubernetes.io/name: {{ include "meshrr.name" $root }}
+      app.kubernetes.io/instance: {{ $root.Release.Name }}
+      meshrr.io/group-name: {{ $unit.group }}
+{{- with $unit.values.upstream }}
+{{- if .group }}
+# the upstream group's members, named by release, group and namespace
+- namespaceSelector:
+    matchLabels:
+      kubernetes.io/metadata.name: {{ .namespace | default $root.Release.Namespace }}
+  podSelector:
+    matchLabels:
+      app.kubernetes.io/name: {{ include "meshrr.name" $root }}
+      app.kubernetes.io/instance: {{ .release | default $root.Release.Name }}
+      meshrr.io/group-name: {{ .group }}
+{{- end }}
+{{- end }}
+{{- with ($unit.values.downstream | default dict).namespaces }}
+# the RRs of the groups that name this group as their upstream, in the
+# downstream namespaces (the agent admits only those its release Services
+# list, each at its own address)
+- namespaceSelector:
+    matchExpressions:
+      - key: kubernetes.io/metadata.name
+        operator: In
+        values: {{ toJson . }}
+  podSelector:
+    matchLabels:
+      app.kubernetes.io/name: {{ include "meshrr.name" $root }}
+      meshrr.io/upstream-group: {{ $unit.groupID }}
+{{- end }}
+{{- range $client := keys ($unit.values.clients | default dict) | sortAlpha }}
+{{- range (index $unit.values.clients $client).ranges }}
+- ipBlock: {cidr: {{ . | quote }}}
+{{- end }}
+{{- end }}
+{{- end -}}
+
 {{/* Namespaces whose EndpointSlices a group reads. Args: dict "root" $ "values" GROUP. Returns a YAML list. */}}
 {{- define "meshrr.discoveryNamespaces" -}}
 {{- $ns := list .root.Release.Namespace -}}
