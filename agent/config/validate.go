@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -227,19 +228,12 @@ func checkService(e *errs, field, name string) {
 func (c *Config) Services(own string) map[string]string {
 	out := map[string]string{}
 	if c.Mesh.Service != "" {
-		out[or(c.Mesh.Namespace, own)+"/"+c.Mesh.Group] = c.Mesh.Service
+		out[cmp.Or(c.Mesh.Namespace, own)+"/"+c.Mesh.Group] = c.Mesh.Service
 	}
 	if u := c.Upstream; u != nil && u.Service != "" {
-		out[or(u.Namespace, own)+"/"+u.Group] = u.Service
+		out[cmp.Or(u.Namespace, own)+"/"+u.Group] = u.Service
 	}
 	return out
-}
-
-func or(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func (c *Config) validateUpstream(e *errs) {

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -24,7 +25,7 @@ func DrainBlockers(c *config.Config, self Self, snap model.Snapshot, sessions []
 	if c.Drain.WaitForPeers != nil && !*c.Drain.WaitForPeers {
 		return nil
 	}
-	meshNS := or(c.Mesh.Namespace, self.Namespace)
+	meshNS := cmp.Or(c.Mesh.Namespace, self.Namespace)
 	if GroupStopping(snap, meshNS, c.Mesh.Group, self.ID()) {
 		return nil
 	}

@@ -161,7 +161,7 @@ func baseModel(c *config.Config, rid netip.Addr, local []netip.Addr) model.Model
 func meshGroup(in Input, local []netip.Addr, res *Result) model.PeerGroup {
 	c := in.Config
 	mesh := model.PeerGroup{Name: string(model.RoleMesh), Role: model.RoleMesh, BFD: bfd(c.Mesh.BFD, c.GracefulRestart.On())}
-	for _, mb := range members(in.Snapshot, or(c.Mesh.Namespace, in.Self.Namespace), c.Mesh.Group) {
+	for _, mb := range members(in.Snapshot, cmp.Or(c.Mesh.Namespace, in.Self.Namespace), c.Mesh.Group) {
 		if isSelf(mb, in.Self) {
 			continue
 		}
@@ -175,8 +175,8 @@ func meshGroup(in Input, local []netip.Addr, res *Result) model.PeerGroup {
 // (chooseUpstream), recorded in res with what they replaced.
 func upstreamGroup(in Input, local []netip.Addr, res *Result) (model.PeerGroup, error) {
 	c, u := in.Config, in.Config.Upstream
-	meshNS := or(c.Mesh.Namespace, in.Self.Namespace)
-	if u.Group == c.Mesh.Group && or(u.Namespace, in.Self.Namespace) == meshNS {
+	meshNS := cmp.Or(c.Mesh.Namespace, in.Self.Namespace)
+	if u.Group == c.Mesh.Group && cmp.Or(u.Namespace, in.Self.Namespace) == meshNS {
 		return model.PeerGroup{}, fmt.Errorf("plan: upstream.group %q in namespace %s is this pod's own group: an upstream must be another group", u.Group, meshNS)
 	}
 	up := model.PeerGroup{Name: string(model.RoleUpstream), Role: model.RoleUpstream, BFD: bfd(u.BFD, c.GracefulRestart.On())}
@@ -199,10 +199,10 @@ func upstreamGroup(in Input, local []netip.Addr, res *Result) (model.PeerGroup, 
 // member of this group itself.
 func downstreamGroup(in Input, local []netip.Addr, cluster netip.Addr, explicit []netip.Addr, res *Result) (model.PeerGroup, []netip.Addr) {
 	c := in.Config
-	meshNS := or(c.Mesh.Namespace, in.Self.Namespace)
+	meshNS := cmp.Or(c.Mesh.Namespace, in.Self.Namespace)
 	var addrs []netip.Addr
 	for _, mb := range in.Snapshot.Members {
-		if !slices.Contains(c.Downstream.Namespaces, mb.Namespace) || mb.UpstreamGroup != c.Mesh.Group || or(mb.UpstreamNamespace, mb.Namespace) != meshNS {
+		if !slices.Contains(c.Downstream.Namespaces, mb.Namespace) || mb.UpstreamGroup != c.Mesh.Group || cmp.Or(mb.UpstreamNamespace, mb.Namespace) != meshNS {
 			continue
 		}
 		if mb.Group == c.Mesh.Group && mb.Namespace == meshNS {
@@ -313,13 +313,6 @@ func finishGroups(c *config.Config, passwords map[string]string, groups []model.
 	slices.SortFunc(groups, func(a, b model.PeerGroup) int { return cmp.Compare(a.Name, b.Name) })
 }
 
-func or(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
-
 // localAddrs keeps the first address of each family, IPv4 first.
 func localAddrs(addrs []netip.Addr) []netip.Addr {
 	var v4, v6 netip.Addr
@@ -422,7 +415,7 @@ func neighbors(m model.Member, local []netip.Addr, asn model.ASN) []model.Neighb
 // that are held down or whose sessions stayed down past the grace period.
 func chooseUpstream(in Input, local []netip.Addr) (chosen []model.Member, replaced []Replacement, seen int) {
 	u := in.Config.Upstream
-	upNS := or(u.Namespace, in.Self.Namespace)
+	upNS := cmp.Or(u.Namespace, in.Self.Namespace)
 	all := members(in.Snapshot, upNS, u.Group)
 	// a stopping upstream member is replaced at once, but stays configured
 	// (draining) while its session is up and the replacement's is not yet:
@@ -479,7 +472,7 @@ func siblings(in Input, upNS string) []string {
 	u := in.Config.Upstream
 	sibs := []string{in.Self.ID()}
 	for _, m := range in.Snapshot.Members {
-		if m.UpstreamGroup == u.Group && or(m.UpstreamNamespace, m.Namespace) == upNS && !m.Terminating && !slices.Contains(sibs, m.ID()) && !isSelf(m, in.Self) {
+		if m.UpstreamGroup == u.Group && cmp.Or(m.UpstreamNamespace, m.Namespace) == upNS && !m.Terminating && !slices.Contains(sibs, m.ID()) && !isSelf(m, in.Self) {
 			sibs = append(sibs, m.ID())
 		}
 	}
