@@ -84,6 +84,14 @@ func (c *Conn) do(ctx context.Context, rpc string) (Reply, []byte, error) {
 		return Reply{}, nil, err
 	}
 	c.deadline(ctx, c.conn)
+	// the deadline is this call's: left in place it would end the SSH
+	// connection's reader while the session is idle, and the next call
+	// would fail with "send: EOF"
+	defer func() {
+		if c.conn != nil {
+			_ = c.conn.SetDeadline(time.Time{})
+		}
+	}()
 	c.nextID++
 	id := strconv.Itoa(c.nextID)
 	msg := `<rpc xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" message-id="` + id + `">` + rpc + `</rpc>`
@@ -144,6 +152,7 @@ func (c *Conn) connect(ctx context.Context) error {
 		conn.Close()
 		return fmt.Errorf("crpd: netconf session to %s: %w", c.addr, err)
 	}
+	_ = conn.SetDeadline(time.Time{})
 	c.conn, c.s = conn, s
 	return nil
 }

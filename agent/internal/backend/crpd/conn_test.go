@@ -197,3 +197,21 @@ func FuzzDechunk(f *testing.F) {
 		}
 	})
 }
+
+// Each RPC's deadline ends with the RPC: a session that stays idle past
+// the last call's deadline (the agent calls every few seconds, a commit's
+// deadline is short) still carries the next call.
+func TestAnIdleSessionOutlivesTheLastCallsDeadline(t *testing.T) {
+	srv, cfg := startFakeJunos(t, false)
+	c := NewConn(srv.addr, cfg)
+	defer c.Close()
+	short, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, _, err := c.Do(short, "<get-bgp-summary-information/>")
+	require.NoError(t, err)
+	time.Sleep(600 * time.Millisecond) // idle past that deadline
+	_, _, err = c.Do(ctx5(t), "<get-bgp-summary-information/>")
+	require.NoError(t, err, "the next call on the idle session")
+	_, _, err = c.Do(context.Background(), "<get-bgp-summary-information/>")
+	require.NoError(t, err)
+}
