@@ -300,9 +300,14 @@ func checkRelease(t *testing.T, r release) {
 		}
 	}
 	assert.Empty(t, all[*rbacv1.ClusterRole](r), "no cluster-wide permissions")
-	// one PDB per workload, selecting exactly its pods
+	// one PDB per group, across its sides, selecting exactly its pods (a
+	// pod under two budgets could not be evicted at all)
 	pdbs := all[*policyv1.PodDisruptionBudget](r)
-	assert.Len(t, pdbs, len(ws))
+	groups := map[string][]string{} // group -> workloads
+	for _, w := range ws {
+		groups[w.template.Labels["meshrr.io/group-name"]] = append(groups[w.template.Labels["meshrr.io/group-name"]], w.name)
+	}
+	assert.Len(t, pdbs, len(groups))
 	for _, p := range pdbs {
 		sel := labels.SelectorFromSet(p.Spec.Selector.MatchLabels)
 		var matched []string
@@ -311,7 +316,8 @@ func checkRelease(t *testing.T, r release) {
 				matched = append(matched, w.name)
 			}
 		}
-		assert.Equal(t, []string{p.Name}, matched, "PDB %s must cover exactly its own workload", p.Name)
+		assert.Equal(t, groups[p.Labels["meshrr.io/group-name"]], matched, "PDB %s must cover exactly its group's workloads, every side", p.Name)
+		assert.EqualValues(t, 1, p.Spec.MaxUnavailable.IntVal)
 	}
 	// the API token is mounted into the agent container alone
 	for _, w := range ws {

@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -284,6 +286,36 @@ func TestDualHomedClientsLoseNoRouteWhenASideGoes(t *testing.T) {
 	assert.Empty(t, missing, "prefixes still missing")
 	logf(t, "sides: %d samples of the dual-homed client's table, %d prefix-samples missing, longest gap %s (goal 0)", samples, lost, longest)
 	assert.Zero(t, lost, "a dual-homed client lost routes while side a was deleted")
+
+	// one disruption budget for the group across its sides: of two
+	// evictions at once (a drain of two nodes), one per side, the second is
+	// refused while the first side's RR is down
+	bySide := map[string]string{}
+	for _, p := range pods(t, opts, coreSelector) {
+		bySide[p.Labels["meshrr.io/side"]] = p.Name
+	}
+	require.Len(t, bySide, 2)
+	require.EventuallyWithT(t, func(c *assert.CollectT) { // the budget's status follows the replaced pod
+		assert.NoError(c, evict(t, opts, bySide["a"]))
+	}, time.Minute, time.Second)
+	err := evict(t, opts, bySide["b"])
+	require.Error(t, err, "side b evicted while side a's RR is down")
+	assert.Contains(t, err.Error(), "disruption budget")
+	logf(t, "sides: side a's RR evicted; side b's eviction at the same time refused by the group's one disruption budget")
+}
+
+// evict asks the Eviction API to evict a pod, as kubectl drain does.
+func evict(t *testing.T, opts *k8s.KubectlOptions, pod string) error {
+	f := filepath.Join(t.TempDir(), "eviction.json")
+	body := fmt.Sprintf(`{"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": %q, "namespace": %q}}`, pod, opts.Namespace)
+	if err := os.WriteFile(f, []byte(body), 0o644); err != nil {
+		return err
+	}
+	out, err := k8s.RunKubectlAndGetOutputE(t, opts, "create", "--raw", fmt.Sprintf("/api/v1/namespaces/%s/pods/%s/eviction", opts.Namespace, pod), "-f", f)
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	return nil
 }
 
 // TestSingleUpstreamReplacedAndRegionChurn: a region RR with maxPeers 1
