@@ -88,13 +88,27 @@ const restrictedContainer = `    securityContext: {allowPrivilegeEscalation: fal
 // namespace (kept by upgrades that replace the --set values); a test with
 // region releases names their namespaces with --set
 // groups.core.downstream.namespaces.
+//
+// Every release also admits the kind nodes' network to the metrics port,
+// beside the chart's default (Prometheus pods): the suites read /metrics
+// through the API server's pod proxy, which connects from the control
+// plane's node (a suite's own metricsFrom still replaces the list).
 func helmOptions(opts *k8s.KubectlOptions, files []string, set map[string]string) *helm.Options {
-	if i := slices.IndexFunc(files, func(f string) bool { return strings.HasSuffix(f, "values-core.yaml") }); i >= 0 {
-		own := filepath.Join(os.TempDir(), "meshrr-e2e-downstream-"+opts.Namespace+".yaml")
-		if err := os.WriteFile(own, []byte("groups: {core: {downstream: {namespaces: ["+opts.Namespace+"]}}}\n"), 0o644); err != nil {
+	write := func(name, text string) string {
+		f := filepath.Join(os.TempDir(), "meshrr-e2e-"+name+"-"+opts.Namespace+".yaml")
+		if err := os.WriteFile(f, []byte(text), 0o644); err != nil {
 			panic(err) // the test host's temporary directory is not writable
 		}
-		files = slices.Insert(slices.Clone(files), i+1, own)
+		return f
+	}
+	files = slices.Insert(slices.Clone(files), 0, write("metrics", fmt.Sprintf(`networkPolicy:
+  metricsFrom:
+    - namespaceSelector: {}
+      podSelector: {matchLabels: {app.kubernetes.io/name: prometheus}}
+    - ipBlock: {cidr: %q}
+`, kindNet)))
+	if i := slices.IndexFunc(files, func(f string) bool { return strings.HasSuffix(f, "values-core.yaml") }); i >= 0 {
+		files = slices.Insert(files, i+1, write("downstream", "groups: {core: {downstream: {namespaces: ["+opts.Namespace+"]}}}\n"))
 	}
 	return &helm.Options{
 		KubectlOptions: opts,
