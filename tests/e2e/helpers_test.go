@@ -5,6 +5,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"net/netip"
 	"os"
@@ -92,7 +93,8 @@ const restrictedContainer = `    securityContext: {allowPrivilegeEscalation: fal
 // Every release also admits the kind nodes' network to the metrics port,
 // beside the chart's default (Prometheus pods): the suites read /metrics
 // through the API server's pod proxy, which connects from the control
-// plane's node (a suite's own metricsFrom still replaces the list).
+// plane's node. A suite that sets metricsFrom itself gets only its own
+// (--set would merge into the list's elements).
 func helmOptions(opts *k8s.KubectlOptions, files []string, set map[string]string) *helm.Options {
 	write := func(name, text string) string {
 		f := filepath.Join(os.TempDir(), "meshrr-e2e-"+name+"-"+opts.Namespace+".yaml")
@@ -101,12 +103,15 @@ func helmOptions(opts *k8s.KubectlOptions, files []string, set map[string]string
 		}
 		return f
 	}
-	files = slices.Insert(slices.Clone(files), 0, write("metrics", fmt.Sprintf(`networkPolicy:
+	files = slices.Clone(files)
+	if !slices.ContainsFunc(slices.Collect(maps.Keys(set)), func(k string) bool { return strings.HasPrefix(k, "networkPolicy.metricsFrom") }) {
+		files = slices.Insert(files, 0, write("metrics", fmt.Sprintf(`networkPolicy:
   metricsFrom:
     - namespaceSelector: {}
       podSelector: {matchLabels: {app.kubernetes.io/name: prometheus}}
     - ipBlock: {cidr: %q}
 `, kindNet)))
+	}
 	if i := slices.IndexFunc(files, func(f string) bool { return strings.HasSuffix(f, "values-core.yaml") }); i >= 0 {
 		files = slices.Insert(files, i+1, write("downstream", "groups: {core: {downstream: {namespaces: ["+opts.Namespace+"]}}}\n"))
 	}
