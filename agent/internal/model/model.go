@@ -352,8 +352,12 @@ type Session struct {
 	State       string     `json:"state"` // daemon's BGP state (Established, Active, ...)
 	Established bool       `json:"established"`
 	Since       time.Time  `json:"since"` // last state change
-	Imported    int        `json:"imported"`
-	Exported    int        `json:"exported"`
+	// Restarting: the daemon still keeps the peer's routes (as stale) under
+	// graceful restart or long-lived graceful restart, for the restart and
+	// stale times the peer announced.
+	Restarting bool `json:"restarting,omitempty"`
+	Imported   int  `json:"imported"`
+	Exported   int  `json:"exported"`
 	// BFD is the state of the session's BFD session (Up, Down, Init,
 	// AdminDown), "" without one.
 	BFD string `json:"bfd,omitempty"`

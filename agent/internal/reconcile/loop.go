@@ -626,9 +626,11 @@ func (l *Loop) reportRejected(rejected []string) {
 
 // reapGone removes sessions spawned from client ranges whose peer has
 // gone: down for longer than the graceful-restart time (the hold time
-// without graceful restart), when the peer's routes are flushed anyway.
-// Without it BIRD keeps them for the life of the pod and every pod churn
-// below leaves one more.
+// without graceful restart) and no longer restarting, that is once the
+// daemon has flushed the peer's routes itself: a peer that announced a
+// longer restart time or long-lived graceful restart keeps its stale
+// routes for as long as it asked. Without it BIRD keeps the sessions for
+// the life of the pod and every pod churn below leaves one more.
 func (l *Loop) reapGone(ctx context.Context, m model.Model, sessions map[netip.Addr]model.Session) {
 	r, ok := l.Backend.(backend.Reaper)
 	if !ok {
@@ -647,7 +649,7 @@ func (l *Loop) reapGone(ctx context.Context, m model.Model, sessions map[netip.A
 	now := l.now()
 	var gone []string
 	for _, s := range sessions {
-		if clients[s.Group] && !s.Established && s.Name != "" && !s.Since.IsZero() && now.Sub(s.Since) >= after {
+		if clients[s.Group] && !s.Established && !s.Restarting && s.Name != "" && !s.Since.IsZero() && now.Sub(s.Since) >= after {
 			gone = append(gone, s.Name)
 		}
 	}

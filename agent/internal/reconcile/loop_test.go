@@ -475,7 +475,7 @@ func TestMD5KeyMissingOrMalformedRefusesOnlyItsSessions(t *testing.T) {
 
 // Sessions spawned from a client range do not outlive their peers (real
 // BIRD): they are passive (no connects to a dead address), and once a
-// client has been gone for the graceful-restart time the agent removes
+// client has been gone for the graceful-restart time (its own, 2 s, as long as meshrr's) the agent removes
 // its session; a client that comes back connects again.
 func TestClientSessionsOfGonePeersAreRemoved(t *testing.T) {
 	pods := map[string]string{"core-0": "127.0.20.51"}
@@ -484,7 +484,7 @@ func TestClientSessionsOfGonePeersAreRemoved(t *testing.T) {
 		"gracefulRestart: {restartTime: 2}\nclients:\n  - name: regions\n    ranges: [127.0.21.0/24]\n")
 	router := birdlab.Start(t, "router", "127.0.21.5")
 	router.AddInclude(t, "up", `protocol bgp to_rr { local 127.0.21.5 as 65000; strict bind yes; neighbor 127.0.20.51 as 65000;
-  connect delay time 1; connect retry time 1; graceful restart on; ipv4 { import all; export all; }; }`)
+  connect delay time 1; connect retry time 1; graceful restart on; graceful restart time 2; ipv4 { import all; export all; }; }`)
 	spawned := func(c assert.TestingT) (model.Session, bool) {
 		for _, s := range rr.sessions(c) {
 			if s.Peer == netip.MustParseAddr("127.0.21.5") {
@@ -515,9 +515,64 @@ func TestClientSessionsOfGonePeersAreRemoved(t *testing.T) {
 
 	router = birdlab.Start(t, "router2", "127.0.21.5")
 	router.AddInclude(t, "up", `protocol bgp to_rr { local 127.0.21.5 as 65000; strict bind yes; neighbor 127.0.20.51 as 65000;
-  connect delay time 1; connect retry time 1; graceful restart on; ipv4 { import all; export all; }; }`)
+  connect delay time 1; connect retry time 1; graceful restart on; graceful restart time 2; ipv4 { import all; export all; }; }`)
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		s, ok := spawned(c)
 		assert.True(c, ok && s.Established, "the router is back")
 	}, 15*time.Second, 100*time.Millisecond)
+}
+
+// The reaper leaves a gone client's session alone while the daemon keeps
+// its routes under the graceful restart and long-lived graceful restart
+// the client announced (real BIRD), even when meshrr's own restart time is
+// shorter: reaping it would flush routes graceful restart still keeps.
+func TestClientSessionsAreNotReapedWhileTheirRoutesAreKept(t *testing.T) {
+	pods := map[string]string{"core-0": "127.0.20.61"}
+	client := fake.NewClientset(endpointSlice(pods), coreService())
+	rr := startAgent(t, client, "core-0", pods["core-0"],
+		"gracefulRestart: {restartTime: 1}\nclients:\n  - name: regions\n    ranges: [127.0.21.0/24]\n")
+	router := birdlab.Start(t, "router", "127.0.21.7")
+	router.AddInclude(t, "up", `protocol static { ipv4; route 10.61.0.0/24 blackhole; }
+protocol bgp to_rr { local 127.0.21.7 as 65000; strict bind yes; neighbor 127.0.20.61 as 65000;
+  connect delay time 1; connect retry time 1;
+  graceful restart on; graceful restart time 3; long lived graceful restart on; long lived stale time 3;
+  ipv4 { import all; export all; }; }`)
+	session := func(c assert.TestingT) (model.Session, bool) {
+		for _, s := range rr.sessions(c) {
+			if s.Peer == netip.MustParseAddr("127.0.21.7") {
+				return s, true
+			}
+		}
+		return model.Session{}, false
+	}
+	routed := func() bool { return strings.Contains(rr.lab.Must(t, "show route"), "10.61.0.0/24") }
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		s, _ := session(c)
+		assert.True(c, s.Established && routed(), "the router's session is up and its route imported")
+	}, 15*time.Second, 100*time.Millisecond)
+
+	router.Stop() // killed: its sessions drop without a notification
+	start := time.Now()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		s, _ := session(c)
+		assert.True(c, s.Restarting, "the RR's BIRD keeps the router's routes under graceful restart: %+v", s)
+	}, 5*time.Second, 50*time.Millisecond)
+	// the router asked for 3 s of graceful restart and 3 s of long-lived
+	// stale time; meshrr's own restart time is 1 s
+	for time.Since(start) < 5*time.Second {
+		s, _ := session(t)
+		require.True(t, s.Restarting, "graceful restart (or long-lived) ended early: %+v", s)
+		require.True(t, routed(), "the router's route was flushed %s after it died, while graceful restart still kept it (session %+v)", time.Since(start).Round(10*time.Millisecond), s)
+		time.Sleep(200 * time.Millisecond)
+	}
+	var gone time.Duration
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		if s, ok := session(c); ok {
+			assert.Fail(c, "still there", "%s %s restarting=%v", s.Name, s.State, s.Restarting)
+			return
+		}
+		gone = time.Since(start)
+	}, 20*time.Second, 100*time.Millisecond)
+	t.Logf("reaper: the gone client's routes were kept and its session removed %v after it died (it announced 3 s restart + 3 s long-lived stale; meshrr restart time 1 s)", gone.Round(10*time.Millisecond))
+	assert.EqualValues(t, 1, testutil.ToFloat64(rr.metrics.ClientSessionsReaped))
 }

@@ -179,6 +179,7 @@ func (b *Backend) Sessions(ctx context.Context) ([]model.Session, error) {
 			State:       p.BGPState,
 			Established: p.BGPState == "Established",
 			Since:       p.Since,
+			Restarting:  p.Restarting,
 			Imported:    p.Imported,
 			Exported:    p.Exported,
 			BFD:         bfd[p.Neighbor],

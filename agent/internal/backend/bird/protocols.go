@@ -21,8 +21,13 @@ type Protocol struct {
 	Range       netip.Prefix // dynamic (listening) protocols
 	NeighborAS  uint32
 	LastError   string
-	Imported    int
-	Exported    int
+	// Restarting: BIRD keeps the neighbour's routes as stale, in graceful
+	// restart ("Neighbor graceful restart active") or long-lived graceful
+	// restart (an "LL stale timer" runs), for the times the neighbour
+	// announced; once both end BIRD flushes them.
+	Restarting bool
+	Imported   int
+	Exported   int
 }
 
 // sinceLayout matches `timeformat protocol iso long ms`, which the agent's
@@ -59,6 +64,10 @@ func ParseProtocols(lines []Line, loc *time.Location) []Protocol {
 			if cur == nil {
 				continue
 			}
+			if strings.TrimSpace(l.Text) == "Neighbor graceful restart active" {
+				cur.Restarting = true
+				continue
+			}
 			key, val, ok := strings.Cut(strings.TrimSpace(l.Text), ":")
 			if !ok {
 				continue
@@ -83,6 +92,8 @@ func ParseProtocols(lines []Line, loc *time.Location) []Protocol {
 				}
 			case "Last error":
 				cur.LastError = val
+			case "LL stale timer":
+				cur.Restarting = true
 			case "Routes":
 				imp, exp := parseRoutes(val)
 				cur.Imported += imp
