@@ -607,6 +607,10 @@ type Reconcile struct {
 	// MaxRemovedShare of the mesh peers one change may remove at once
 	// without being held (0.5: half).
 	MaxRemovedShare float64 `json:"maxRemovedShare,omitempty"`
+	// StateFile keeps what a restarted agent must know of the one before
+	// (the peers last applied, a held shrink, vanished Services, disabled
+	// clients), in the pod's own volume; read when the agent starts.
+	StateFile string `json:"stateFile,omitempty"`
 }
 
 // Status configures the HTTP endpoints.

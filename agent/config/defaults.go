@@ -131,6 +131,7 @@ func (c *Config) SetDefaults() {
 	if r.MaxRemovedShare == 0 {
 		r.MaxRemovedShare = 0.5
 	}
+	setStr(&r.StateFile, "/run/meshrr/state.json")
 	setStr(&c.Status.Listen, DefaultListen)
 	if c.Status.ReadyRequiresEstablished == nil {
 		c.Status.ReadyRequiresEstablished = ptr(true)

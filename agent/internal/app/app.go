@@ -34,6 +34,7 @@ import (
 	"github.com/meshrr/meshrr/agent/internal/model"
 	"github.com/meshrr/meshrr/agent/internal/plan"
 	"github.com/meshrr/meshrr/agent/internal/reconcile"
+	"github.com/meshrr/meshrr/agent/internal/state"
 	"github.com/meshrr/meshrr/agent/internal/status"
 	"github.com/meshrr/meshrr/agent/internal/uninstall"
 )
@@ -360,9 +361,14 @@ func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(strin
 	defer cancel(nil)
 	namespaces := watchedNamespaces(cfg, pod.self.Namespace)
 	onReload(watcher, cfg, reloadDeps{m: m, rec: rec, log: log, podNamespace: pod.self.Namespace, namespaces: namespaces, restart: cancel})
+	kept, err := state.Open(cfg.Reconcile.StateFile)
+	if err != nil {
+		log.Warn("the state of the agent before is not used", "op", "state", "error", err)
+	}
 	disc := discovery.New(client, namespaces, 0, log)
 	disc.Names = func() map[string]string { return watcher.Current().Services(pod.self.Namespace) }
-	loop := &reconcile.Loop{Backend: be, Reader: sessions, Peers: disc, Config: watcher, Self: pod.self, ClusterAddrs: pod.cluster, Metrics: m, Events: rec, Log: log}
+	disc.State = kept
+	loop := &reconcile.Loop{Backend: be, Reader: sessions, Peers: disc, Config: watcher, Self: pod.self, ClusterAddrs: pod.cluster, Metrics: m, Events: rec, Log: log, State: kept}
 
 	rep := &reporter{loop: loop, be: be, sessions: sessions, m: m, cfg: watcher, pod: pod}
 	stopHTTP, err := serveHTTP(ctx, cfg.Status.Listen, handler(m, loop, watcher, rep))

@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -33,6 +34,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/meshrr/meshrr/agent/internal/model"
+	"github.com/meshrr/meshrr/agent/internal/state"
 )
 
 // Labels the chart puts on every group's headless Service; the EndpointSlice
@@ -70,6 +72,11 @@ type Discovery struct {
 	// group watched by name, keyed "namespace/group" (config.Services);
 	// nil or a missing key: any name the release's labels carry.
 	Names func() map[string]string
+	// State, when set, keeps the retention across agent restarts: a
+	// Service that vanished while the agent was down is noticed when it
+	// starts (its members were seen before), and one that vanished just
+	// before is kept for the rest of its hold.
+	State *state.Store
 	kept  retention
 }
 
@@ -135,6 +142,10 @@ func (d *Discovery) Changes() <-chan struct{} { return d.changes }
 // Start runs the informers and returns once all have synced, or with the
 // context's error. Informers keep running until ctx ends.
 func (d *Discovery) Start(ctx context.Context) error {
+	st := d.State.Get()
+	d.mu.Lock()
+	d.kept = retention{last: st.Services, gone: maps.Clone(st.Vanished)}
+	d.mu.Unlock()
 	for _, f := range d.factories {
 		f.Start(ctx.Done())
 	}
@@ -184,6 +195,9 @@ func (d *Discovery) Snapshot() (model.Snapshot, time.Time) {
 	for _, v := range vanished {
 		d.log.Warn("the EndpointSlices of a Service vanished: its members stay for the hold time (a Service deleted and restored changes nothing)", "op", "discovery", "service", v, "hold", d.ServiceGoneHold)
 	}
+	if err := d.State.Update(func(s *state.State) { s.Services, s.Vanished = d.kept.last, maps.Clone(d.kept.gone) }); err != nil {
+		d.log.Warn("cannot keep the vanished Services across a restart", "op", "discovery", "error", err)
+	}
 	return snap, since
 }
 
@@ -197,12 +211,7 @@ func (d *Discovery) Snapshot() (model.Snapshot, time.Time) {
 // and leave the snapshot at once.
 type retention struct {
 	last map[string][]model.Member // Service (namespace/name) -> members last seen
-	gone map[string]goneService
-}
-
-type goneService struct {
-	members []model.Member
-	since   time.Time
+	gone map[string]state.Vanished
 }
 
 // apply adds to snap the members of Services that vanished less than hold
@@ -227,12 +236,12 @@ func (r *retention) apply(snap model.Snapshot, owned []OwnedSlice, now time.Time
 		}
 	}
 	if r.gone == nil {
-		r.gone = map[string]goneService{}
+		r.gone = map[string]state.Vanished{}
 	}
 	var vanished []string
 	for svc, ms := range r.last {
 		if !present[svc] && len(ms) > 0 {
-			r.gone[svc] = goneService{members: ms, since: now}
+			r.gone[svc] = state.Vanished{Members: ms, Since: now}
 			vanished = append(vanished, svc)
 		}
 	}
@@ -241,11 +250,11 @@ func (r *retention) apply(snap model.Snapshot, owned []OwnedSlice, now time.Time
 		listed[m.Namespace+" "+m.Group+" "+m.ID()] = true
 	}
 	for svc, g := range r.gone {
-		if present[svc] || now.Sub(g.since) >= hold {
+		if present[svc] || now.Sub(g.Since) >= hold {
 			delete(r.gone, svc)
 			continue
 		}
-		for _, m := range g.members {
+		for _, m := range g.Members {
 			if k := m.Namespace + " " + m.Group + " " + m.ID(); !listed[k] {
 				listed[k] = true
 				snap.Members = append(snap.Members, m)

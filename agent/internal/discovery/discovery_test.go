@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +23,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/meshrr/meshrr/agent/internal/model"
+	"github.com/meshrr/meshrr/agent/internal/state"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -403,4 +406,52 @@ func TestOnlyTheReleasesOwnServicesCount(t *testing.T) {
 	}
 	assert.Contains(t, pods, "evil-1")
 	assert.NotContains(t, pods, "evil-0")
+}
+
+// A Service deleted while the agent was down is noticed by the next agent
+// of the pod (the members it had are in the state file): its members stay
+// for the hold, as they would have for an agent that ran throughout, and
+// leave after it.
+func TestAServiceThatVanishedWhileTheAgentWasDownIsHeld(t *testing.T) {
+	g := map[string]string{LabelGroup: "core.core"}
+	a := slice("core", "core-a", discoveryv1.AddressTypeIPv4, g, ep{pod: "core-a-0", addrs: []string{"10.0.0.1"}})
+	b := slice("core", "core-b", discoveryv1.AddressTypeIPv4, g, ep{pod: "core-b-0", addrs: []string{"10.0.0.2"}})
+	client := fake.NewClientset(a, b, serviceOf(a), serviceOf(b))
+	file := filepath.Join(t.TempDir(), "state.json")
+	pods := func(s model.Snapshot) []string {
+		var out []string
+		for _, m := range s.Members {
+			out = append(out, m.Pod)
+		}
+		return out
+	}
+	start := func() *Discovery {
+		st, err := state.Open(file)
+		require.NoError(t, err)
+		d := New(client, []string{"core"}, 0, quiet)
+		d.State, d.ServiceGoneHold = st, 2*time.Second
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		require.NoError(t, d.Start(ctx))
+		return d
+	}
+	d := start()
+	snap, _ := d.Snapshot()
+	require.Equal(t, []string{"core-a-0", "core-b-0"}, pods(snap))
+
+	// the agent stops; meanwhile Service b is deleted (its slice goes)
+	ctx := context.Background()
+	require.NoError(t, client.CoreV1().Services("core").Delete(ctx, "svc-core-b", metav1.DeleteOptions{}))
+	require.NoError(t, client.DiscoveryV1().EndpointSlices("core").Delete(ctx, "core-b", metav1.DeleteOptions{}))
+	d = start()
+	snap, _ = d.Snapshot()
+	assert.Equal(t, []string{"core-a-0", "core-b-0"}, pods(snap), "side b's member stays for the hold")
+	time.Sleep(2 * time.Second)
+	snap, _ = d.Snapshot()
+	assert.Equal(t, []string{"core-a-0"}, pods(snap), "and leaves after it")
+
+	// a file the agent cannot use is reported and ignored
+	require.NoError(t, os.WriteFile(file, []byte("{not json"), 0o600))
+	_, err := state.Open(file)
+	assert.ErrorContains(t, err, "is not valid")
 }

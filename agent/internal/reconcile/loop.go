@@ -24,6 +24,7 @@ import (
 	"github.com/meshrr/meshrr/agent/internal/metrics"
 	"github.com/meshrr/meshrr/agent/internal/model"
 	"github.com/meshrr/meshrr/agent/internal/plan"
+	"github.com/meshrr/meshrr/agent/internal/state"
 )
 
 // PeerSource is discovery.
@@ -56,8 +57,12 @@ type Loop struct {
 	Events       events.Recorder
 	Log          *slog.Logger
 	Now          func() time.Time
+	// State keeps the peers last applied and a held shrink across agent
+	// restarts (nil: in memory only).
+	State *state.Store
 
 	applied      []byte
+	meshed       map[model.Role][]model.Neighbor // mesh and upstream peers last applied
 	holdDown     map[string]time.Time
 	neighbors    map[netip.Addr]model.Neighbor // applied explicit peers
 	neighborRole map[netip.Addr]string
@@ -191,6 +196,7 @@ func (l *Loop) now() time.Time {
 // first, so that an agent restart does not re-apply an identical one.
 func (l *Loop) Run(ctx context.Context) error {
 	l.holdDown = map[string]time.Time{}
+	l.restore()
 	if cur, err := l.Backend.Current(ctx); err != nil {
 		l.Log.Warn("cannot read the daemon's current configuration; the first plan will be applied", "error", err)
 	} else {
@@ -354,7 +360,31 @@ func (l *Loop) ReconcileOnce(ctx context.Context) (err error) {
 		l.pendingSince = time.Time{}
 	}
 	l.setStatus(func(s *Status) { s.Applied, s.Model, s.Upstream, s.Refused = true, res.Model, res.Upstream, refused })
+	l.remember(res.Model)
 	return nil
+}
+
+// restore takes over what the agent before kept in the state file.
+func (l *Loop) restore() {
+	st := l.State.Get()
+	l.meshed, l.heldSince = st.Applied, st.HeldSince
+}
+
+// remember keeps the mesh and upstream peers just applied, and the start
+// of a held shrink, for the next reconcile and the next agent of this pod.
+func (l *Loop) remember(m model.Model) {
+	meshed := map[model.Role][]model.Neighbor{}
+	for _, role := range []model.Role{model.RoleMesh, model.RoleUpstream} {
+		for _, g := range m.Groups {
+			if g.Role == role {
+				meshed[role] = append(meshed[role], g.Neighbors...)
+			}
+		}
+	}
+	l.meshed = meshed
+	if err := l.State.Update(func(s *state.State) { s.Applied, s.HeldSince = meshed, l.heldSince }); err != nil {
+		l.Log.Warn("cannot keep the applied peers across a restart", "op", "state", "error", err)
+	}
 }
 
 // reportPeers updates the configured-peer gauges and records one Event per
@@ -738,14 +768,13 @@ func (l *Loop) release() {
 // or every upstream peer at once; additions apply at once. When a later
 // look after the hold still plans the removal, it goes through.
 func (l *Loop) holdShrink(cfg *config.Config, m model.Model, refused map[string]string) model.Model {
-	prev := l.Status().Model
 	removed := map[string][]model.Neighbor{}
 	shrink := ""
 	for _, role := range []model.Role{model.RoleMesh, model.RoleUpstream} {
 		if _, ok := refused[string(role)]; ok {
 			continue // refused on purpose (its key): never kept without it
 		}
-		before, after := neighborsOf(prev, role), neighborsOf(m, role)
+		before, after := byAddr(l.meshed[role]), neighborsOf(m, role)
 		if len(before) == 0 {
 			continue
 		}
@@ -813,10 +842,16 @@ func neighborsOf(m model.Model, role model.Role) map[netip.Addr]model.Neighbor {
 	out := map[netip.Addr]model.Neighbor{}
 	for _, g := range m.Groups {
 		if g.Role == role {
-			for _, n := range g.Neighbors {
-				out[n.Addr] = n
-			}
+			maps.Copy(out, byAddr(g.Neighbors))
 		}
+	}
+	return out
+}
+
+func byAddr(ns []model.Neighbor) map[netip.Addr]model.Neighbor {
+	out := map[netip.Addr]model.Neighbor{}
+	for _, n := range ns {
+		out[n.Addr] = n
 	}
 	return out
 }

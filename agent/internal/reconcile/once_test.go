@@ -23,6 +23,7 @@ import (
 	"github.com/meshrr/meshrr/agent/internal/metrics"
 	"github.com/meshrr/meshrr/agent/internal/model"
 	"github.com/meshrr/meshrr/agent/internal/plan"
+	"github.com/meshrr/meshrr/agent/internal/state"
 )
 
 // recordingBackend records what the loop asks of a daemon; it renders
@@ -398,4 +399,44 @@ func TestNoMemoryLimitNoComparison(t *testing.T) {
 	require.NoError(t, l.ReconcileOnce(context.Background()))
 	assert.NotContains(t, ev.all(), "MemoryLimitLow")
 	assert.Zero(t, testutil.ToFloat64(l.Metrics.MemoryLimit))
+}
+
+// An agent restarted while a shrunken view is held (or that starts on one)
+// keeps the hold of the agent before: the peers stay configured until the
+// shrink hold, counted from when it was first planned, is over.
+func TestAHeldShrinkSurvivesAnAgentRestart(t *testing.T) {
+	now := time.Date(2026, 12, 6, 7, 0, 0, 0, time.UTC)
+	file := filepath.Join(t.TempDir(), "state.json")
+	var running []byte // the daemon's configuration, which outlives the agent
+	agent := func(snap model.Snapshot) (*Loop, *recordingBackend) {
+		l, be, _ := newTestLoop(t, snap)
+		st, err := state.Open(file)
+		require.NoError(t, err)
+		l.State, l.Now, l.applied = st, func() time.Time { return now }, running
+		l.restore()
+		return l, be
+	}
+	l, be := agent(members("10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"))
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	full := "mesh 10.0.0.2\nmesh 10.0.0.3\nmesh 10.0.0.4\n"
+	require.Equal(t, full, string(be.applies[0]))
+	running = be.applies[0]
+
+	// the agent's container restarts while the view has lost three of
+	// four members (an API hiccup, Services deleted)
+	shrunk := members("10.0.0.1")
+	l, be = agent(shrunk)
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	assert.Empty(t, be.applies, "held: the peers stay configured, nothing to apply")
+	assert.Equal(t, 1.0, testutil.ToFloat64(l.Metrics.ChangeHeld))
+
+	// restarted again 20 s into the hold: 10 s are left, not 30
+	now = now.Add(20 * time.Second)
+	l, be = agent(shrunk)
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	assert.Empty(t, be.applies)
+	now = now.Add(10 * time.Second)
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	require.Len(t, be.applies, 1)
+	assert.Empty(t, string(be.applies[0]), "confirmed after the hold that began before the restarts")
 }
