@@ -206,6 +206,20 @@ func (c *Config) MemoryNeed(routes int) (need, limit int64) {
 	return c.baseMemory + int64(routes)*c.Backend.Bird.BytesPerRoute, c.memoryLimit
 }
 
+// LimitOf returns the prefix limit of a client session group (a client
+// group's name, or "downstream"); zero when there is none.
+func (c *Config) LimitOf(group string) PrefixLimit {
+	if group == TargetDownstream && c.Downstream != nil {
+		return c.Downstream.PrefixLimit
+	}
+	for _, cl := range c.Clients {
+		if cl.Name == group {
+			return cl.PrefixLimit
+		}
+	}
+	return PrefixLimit{}
+}
+
 // PeerMetrics reports whether a session group ("mesh", "upstream" or a
 // client group's name) gets per-peer metrics: mesh and upstream always
 // (few, known peers), client groups when they opt in.
@@ -415,10 +429,22 @@ func (c *Config) CompiledClusterNetworks() []netip.Prefix { return c.clusterNets
 // "downstream").
 type Downstream struct {
 	Namespaces []string `json:"namespaces"`
-	// MaxPrefixes per downstream RR session (0: no limit) and what happens
-	// beyond it, as for client groups.
+	// The limit per downstream RR session, as for client groups.
+	PrefixLimit
+}
+
+// PrefixLimit caps the prefixes each session of a group may send.
+type PrefixLimit struct {
+	// MaxPrefixes per session (0: no limit) and what happens beyond it:
+	// restart (default: the session restarts), disable (stays down until an
+	// operator re-enables it, or ReenableAfter), block (excess routes
+	// dropped; BIRD only), warn (log).
 	MaxPrefixes     int         `json:"maxPrefixes,omitempty"`
 	MaxPrefixAction LimitAction `json:"maxPrefixAction,omitempty"`
+	// ReenableAfter (action disable): a peer disabled for exceeding the
+	// limit is admitted again after this long (0: only when an operator
+	// re-enables it with meshrr-agent enable).
+	ReenableAfter Duration `json:"reenableAfter,omitempty"`
 }
 
 // Client is a set of address ranges allowed to open sessions.
@@ -436,11 +462,7 @@ type Client struct {
 	NextHopUnchanged *bool `json:"nextHopUnchanged,omitempty"`
 	// Export is the table tier the clients receive.
 	Export Export `json:"export,omitempty"`
-	// MaxPrefixes per session (0: no limit) and what happens beyond it:
-	// restart (default: the session restarts), disable (stays down until an
-	// operator acts), block (excess routes dropped; BIRD only), warn (log).
-	MaxPrefixes     int         `json:"maxPrefixes,omitempty"`
-	MaxPrefixAction LimitAction `json:"maxPrefixAction,omitempty"`
+	PrefixLimit
 	// TTLSecurity enables GTSM (RFC 5082): packets must arrive with TTL
 	// 255 - multihop + 1 or more (BIRD only).
 	TTLSecurity bool `json:"ttlSecurity,omitempty"`

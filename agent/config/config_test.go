@@ -106,6 +106,8 @@ func TestInvalidInputsNameTheField(t *testing.T) {
 		{"downstream without namespaces", base + "downstream: {namespaces: []}\n", "downstream.namespaces", "required"},
 		{"downstream bad namespace", base + "downstream: {namespaces: [Lothlorien]}\n", "downstream.namespaces[0]", "not a namespace name"},
 		{"downstream action without limit", base + "downstream: {namespaces: [l], maxPrefixAction: disable}\n", "downstream.maxPrefixAction", "needs maxPrefixes"},
+		{"reenableAfter without disable", base + "clients: [{name: r, ranges: [10.0.0.0/8], maxPrefixes: 10, reenableAfter: 5m}]\n", "clients[0].reenableAfter", "only with maxPrefixAction: disable"},
+		{"negative reenableAfter", base + "downstream: {namespaces: [l], maxPrefixes: 10, maxPrefixAction: disable, reenableAfter: -5m}\n", "downstream.reenableAfter", "must not be negative"},
 		{"client named downstream", base + "clients: [{name: downstream, ranges: [10.0.0.0/8]}]\n", "clients[0].name", "reserved"},
 		{"policy towards downstream without it", base + "policy: [{name: r, towards: [downstream], action: reject}]\n", "policy[0].towards[0]", ""},
 		{"prepend towards downstream", base + "downstream: {namespaces: [l]}\npolicy: [{name: r, towards: [downstream], prepend: 2}]\n", "policy[0].towards[0]", "iBGP"},

@@ -306,7 +306,7 @@ func (c *Config) validateClientSessions(e *errs, f string, cl *Client) {
 	if len(cl.Ranges) == 0 {
 		e.add(f+".ranges", "required: at least one address range allowed to open sessions")
 	}
-	c.validateLimit(e, f, cl.MaxPrefixes, cl.MaxPrefixAction)
+	c.validateLimit(e, f, cl.PrefixLimit)
 	if cl.OptimalRouteReflection {
 		e.add(f+".optimalRouteReflection", "not supported: optimal route reflection (RFC 9107) needs the IGP distances from the clients' positions, which RR pods do not have; set addPaths (2-64) so the clients receive several paths and choose with their own IGP view")
 	}
@@ -318,8 +318,16 @@ func (c *Config) validateClientSessions(e *errs, f string, cl *Client) {
 	}
 }
 
-// validateLimit: a session group's maxPrefixes and maxPrefixAction.
-func (c *Config) validateLimit(e *errs, f string, maxPrefixes int, action LimitAction) {
+// validateLimit: a session group's maxPrefixes, maxPrefixAction and
+// reenableAfter.
+func (c *Config) validateLimit(e *errs, f string, l PrefixLimit) {
+	maxPrefixes, action := l.MaxPrefixes, l.MaxPrefixAction
+	if l.ReenableAfter.Duration < 0 {
+		e.add(f+".reenableAfter", "%s: must not be negative (0: until an operator re-enables the peer)", l.ReenableAfter.Duration)
+	}
+	if l.ReenableAfter.Duration != 0 && action != LimitDisable {
+		e.add(f+".reenableAfter", "only with maxPrefixAction: disable (restart re-admits the peer by itself)")
+	}
 	if maxPrefixes < 0 {
 		e.add(f+".maxPrefixes", "%d: must not be negative (0: no limit)", maxPrefixes)
 	}
@@ -352,7 +360,7 @@ func (c *Config) validateDownstream(e *errs) {
 			e.add(fmt.Sprintf("downstream.namespaces[%d]", i), "empty: name a namespace")
 		}
 	}
-	c.validateLimit(e, "downstream", d.MaxPrefixes, d.MaxPrefixAction)
+	c.validateLimit(e, "downstream", d.PrefixLimit)
 }
 
 // validateClusterNetworks: the cluster's networks, and no client range

@@ -55,6 +55,9 @@ Usage:
   meshrr-agent status --config FILE [--json]  this pod's peers and sessions (from the running
                                        agent); exits 2 when the pod is degraded (as
                                        kubectl meshrr status), 1 when it cannot tell
+  meshrr-agent enable --config FILE ADDRESS
+                                       admit again a client kept out for exceeding maxPrefixes
+                                       (maxPrefixAction: disable); run it in each RR pod of the group
   meshrr-agent drain --config FILE     graceful shutdown (the pod's preStop): ask the running
                                        agent to drain, then stay up for drain.time
   meshrr-agent uninstall --namespace NS --selector LABELS [--timeout 300s] [--kubeconfig FILE]
@@ -131,6 +134,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runSessions(ctx, *cfgPath, stdout)
 	case "drain":
 		return runDrain(ctx, *cfgPath, stdout)
+	case "enable":
+		return runEnable(ctx, *cfgPath, fs.Args(), stdout)
 	case "status":
 		return runStatus(ctx, *cfgPath, *asJSON, stdout)
 	case "run":

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -54,6 +56,23 @@ func serveControl(ctx context.Context, cfg *config.Config, client kubernetes.Int
 		rec.Normal(events.ReasonDraining, "routes marked for graceful shutdown (community 65535:0, local-preference 0): %s", rep)
 		fmt.Fprintln(rw, rep)
 	})
+	mux.HandleFunc("POST /enable", func(rw http.ResponseWriter, r *http.Request) {
+		peer, err := netip.ParseAddr(r.URL.Query().Get("peer"))
+		if err != nil {
+			http.Error(rw, fmt.Sprintf("peer: %v: give the client's address", err), http.StatusBadRequest)
+			return
+		}
+		peer = peer.Unmap()
+		if err := loop.Enable(r.Context(), peer); err != nil {
+			code := http.StatusInternalServerError
+			if errors.Is(err, reconcile.ErrNotDisabled) {
+				code = http.StatusNotFound
+			}
+			http.Error(rw, err.Error(), code)
+			return
+		}
+		fmt.Fprintf(rw, "%s admitted again\n", peer)
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return func() {
@@ -73,6 +92,44 @@ func controlClient(cfg *config.Config, timeout time.Duration) *http.Client {
 	}}}
 }
 
+// runEnable asks the running agent to admit again a client kept out for
+// exceeding its prefix limit.
+func runEnable(ctx context.Context, cfgPath string, args []string, stdout io.Writer) error {
+	if len(args) != 1 {
+		return errors.New("enable: give the address of one client kept out (meshrr-agent enable ADDRESS)")
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return err
+	}
+	msg, err := controlPost(ctx, cfg, 30*time.Second, "/enable?peer="+url.QueryEscape(args[0]))
+	if err != nil {
+		return fmt.Errorf("enable: %w", err)
+	}
+	fmt.Fprintln(stdout, msg)
+	return nil
+}
+
+// controlPost posts to the running agent's control socket and returns its
+// answer, or an error saying why there is none (or the agent's own).
+func controlPost(ctx context.Context, cfg *config.Config, timeout time.Duration, path string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://agent"+path, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := controlClient(cfg, timeout).Do(req)
+	if err != nil {
+		return "", fmt.Errorf("no running agent answers on %s: %w", cfg.Drain.ControlSocket, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	msg := strings.TrimSpace(string(body))
+	if resp.StatusCode != http.StatusOK {
+		return "", errors.New(msg)
+	}
+	return msg, nil
+}
+
 // runDrain is the preStop step: ask the running agent to drain, keep the
 // pod up for the drain time, then tell the daemon's preStop (DoneFile).
 func runDrain(ctx context.Context, cfgPath string, stdout io.Writer) error {
@@ -81,20 +138,9 @@ func runDrain(ctx context.Context, cfgPath string, stdout io.Writer) error {
 		return err
 	}
 	defer func() { _ = os.WriteFile(cfg.Drain.DoneFile, nil, 0o644) }()
-	c := controlClient(cfg, cfg.Drain.WaitTimeout.Duration+30*time.Second)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://agent/drain", nil)
+	msg, err := controlPost(ctx, cfg, cfg.Drain.WaitTimeout.Duration+30*time.Second, "/drain")
 	if err != nil {
-		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return fmt.Errorf("drain: no running agent answers on %s: %w", cfg.Drain.ControlSocket, err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
-	msg := strings.TrimSpace(string(body))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("drain: the agent could not drain: %s", msg)
+		return fmt.Errorf("drain: %w", err)
 	}
 	fmt.Fprintf(stdout, "%s; staying up for %s\n", msg, cfg.Drain.Time.Duration)
 	select {

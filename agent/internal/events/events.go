@@ -35,6 +35,8 @@ const (
 	ReasonRangeAccepted      = "ClientRangeAccepted"
 	ReasonExtraConfigRefused = "ExtraConfigRefused"
 	ReasonExtraConfigApplied = "ExtraConfigApplied"
+	ReasonClientDisabled     = "ClientDisabled"
+	ReasonClientEnabled      = "ClientEnabled"
 )
 
 // Recorder records Events about the agent's pod.

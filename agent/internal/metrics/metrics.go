@@ -37,6 +37,7 @@ type Metrics struct {
 	ConfigLastReloadOK   prometheus.Gauge
 	DaemonRestarts       prometheus.Counter
 	ClientSessionsReaped prometheus.Counter
+	ClientsDisabled      prometheus.Gauge
 	ChangeHeld           prometheus.Gauge
 	LicenseUsage         *prometheus.GaugeVec
 	LicenseLimit         *prometheus.GaugeVec
@@ -118,6 +119,10 @@ func New(r SessionReader) *Metrics {
 			Namespace: ns, Subsystem: "clients", Name: "sessions_reaped_total",
 			Help: "Sessions spawned from client ranges removed because their peer had gone (down longer than the graceful-restart time).",
 		}),
+		ClientsDisabled: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: "clients", Name: "disabled",
+			Help: "Clients kept out for exceeding maxPrefixes with maxPrefixAction disable, until re-enabled (meshrr-agent enable) or reenableAfter.",
+		}),
 		LicenseUsage: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: "license", Name: "usage",
 			Help: "Use of a resource the daemon's licence limits (cRPD): bgp-peers planned (explicit neighbours plus spawned client sessions), rib-entries received.",
@@ -150,7 +155,7 @@ func New(r SessionReader) *Metrics {
 	m.Registry.MustRegister(
 		m.DiscoveredPeers, m.ConfiguredPeers, m.ReconcileDuration, m.ApplyDuration, m.Applies,
 		m.ChangeToApplied, m.ConfigReloads, m.ConfigLastReloadOK, m.UpstreamReplacements, m.DaemonRestarts, m.DaemonQueries, m.Info,
-		m.LicenseUsage, m.LicenseLimit, m.ClientSessionsReaped, m.ChangeHeld,
+		m.LicenseUsage, m.LicenseLimit, m.ClientSessionsReaped, m.ClientsDisabled, m.ChangeHeld,
 		m.RoutesHeld, m.MemoryNeeded, m.MemoryLimit,
 		&sessionCollector{r: r, m: m},
 		md5Collector{path: "/proc/net/netstat"},

@@ -230,6 +230,10 @@ type PeerGroup struct {
 	// (restart, disable, block, warn).
 	MaxPrefixes     int
 	MaxPrefixAction LimitAction
+	// Disabled are client addresses kept out after exceeding MaxPrefixes
+	// with action disable, until re-enabled: the daemon refuses their
+	// sessions (sorted).
+	Disabled []netip.Addr
 	// TTLSecurity: GTSM (RFC 5082).
 	TTLSecurity bool
 	// AddPaths (RFC 7911): send up to this many paths per prefix and
@@ -356,8 +360,11 @@ type Session struct {
 	// graceful restart or long-lived graceful restart, for the restart and
 	// stale times the peer announced.
 	Restarting bool `json:"restarting,omitempty"`
-	Imported   int  `json:"imported"`
-	Exported   int  `json:"exported"`
+	// LimitDown: the daemon shut the session down for exceeding its prefix
+	// limit and keeps it down (action disable).
+	LimitDown bool `json:"limitDown,omitempty"`
+	Imported  int  `json:"imported"`
+	Exported  int  `json:"exported"`
 	// BFD is the state of the session's BFD session (Up, Down, Init,
 	// AdminDown), "" without one.
 	BFD string `json:"bfd,omitempty"`

@@ -63,6 +63,7 @@ type Loop struct {
 
 	applied      []byte
 	meshed       map[model.Role][]model.Neighbor // mesh and upstream peers last applied
+	disabled     map[netip.Addr]state.Disabled   // clients kept out for their prefix limit
 	holdDown     map[string]time.Time
 	neighbors    map[netip.Addr]model.Neighbor // applied explicit peers
 	neighborRole map[netip.Addr]string
@@ -76,8 +77,8 @@ type Loop struct {
 	exposed     map[string]string // client groups refused for admitting the cluster's networks, as last reported
 	held        string            // why a change is held ("" when none)
 	heldSince   time.Time         // when the held shrink was first planned
-	drainOnce   sync.Once
-	drainReq    chan chan error
+	reqOnce     sync.Once
+	requests    chan request
 	draining    bool // owned by Run
 
 	mu     sync.Mutex
@@ -91,18 +92,22 @@ func (l *Loop) sessions(ctx context.Context) ([]model.Session, error) {
 	return l.Backend.Sessions(ctx)
 }
 
-func (l *Loop) drainCh() chan chan error {
-	l.drainOnce.Do(func() { l.drainReq = make(chan chan error) })
-	return l.drainReq
+// request is work Run does between reconciles, for another goroutine.
+type request struct {
+	run   func(ctx context.Context) error
+	reply chan error
 }
 
-// Drain switches the loop to draining (every export carries the
-// graceful-shutdown rule from now on) and returns once that configuration
-// is applied. Run must be running.
-func (l *Loop) Drain(ctx context.Context) error {
+func (l *Loop) requestCh() chan request {
+	l.reqOnce.Do(func() { l.requests = make(chan request) })
+	return l.requests
+}
+
+// ask has Run do f and returns what f returned. Run must be running.
+func (l *Loop) ask(ctx context.Context, f func(ctx context.Context) error) error {
 	reply := make(chan error, 1)
 	select {
-	case l.drainCh() <- reply:
+	case l.requestCh() <- request{run: f, reply: reply}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -112,6 +117,47 @@ func (l *Loop) Drain(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// Drain switches the loop to draining (every export carries the
+// graceful-shutdown rule from now on) and returns once that configuration
+// is applied. Run must be running.
+func (l *Loop) Drain(ctx context.Context) error {
+	return l.ask(ctx, func(ctx context.Context) error {
+		l.draining = true
+		return l.ReconcileOnce(ctx)
+	})
+}
+
+// ErrNotDisabled: Enable named a peer that is not kept out.
+var ErrNotDisabled = errors.New("not disabled")
+
+// Enable admits again a client kept out for exceeding its prefix limit
+// (an operator's decision: meshrr-agent enable) and returns once the
+// daemon's configuration no longer refuses it. Run must be running.
+func (l *Loop) Enable(ctx context.Context, peer netip.Addr) error {
+	return l.ask(ctx, func(ctx context.Context) error { return l.enable(ctx, peer) })
+}
+
+// enable handles an Enable request (in Run).
+func (l *Loop) enable(ctx context.Context, peer netip.Addr) error {
+	d, ok := l.disabled[peer]
+	if !ok {
+		return fmt.Errorf("%s: %w (disabled: %s)", peer, ErrNotDisabled, l.disabledList())
+	}
+	l.readmit(peer, d, "re-enabled by an operator")
+	return l.ReconcileOnce(ctx)
+}
+
+func (l *Loop) disabledList() string {
+	if len(l.disabled) == 0 {
+		return "none"
+	}
+	var out []string
+	for _, a := range slices.SortedFunc(maps.Keys(l.disabled), netip.Addr.Compare) {
+		out = append(out, a.String()+" ("+l.disabled[a].Group+")")
+	}
+	return strings.Join(out, ", ")
 }
 
 // daemonRestarted reads the daemon's start time; when it is later than
@@ -226,10 +272,9 @@ func (l *Loop) Run(ctx context.Context) error {
 			if !l.daemonRestarted(ctx) {
 				continue
 			}
-		case reply := <-l.drainCh():
-			l.draining = true
-			err := l.ReconcileOnce(ctx)
-			reply <- err
+		case req := <-l.requestCh():
+			err := req.run(ctx)
+			req.reply <- err
 			if err == nil {
 				backoff, retry = 0, nil
 			}
@@ -333,6 +378,7 @@ func (l *Loop) ReconcileOnce(ctx context.Context) (err error) {
 	}
 	l.checkLimits(res.Model, sessions)
 
+	res.Model = l.keepOut(cfg, res.Model, sessions)
 	res.Model = l.holdShrink(cfg, res.Model, refused)
 	out, err := l.Backend.Render(res.Model)
 	if err != nil {
@@ -367,7 +413,8 @@ func (l *Loop) ReconcileOnce(ctx context.Context) (err error) {
 // restore takes over what the agent before kept in the state file.
 func (l *Loop) restore() {
 	st := l.State.Get()
-	l.meshed, l.heldSince = st.Applied, st.HeldSince
+	l.meshed, l.heldSince, l.disabled = st.Applied, st.HeldSince, maps.Clone(st.Disabled)
+	l.Metrics.ClientsDisabled.Set(float64(len(l.disabled)))
 }
 
 // remember keeps the mesh and upstream peers just applied, and the start
@@ -382,7 +429,8 @@ func (l *Loop) remember(m model.Model) {
 		}
 	}
 	l.meshed = meshed
-	if err := l.State.Update(func(s *state.State) { s.Applied, s.HeldSince = meshed, l.heldSince }); err != nil {
+	disabled := maps.Clone(l.disabled)
+	if err := l.State.Update(func(s *state.State) { s.Applied, s.HeldSince, s.Disabled = meshed, l.heldSince, disabled }); err != nil {
 		l.Log.Warn("cannot keep the applied peers across a restart", "op", "state", "error", err)
 	}
 }
@@ -679,7 +727,8 @@ func (l *Loop) reapGone(ctx context.Context, m model.Model, sessions map[netip.A
 	now := l.now()
 	var gone []string
 	for _, s := range sessions {
-		if clients[s.Group] && !s.Established && !s.Restarting && s.Name != "" && !s.Since.IsZero() && now.Sub(s.Since) >= after {
+		_, keptOut := l.disabled[s.Peer]
+		if clients[s.Group] && !s.Established && !s.Restarting && !keptOut && s.Name != "" && !s.Since.IsZero() && now.Sub(s.Since) >= after {
 			gone = append(gone, s.Name)
 		}
 	}
@@ -693,6 +742,76 @@ func (l *Loop) reapGone(ctx context.Context, m model.Model, sessions map[netip.A
 	}
 	l.Metrics.ClientSessionsReaped.Add(float64(len(gone)))
 	l.Log.Info("removed client sessions whose peers have gone", "op", "reap", "sessions", gone, "down_for_more_than", after)
+}
+
+// keepOut keeps out the clients the daemon shut down for exceeding their
+// prefix limit with action disable: the daemon itself would admit them
+// again at its next configure (any mesh change, a reaper pass), and they
+// would flood again. They stay out until an operator re-enables them
+// (Enable), the group's reenableAfter has passed, or the group no longer
+// disables; each change is an Event and meshrr_clients_disabled.
+func (l *Loop) keepOut(cfg *config.Config, m model.Model, sessions map[netip.Addr]model.Session) model.Model {
+	now := l.now()
+	disabling := map[string]bool{}
+	for _, g := range m.Groups {
+		if g.Role == model.RoleClients && g.MaxPrefixAction == model.LimitDisable {
+			disabling[g.Name] = true
+		}
+	}
+	if l.disabled == nil {
+		l.disabled = map[netip.Addr]state.Disabled{}
+	}
+	for _, a := range slices.SortedFunc(maps.Keys(sessions), netip.Addr.Compare) {
+		s := sessions[a]
+		if _, ok := l.disabled[a]; ok || !s.LimitDown || !disabling[s.Group] {
+			continue
+		}
+		lim := cfg.LimitOf(s.Group)
+		d := state.Disabled{Group: s.Group, Since: now}
+		until := "an operator re-enables it (meshrr-agent enable " + a.String() + ")"
+		if after := lim.ReenableAfter.Duration; after > 0 {
+			d.Until = now.Add(after)
+			until = d.Until.UTC().Format(time.RFC3339) + " (reenableAfter " + after.String() + ") or an operator re-enables it"
+		}
+		l.disabled[a] = d
+		l.Log.Warn("client disabled for exceeding its prefix limit: kept out", "op", "clients", "group", s.Group, "peer", a, "maxPrefixes", lim.MaxPrefixes, "until", until)
+		l.Events.Warning(events.ReasonClientDisabled, "%s client %s sent more than maxPrefixes %d: kept out until %s", s.Group, a, lim.MaxPrefixes, until)
+	}
+	for _, a := range slices.SortedFunc(maps.Keys(l.disabled), netip.Addr.Compare) {
+		d := l.disabled[a]
+		switch {
+		case !disabling[d.Group]:
+			l.readmit(a, d, "its group no longer disables clients over the limit")
+		case !d.Until.IsZero() && !now.Before(d.Until):
+			l.readmit(a, d, "reenableAfter has passed")
+		}
+	}
+	l.Metrics.ClientsDisabled.Set(float64(len(l.disabled)))
+	if len(l.disabled) == 0 {
+		return m
+	}
+	groups := make([]model.PeerGroup, len(m.Groups))
+	for i, g := range m.Groups {
+		if g.Role == model.RoleClients {
+			g.Disabled = nil
+			for _, a := range slices.SortedFunc(maps.Keys(l.disabled), netip.Addr.Compare) {
+				if l.disabled[a].Group == g.Name {
+					g.Disabled = append(g.Disabled, a)
+				}
+			}
+		}
+		groups[i] = g
+	}
+	m.Groups = groups
+	return m
+}
+
+// readmit stops keeping a client out.
+func (l *Loop) readmit(a netip.Addr, d state.Disabled, why string) {
+	delete(l.disabled, a)
+	l.Metrics.ClientsDisabled.Set(float64(len(l.disabled)))
+	l.Log.Info("client admitted again", "op", "clients", "group", d.Group, "peer", a, "reason", why, "disabled_for", l.now().Sub(d.Since))
+	l.Events.Normal(events.ReasonClientEnabled, "%s client %s admitted again: %s", d.Group, a, why)
 }
 
 // drainUnsynced drains without a usable discovery view (the API is

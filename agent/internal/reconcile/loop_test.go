@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +29,7 @@ import (
 	"github.com/meshrr/meshrr/agent/internal/metrics"
 	"github.com/meshrr/meshrr/agent/internal/model"
 	"github.com/meshrr/meshrr/agent/internal/plan"
+	"github.com/meshrr/meshrr/agent/internal/state"
 	"github.com/meshrr/meshrr/agent/internal/testutil/birdlab"
 )
 
@@ -69,18 +71,22 @@ type agent struct {
 	pod     string
 	lab     *birdlab.Instance
 	cfgPath string
-	watcher *config.Watcher
-	loop    *Loop
-	metrics *metrics.Metrics
-	events  *recorder
-	cancel  context.CancelFunc
-	done    chan struct{}
+	// statePath is the agent's state file, which outlives its restarts as
+	// the pod's volume does
+	statePath string
+	watcher   *config.Watcher
+	loop      *Loop
+	metrics   *metrics.Metrics
+	events    *recorder
+	cancel    context.CancelFunc
+	done      chan struct{}
 }
 
 func startAgent(t *testing.T, client *fake.Clientset, pod, addr, extra string) *agent {
 	t.Helper()
 	a := &agent{pod: pod, lab: birdlab.Start(t, pod, addr), events: &recorder{}}
 	a.cfgPath = filepath.Join(t.TempDir(), "config.yaml")
+	a.statePath = filepath.Join(t.TempDir(), "state.json")
 	a.writeConfig(t, extra)
 	a.run(t, client)
 	return a
@@ -109,8 +115,11 @@ func (a *agent) run(t *testing.T, client *fake.Clientset) {
 		c.Backend.Bird = a.lab.BackendConfig()
 	}
 	disc := discovery.New(client, []string{"core"}, 0, log)
+	kept, err := state.Open(a.statePath)
+	require.NoError(t, err)
+	disc.State = kept
 	a.loop = &Loop{Backend: be, Peers: disc, Config: a.watcher, Self: plan.Self{Name: a.pod, Namespace: "core", Addrs: []netip.Addr{a.lab.Addr}},
-		Metrics: a.metrics, Events: a.events, Log: log}
+		Metrics: a.metrics, Events: a.events, Log: log, State: kept}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel, a.done = cancel, make(chan struct{})
 	go func() {
@@ -137,6 +146,16 @@ func (a *agent) sessions(t assert.TestingT) map[string]model.Session {
 		out[s.Name] = s
 	}
 	return out
+}
+
+// sessionWith returns the agent's session with a peer, if any.
+func (a *agent) sessionWith(t assert.TestingT, peer string) (model.Session, bool) {
+	for _, s := range a.sessions(t) {
+		if s.Peer == netip.MustParseAddr(peer) {
+			return s, true
+		}
+	}
+	return model.Session{}, false
 }
 
 // endpointSlice is the slice the EndpointSlice controller keeps for the
@@ -475,8 +494,9 @@ func TestMD5KeyMissingOrMalformedRefusesOnlyItsSessions(t *testing.T) {
 
 // Sessions spawned from a client range do not outlive their peers (real
 // BIRD): they are passive (no connects to a dead address), and once a
-// client has been gone for the graceful-restart time (its own, 2 s, as long as meshrr's) the agent removes
-// its session; a client that comes back connects again.
+// client has been gone for the graceful-restart time (its own, 2 s, as
+// long as meshrr's) the agent removes its session; a client that comes
+// back connects again.
 func TestClientSessionsOfGonePeersAreRemoved(t *testing.T) {
 	pods := map[string]string{"core-0": "127.0.20.51"}
 	client := fake.NewClientset(endpointSlice(pods), coreService())
@@ -485,14 +505,7 @@ func TestClientSessionsOfGonePeersAreRemoved(t *testing.T) {
 	router := birdlab.Start(t, "router", "127.0.21.5")
 	router.AddInclude(t, "up", `protocol bgp to_rr { local 127.0.21.5 as 65000; strict bind yes; neighbor 127.0.20.51 as 65000;
   connect delay time 1; connect retry time 1; graceful restart on; graceful restart time 2; ipv4 { import all; export all; }; }`)
-	spawned := func(c assert.TestingT) (model.Session, bool) {
-		for _, s := range rr.sessions(c) {
-			if s.Peer == netip.MustParseAddr("127.0.21.5") {
-				return s, true
-			}
-		}
-		return model.Session{}, false
-	}
+	spawned := func(c assert.TestingT) (model.Session, bool) { return rr.sessionWith(c, "127.0.21.5") }
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		s, ok := spawned(c)
 		assert.True(c, ok && s.Established, "the router's session is up")
@@ -537,14 +550,7 @@ protocol bgp to_rr { local 127.0.21.7 as 65000; strict bind yes; neighbor 127.0.
   connect delay time 1; connect retry time 1;
   graceful restart on; graceful restart time 3; long lived graceful restart on; long lived stale time 3;
   ipv4 { import all; export all; }; }`)
-	session := func(c assert.TestingT) (model.Session, bool) {
-		for _, s := range rr.sessions(c) {
-			if s.Peer == netip.MustParseAddr("127.0.21.7") {
-				return s, true
-			}
-		}
-		return model.Session{}, false
-	}
+	session := func(c assert.TestingT) (model.Session, bool) { return rr.sessionWith(c, "127.0.21.7") }
 	routed := func() bool { return strings.Contains(rr.lab.Must(t, "show route"), "10.61.0.0/24") }
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		s, _ := session(c)
@@ -575,4 +581,72 @@ protocol bgp to_rr { local 127.0.21.7 as 65000; strict bind yes; neighbor 127.0.
 	}, 20*time.Second, 100*time.Millisecond)
 	t.Logf("reaper: the gone client's routes were kept and its session removed %v after it died (it announced 3 s restart + 3 s long-lived stale; meshrr restart time 1 s)", gone.Round(10*time.Millisecond))
 	assert.EqualValues(t, 1, testutil.ToFloat64(rr.metrics.ClientSessionsReaped))
+}
+
+// maxPrefixAction disable sticks (real BIRD): a client that sent more than
+// its limit stays out across BIRD configures (any mesh change, the
+// reaper) and the agent's restart, until an operator re-enables it.
+func TestAClientDisabledForItsPrefixLimitStaysOut(t *testing.T) {
+	pods := map[string]string{"core-0": "127.0.20.71"}
+	client := fake.NewClientset(endpointSlice(pods), coreService())
+	rr := startAgent(t, client, "core-0", pods["core-0"],
+		"gracefulRestart: {restartTime: 1}\nclients:\n  - name: regions\n    ranges: [127.0.21.0/24]\n    maxPrefixes: 2\n    maxPrefixAction: disable\n")
+	router := birdlab.Start(t, "router", "127.0.21.8")
+	bgp := `protocol bgp to_rr { local 127.0.21.8 as 65000; strict bind yes; neighbor 127.0.20.71 as 65000;
+  connect delay time 1; connect retry time 1; error wait time 1, 1; ipv4 { import all; export all; }; }
+`
+	router.AddInclude(t, "up", `protocol static { ipv4; route 10.71.0.0/24 blackhole; route 10.71.1.0/24 blackhole; route 10.71.2.0/24 blackhole; }
+`+bgp)
+	peer := netip.MustParseAddr("127.0.21.8")
+	up := func(c assert.TestingT) bool {
+		for _, s := range rr.sessions(c) {
+			if s.Peer == peer && s.Established {
+				return true
+			}
+		}
+		return false
+	}
+	// out: the RR's only session with the router is the disabled one that
+	// refuses it; a session BIRD spawned for it means it was admitted again
+	// (and, still over its limit, shut down again a moment later)
+	disabledOnly := regexp.MustCompile(`^\[cl_regions_x[0-9a-f]{8} Down\]$`)
+	out := func(c assert.TestingT) bool {
+		var names []string
+		for _, s := range rr.sessions(c) {
+			if s.Peer == peer {
+				names = append(names, s.Name+" "+s.State)
+			}
+		}
+		return assert.Regexp(c, disabledOnly, fmt.Sprint(names))
+	}
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Contains(c, rr.events.all(), "ClientDisabled: regions client 127.0.21.8 sent more than maxPrefixes 2: kept out until an operator re-enables it (meshrr-agent enable 127.0.21.8)")
+	}, 20*time.Second, 100*time.Millisecond)
+	assert.Equal(t, 1.0, testutil.ToFloat64(rr.metrics.ClientsDisabled))
+	require.EventuallyWithT(t, func(c *assert.CollectT) { out(c) }, 10*time.Second, 100*time.Millisecond)
+
+	stayOut := func(why string) {
+		t.Helper()
+		for range 20 { // the router reconnects every second
+			time.Sleep(200 * time.Millisecond)
+			require.True(t, out(t), "the disabled client was admitted again after %s", why)
+		}
+	}
+	rr.lab.Must(t, "configure") // what any mesh change or reaper pass does
+	stayOut("a configure")
+	rr.stop() // the agent's container restarts
+	rr.run(t, client)
+	stayOut("an agent restart")
+	rr.lab.Must(t, "configure")
+	stayOut("a configure after the restart")
+
+	// the router is fixed; the operator re-enables it
+	router.AddInclude(t, "up", "protocol static { ipv4; route 10.71.0.0/24 blackhole; }\n"+bgp)
+	assert.ErrorIs(t, rr.loop.Enable(context.Background(), netip.MustParseAddr("127.0.21.99")), ErrNotDisabled)
+	start := time.Now()
+	require.NoError(t, rr.loop.Enable(context.Background(), peer))
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.True(c, up(c)) }, 15*time.Second, 100*time.Millisecond)
+	t.Logf("disabled client kept out across configures and an agent restart; re-enabled -> Established in %s", time.Since(start).Round(10*time.Millisecond))
+	assert.Contains(t, rr.events.all(), "ClientEnabled: regions client 127.0.21.8 admitted again: re-enabled by an operator")
+	assert.Equal(t, 0.0, testutil.ToFloat64(rr.metrics.ClientsDisabled))
 }

@@ -440,3 +440,51 @@ func TestAHeldShrinkSurvivesAnAgentRestart(t *testing.T) {
 	require.Len(t, be.applies, 1)
 	assert.Empty(t, string(be.applies[0]), "confirmed after the hold that began before the restarts")
 }
+
+// A client kept out for its prefix limit is admitted again once the
+// group's reenableAfter has passed, or at once when the group no longer
+// disables; never before, whatever the daemon says meanwhile.
+func TestDisabledClientsAreReadmittedAfterReenableAfterOrWhenTheGroupChanges(t *testing.T) {
+	now := time.Date(2026, 12, 6, 7, 0, 0, 0, time.UTC)
+	l, be, ev := newTestLoop(t, members("10.0.0.1"))
+	parse := func(action string) {
+		cfg, err := config.Parse([]byte("identity: {asn: 65000}\nmesh: {group: g}\nclients:\n  - {name: edge, ranges: [10.9.0.0/16], maxPrefixes: 10, " + action + "}\n"))
+		require.NoError(t, err)
+		l.Config = staticConfig{cfg}
+	}
+	parse("maxPrefixAction: disable, reenableAfter: 10m")
+	l.Now = func() time.Time { return now }
+	peer := netip.MustParseAddr("10.9.0.5")
+	be.sessions = []model.Session{{Name: "cl_edge_1", Group: "edge", Peer: peer, State: "Down", LimitDown: true}}
+	disabledIn := func() []netip.Addr {
+		for _, g := range l.Status().Model.Groups {
+			if g.Name == "edge" {
+				return g.Disabled
+			}
+		}
+		return nil
+	}
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	assert.Equal(t, []netip.Addr{peer}, disabledIn())
+	assert.Contains(t, ev.all(), "ClientDisabled: edge client 10.9.0.5 sent more than maxPrefixes 10: kept out until 2026-12-06T07:10:00Z (reenableAfter 10m0s) or an operator re-enables it")
+
+	be.sessions = []model.Session{{Name: "cl_edge_x1", Group: "edge", Peer: peer, State: "Down"}} // the daemon refuses it
+	now = now.Add(9 * time.Minute)
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	assert.Equal(t, []netip.Addr{peer}, disabledIn(), "still out before reenableAfter")
+	now = now.Add(time.Minute)
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	assert.Empty(t, disabledIn())
+	assert.Contains(t, ev.all(), "ClientEnabled: edge client 10.9.0.5 admitted again: reenableAfter has passed")
+
+	// disabled again, then the operator changes the action to restart
+	be.sessions = []model.Session{{Name: "cl_edge_2", Group: "edge", Peer: peer, State: "Down", LimitDown: true}}
+	parse("maxPrefixAction: disable")
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	assert.Equal(t, []netip.Addr{peer}, disabledIn())
+	assert.Contains(t, ev.all(), "kept out until an operator re-enables it (meshrr-agent enable 10.9.0.5)")
+	parse("maxPrefixAction: restart")
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	assert.Empty(t, disabledIn())
+	assert.Contains(t, ev.all(), "ClientEnabled: edge client 10.9.0.5 admitted again: its group no longer disables clients over the limit")
+}

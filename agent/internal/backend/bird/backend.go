@@ -180,6 +180,7 @@ func (b *Backend) Sessions(ctx context.Context) ([]model.Session, error) {
 			Established: p.BGPState == "Established",
 			Since:       p.Since,
 			Restarting:  p.Restarting,
+			LimitDown:   p.State == "down" && strings.Contains(p.LastError, "Route limit exceeded"),
 			Imported:    p.Imported,
 			Exported:    p.Exported,
 			BFD:         bfd[p.Neighbor],

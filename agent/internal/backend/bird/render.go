@@ -86,6 +86,7 @@ type protocolView struct {
 	Neighbor    string // "ADDR as ASN" or "range PREFIX internal|external"
 	DynamicName string
 	Description string
+	Disabled    bool
 }
 
 // Render turns the model into the agent-owned bird.conf. It is pure.
@@ -192,6 +193,22 @@ func (v *view) addProtocols(g model.PeerGroup, f model.Family, template string) 
 	if g.External {
 		kind = "external"
 	}
+	// A client kept out is an explicit, disabled protocol: BIRD matches its
+	// connections to it, and refuses them, before any range. (The session
+	// BIRD spawned and disabled itself would be removed by the next
+	// configure, and the client admitted again by its range.)
+	for _, a := range g.Disabled {
+		if model.FamilyOf(a) != f {
+			continue
+		}
+		v.Protocols = append(v.Protocols, protocolView{
+			Name:        disabledSymbol(sym, a),
+			Template:    template,
+			Neighbor:    fmt.Sprintf("%s %s", a, kind),
+			Description: descPrefix + g.Name + " " + a.String() + " disabled: prefix limit exceeded",
+			Disabled:    true,
+		})
+	}
 	for _, r := range g.Ranges {
 		if model.FamilyOf(r.Addr()) != f {
 			continue
@@ -233,6 +250,14 @@ func rangeSymbol(sym string, p netip.Prefix) string {
 	h := fnv.New32a()
 	h.Write([]byte(p.String()))
 	return fmt.Sprintf("cl_%s_r%08x", sym, h.Sum32())
+}
+
+// disabledSymbol names the protocol that keeps a client out, with a hash
+// of its address (no clash with the spawned cl_<group>_<n>).
+func disabledSymbol(sym string, a netip.Addr) string {
+	h := fnv.New32a()
+	h.Write([]byte(a.String()))
+	return fmt.Sprintf("cl_%s_x%08x", sym, h.Sum32())
 }
 
 // importGuards are statements that must run before the policy on import:
