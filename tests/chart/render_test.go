@@ -1088,3 +1088,54 @@ func TestNetworkPolicyIsOnByDefaultInAndOut(t *testing.T) {
 	require.Len(t, named.Spec.Egress[1].To, 1)
 	assert.Equal(t, "172.18.0.2/32", named.Spec.Egress[1].To[0].IPBlock.CIDR)
 }
+
+// A Deployment or StatefulSet RR leaves a node that stopped answering
+// after nodeLossTolerationSeconds, not Kubernetes' 300 s; a DaemonSet RR
+// gets no such toleration (Kubernetes never evicts it for that); an
+// operator's own toleration of either key wins, and null restores
+// Kubernetes' default.
+func TestNodeLossTolerationsAreShortAndOverridable(t *testing.T) {
+	nodeLoss := func(w workload) map[string]string {
+		out := map[string]string{}
+		for _, tol := range w.template.Spec.Tolerations {
+			if strings.HasPrefix(tol.Key, "node.kubernetes.io/") {
+				secs := "forever"
+				if tol.TolerationSeconds != nil {
+					secs = fmt.Sprint(*tol.TolerationSeconds)
+				}
+				out[tol.Key] = string(tol.Effect) + " " + secs
+			}
+		}
+		return out
+	}
+	both := map[string]string{"node.kubernetes.io/not-ready": "NoExecute 30", "node.kubernetes.io/unreachable": "NoExecute 30"}
+	for _, kind := range []string{"Deployment", "StatefulSet"} {
+		r := render(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{"groups.core.kind": kind})
+		ws := workloads(r)
+		require.Len(t, ws, 2)
+		for _, w := range ws {
+			assert.Equal(t, kind, w.kind)
+			assert.Equal(t, both, nodeLoss(w), w.name)
+		}
+	}
+	ds := render(t, "edge", "edge", nil, map[string]string{"groups.edge.identity.asn": "65000", "groups.edge.kind": "DaemonSet"})
+	require.Len(t, workloads(ds), 1)
+	for _, w := range workloads(ds) {
+		assert.Equal(t, "DaemonSet", w.kind)
+		assert.Empty(t, nodeLoss(w), "%s: the DaemonSet controller tolerates node loss for its pods", w.name)
+	}
+	own := render(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{
+		"groups.core.nodeLossTolerationSeconds": "45",
+		"groups.core.tolerations[0].key":        "node.kubernetes.io/unreachable", "groups.core.tolerations[0].operator": "Exists",
+		"groups.core.tolerations[0].effect": "NoExecute", "groups.core.tolerations[0].tolerationSeconds": "120",
+		"groups.core.tolerations[1].key": "dedicated", "groups.core.tolerations[1].operator": "Exists",
+	})
+	for _, w := range workloads(own) {
+		assert.Equal(t, map[string]string{"node.kubernetes.io/not-ready": "NoExecute 45", "node.kubernetes.io/unreachable": "NoExecute 120"}, nodeLoss(w))
+		assert.Len(t, w.template.Spec.Tolerations, 3, "the operator's own stay")
+	}
+	off := render(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{"groups.core.nodeLossTolerationSeconds": "null"})
+	for _, w := range workloads(off) {
+		assert.Empty(t, nodeLoss(w), "null: Kubernetes' default (300 s, added by its admission)")
+	}
+}

@@ -5,6 +5,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -141,15 +142,77 @@ func Collect(ctx context.Context, client kubernetes.Interface, namespace string,
 		return items[i].Namespace+"/"+items[i].Name < items[j].Namespace+"/"+items[j].Name
 	})
 	var out []status.Report
+	nodes := nodeStates{client: client, seen: map[string]string{}}
 	for _, p := range items {
-		out = append(out, report(ctx, fetch, p))
+		// a pod on a node that stopped answering cannot answer either (and
+		// asking it would wait for the whole time limit)
+		if lost := nodes.lost(ctx, p.Spec.NodeName); lost != "" {
+			r := unanswered(p)
+			r.NotReady = lost + ": " + recovery(p)
+			out = append(out, r)
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, podTimeout)
+		out = append(out, report(pctx, fetch, p))
+		cancel()
 	}
 	return out, nil
 }
 
-func report(ctx context.Context, fetch Fetch, p corev1.Pod) status.Report {
-	fallback := status.Report{Pod: p.Name, Namespace: p.Namespace, Side: p.Labels["meshrr.io/side"], Node: p.Spec.NodeName,
+// podTimeout bounds one pod's answer: a running agent answers from a read
+// at most 2 s old.
+const podTimeout = 5 * time.Second
+
+// unanswered is the report of a pod that gave none, from the pod object.
+func unanswered(p corev1.Pod) status.Report {
+	return status.Report{Pod: p.Name, Namespace: p.Namespace, Side: p.Labels["meshrr.io/side"], Node: p.Spec.NodeName,
 		Group: p.Labels["app.kubernetes.io/instance"] + "." + p.Labels["meshrr.io/group-name"], Peers: []status.Peer{}, Time: time.Now()}
+}
+
+// nodeStates reads the nodes of pods that do not answer, once each.
+type nodeStates struct {
+	client kubernetes.Interface
+	seen   map[string]string
+}
+
+// lost says why a node does not run its pods ("node w2 is not ready since
+// ...: Kubelet stopped posting node status"), "" when it is ready or cannot
+// be read (the user may not read nodes: the report says what it can).
+func (n nodeStates) lost(ctx context.Context, name string) string {
+	if name == "" {
+		return ""
+	}
+	if v, ok := n.seen[name]; ok {
+		return v
+	}
+	why := ""
+	if node, err := n.client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{}); err == nil {
+		for _, c := range node.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status != corev1.ConditionTrue {
+				why = fmt.Sprintf("node %s is not ready since %s (%s)", name, c.LastTransitionTime.UTC().Format(time.RFC3339), cmp.Or(c.Message, c.Reason))
+			}
+		}
+	}
+	n.seen[name] = why
+	return why
+}
+
+// recovery says how a pod on a lost node is replaced, by its workload.
+func recovery(p corev1.Pod) string {
+	for _, o := range p.OwnerReferences {
+		switch o.Kind {
+		case "StatefulSet":
+			return "a StatefulSet pod is not replaced until Kubernetes knows the node is down: once it is, kubectl taint node " + p.Spec.NodeName +
+				" node.kubernetes.io/out-of-service=nodeshutdown:NoExecute (or kubectl delete node " + p.Spec.NodeName + "), and the StatefulSet starts it elsewhere"
+		case "DaemonSet":
+			return "a DaemonSet pod comes back with its node; its side's other RRs serve meanwhile"
+		}
+	}
+	return "Kubernetes evicts it after the group's nodeLossTolerationSeconds and its Deployment starts another elsewhere"
+}
+
+func report(ctx context.Context, fetch Fetch, p corev1.Pod) status.Report {
+	fallback := unanswered(p)
 	port := metricsPort(p)
 	if p.Status.Phase != corev1.PodRunning || port == 0 {
 		fallback.NotReady = fmt.Sprintf("pod is %s", p.Status.Phase)

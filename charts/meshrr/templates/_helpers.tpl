@@ -291,6 +291,24 @@ same values for an agent run without the chart.
 {{- max (int .terminationGracePeriodSeconds) (add (int .drain.timeSeconds) (int .drain.waitTimeoutSeconds) 15) -}}
 {{- end -}}
 
+{{/* The group's tolerations: its own, and for a Deployment or StatefulSet
+the short node-loss tolerations (nodeLossTolerationSeconds) for the keys
+its own do not name. Args: group values. */}}
+{{- define "meshrr.tolerations" -}}
+{{- $out := list }}
+{{- range .tolerations }}{{ $out = append $out . }}{{ end }}
+{{- if and (ne .kind "DaemonSet") (not (kindIs "invalid" .nodeLossTolerationSeconds)) }}
+{{- range $key := list "node.kubernetes.io/not-ready" "node.kubernetes.io/unreachable" }}
+{{- $named := false }}
+{{- range $.tolerations }}{{ if eq (.key | default "") $key }}{{ $named = true }}{{ end }}{{ end }}
+{{- if not $named }}
+{{- $out = append $out (dict "key" $key "operator" "Exists" "effect" "NoExecute" "tolerationSeconds" (int $.nodeLossTolerationSeconds)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toYaml $out }}
+{{- end -}}
+
 {{/* The daemon container's preStop: stay up until the agent's drain time is over (its drain.doneFile), bounded. Args: group values. */}}
 {{- define "meshrr.daemonPreStop" -}}
 i=0; while [ ! -e {{ include "meshrr.path.drainDone" . }} ] && [ $i -lt {{ add (int .drain.timeSeconds) (int .drain.waitTimeoutSeconds) 5 }} ]; do sleep 1; i=$((i+1)); done
