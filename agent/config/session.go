@@ -1,11 +1,41 @@
 package config
 
-import "reflect"
+import (
+	"reflect"
+	"slices"
+)
+
+// clientResetting are the client group settings whose change makes BIRD
+// reset the group's sessions, as BIRD itself answers
+// (TestWhichClientSettingsResetASessionIsAskedOfBIRD), and type, which
+// changes what kind of session it is. KeepSessionSettings keeps them and
+// the chart rolls the pods for them (its session-settings checksum).
+var clientResetting = []struct {
+	name    string
+	differs func(a, b *Client) bool
+	keep    func(c, running *Client)
+}{
+	{"addPaths", func(a, b *Client) bool { return a.AddPaths != b.AddPaths }, func(c, r *Client) { c.AddPaths = r.AddPaths }},
+	{"multihop", func(a, b *Client) bool { return a.Multihop != b.Multihop }, func(c, r *Client) { c.Multihop = r.Multihop }},
+	{"ttlSecurity", func(a, b *Client) bool { return a.TTLSecurity != b.TTLSecurity }, func(c, r *Client) { c.TTLSecurity = r.TTLSecurity }},
+	// internal or external: the whole group stays as it runs
+	{"type", func(a, b *Client) bool { return a.Type != b.Type }, func(c, r *Client) { *c = *r }},
+}
+
+// SessionResettingClientSettings names the client group settings whose
+// change waits for the pod to be replaced (KeepSessionSettings).
+var SessionResettingClientSettings = func() []string {
+	var out []string
+	for _, s := range clientResetting {
+		out = append(out, s.name)
+	}
+	return out
+}()
 
 // KeepSessionSettings copies into c the settings every BGP session of the
 // pod is opened with (identity, families, timers, gracefulRestart, and a
-// client group's addPaths for that group's sessions) from
-// running, and names those that differed: changing one resets every
+// client group's SessionResettingClientSettings for that group's sessions)
+// from running, and names those that differed: changing one resets every
 // session of the daemon, so they take effect when the pod is replaced. The
 // chart rolls the pods (one at a time, each draining) through a checksum
 // annotation of exactly these; the running agent keeps its values, so a
@@ -27,13 +57,19 @@ func (c *Config) KeepSessionSettings(running *Config) (kept []string) {
 		kept = append(kept, "gracefulRestart")
 		c.GracefulRestart = running.GracefulRestart
 	}
-	// ADD-PATH is negotiated when a session opens: BIRD restarts the
-	// group's sessions to change it, on every pod at once
+	// BIRD restarts a client group's sessions to change these, on every pod
+	// at once
 	for i := range c.Clients {
-		for _, r := range running.Clients {
-			if r.Name == c.Clients[i].Name && r.AddPaths != c.Clients[i].AddPaths {
-				kept = append(kept, "clients["+r.Name+"].addPaths")
-				c.Clients[i].AddPaths = r.AddPaths
+		cl := &c.Clients[i]
+		j := slices.IndexFunc(running.Clients, func(r Client) bool { return r.Name == cl.Name })
+		if j < 0 {
+			continue // a new group takes its settings at once
+		}
+		r := &running.Clients[j]
+		for _, s := range clientResetting {
+			if s.differs(cl, r) {
+				kept = append(kept, "clients["+r.Name+"]."+s.name)
+				s.keep(cl, r)
 			}
 		}
 	}

@@ -104,6 +104,9 @@ func TestSessionSettingsRollThePodsAndNothingElseDoes(t *testing.T) {
 		{"defaults.identity.clusterID": "10.0.0.1"},
 		{"defaults.gracefulRestart.restartTime": "30"},
 		{"groups.lothlorien.clients.routers.addPaths": "2"},
+		{"groups.lothlorien.clients.routers.multihop": "2"},
+		{"groups.lothlorien.clients.routers.ttlSecurity": "true"},
+		{"groups.lothlorien.clients.routers.type": "external", "groups.lothlorien.clients.routers.peerASNs[0]": "65100-65199"},
 	} {
 		after, err := renderE(t, "lothlorien", "lothlorien", files, set)
 		require.NoError(t, err)
@@ -116,6 +119,9 @@ func TestSessionSettingsRollThePodsAndNothingElseDoes(t *testing.T) {
 		{"defaults.policy[0].name": "other", "defaults.policy[0].towards[0]": "upstream", "defaults.policy[0].matchCommunities[0]": "65000:9", "defaults.policy[0].action": "reject"},
 		{"defaults.upstream.maxPeers": "1"},
 		{"groups.lothlorien.clients.routers.peerMetrics": "true", "groups.lothlorien.mesh.bfd.interval": "300ms"},
+		{"groups.lothlorien.clients.routers.maxPrefixes": "100", "groups.lothlorien.clients.routers.nextHopUnchanged": "true"},
+		{"groups.lothlorien.clients.routers.export.tier": "default"},
+		{"groups.lothlorien.clients.routers.maxPrefixAction": "warn", "groups.lothlorien.clients.routers.maxPrefixes": "100"},
 	} {
 		after, err := renderE(t, "lothlorien", "lothlorien", files, set)
 		require.NoError(t, err)
