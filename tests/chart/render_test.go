@@ -1139,3 +1139,26 @@ func TestNodeLossTolerationsAreShortAndOverridable(t *testing.T) {
 		assert.Empty(t, nodeLoss(w), "null: Kubernetes' default (300 s, added by its admission)")
 	}
 }
+
+// A DaemonSet requires the absence of the uninstall hook's node label, a
+// term of its own manifest: the hook turns it into Exists to stop the
+// DaemonSet, and helm rollback sets it back (the hook's own patch, of
+// uninstall.NoNodeLabel, is tested in agent/internal/uninstall against
+// Helm's merge).
+func TestDaemonSetsCarryTheTermTheUninstallHookTurns(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "values.yaml")
+	require.NoError(t, os.WriteFile(f, []byte("groups:\n  e: {kind: DaemonSet, identity: {asn: 65000}, sides: {a: {}, b: {}}}\n"), 0o600))
+	ds := render(t, "edge", "edge", []string{f}, nil)
+	ws := workloads(ds)
+	require.Len(t, ws, 2)
+	for _, w := range ws {
+		terms := w.template.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+		require.Len(t, terms, 1)
+		assert.Contains(t, terms[0].MatchExpressions, corev1.NodeSelectorRequirement{Key: "meshrr.io/uninstalling", Operator: corev1.NodeSelectorOpDoesNotExist}, w.name)
+		assert.Len(t, terms[0].MatchExpressions, 2, "%s: and its side", w.name)
+	}
+	dep := render(t, "edge", "edge", nil, map[string]string{"groups.e.identity.asn": "65000"})
+	for _, w := range workloads(dep) {
+		assert.Nil(t, w.template.Spec.Affinity.NodeAffinity, "%s: only DaemonSets are stopped that way", w.name)
+	}
+}

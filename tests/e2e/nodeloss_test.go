@@ -115,16 +115,16 @@ func TestNodeLossReplacesTheRRAndLosesNoRoute(t *testing.T) {
 	assert.Contains(t, status, "node "+node+" is not ready", "kubectl meshrr status:\n%s", status)
 	assert.Contains(t, status, "Kubernetes evicts it after the group's nodeLossTolerationSeconds", "kubectl meshrr status:\n%s", status)
 
+	// the node comes back (the suites after this one use it); its kubelet
+	// then stops the evicted pod, which drains as any stopping RR does
 	unpause()
+	back := time.Now()
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		st, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "node", node, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
 		assert.NoError(c, err)
 		assert.Equal(c, "True", st)
-		for _, p := range pods(t, opts, coreSelector) {
-			assert.NotEqual(c, victim.Name, p.Name, "the evicted pod is still listed")
-		}
 	}, 3*time.Minute, time.Second)
-	logf(t, "node loss: %s back and Ready, the evicted pod gone, %s after the pause", node, time.Since(start).Round(time.Second))
+	logf(t, "node loss: %s Ready again %s after it came back", node, time.Since(back).Round(time.Second))
 	time.Sleep(3 * time.Second)
 	samples, lost, longest, missing := watch.finish()
 	assert.Empty(t, missing, "prefixes still missing")

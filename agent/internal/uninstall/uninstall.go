@@ -26,6 +26,11 @@ import (
 
 // NoNodeLabel is the node label a stopped DaemonSet's pods are made to
 // require: no node carries it, so the DaemonSet controller removes them.
+// The chart's DaemonSets require its absence (operator DoesNotExist) in
+// their node affinity, and the hook turns that term into Exists: a field
+// the release's manifest sets, which `helm rollback` and the next `helm
+// upgrade` set back, so an interrupted uninstall is undone by either (a
+// key the manifest did not have would stay).
 const NoNodeLabel = "meshrr.io/uninstalling"
 
 // Options of one run.
@@ -179,11 +184,15 @@ func scaleToZero(ctx context.Context, c scaler, log *slog.Logger, what, name str
 	return nil
 }
 
+// StopPatch is the strategic merge patch that makes a DaemonSet's pods
+// require NoNodeLabel: its required node affinity becomes that one term
+// (the list is replaced whole).
+var StopPatch = fmt.Sprintf(`{"spec":{"template":{"spec":{"affinity":{"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchExpressions":[{"key":%q,"operator":"Exists"}]}]}}}}}}}`, NoNodeLabel)
+
 // stopDaemonSet makes the DaemonSet's pods require NoNodeLabel: the
 // controller deletes them all, and their drains take turns on the Lease.
 func stopDaemonSet(ctx context.Context, c kubernetes.Interface, d *appsv1.DaemonSet) error {
-	patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"nodeSelector":{%q:"true"}}}}}`, NoNodeLabel)
-	if _, err := c.AppsV1().DaemonSets(d.Namespace).Patch(ctx, d.Name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+	if _, err := c.AppsV1().DaemonSets(d.Namespace).Patch(ctx, d.Name, types.StrategicMergePatchType, []byte(StopPatch), metav1.PatchOptions{}); err != nil {
 		return fmt.Errorf("stop DaemonSet/%s: %w", d.Name, err)
 	}
 	return nil
