@@ -169,7 +169,7 @@ func unanswered(p corev1.Pod) status.Report {
 		Group: p.Labels["app.kubernetes.io/instance"] + "." + p.Labels["meshrr.io/group-name"], Peers: []status.Peer{}, Time: time.Now()}
 }
 
-// nodeStates reads the nodes of pods that do not answer, once each.
+// nodeStates reads the node of every listed pod, once per node.
 type nodeStates struct {
 	client kubernetes.Interface
 	seen   map[string]string
