@@ -137,4 +137,4 @@ idle-cpu: kind-images ## CPU an idle 4-node test cluster uses over one minute, p
 	@tests/kind/idle-cpu.sh
 
 e2e: kind-images images ## real installs on a kind cluster (KEEP_CLUSTER=1 keeps it; E2E_RUN=regexp selects suites)
-	cd tests && PATH=$(KIND_BIN):$$PATH $(GO) test -tags e2e -count=1 -timeout 50m -v -run '$(or $(E2E_RUN),.)' ./e2e/ 2>&1 | tee $(CURDIR)/e2e.log | grep -E --line-buffered '^(=== RUN|--- |PASS|FAIL|ok )|e2e phase|_test.go:[0-9]+: [^ ]'; exit $${PIPESTATUS[0]}
+	cd tests && PATH=$(KIND_BIN):$$PATH $(GO) test -tags e2e -count=1 -timeout 50m -v -run '$(or $(E2E_RUN),.)' ./e2e/ 2>&1 | tee $(CURDIR)/e2e.log | grep -E --line-buffered '^(=== RUN|--- |PASS|FAIL|ok )|e2e phase|_test.go:[0-9]+: [^ ]|^ {8}[[:blank:]]'; exit $${PIPESTATUS[0]}

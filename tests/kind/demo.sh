@@ -9,6 +9,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 root=$(cd "$here/../.." && pwd)
 export CLUSTER=${CLUSTER:-meshrr-demo}
+export REUSE_CLUSTER=${REUSE_CLUSTER:-1} # make demo again: the same cluster, releases upgraded
 export PATH=$KIND_WORK/bin:$PATH
 "$here/cluster.sh" up
 "$here/cluster.sh" load "${AGENT_IMAGE:-meshrr/agent:dev}" "${BIRD_IMAGE:-meshrr/bird:dev}"

@@ -42,7 +42,7 @@ case "${1:-}" in
     container="meshrr-frr-$name-$$-$RANDOM"
     docker run -d --name "$container" --network kind --cap-add NET_ADMIN --cap-add NET_RAW --cap-add SYS_ADMIN \
       --sysctl net.ipv4.ip_forward=1 \
-      -v "$dir:/etc/frr" --label meshrr.router=1 --entrypoint bash "$FRR_IMAGE" \
+      -v "$dir:/etc/frr" --label meshrr.router=1 --label meshrr.cluster="$CLUSTER" --entrypoint bash "$FRR_IMAGE" \
       -c "${routes}chown -R frr:frr /etc/frr && /usr/lib/frr/frrinit.sh start && exec sleep infinity" >/dev/null
     echo "$container $(address "$container")"
     ;;
@@ -52,7 +52,7 @@ case "${1:-}" in
     container="meshrr-bird-$name-$$-$RANDOM"
     docker run -d --name "$container" --network kind --user 0 --cap-add NET_ADMIN --cap-add NET_RAW \
       --sysctl net.ipv4.ip_forward=1 \
-      -v "$dir:/etc/bird:ro" --label meshrr.router=1 --entrypoint bash "$BIRD_IMAGE" \
+      -v "$dir:/etc/bird:ro" --label meshrr.router=1 --label meshrr.cluster="$CLUSTER" --entrypoint bash "$BIRD_IMAGE" \
       -c "${routes}{ [ ! -f /etc/bird/setup.sh ] || bash /etc/bird/setup.sh; } && exec bird -f -c /etc/bird/bird.conf -s /run/bird.ctl" >/dev/null
     echo "$container $(address "$container")"
     ;;
