@@ -895,7 +895,9 @@ func TestNetworkPolicyAdmitsOnlyTheGroupItsUpstreamAndItsClients(t *testing.T) {
 	r := render(t, "lothlorien", "lothlorien", []string{example("2regions-hrr", "values.yaml"), example("2regions-hrr", "values-lothlorien.yaml")},
 		map[string]string{"networkPolicy.enabled": "true"})
 	nps := all[*networkingv1.NetworkPolicy](r)
-	require.Len(t, nps, 1)
+	require.Len(t, nps, 2, "one policy per side")
+	assert.Equal(t, nps[0].Spec.Ingress, nps[1].Spec.Ingress, "both sides admit the same peers")
+	assert.Equal(t, nps[0].Spec.Egress, nps[1].Spec.Egress, "both sides reach the same peers")
 	np := nps[0]
 	var bgp, metricsRule *networkingv1.NetworkPolicyIngressRule
 	for i, in := range np.Spec.Ingress {
@@ -925,9 +927,17 @@ func TestNetworkPolicyAdmitsOnlyTheGroupItsUpstreamAndItsClients(t *testing.T) {
 	assert.Equal(t, upstream, bgp.From[1].PodSelector.MatchLabels)
 	require.NotNil(t, bgp.From[2].IPBlock)
 	assert.Equal(t, "172.18.101.0/24", bgp.From[2].IPBlock.CIDR)
-	// the policy selects exactly the group's pods
-	for _, w := range workloads(r) {
-		assert.True(t, labels.SelectorFromSet(np.Spec.PodSelector.MatchLabels).Matches(labels.Set(w.template.Labels)), w.name)
+	// the policies select exactly the group's pods, each pod by one
+	ws := workloads(r)
+	require.Len(t, ws, 2)
+	for _, w := range ws {
+		n := 0
+		for _, p := range nps {
+			if labels.SelectorFromSet(p.Spec.PodSelector.MatchLabels).Matches(labels.Set(w.template.Labels)) {
+				n++
+			}
+		}
+		assert.Equal(t, 1, n, "%s: selected by one policy", w.name)
 	}
 
 	// metricsFrom restricts the metrics/status port
@@ -1052,7 +1062,12 @@ func TestNetworkPolicyIsOnByDefaultInAndOut(t *testing.T) {
 	files := []string{example("2regions-hrr", "values.yaml"), example("2regions-hrr", "values-lothlorien.yaml")}
 	r := render(t, "lothlorien", "lothlorien", files, nil) // the example leaves networkPolicy to the chart's defaults
 	nps := all[*networkingv1.NetworkPolicy](r)
-	require.Len(t, nps, 1)
+	require.Len(t, nps, 2, "one policy per side")
+	a, b := nps[0].Spec, nps[1].Spec
+	assert.Equal(t, "a", a.PodSelector.MatchLabels["meshrr.io/side"])
+	assert.Equal(t, "b", b.PodSelector.MatchLabels["meshrr.io/side"])
+	a.PodSelector, b.PodSelector = metav1.LabelSelector{}, metav1.LabelSelector{}
+	assert.Equal(t, a, b, "the sides' policies differ only in the side they select") // checked below on side a
 	np := nps[0]
 	assert.ElementsMatch(t, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}, np.Spec.PolicyTypes)
 	require.Len(t, np.Spec.Ingress, 2)

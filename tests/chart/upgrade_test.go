@@ -49,15 +49,18 @@ func changed(before, after map[string]string) []string {
 }
 
 func TestScaleOutChangesOnlyReplicas(t *testing.T) {
-	files := []string{example("2regions-hrr", "values.yaml"), example("2regions-hrr", "values-lothlorien.yaml")}
-	before, err := renderE(t, "lothlorien", "lothlorien", files, map[string]string{"groups.lothlorien.replicas": "3"})
+	files := []string{example("2regions-hrr", "values-core.yaml")}
+	before, err := renderE(t, "core", "core", files, map[string]string{"groups.core.replicas": "3"})
 	require.NoError(t, err)
-	after, err := renderE(t, "lothlorien", "lothlorien", files, map[string]string{"groups.lothlorien.replicas": "5"})
+	after, err := renderE(t, "core", "core", files, map[string]string{"groups.core.replicas": "5"})
 	require.NoError(t, err)
 	diff := changed(documents(t, before), documents(t, after))
-	assert.Equal(t, []string{"Deployment/lothlorien-meshrr-lothlorien"}, diff)
-	b, a := documents(t, before)[diff[0]], documents(t, after)[diff[0]]
-	assert.Equal(t, strings.Replace(b, "replicas: 3", "replicas: 5", 1), a, "only spec.replicas changes")
+	sort.Strings(diff)
+	assert.Equal(t, []string{"Deployment/core-meshrr-core-a", "Deployment/core-meshrr-core-b"}, diff, "replicas are per side")
+	for _, d := range diff {
+		b, a := documents(t, before)[d], documents(t, after)[d]
+		assert.Equal(t, strings.Replace(b, "replicas: 3", "replicas: 5", 1), a, "%s: only spec.replicas changes", d)
+	}
 }
 
 func TestAddingAClientRangeRollsNoPod(t *testing.T) {
@@ -97,7 +100,7 @@ func TestSessionSettingsRollThePodsAndNothingElseDoes(t *testing.T) {
 	files := []string{example("2regions-hrr", "values.yaml"), example("2regions-hrr", "values-lothlorien.yaml")}
 	base, err := renderE(t, "lothlorien", "lothlorien", files, nil)
 	require.NoError(t, err)
-	workload := "Deployment/lothlorien-meshrr-lothlorien"
+	workloads := []string{"DaemonSet/lothlorien-meshrr-lothlorien-a", "DaemonSet/lothlorien-meshrr-lothlorien-b"} // one per side
 	for _, set := range []map[string]string{
 		{"defaults.timers.hold": "9", "defaults.timers.keepalive": "3"},
 		{"defaults.identity.asn": "65001"},
@@ -110,10 +113,12 @@ func TestSessionSettingsRollThePodsAndNothingElseDoes(t *testing.T) {
 	} {
 		after, err := renderE(t, "lothlorien", "lothlorien", files, set)
 		require.NoError(t, err)
-		assert.ElementsMatch(t, []string{"ConfigMap/lothlorien-meshrr-lothlorien", workload}, changed(documents(t, base), documents(t, after)), "%v", set)
-		b, a := documents(t, base)[workload], documents(t, after)[workload]
-		assert.NotEqual(t, b, a)
-		assert.Equal(t, 1, lineDiff(b, a), "%v: only the session-settings checksum changes", set)
+		assert.ElementsMatch(t, append([]string{"ConfigMap/lothlorien-meshrr-lothlorien"}, workloads...), changed(documents(t, base), documents(t, after)), "%v", set)
+		for _, w := range workloads {
+			b, a := documents(t, base)[w], documents(t, after)[w]
+			assert.NotEqual(t, b, a)
+			assert.Equal(t, 1, lineDiff(b, a), "%v: only the session-settings checksum of %s changes", set, w)
+		}
 	}
 	for _, set := range []map[string]string{
 		{"defaults.policy[0].name": "other", "defaults.policy[0].towards[0]": "upstream", "defaults.policy[0].matchCommunities[0]": "65000:9", "defaults.policy[0].action": "reject"},

@@ -64,7 +64,7 @@ func TestFullTableThroughTheHierarchy(t *testing.T) {
 			"defaults.upstream.siblingNamespaces":           fmt.Sprintf("{%s,%s}", aNS.Namespace, bNS.Namespace),
 			"groups." + name + ".clients.routers.ranges[0]": routerRange(),
 		}
-		helm.Install(t, helmOptions(opts, []string{example("2regions-hrr", "values.yaml"), example("2regions-hrr", "values-"+name+".yaml")}, set), chart(), name)
+		helm.Install(t, helmOptions(opts, regionValues(t, name), set), chart(), name)
 	}
 	region(aNS, "lothlorien")
 	region(bNS, "mirkwood")

@@ -139,6 +139,20 @@ func example(parts ...string) string {
 	return filepath.Join(append([]string{repoRoot, "examples"}, parts...)...)
 }
 
+// regionValues are the 2regions-hrr files of a region release, and one
+// after them that runs the region's RRs as one Deployment (defaults.replicas
+// pods) without sides or MetalLB: these suites peer routers with single RR
+// pods. The example's own shape (a DaemonSet and a LoadBalancer address per
+// side) is what make demo installs and checks (a router re-established at
+// its side's address after the pod behind it is replaced).
+func regionValues(t *testing.T, name string) []string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "region-as-deployment.yaml")
+	body := fmt.Sprintf("metallb: {enabled: false}\ndefaults: {kind: Deployment}\ngroups: {%s: {sides: null}}\n", name)
+	require.NoError(t, os.WriteFile(f, []byte(body), 0o644))
+	return []string{example("2regions-hrr", "values.yaml"), example("2regions-hrr", "values-"+name+".yaml"), f}
+}
+
 // pods returns the release's pods, sorted by name.
 func pods(t *testing.T, opts *k8s.KubectlOptions, selector string) []corev1.Pod {
 	t.Helper()

@@ -84,7 +84,7 @@ func TestHierarchyAndBoundaryPolicy(t *testing.T) {
 		set["defaults.upstream.namespace"] = coreNS.Namespace
 		set["defaults.upstream.siblingNamespaces"] = fmt.Sprintf("{%s,%s}", lothNS.Namespace, mirkNS.Namespace)
 		set["groups."+name+".clients.routers.ranges[0]"] = routerRange()
-		helm.Install(t, helmOptions(opts, []string{example("2regions-hrr", "values.yaml"), example("2regions-hrr", "values-"+name+".yaml")}, set), chart(), name)
+		helm.Install(t, helmOptions(opts, regionValues(t, name), set), chart(), name)
 	}
 	start := time.Now()
 	region(lothNS, "lothlorien")
@@ -333,7 +333,7 @@ func TestSingleUpstreamReplacedAndRegionChurn(t *testing.T) {
 		"groups.core.gracefulRestart.restartTime": fmt.Sprint(int(grTime.Seconds())),
 		"groups.core.downstream.namespaces[0]":    regNS.Namespace,
 	}), chart(), "core")
-	helm.Install(t, helmOptions(regNS, []string{example("2regions-hrr", "values.yaml"), example("2regions-hrr", "values-lothlorien.yaml")}, map[string]string{
+	helm.Install(t, helmOptions(regNS, regionValues(t, "lothlorien"), map[string]string{
 		"defaults.upstream.namespace":                 coreNS.Namespace,
 		"defaults.upstream.maxPeers":                  "1",
 		"defaults.upstream.siblingNamespaces":         fmt.Sprintf("{%s}", regNS.Namespace),

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # make demo: the 2-regions example (a core release and two region releases
-# from per-region overlays) on its own kind cluster, an FRR router in each
-# region, then the BGP sessions of every route reflector and what crossed
+# from per-region overlays) on its own kind cluster with MetalLB, an FRR ToR
+# and an FRR router in each region peering with the region's two side
+# addresses, then the BGP sessions of every route reflector and what crossed
 # the region boundaries, checked: each expectation of the example's boundary
-# policy is read from the mirkwood router and marked OK or FAILED; the demo
-# exits 1 when one fails. DEMO_TEARDOWN=1 deletes everything at the end.
+# policy is read from the mirkwood router and marked OK or FAILED, then a
+# lothlorien RR is deleted and the router must reach its successor at the
+# same address with no route lost; the demo exits 1 when a check fails. DEMO_TEARDOWN=1 deletes everything at the end.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 root=$(cd "$here/../.." && pwd)
@@ -17,6 +19,8 @@ export KUBECONFIG=$KIND_WORK/kubeconfig-$CLUSTER
 routers=$(docker network inspect kind -f '{{range .IPAM.Config}}{{println .Subnet}}{{end}}' | grep -m1 -v :)
 ex=$root/examples/2regions-hrr
 
+# the region releases render their sides' MetalLB address pools
+"$here/metallb.sh" install
 log "installing core, lothlorien and mirkwood (routers connect from $routers)"
 # every namespace enforces the Pod Security Standard "restricted", as the README's install does
 for ns in core lothlorien mirkwood; do
@@ -30,9 +34,29 @@ for region in lothlorien mirkwood; do
 done
 log "all route reflectors ready"
 
-first_pod_ip() { kubectl -n "$1" get pods -l app.kubernetes.io/name=meshrr -o jsonpath='{.items[0].status.podIP}'; }
+# Routers reach the RRs at their sides' LoadBalancer addresses (the
+# overlays' sides.a and sides.b), which MetalLB announces to a ToR router
+# from the nodes running a pod of that side: a replaced RR pod is reached
+# again at the same address.
+docker ps -q --filter label=meshrr.router=1 --filter name=meshrr-frr-demo- | xargs -r docker rm -f >/dev/null
 conf=$(mktemp -d /tmp/meshrr-demo.XXXXXX)
+cat >"$conf/tor" <<FRR
+router bgp 64513
+ bgp router-id 10.255.0.1
+ no bgp ebgp-requires-policy
+ neighbor METALLB peer-group
+ neighbor METALLB remote-as 64512
+ bgp listen range $routers peer-group METALLB
+FRR
+read -r tor_name tor < <("$here/router.sh" start demo-tor "$conf/tor")
+kubectl apply -f - >/dev/null <<YAML
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: demo-tor, namespace: metallb-system}
+spec: {myASN: 64512, peerASN: 64513, peerAddress: $tor}
+YAML
 cat >"$conf/lothlorien" <<FRR
+ip route 172.30.0.0/16 $tor
 route-map TAG101 permit 10
  set community 65000:101
 route-map TAG102 permit 10
@@ -43,7 +67,11 @@ route-map TAG103 permit 10
 router bgp 65000
  bgp router-id 10.255.1.1
  no bgp network import-check
- neighbor $(first_pod_ip lothlorien) remote-as 65000
+ neighbor RR peer-group
+ neighbor RR remote-as 65000
+ neighbor RR timers connect 5
+ neighbor 172.30.1.1 peer-group RR
+ neighbor 172.30.1.2 peer-group RR
  address-family ipv4 unicast
   network 10.100.0.0/24
   network 10.101.0.0/24 route-map TAG101
@@ -52,14 +80,18 @@ router bgp 65000
  exit-address-family
 FRR
 cat >"$conf/mirkwood" <<FRR
+ip route 172.30.0.0/16 $tor
 router bgp 65000
  bgp router-id 10.255.2.1
- neighbor $(first_pod_ip mirkwood) remote-as 65000
+ neighbor RR peer-group
+ neighbor RR remote-as 65000
+ neighbor RR timers connect 5
+ neighbor 172.30.2.1 peer-group RR
+ neighbor 172.30.2.2 peer-group RR
 FRR
-docker ps -q --filter label=meshrr.router=1 --filter name=meshrr-frr-demo- | xargs -r docker rm -f >/dev/null
 read -r rl _ < <("$here/router.sh" start demo-lothlorien "$conf/lothlorien")
 read -r rm _ < <("$here/router.sh" start demo-mirkwood "$conf/mirkwood")
-log "routers started: $rl announces 10.100.0.0/24 (untagged), 10.101.0.0/24 (65000:101), 10.102.0.0/24 (65000:102), 10.103.0.0/24 (65000:7 65000:199, large 65000:1:103)"
+log "routers started: ToR $tor_name ($tor) learns the side addresses from MetalLB; $rl peers with lothlorien's 172.30.1.1 (side a) and 172.30.1.2 (side b) and announces 10.100.0.0/24 (untagged), 10.101.0.0/24 (65000:101), 10.102.0.0/24 (65000:102), 10.103.0.0/24 (65000:7 65000:199, large 65000:1:103); $rm peers with mirkwood's 172.30.2.1 and 172.30.2.2"
 
 # what the mirkwood router holds, read from it (FRR's JSON)
 table=
@@ -106,6 +138,45 @@ check "$(expect_100)" "10.100.0.0/24 (untagged) crossed the core"
 check "$(expect_101)" "10.101.0.0/24 (65000:101) never left lothlorien"
 check "$(expect_102)" "10.102.0.0/24 (65000:102) arrived with local-pref 20"
 check "$(expect_103)" "10.103.0.0/24 arrived re-tagged: 65000:199 removed, large 65000:1:103 now 65000:2:103"
+
+# self-healing as a user would try it: delete the side-a lothlorien RR. The
+# DaemonSet replaces it on the same node with a new pod address; the router
+# reaches the successor at 172.30.1.1 again, and meanwhile side b carries
+# the routes (the mirkwood router's table is sampled throughout).
+echo
+echo "== a lothlorien RR deleted: its successor is reached at the same address, no route lost"
+state_of() { docker exec "$rl" vtysh -c "show bgp neighbor $1 json" 2>/dev/null | jq -r --arg n "$1" '.[$n].bgpState // "none"'; }
+for _ in $(seq 1 90); do
+  [ "$(state_of 172.30.1.1)" = Established ] && [ "$(state_of 172.30.1.2)" = Established ] && break
+  sleep 1
+done
+side_a() { kubectl -n lothlorien get pods -l app.kubernetes.io/name=meshrr,meshrr.io/side=a -o jsonpath='{range .items[*]}{.metadata.name} {.status.podIP}{"\n"}{end}'; }
+read -r old_pod old_ip < <(side_a) || true
+kubectl -n lothlorien delete pod "$old_pod" --wait=false >/dev/null
+t0=$(date +%s); samples=0; missed=0; down=; back=; new_pod=; new_ip=
+while [ $(($(date +%s) - t0)) -lt 240 ]; do
+  read_table
+  samples=$((samples + 1))
+  has 10.100.0.0/24 || missed=$((missed + 1))
+  st=$(state_of 172.30.1.1)
+  if [ -z "$down" ] && [ "$st" != Established ]; then down=$(($(date +%s) - t0)); fi
+  if [ -n "$down" ] && [ "$st" = Established ]; then
+    read -r new_pod new_ip < <(side_a | grep -v "^$old_pod ") || true
+    if [ -n "$new_pod" ]; then back=$(($(date +%s) - t0)); break; fi
+  fi
+  sleep 0.5
+done
+if [ -n "$back" ]; then
+  echo "   $old_pod ($old_ip) deleted; session to 172.30.1.1 down after ${down}s, Established again with $new_pod ($new_ip) after ${back}s"
+  check ok "the lothlorien router re-established at 172.30.1.1 with the replaced RR"
+else
+  check "session to 172.30.1.1: $(state_of 172.30.1.1) after 240 s" "the lothlorien router re-established at 172.30.1.1 with the replaced RR"
+fi
+if [ "$missed" = 0 ]; then
+  check ok "the mirkwood router kept 10.100.0.0/24 in all $samples samples (side b carried it)"
+else
+  check "missing in $missed of $samples samples" "the mirkwood router kept 10.100.0.0/24 throughout"
+fi
 echo
 echo "== every group at a glance (kubectl meshrr status -A; make status)"
 "$root/bin/kubectl-meshrr" status -A || echo "   (a group is degraded: see the lines marked !)"
@@ -116,13 +187,13 @@ mkdir -p "$(dirname "$svg")"
 echo "== the live topology (kubectl meshrr topology -A | dot -Tsvg; make topology): $svg"
 echo
 if [ "${DEMO_TEARDOWN:-0}" = 1 ]; then
-  "$here/router.sh" stop "$rl" "$rm"
+  "$here/router.sh" stop "$rl" "$rm" "$tor_name"
   "$here/cluster.sh" down
   log "demo torn down"
 else
   echo "The demo keeps running. Explore it with:"
   echo "  export KUBECONFIG=$KUBECONFIG PATH=$KIND_WORK/bin:\$PATH"
-  echo "  kubectl -n lothlorien exec deploy/lothlorien-meshrr-lothlorien -c bird -- birdc -s /run/bird/bird.ctl show route all"
+  echo "  kubectl -n lothlorien exec ds/lothlorien-meshrr-lothlorien-a -c bird -- birdc -s /run/bird/bird.ctl show route all"
   echo "  docker exec $rm vtysh -c 'show bgp ipv4 unicast'"
   echo "Remove it with: DEMO_TEARDOWN=1 make demo   (or: CLUSTER=$CLUSTER tests/kind/cluster.sh down)"
 fi
