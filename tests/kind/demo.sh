@@ -6,7 +6,8 @@
 # the region boundaries, checked: each expectation of the example's boundary
 # policy is read from the mirkwood router and marked OK or FAILED, then a
 # lothlorien RR is deleted and the router must reach its successor at the
-# same address with no route lost; the demo exits 1 when a check fails. DEMO_TEARDOWN=1 deletes everything at the end.
+# same address with no route lost; the demo exits 1 when a check fails.
+# DEMO_TEARDOWN=1 deletes everything at the end.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 root=$(cd "$here/../.." && pwd)
