@@ -16,7 +16,7 @@ export PATH := $(TOOLS_BIN):$(PATH)
 CHART := charts/meshrr
 EX := examples
 
-.PHONY: help test deps tools unit lint bench fuzz scale scale-loopback scale-reduced junos-yang e2e-crpd crpd-env build base images images-smoke chart-lint chart-docs chart-docs-check kind-images e2e demo idle-cpu
+.PHONY: help test deps tools unit lint bench fuzz scale scale-loopback scale-reduced junos-yang e2e-crpd crpd-env build base images images-smoke chart-lint chart-docs chart-docs-check kind-images e2e chaos demo idle-cpu
 
 demo: kind-images images tools build ## kind cluster with the 2-regions example; prints BGP sessions and checks the boundary policy at a router, failing when it does not hold (DEMO_TEARDOWN=1 removes it after)
 	@tests/kind/demo.sh
@@ -133,8 +133,14 @@ kind-images: deps base ## Kubernetes binaries, kind node image, FRR and MetalLB 
 	@tests/kind/build-binaries.sh
 	@tests/kind/build-images.sh
 
+CHAOS_DURATION ?= 60m
+CHAOS_GAP ?= 30s-60s
+chaos: kind-images images ## the seeded chaos soak on kind for CHAOS_DURATION (default 60m), an event every CHAOS_GAP (30s-60s); CHAOS_SEED=n replays a run (make test runs 8 events back to back)
+	@$(MAKE) --no-print-directory e2e E2E_RUN='^TestChaosSoak$$' E2E_TIMEOUT=$(or $(CHAOS_TIMEOUT),150m) CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_GAP=$(CHAOS_GAP)
+
 idle-cpu: kind-images ## CPU an idle 4-node test cluster uses over one minute, per node (the harness's own cost)
 	@tests/kind/idle-cpu.sh
 
+E2E_TIMEOUT ?= 50m
 e2e: kind-images images ## real installs on a kind cluster (KEEP_CLUSTER=1 keeps it; E2E_RUN=regexp selects suites)
-	cd tests && PATH=$(KIND_BIN):$$PATH $(GO) test -tags e2e -count=1 -timeout 50m -v -run '$(or $(E2E_RUN),.)' ./e2e/ 2>&1 | tee $(CURDIR)/e2e.log | grep -E --line-buffered '^(=== RUN|--- |PASS|FAIL|ok )|e2e phase|_test.go:[0-9]+: [^ ]|^ {8}[[:blank:]]'; exit $${PIPESTATUS[0]}
+	cd tests && PATH=$(KIND_BIN):$$PATH $(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v -run '$(or $(E2E_RUN),.)' ./e2e/ 2>&1 | tee $(CURDIR)/e2e.log | grep -E --line-buffered '^(=== RUN|--- |PASS|FAIL|ok )|e2e phase|_test.go:[0-9]+: [^ ]|^ {8}[[:blank:]]'; exit $${PIPESTATUS[0]}

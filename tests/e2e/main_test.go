@@ -80,10 +80,14 @@ func mainE(m *testing.M) int {
 		_ = exec.Command(kindBin(), "export", "logs", "--name", cluster, filepath.Join(logsDir, "kind")).Run()
 		fmt.Fprintf(os.Stderr, "e2e: cluster logs exported to %s\n", logsDir)
 	}
-	if os.Getenv("KEEP_CLUSTER") != "1" {
-		_ = script("tests/kind/cluster.sh", "down")
-	} else {
+	switch {
+	case os.Getenv("KEEP_CLUSTER") == "1":
 		fmt.Printf("e2e: KEEP_CLUSTER=1: cluster %s kept; KUBECONFIG=%s\n", cluster, kubeconfig)
+	case os.Getenv("HAND_OVER_CLUSTER") == "1" && code == 0:
+		// make test: the demo phase runs on this cluster and deletes it
+		fmt.Printf("e2e: HAND_OVER_CLUSTER=1: cluster %s kept for the next phase\n", cluster)
+	default:
+		_ = script("tests/kind/cluster.sh", "down")
 	}
 	return code
 }

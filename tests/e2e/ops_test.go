@@ -5,7 +5,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -263,33 +262,7 @@ func TestAPIServerOutageChangesNothing(t *testing.T) {
 	meshSettled(t, opts, 2, 2*time.Minute)
 	before, ps, state, count := baseline(t, opts)
 
-	node := cluster + "-control-plane"
-	manifest := "/etc/kubernetes/manifests/kube-apiserver.yaml"
-	parked := "/etc/kubernetes/kube-apiserver.yaml.parked"
-	restore := func() {
-		_ = exec.Command("docker", "exec", node, "sh", "-c", fmt.Sprintf("[ -f %s ] && mv %s %s || true", parked, parked, manifest)).Run()
-	}
-	t.Cleanup(restore)
-	out, err := exec.Command("docker", "exec", node, "mv", manifest, parked).CombinedOutput()
-	require.NoError(t, err, "park the apiserver manifest: %s", out)
-	start := time.Now()
-	apiUp := func() bool {
-		_, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "--raw", "/readyz", "--request-timeout=2s")
-		return err == nil
-	}
-	for apiUp() && time.Since(start) < 2*time.Minute {
-		time.Sleep(time.Second)
-	}
-	require.False(t, apiUp(), "the apiserver did not stop")
-	down := time.Now()
-	logf(t, "api outage: kube-apiserver unreachable %s after its manifest was removed", down.Sub(start).Round(time.Second))
-	time.Sleep(60 * time.Second)
-	restore()
-	for !apiUp() && time.Since(down) < 4*time.Minute {
-		time.Sleep(time.Second)
-	}
-	require.True(t, apiUp(), "the apiserver did not come back")
-	outage := time.Since(down)
+	outage := apiServerOutage(t, opts, 60*time.Second)
 
 	after := settledSessions(t, opts)
 	n, total, which := resets(before, after)
@@ -313,14 +286,8 @@ func TestDaemonKilledIsNoticedAndMeshesAgain(t *testing.T) {
 	opts, _ := installCore(t, "e2e-crash")
 	meshSettled(t, opts, 2, 2*time.Minute)
 	victim := pods(t, opts, coreSelector)[0]
-	node := victim.Spec.NodeName
-	id, err := exec.Command("docker", "exec", node, "crictl", "ps", "-q", "--name", "^bird$", "--label", "io.kubernetes.pod.name="+victim.Name).Output()
-	require.NoError(t, err)
-	pid, err := exec.Command("docker", "exec", node, "crictl", "inspect", "-o", "go-template", "--template", "{{.info.pid}}", strings.TrimSpace(string(id))).Output()
-	require.NoError(t, err, "container %q", id)
 	start := time.Now()
-	out, err := exec.Command("docker", "exec", node, "kill", "-KILL", strings.TrimSpace(string(pid))).CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	require.NoError(t, killContainer(victim, "bird"))
 
 	var noticed time.Duration
 	require.EventuallyWithT(t, func(c *assert.CollectT) {

@@ -1,0 +1,715 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gruntwork-io/terratest/modules/helm"
+	"github.com/gruntwork-io/terratest/modules/k8s"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshrr/meshrr/agent/synthtable"
+)
+
+// The chaos soak's events. The first two of every run are a node stop
+// (the node of a core RR that another node can take over) and a
+// partition, so that the reduced run of make test covers them; the rest
+// are drawn from the list with the run's seed.
+var chaosKinds = []string{
+	"pod-delete", "daemon-kill", "agent-kill", "node-stop", "node-pause", "partition",
+	"apiserver-stop", "service-delete", "session-upgrade", "scale",
+}
+
+// chaosConfig is the soak's settings, from the environment (make chaos
+// passes them through):
+//
+//	CHAOS_SEED      the seed of the draw (default: the clock; printed, to replay a run)
+//	CHAOS_EVENTS    events to run (default 8); with CHAOS_DURATION, events until it ends
+//	CHAOS_DURATION  how long to keep drawing events, e.g. 60m
+//	CHAOS_GAP       MIN-MAX between the starts of two events, e.g. 30s-60s (default 0s: the next one once recovered)
+//	CHAOS_ROUTES    routes the origin announces (default 10000)
+//	CHAOS_KINDS     the kinds to draw from, comma-separated (default: every kind; without
+//	                CHAOS_DURATION, every kind but node-stop, apiserver-stop and session-upgrade)
+type chaosConfig struct {
+	seed           uint64
+	events         int
+	duration       time.Duration
+	gapMin, gapMax time.Duration
+	routes         int
+	kinds          []string
+}
+
+func chaosConfigFromEnv() (chaosConfig, error) {
+	c := chaosConfig{seed: uint64(time.Now().UnixNano()), events: 8, routes: 10000, kinds: chaosKinds}
+	var err error
+	if v := os.Getenv("CHAOS_SEED"); v != "" {
+		if c.seed, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return c, fmt.Errorf("CHAOS_SEED: a number (the seed a run printed), not %q", v)
+		}
+	}
+	if v := os.Getenv("CHAOS_EVENTS"); v != "" {
+		if c.events, err = strconv.Atoi(v); err != nil || c.events < 2 {
+			return c, fmt.Errorf("CHAOS_EVENTS: a number of events, at least 2 (a node stop and a partition come first), not %q", v)
+		}
+	}
+	if v := os.Getenv("CHAOS_DURATION"); v != "" {
+		if c.duration, err = time.ParseDuration(v); err != nil || c.duration <= 0 {
+			return c, fmt.Errorf("CHAOS_DURATION: a Go duration such as 60m, not %q", v)
+		}
+	}
+	if v := os.Getenv("CHAOS_GAP"); v != "" {
+		lo, hi, found := strings.Cut(v, "-")
+		if !found {
+			hi = lo
+		}
+		c.gapMin, err = time.ParseDuration(lo)
+		if err == nil {
+			c.gapMax, err = time.ParseDuration(hi)
+		}
+		if err != nil || c.gapMin < 0 || c.gapMax < c.gapMin {
+			return c, fmt.Errorf("CHAOS_GAP: MIN-MAX durations such as 30s-60s (or one duration), not %q", v)
+		}
+	}
+	if v := os.Getenv("CHAOS_ROUTES"); v != "" {
+		if c.routes, err = strconv.Atoi(v); err != nil || c.routes < 1 {
+			return c, fmt.Errorf("CHAOS_ROUTES: a number of routes, not %q", v)
+		}
+	}
+	if c.duration == 0 {
+		// the short run of make test: one node stop (the first event; each
+		// costs 2-3 minutes), and the API server outage and a rolling
+		// pod-template change have suites of their own there
+		// (TestAPIServerOutageChangesNothing, TestRollingUpgradeLosesNoRoute)
+		c.kinds = slices.DeleteFunc(slices.Clone(chaosKinds), func(k string) bool {
+			return k == "node-stop" || k == "apiserver-stop" || k == "session-upgrade"
+		})
+	}
+	if v := os.Getenv("CHAOS_KINDS"); v != "" {
+		c.kinds = nil
+		for _, k := range strings.Split(v, ",") {
+			if !slices.Contains(chaosKinds, strings.TrimSpace(k)) {
+				return c, fmt.Errorf("CHAOS_KINDS: %q is not an event kind; use some of %s", k, strings.Join(chaosKinds, ","))
+			}
+			c.kinds = append(c.kinds, strings.TrimSpace(k))
+		}
+	}
+	return c, nil
+}
+
+// TestChaosSoak is a seeded soak on the 2regions-hrr hierarchy as the
+// example ships it (a core Deployment per side, region DaemonSets per side
+// behind MetalLB addresses): an origin homed on both lothlorien addresses
+// announces a generated table, and a sampler at each region (lothlorien,
+// and mirkwood across the core) homed on both of its region's addresses
+// counts its routes every 0.2 s while events run one after the other: RR
+// pod delete, BIRD kill, agent container kill, node stop and start, node
+// pause, a partition between two nodes (iptables), the API server stopped
+// for 60 s, a Service deleted and restored, a helm upgrade changing a
+// session setting (the hold time), and the core scaled out and in. After
+// each event the soak waits until everything is healthy again (pods Ready,
+// kubectl meshrr status exit 0, the routers Established with both
+// addresses and holding the whole table) and counts the sessions the event
+// reset that it did not touch. Printed: events by kind with recovery
+// times, samples taken and missing per sampler, resets the events did not
+// require, zombie sessions, agent and BIRD memory growth, and the seed.
+// Asserted: no route missing in any sample, no zombie session at the end,
+// and a core RR of a stopped node replaced elsewhere (kubectl meshrr status
+// names the lost node meanwhile).
+func TestChaosSoak(t *testing.T) {
+	cfg, err := chaosConfigFromEnv()
+	require.NoError(t, err)
+	r := newChaosRig(t, cfg)
+	logf(t, "chaos: seed %d (CHAOS_SEED=%d replays the draw), %d routes, gap %s-%s, kinds %s", cfg.seed, cfg.seed, cfg.routes, cfg.gapMin, cfg.gapMax, strings.Join(cfg.kinds, ","))
+
+	memBefore := r.memory()
+	rng := rand.New(rand.NewPCG(cfg.seed, 0x6d657368727221))
+	soak := time.Now()
+	var results []chaosResult
+	var prev chaosEvent
+	for i := 0; ; i++ {
+		if cfg.duration > 0 && time.Since(soak) >= cfg.duration || cfg.duration == 0 && i >= cfg.events {
+			break
+		}
+		kind := cfg.kinds[rng.IntN(len(cfg.kinds))]
+		switch i {
+		case 0:
+			kind = "node-stop"
+		case 1:
+			kind = "partition"
+		}
+		began := time.Now()
+		before := r.snapshot()
+		r.current.Store(fmt.Sprintf("%d %s", i+1, kind))
+		ev := r.run(kind, rng, i == 0)
+		ended := time.Now()
+		if err := r.waitHealthy(10 * time.Minute); err != nil {
+			r.current.Store("")
+			t.Fatalf("chaos: event %d (%s: %s) not recovered after 10 min: %v (CHAOS_SEED=%d replays it)", i+1, kind, ev.what, err, cfg.seed)
+		}
+		res := chaosResult{n: i + 1, kind: kind, what: ev.what, held: ended.Sub(began), recovered: time.Since(ended)}
+		r.current.Store("")
+		res.resets, res.unrequired = r.resets(before, r.snapshot(), ev, prev)
+		prev = ev
+		results = append(results, res)
+		logf(t, "chaos: event %d %s: %s; held %s, healthy again %s after (%d sessions reset, %d of them not touched by the event%s)",
+			res.n, kind, ev.what, res.held.Round(time.Second), res.recovered.Round(time.Second), res.resets, len(res.unrequired), listSuffix(res.unrequired))
+		if gap := cfg.gapMin + time.Duration(rng.Int64N(int64(cfg.gapMax-cfg.gapMin)+1)); time.Since(began) < gap {
+			time.Sleep(gap - time.Since(began))
+		}
+	}
+	took := time.Since(soak)
+	samples := r.stopSampling()
+	// a client that moved to another RR of its side leaves a spawned
+	// session behind, which the agent's reaper removes after the hold time
+	// (90 s here, no graceful restart): what is left after that is a zombie
+	zombies, waited := r.zombies(), time.Now()
+	for len(zombies) > 0 && time.Since(waited) < 150*time.Second {
+		time.Sleep(5 * time.Second)
+		zombies = r.zombies()
+	}
+	memAfter := r.memory()
+
+	// the report
+	logf(t, "chaos: %d events in %s, seed %d", len(results), took.Round(time.Second), cfg.seed)
+	byKind := map[string][]time.Duration{}
+	unrequired := 0
+	for _, res := range results {
+		byKind[res.kind] = append(byKind[res.kind], res.recovered)
+		unrequired += len(res.unrequired)
+	}
+	for _, k := range chaosKinds {
+		if d := byKind[k]; len(d) > 0 {
+			slices.Sort(d)
+			logf(t, "chaos: %-15s %2d events, healthy again after %s (min) %s (median) %s (max)", k, len(d), d[0].Round(time.Second), d[len(d)/2].Round(time.Second), d[len(d)-1].Round(time.Second))
+		}
+	}
+	missing := 0
+	for _, s := range samples {
+		logf(t, "chaos: sampler %s: %d samples of %d routes, %d prefix-samples missing in %d samples, longest gap %s%s (goal 0)",
+			s.name, s.samples, cfg.routes, s.missing, s.short, s.longest.Round(100*time.Millisecond), listSuffix(s.during))
+		missing += s.missing
+	}
+	logf(t, "chaos: %d sessions reset that their event did not require; %d zombie sessions at the end%s (goal 0; waited %s for the reaper)", unrequired, len(zombies), listSuffix(zombies), time.Since(waited).Round(time.Second))
+	for _, line := range memoryGrowth(memBefore, memAfter) {
+		logf(t, "chaos: memory %s", line)
+	}
+	for _, s := range samples {
+		assert.Positive(t, s.samples, "sampler %s took no sample", s.name)
+	}
+	assert.Zero(t, missing, "routes missing at a dual-homed router during the soak (CHAOS_SEED=%d replays it)", cfg.seed)
+	assert.Empty(t, zombies, "zombie sessions at the end of the soak")
+}
+
+func listSuffix(l []string) string {
+	if len(l) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(l, "; ")
+}
+
+type chaosResult struct {
+	n               int
+	kind, what      string
+	held, recovered time.Duration
+	resets          int
+	unrequired      []string
+}
+
+// chaosEvent is what an event touched: a session of one of these pods, or
+// between a router and one of these sides' addresses ("namespace/side"),
+// may reset; any other reset is one the event did not require.
+type chaosEvent struct {
+	what  string
+	pods  map[string]bool
+	sides map[string]bool
+}
+
+// chaosRig is the soak's fixture.
+type chaosRig struct {
+	t                        *testing.T
+	cfg                      chaosConfig
+	core, loth, mirk         *k8s.KubectlOptions
+	tor                      *Router
+	origin, samplerL, samplG *BirdRouter
+	plugin                   string
+	coreReplicas             int
+	regionHold               map[string]int // timers.hold per region release
+	workers                  []string
+	current                  atomicString
+	samplers                 []*chaosSampler
+	stopOnce                 sync.Once
+}
+
+type atomicString struct {
+	mu sync.Mutex
+	s  string
+}
+
+func (a *atomicString) Store(s string) { a.mu.Lock(); a.s = s; a.mu.Unlock() }
+func (a *atomicString) Load() string   { a.mu.Lock(); defer a.mu.Unlock(); return a.s }
+
+// The region addresses of examples/2regions-hrr (its overlays' sides).
+var chaosVIPs = map[string][2]string{"lothlorien": {"172.30.1.1", "172.30.1.2"}, "mirkwood": {"172.30.2.1", "172.30.2.2"}}
+
+func newChaosRig(t *testing.T, cfg chaosConfig) *chaosRig {
+	t.Helper()
+	installMetalLB(t)
+	r := &chaosRig{t: t, cfg: cfg, coreReplicas: 1, regionHold: map[string]int{"lothlorien": 90, "mirkwood": 90}, plugin: plugin(t)}
+	r.core, r.loth, r.mirk = namespace(t, "chaos-core"), namespace(t, "chaos-loth"), namespace(t, "chaos-mirk")
+	out, err := k8s.RunKubectlAndGetOutputE(t, r.core, "get", "nodes", "-l", "!node-role.kubernetes.io/control-plane", "-o", "jsonpath={.items[*].metadata.name}")
+	require.NoError(t, err)
+	r.workers = strings.Fields(out)
+	require.GreaterOrEqual(t, len(r.workers), 3, "the kind cluster's workers")
+	// whatever an event left (a node stopped or paused, a partition, the
+	// API server parked) is undone even when the test stops half-way
+	t.Cleanup(r.undoAll)
+
+	// the ToR the MetalLB speakers announce the side addresses to
+	conf := t.TempDir()
+	r.tor = startRouter(t, "chaos-tor", fmt.Sprintf(`router bgp 64513
+ bgp router-id %s
+ no bgp ebgp-requires-policy
+ neighbor METALLB peer-group
+ neighbor METALLB remote-as 64512
+ bgp listen range %s peer-group METALLB
+`, routerID(50), kindNet))
+	peer := filepath.Join(conf, "bgppeer.yaml")
+	require.NoError(t, os.WriteFile(peer, []byte(fmt.Sprintf(`apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: chaos-tor, namespace: metallb-system}
+spec: {myASN: 64512, peerASN: 64513, peerAddress: %s, holdTime: 9s}
+`, r.tor.Addr)), 0o644))
+	metallb := k8s.NewKubectlOptions("", kubeconfig, "metallb-system")
+	metallb.Logger = r.core.Logger
+	k8s.KubectlApply(t, metallb, peer)
+	t.Cleanup(func() { _, _ = k8s.RunKubectlAndGetOutputE(t, metallb, "delete", "-f", peer, "--ignore-not-found") })
+
+	start := time.Now()
+	helm.Install(t, r.coreHelm(), chart(), "core")
+	for _, ns := range []*k8s.KubectlOptions{r.loth, r.mirk} {
+		helm.Install(t, r.regionHelm(ns), chart(), regionOf(r, ns))
+	}
+	t.Cleanup(func() {
+		for release, o := range map[string]*helm.Options{"lothlorien": r.regionHelm(r.loth), "mirkwood": r.regionHelm(r.mirk), "core": r.coreHelm()} {
+			o.ExtraArgs["delete"] = []string{"--no-hooks"} // the namespaces go next: no drain needed
+			_ = helm.DeleteE(t, o, release, true)
+		}
+	})
+	logf(t, "chaos: core, lothlorien and mirkwood installed and Ready in %s", time.Since(start).Round(time.Second))
+
+	// the origin (homed on both lothlorien addresses) and the samplers
+	// (each on both addresses of its region) reach the side addresses
+	// through the ToR
+	routes := synthtable.Generate(synthtable.Spec{Seed: cfg.seed, IPv4: cfg.routes})
+	bird := func(name, id, region string, feed bool) *BirdRouter {
+		dir := t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "setup.sh"), []byte("ip route replace 172.30.0.0/16 via "+r.tor.Addr.String()+"\n"), 0o755))
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, "conf.d"), 0o755))
+		f, err := os.Create(filepath.Join(dir, "conf.d", "rr.conf"))
+		require.NoError(t, err)
+		imp, exp := "import all;", "export none;"
+		if feed {
+			require.NoError(t, synthtable.WriteBIRD(f, routes))
+			imp, exp = "import none;", "export all;"
+		}
+		for i, vip := range chaosVIPs[region] {
+			fmt.Fprintf(f, `protocol bgp rr_%c {
+  neighbor %s as 65000; local as 65000;
+  hold time 9; keepalive time 3; connect delay time 1; connect retry time 2; error wait time 1, 10;
+  ipv4 { %s %s };
+}
+`, 'a'+i, vip, imp, exp)
+		}
+		require.NoError(t, f.Close())
+		return startBird(t, name, id, dir)
+	}
+	r.origin = bird("chaos-origin", routerID(51), "lothlorien", true)
+	r.samplerL = bird("chaos-sampler-loth", routerID(52), "lothlorien", false)
+	r.samplG = bird("chaos-sampler-mirk", routerID(53), "mirkwood", false)
+	require.NoError(t, r.waitHealthy(5*time.Minute), "the fixture before the first event")
+	logf(t, "chaos: origin, ToR and samplers up; both samplers hold all %d routes from both addresses of their region, %s after the install", cfg.routes, time.Since(start).Round(time.Second))
+	r.samplers = []*chaosSampler{sampleTable(r, "lothlorien", r.samplerL), sampleTable(r, "mirkwood", r.samplG)}
+	t.Cleanup(func() { r.stopSampling() })
+	return r
+}
+
+func regionOf(r *chaosRig, ns *k8s.KubectlOptions) string {
+	if ns == r.loth {
+		return "lothlorien"
+	}
+	return "mirkwood"
+}
+
+func (r *chaosRig) namespaces() []*k8s.KubectlOptions {
+	return []*k8s.KubectlOptions{r.core, r.loth, r.mirk}
+}
+
+func (r *chaosRig) coreHelm() *helm.Options {
+	o := helmOptions(r.core, []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{
+		"groups.core.downstream.namespaces": fmt.Sprintf("{%s,%s}", r.loth.Namespace, r.mirk.Namespace),
+		"groups.core.replicas":              strconv.Itoa(r.coreReplicas),
+	})
+	o.ExtraArgs["upgrade"] = []string{"--wait", "--timeout", "300s"}
+	return o
+}
+
+func (r *chaosRig) regionHelm(ns *k8s.KubectlOptions) *helm.Options {
+	name := regionOf(r, ns)
+	o := helmOptions(ns, []string{example("2regions-hrr", "values.yaml"), example("2regions-hrr", "values-"+name+".yaml")}, map[string]string{
+		"defaults.upstream.namespace":                   r.core.Namespace,
+		"defaults.upstream.siblingNamespaces":           fmt.Sprintf("{%s,%s}", r.loth.Namespace, r.mirk.Namespace),
+		"groups." + name + ".clients.routers.ranges[0]": routerRange(),
+		"groups." + name + ".timers.hold":               strconv.Itoa(r.regionHold[name]),
+	})
+	o.ExtraArgs["upgrade"] = []string{"--wait", "--timeout", "300s"}
+	return o
+}
+
+// rrPods is every RR pod of the three releases, by name.
+func (r *chaosRig) rrPods() map[string]rrPod {
+	out := map[string]rrPod{}
+	for _, ns := range r.namespaces() {
+		for _, p := range pods(r.t, ns, "app.kubernetes.io/name=meshrr") {
+			out[p.Name] = rrPod{opts: ns, pod: p, role: ns.Namespace + "/" + p.Labels["meshrr.io/side"]}
+		}
+	}
+	return out
+}
+
+// waitHealthy waits until the fixture is healthy again, or returns what is
+// not after timeout.
+func (r *chaosRig) waitHealthy(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := r.healthy()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+// healthy: every workload has all its pods Ready and none terminating,
+// kubectl meshrr status says every group is healthy, the origin and the
+// samplers are Established with both addresses of their region, and each
+// sampler holds the whole table from both.
+func (r *chaosRig) healthy() error {
+	for _, ns := range r.namespaces() {
+		out, err := k8s.RunKubectlAndGetOutputE(r.t, ns, "get", "daemonsets,deployments", "-o", "json")
+		if err != nil {
+			return fmt.Errorf("%s: %v", ns.Namespace, err)
+		}
+		var list struct {
+			Items []struct {
+				Kind     string `json:"kind"`
+				Metadata struct{ Name string }
+				Spec     struct{ Replicas *int }
+				Status   struct {
+					Replicas, ReadyReplicas, UpdatedReplicas                    int
+					DesiredNumberScheduled, NumberReady, UpdatedNumberScheduled int
+				}
+			}
+		}
+		if err := json.Unmarshal([]byte(out), &list); err != nil {
+			return err
+		}
+		for _, w := range list.Items {
+			want, ready, updated, have := w.Status.DesiredNumberScheduled, w.Status.NumberReady, w.Status.UpdatedNumberScheduled, w.Status.DesiredNumberScheduled
+			if w.Kind == "Deployment" {
+				want, ready, updated, have = *w.Spec.Replicas, w.Status.ReadyReplicas, w.Status.UpdatedReplicas, w.Status.Replicas
+			}
+			if ready != want || updated != want || have != want || want == 0 {
+				return fmt.Errorf("%s %s/%s: %d of %d ready, %d updated", w.Kind, ns.Namespace, w.Metadata.Name, ready, want, updated)
+			}
+		}
+		for _, p := range pods(r.t, ns, "app.kubernetes.io/name=meshrr") {
+			if p.DeletionTimestamp != nil || !isReady(p) {
+				return fmt.Errorf("pod %s/%s on %s not ready or terminating", ns.Namespace, p.Name, p.Spec.NodeName)
+			}
+		}
+		if status, code := runPlugin(r.t, r.plugin, "status", "-n", ns.Namespace); code != 0 {
+			return fmt.Errorf("kubectl meshrr status -n %s exits %d:\n%s", ns.Namespace, code, status)
+		}
+	}
+	for _, b := range []*BirdRouter{r.origin, r.samplerL, r.samplG} {
+		lines, err := b.protocolLines()
+		if err != nil {
+			return err
+		}
+		for _, p := range []string{"rr_a", "rr_b"} {
+			if !strings.Contains(lines[p], "Established") {
+				return fmt.Errorf("%s %s: %s", b.Name, p, lines[p])
+			}
+		}
+	}
+	for _, b := range []*BirdRouter{r.samplerL, r.samplG} {
+		out, err := b.birdc("show", "route", "count")
+		if err != nil {
+			return err
+		}
+		routes, networks, err := birdCount(out)
+		if err != nil {
+			return err
+		}
+		if networks != r.cfg.routes || routes != 2*r.cfg.routes {
+			return fmt.Errorf("%s: %d routes for %d networks, not %d from each side", b.Name, routes, networks, r.cfg.routes)
+		}
+	}
+	return nil
+}
+
+// chaosSampler counts a router's prefixes every 0.2 s.
+type chaosSampler struct {
+	name                    string
+	mu                      sync.Mutex
+	samples, missing, short int
+	longest                 time.Duration
+	shortSince              time.Time
+	during                  []string
+	stop, done              chan struct{}
+}
+
+func sampleTable(r *chaosRig, name string, b *BirdRouter) *chaosSampler {
+	s := &chaosSampler{name: name, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			out, err := b.birdc("show", "route", "count")
+			if err != nil {
+				continue
+			}
+			_, networks, err := birdCount(out)
+			if err != nil {
+				continue
+			}
+			now := time.Now()
+			s.mu.Lock()
+			s.samples++
+			if networks < r.cfg.routes {
+				s.missing += r.cfg.routes - networks
+				s.short++
+				if s.shortSince.IsZero() {
+					s.shortSince = now
+					s.during = append(s.during, fmt.Sprintf("%d missing during event %s", r.cfg.routes-networks, r.current.Load()))
+				}
+			} else if !s.shortSince.IsZero() {
+				s.longest = max(s.longest, now.Sub(s.shortSince))
+				s.shortSince = time.Time{}
+			}
+			s.mu.Unlock()
+		}
+	}()
+	return s
+}
+
+func (r *chaosRig) stopSampling() []*chaosSampler {
+	r.stopOnce.Do(func() {
+		for _, s := range r.samplers {
+			close(s.stop)
+			<-s.done
+			if !s.shortSince.IsZero() {
+				s.longest = max(s.longest, time.Since(s.shortSince))
+			}
+		}
+	})
+	return r.samplers
+}
+
+// chaosSnapshot: when each Established session became Established, by
+// "pod peer" for the RR pods and "router protocol" for the routers, with
+// where each pod was.
+type chaosSnapshot struct {
+	since map[string]time.Time
+	pods  map[string]rrPod
+	ips   map[string]string // pod address -> pod
+}
+
+func (r *chaosRig) snapshot() chaosSnapshot {
+	s := chaosSnapshot{since: map[string]time.Time{}, pods: r.rrPods(), ips: map[string]string{}}
+	for name, p := range s.pods {
+		s.ips[p.pod.Status.PodIP] = name
+		ss, err := sessions(r.t, p.opts, name)
+		if err != nil {
+			continue // a pod the event is about to take: its sessions are not compared
+		}
+		for _, x := range ss {
+			if x.Established {
+				s.since[name+" "+x.Peer] = x.Since
+			}
+		}
+	}
+	for _, b := range []*BirdRouter{r.origin, r.samplerL, r.samplG} {
+		lines, _ := b.protocolLines()
+		for _, p := range []string{"rr_a", "rr_b"} {
+			if f := strings.Fields(lines[p]); len(f) >= 6 && f[5] == "Established" {
+				// name, protocol, table, state, since, info: since moves on a reset
+				s.since[b.Name+" "+p] = parseBirdSince(f[4])
+			}
+		}
+	}
+	return s
+}
+
+// parseBirdSince reads the since column of birdc show protocols (a time
+// of day, or a date for older changes) as an instant to compare.
+func parseBirdSince(v string) time.Time {
+	for _, layout := range []string{"15:04:05.000", "15:04:05", "2006-01-02"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t
+		}
+	}
+	return time.Time{}
+}
+
+// resets counts the sessions Established before and after an event whose
+// Established time moved, and lists those neither this event nor the one
+// before touched (a hold timer can expire after the recovery check: a
+// session that lived through a partition without traffic): a session is
+// touched when either end is a pod the event touched, or it is a router's
+// session with a side whose address or pods the event touched.
+func (r *chaosRig) resets(before, after chaosSnapshot, ev, prev chaosEvent) (int, []string) {
+	sides := map[string]bool{}
+	touchedPods := map[string]bool{}
+	for _, e := range []chaosEvent{ev, prev} {
+		maps.Copy(sides, e.sides)
+		maps.Copy(touchedPods, e.pods)
+	}
+	for p := range touchedPods {
+		if rr, ok := before.pods[p]; ok {
+			sides[rr.role] = true
+		}
+	}
+	n := 0
+	var unrequired []string
+	for k, was := range before.since {
+		now, ok := after.since[k]
+		if !ok || now.Sub(was).Abs() < time.Second {
+			continue
+		}
+		n++
+		holder, peer, _ := strings.Cut(k, " ")
+		touched := touchedPods[holder] || touchedPods[before.ips[peer]]
+		if rr, ok := before.pods[holder]; ok && sides[rr.role] {
+			touched = true // its sessions with the routers behind the side's address
+		}
+		if side, ok := strings.CutPrefix(peer, "rr_"); ok && sides[r.nsOf(r.routerRegion(holder))+"/"+side] {
+			touched = true
+		}
+		if !touched {
+			unrequired = append(unrequired, k)
+		}
+	}
+	sort.Strings(unrequired)
+	return n, unrequired
+}
+
+func (r *chaosRig) routerRegion(container string) string {
+	if container == r.samplG.Name {
+		return "mirkwood"
+	}
+	return "lothlorien"
+}
+
+func (r *chaosRig) nsOf(region string) string {
+	if region == "mirkwood" {
+		return r.mirk.Namespace
+	}
+	return r.loth.Namespace
+}
+
+// zombies: sessions of the RR pods towards a meshrr peer that no longer
+// exists, and sessions that are not Established once everything is healthy
+// (but the core's downstream sessions, which wait for the region RRs that
+// chose another core RR).
+func (r *chaosRig) zombies() []string {
+	ps := r.rrPods()
+	ips := map[string]bool{}
+	for _, p := range ps {
+		ips[p.pod.Status.PodIP] = true
+	}
+	var out []string
+	for name, p := range ps {
+		ss, err := sessions(r.t, p.opts, name)
+		if err != nil {
+			out = append(out, fmt.Sprintf("%s: %v", name, err))
+			continue
+		}
+		for _, s := range ss {
+			switch {
+			case (s.Group == "mesh" || s.Group == "upstream" || s.Group == "downstream") && !ips[s.Peer]:
+				out = append(out, fmt.Sprintf("%s %s %s %s: no such RR pod", name, s.Group, s.Peer, s.State))
+			case s.Group == "downstream":
+				// passive by design: each region RR connects to maxPeers of
+				// the core RRs, every core RR admits all of them
+			case !s.Established:
+				out = append(out, fmt.Sprintf("%s %s %s %s", name, s.Group, s.Peer, s.State))
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// memory reads every RR pod's BIRD and agent memory.
+func (r *chaosRig) memory() map[string]podMemory {
+	out := map[string]podMemory{}
+	for name, p := range r.rrPods() {
+		out[p.role+" "+name] = readPodMemory(r.t, p)
+	}
+	return out
+}
+
+// memoryGrowth compares the pods that lived through the whole soak, and
+// the averages over all RR pods before and after (pods are replaced and
+// the core scaled during the soak).
+func memoryGrowth(before, after map[string]podMemory) []string {
+	var lines []string
+	avg := func(m map[string]podMemory) (bird, agent int64) {
+		for _, v := range m {
+			bird, agent = bird+v.bird, agent+v.agent
+		}
+		if len(m) > 0 {
+			bird, agent = bird/int64(len(m)), agent/int64(len(m))
+		}
+		return bird, agent
+	}
+	for k, b := range before {
+		if a, ok := after[k]; ok {
+			lines = append(lines, fmt.Sprintf("%s (lived through the soak): BIRD %.1f -> %.1f MiB (%+.1f %%), agent RSS %.1f -> %.1f MiB (%+.1f %%)",
+				k, mib(b.bird), mib(a.bird), pct(b.bird, a.bird), mib(b.agent), mib(a.agent), pct(b.agent, a.agent)))
+		}
+	}
+	sort.Strings(lines)
+	bb, ab := avg(before)
+	ba, aa := avg(after)
+	return append(lines, fmt.Sprintf("average RR pod (%d before, %d after): BIRD %.1f -> %.1f MiB (%+.1f %%), agent RSS %.1f -> %.1f MiB (%+.1f %%) (goal: growth under 5 %% over the hour)",
+		len(before), len(after), mib(bb), mib(ba), pct(bb, ba), mib(ab), mib(aa), pct(ab, aa)))
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func pct(before, after int64) float64 {
+	if before == 0 {
+		return 0
+	}
+	return 100 * float64(after-before) / float64(before)
+}
