@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -64,7 +65,7 @@ func (r *chaosRig) run(kind string, rng *rand.Rand, first bool) chaosEvent {
 	worker := func() string { return r.workers[rng.IntN(len(r.workers))] }
 	hold := func(lo, hi int) time.Duration {
 		if r.cfg.duration == 0 {
-			hi = lo + (hi-lo)/3 // the short run of make test: shorter holds
+			lo, hi = lo/2, lo/2+(hi-lo)/4 // the short run of make test: shorter holds
 		}
 		return time.Duration(lo+rng.IntN(hi-lo+1)) * time.Second
 	}
@@ -75,14 +76,14 @@ func (r *chaosRig) run(kind string, rng *rand.Rand, first bool) chaosEvent {
 		k8s.RunKubectl(t, p.opts, "delete", "pod", p.pod.Name, "--wait=false")
 		ev.pods[p.pod.Name] = true
 		ev.what = fmt.Sprintf("deleted RR %s (%s) on %s", p.pod.Name, p.role, p.pod.Spec.NodeName)
-	case "daemon-kill", "agent-kill":
+	case "daemon-kill":
 		p := pick()
-		container := map[string]string{"daemon-kill": "bird", "agent-kill": "agent"}[kind]
-		require.NoError(t, killContainer(p.pod, container))
-		if kind == "daemon-kill" {
-			ev.pods[p.pod.Name] = true // an agent restart resets no session: nothing touched
-		}
-		ev.what = fmt.Sprintf("SIGKILL to the %s container of %s (%s)", container, p.pod.Name, p.role)
+		ev.pods[p.pod.Name] = true
+		ev.what = fmt.Sprintf("SIGKILL to the bird container of %s (%s)", p.pod.Name, p.role) + r.daemonKilled(p)
+	case "agent-kill":
+		p := pick() // an agent restart resets no session: nothing touched
+		require.NoError(t, killContainer(p.pod, "agent"))
+		ev.what = fmt.Sprintf("SIGKILL to the agent container of %s (%s)", p.pod.Name, p.role)
 	case "node-stop":
 		node := worker()
 		if first {
@@ -124,6 +125,44 @@ func (r *chaosRig) run(kind string, rng *rand.Rand, first bool) chaosEvent {
 		t.Fatalf("chaos: no event kind %q", kind)
 	}
 	return ev
+}
+
+var daemonRestartsRE = regexp.MustCompile(`(?m)^meshrr_daemon_restarts_total (\d+)`)
+
+// daemonKilled kills BIRD in an RR pod (a crash: SIGKILL from the node).
+// The container restarts on the last applied configuration; the agent
+// must notice the restart (meshrr_daemon_restarts_total one higher), apply
+// its configuration again and say so in an Event DaemonRestarted.
+func (r *chaosRig) daemonKilled(p rrPod) string {
+	t := r.t
+	restarts := func() (int, error) {
+		out, err := k8s.RunKubectlAndGetOutputE(t, p.opts, "get", "--raw", fmt.Sprintf("/api/v1/namespaces/%s/pods/%s:%d/proxy/metrics", p.opts.Namespace, p.pod.Name, metricsPort))
+		if err != nil {
+			return 0, err
+		}
+		m := daemonRestartsRE.FindStringSubmatch(out)
+		if m == nil {
+			return 0, fmt.Errorf("%s: no meshrr_daemon_restarts_total", p.pod.Name)
+		}
+		return strconv.Atoi(m[1])
+	}
+	before, err := restarts()
+	require.NoError(t, err)
+	start := time.Now()
+	require.NoError(t, killContainer(p.pod, "bird"))
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		n, err := restarts()
+		if assert.NoError(c, err) {
+			assert.Equal(c, before+1, n, "%s: the agent has not noticed the restart", p.pod.Name)
+		}
+	}, 2*time.Minute, 200*time.Millisecond)
+	noticed := time.Since(start)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		evs, err := k8s.RunKubectlAndGetOutputE(t, p.opts, "get", "events", "--field-selector", "reason=DaemonRestarted,involvedObject.name="+p.pod.Name, "-o", "jsonpath={.items[*].message}")
+		assert.NoError(c, err)
+		assert.Contains(c, evs, "bird restarted", "%s: Event DaemonRestarted", p.pod.Name)
+	}, 30*time.Second, time.Second)
+	return fmt.Sprintf(", the agent noticed the restart %s after the kill and applied its configuration again (meshrr_daemon_restarts_total %d -> %d, Event DaemonRestarted)", noticed.Round(100*time.Millisecond), before, before+1)
 }
 
 // killContainer sends SIGKILL to a container's process from its node (a
@@ -375,7 +414,11 @@ func (r *chaosRig) serviceGone(rng *rand.Rand, hold time.Duration, sides map[str
 	undoing("service "+s.name, restore)
 	_, err = k8s.RunKubectlAndGetOutputE(t, s.opts, "get", "service", s.name)
 	require.NoError(t, err, "service %s restored", s.name)
-	return fmt.Sprintf("Service %s/%s (%s) deleted, created again after %s", s.opts.Namespace, s.name, strconv.Quote(fmt.Sprint(spec["type"])), hold)
+	kind := "discovery, headless"
+	if spec["type"] == "LoadBalancer" {
+		kind = "side address"
+	}
+	return fmt.Sprintf("Service %s/%s (%s) deleted, created again after %s", s.opts.Namespace, s.name, kind, hold)
 }
 
 // replacementMeshed waits until two RR pods have Established mesh

@@ -25,14 +25,17 @@ import (
 	"github.com/meshrr/meshrr/agent/synthtable"
 )
 
-// The chaos soak's events. The first two of every run are a node stop
-// (the node of a core RR that another node can take over) and a
-// partition, so that the reduced run of make test covers them; the rest
-// are drawn from the list with the run's seed.
-var chaosKinds = []string{
-	"pod-delete", "daemon-kill", "agent-kill", "node-stop", "node-pause", "partition",
-	"apiserver-stop", "service-delete", "session-upgrade", "scale",
-}
+// The chaos soak's events. The first three of every run are a node stop
+// (the node of a core RR that another node can take over), a partition
+// and a BIRD kill, so that the short run of make test covers them; the
+// rest are drawn from the list with the run's seed.
+var (
+	chaosKinds = []string{
+		"pod-delete", "daemon-kill", "agent-kill", "node-stop", "node-pause", "partition",
+		"apiserver-stop", "service-delete", "session-upgrade", "scale",
+	}
+	chaosFirst = []string{"node-stop", "partition", "daemon-kill"}
+)
 
 // chaosConfig is the soak's settings, from the environment (make chaos
 // passes them through):
@@ -62,8 +65,8 @@ func chaosConfigFromEnv() (chaosConfig, error) {
 		}
 	}
 	if v := os.Getenv("CHAOS_EVENTS"); v != "" {
-		if c.events, err = strconv.Atoi(v); err != nil || c.events < 2 {
-			return c, fmt.Errorf("CHAOS_EVENTS: a number of events, at least 2 (a node stop and a partition come first), not %q", v)
+		if c.events, err = strconv.Atoi(v); err != nil || c.events < len(chaosFirst) {
+			return c, fmt.Errorf("CHAOS_EVENTS: a number of events, at least %d (%s come first), not %q", len(chaosFirst), strings.Join(chaosFirst, ", "), v)
 		}
 	}
 	if v := os.Getenv("CHAOS_DURATION"); v != "" {
@@ -145,11 +148,8 @@ func TestChaosSoak(t *testing.T) {
 			break
 		}
 		kind := cfg.kinds[rng.IntN(len(cfg.kinds))]
-		switch i {
-		case 0:
-			kind = "node-stop"
-		case 1:
-			kind = "partition"
+		if i < len(chaosFirst) {
+			kind = chaosFirst[i]
 		}
 		began := time.Now()
 		before := r.snapshot()

@@ -276,34 +276,6 @@ func TestAPIServerOutageChangesNothing(t *testing.T) {
 	assert.Zero(t, changed, "configuration changed during the API outage")
 }
 
-var daemonRestartsRE = regexp.MustCompile(`(?m)^meshrr_daemon_restarts_total (\d+)`)
-
-// TestDaemonKilledIsNoticedAndMeshesAgain kills BIRD inside an RR pod (a
-// crash: SIGKILL from the node): the container restarts on the last
-// applied configuration, the agent notices the restart, applies its
-// configuration again and says so, and the mesh is Established again.
-func TestDaemonKilledIsNoticedAndMeshesAgain(t *testing.T) {
-	opts, _ := installCore(t, "e2e-crash")
-	meshSettled(t, opts, 2, 2*time.Minute)
-	victim := pods(t, opts, coreSelector)[0]
-	start := time.Now()
-	require.NoError(t, killContainer(victim, "bird"))
-
-	var noticed time.Duration
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		m := daemonRestartsRE.FindStringSubmatch(metrics(t, opts, victim.Name))
-		if assert.NotNil(c, m) && assert.Equal(c, "1", m[1], "the agent has not noticed the restart") && noticed == 0 {
-			noticed = time.Since(start)
-		}
-	}, 2*time.Minute, 200*time.Millisecond)
-	meshSettled(t, opts, 2, 2*time.Minute)
-	back := time.Since(start)
-	evs, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "events", "--field-selector", "reason=DaemonRestarted,involvedObject.name="+victim.Name, "-o", "jsonpath={.items[*].message}")
-	require.NoError(t, err)
-	assert.Contains(t, evs, "bird restarted")
-	logf(t, "daemon killed: restart noticed by the agent (configuration applied again) %s after the kill; mesh Established again after %s", noticed.Round(100*time.Millisecond), back.Round(100*time.Millisecond))
-}
-
 // TestTCPMD5FromASecret: the core group's mesh and client keys come from
 // a Secret; a router with another key never gets a session, with the
 // right key it does. Then the Secret breaks, failing closed and locally: a
