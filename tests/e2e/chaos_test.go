@@ -274,9 +274,6 @@ func newChaosRig(t *testing.T, cfg chaosConfig) *chaosRig {
 	require.NoError(t, err)
 	r.workers = strings.Fields(out)
 	require.GreaterOrEqual(t, len(r.workers), 3, "the kind cluster's workers")
-	// whatever an event left (a node stopped or paused, a partition, the
-	// API server parked) is undone even when the test stops half-way
-	t.Cleanup(r.undoAll)
 
 	// the ToR the MetalLB speakers announce the side addresses to
 	conf := t.TempDir()
@@ -344,6 +341,10 @@ spec: {myASN: 64512, peerASN: 64513, peerAddress: %s, holdTime: 9s}
 	logf(t, "chaos: origin, ToR and samplers up; both samplers hold all %d routes from both addresses of their region, %s after the install", cfg.routes, time.Since(start).Round(time.Second))
 	r.samplers = []*chaosSampler{sampleTable(r, "lothlorien", r.samplerL), sampleTable(r, "mirkwood", r.samplG)}
 	t.Cleanup(func() { r.stopSampling() })
+	// whatever an event left (a node stopped or paused, a partition, the
+	// API server parked, a Service gone) is undone first when the test
+	// stops half-way: the releases' and namespaces' cleanups need it
+	t.Cleanup(r.undoAll)
 	return r
 }
 
