@@ -22,7 +22,7 @@ demo: kind-images images tools build ## kind cluster with the 2-regions example;
 	@tests/kind/demo.sh
 
 help: ## list targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 test: ## everything CI runs, phase by phase with durations (see README)
 	@tests/tools/run-tests.sh
