@@ -102,19 +102,19 @@ func (r *chaosRig) run(kind string, rng *rand.Rand, first bool) chaosEvent {
 	case "service-delete":
 		ev.what = r.serviceGone(rng, hold(5, 20), ev.sides)
 	case "session-upgrade":
-		ns := []*k8s.KubectlOptions{r.loth, r.mirk}[rng.IntN(2)]
-		name := regionOf(r, ns)
-		was := r.regionHold[name]
-		r.regionHold[name] = 150 - was // 90 <-> 60
+		ns := []*k8s.KubectlOptions{r.loth, r.mirk, r.rs}[rng.IntN(3)]
+		name := r.release(ns)
+		was := r.hold[name]
+		r.hold[name] = 150 - was // 90 <-> 60
 		start := time.Now()
-		helm.Upgrade(t, r.regionHelm(ns), chart(), name)
+		helm.Upgrade(t, r.releaseHelm(ns), chart(), name)
 		for n, p := range ps {
 			if p.opts == ns {
 				ev.pods[n] = true
 				ev.sides[p.role] = true
 			}
 		}
-		ev.what = fmt.Sprintf("helm upgrade %s: timers.hold %d -> %d (rolls every RR of the region), done in %s", name, was, r.regionHold[name], time.Since(start).Round(time.Second))
+		ev.what = fmt.Sprintf("helm upgrade %s: timers.hold %d -> %d (rolls every RR of the release), done in %s", name, was, r.hold[name], time.Since(start).Round(time.Second))
 	case "scale":
 		was := r.coreReplicas
 		r.coreReplicas = 3 - r.coreReplicas // 1 <-> 2 per side
@@ -223,7 +223,7 @@ func (r *chaosRig) replaceableCoreNode(ps map[string]rrPod) string {
 		if p.opts != r.core {
 			continue
 		}
-		if others := r.sideNodes(p.pod.Labels["meshrr.io/side"]); len(others) > 1 {
+		if others := r.sideNodes(p.pod.Labels["meshrr.io/side"], "core"); len(others) > 1 {
 			return p.pod.Spec.NodeName
 		}
 	}
@@ -231,8 +231,13 @@ func (r *chaosRig) replaceableCoreNode(ps map[string]rrPod) string {
 	return ""
 }
 
-func (r *chaosRig) sideNodes(side string) []string {
-	out, err := k8s.RunKubectlAndGetOutputE(r.t, r.core, "get", "nodes", "-l", "meshrr_region_core=true,redundancy_group="+side, "-o", "jsonpath={.items[*].metadata.name}")
+// sideNodes are the nodes of a side (of a region's nodes, or any).
+func (r *chaosRig) sideNodes(side, region string) []string {
+	selector := "redundancy_group=" + side
+	if region != "" {
+		selector += ",meshrr_region_" + region + "=true"
+	}
+	out, err := k8s.RunKubectlAndGetOutputE(r.t, r.core, "get", "nodes", "-l", selector, "-o", "jsonpath={.items[*].metadata.name}")
 	require.NoError(r.t, err)
 	return strings.Fields(out)
 }
@@ -269,6 +274,7 @@ func (r *chaosRig) nodeDown(node, how string, hold time.Duration, ps map[string]
 	out, err := exec.Command("docker", how, node).CombinedOutput()
 	require.NoError(t, err, "docker %s %s: %s", how, node, out)
 	what := fmt.Sprintf("%s of %s (%d RRs on it)", how, node, len(lost))
+	tainted := false
 	if how == "pause" {
 		time.Sleep(hold)
 		what += fmt.Sprintf(" for %s", hold)
@@ -280,17 +286,29 @@ func (r *chaosRig) nodeDown(node, how string, hold time.Duration, ps map[string]
 		}, 3*time.Minute, time.Second)
 		notReady := time.Since(start)
 		what += fmt.Sprintf(", NotReady after %s", notReady.Round(time.Second))
+		// the core RRs (a Deployment) move by themselves after the
+		// toleration; the route servers (a StatefulSet) wait for the
+		// operator, as kubectl meshrr status says
 		for _, p := range lost {
 			side := p.pod.Labels["meshrr.io/side"]
-			if p.opts != r.core || len(r.sideNodes(side)) < 2 {
+			if p.opts != r.core || len(r.sideNodes(side, "core")) < 2 {
 				continue // a DaemonSet RR, or a side with no other node: back with the node
 			}
-			replacement := r.coreReplacement(p, node)
+			replacement := r.replacement(p, node)
 			what += fmt.Sprintf(", core RR %s replaced by %s on %s, meshed %s after NotReady (goal: nodeLossTolerationSeconds 30 + 30 s)",
 				p.pod.Name, replacement.Name, replacement.Spec.NodeName, (time.Since(start) - notReady).Round(time.Second))
-			status, code := runPlugin(t, r.plugin, "status", "-n", r.core.Namespace)
-			assert.Equal(t, 2, code, "kubectl meshrr status while a core RR is lost:\n%s", status)
-			assert.Contains(t, status, "node "+node+" is not ready", "kubectl meshrr status names the lost node:\n%s", status)
+			r.statusNamesLostNode(r.core, node, "Kubernetes evicts it")
+		}
+		for _, p := range lost {
+			if p.opts != r.rs {
+				continue
+			}
+			r.statusNamesLostNode(r.rs, node, "kubectl taint node "+node+" node.kubernetes.io/out-of-service=nodeshutdown:NoExecute")
+			if len(r.sideNodes(p.pod.Labels["meshrr.io/side"], "")) < 2 {
+				continue // no other node for it: back with the node
+			}
+			what += r.outOfService(p, node)
+			tainted = true
 		}
 	}
 	undoing("node "+node, up)
@@ -301,30 +319,64 @@ func (r *chaosRig) nodeDown(node, how string, hold time.Duration, ps map[string]
 		assert.NoError(c, err)
 		assert.Equal(c, "True", st)
 	}, 4*time.Minute, time.Second)
-	return what + fmt.Sprintf(", Ready again %s after it went", time.Since(start).Round(time.Second))
+	what += fmt.Sprintf(", Ready again %s after it went", time.Since(start).Round(time.Second))
+	if tainted {
+		undoing("taint "+node, func() { r.untaint(node) })
+		what += ", out-of-service taint removed"
+	}
+	return what
 }
 
-// coreReplacement waits until a core RR of the lost pod's side runs Ready
-// on another node and meshes with a core RR of another side.
-func (r *chaosRig) coreReplacement(lost rrPod, node string) corev1.Pod {
+// statusNamesLostNode: kubectl meshrr status of a namespace exits 2 while
+// an RR of it is on a lost node, names the node and says how the RR comes
+// back.
+func (r *chaosRig) statusNamesLostNode(ns *k8s.KubectlOptions, node, recovery string) {
+	status, code := runPlugin(r.t, r.plugin, "status", "-n", ns.Namespace)
+	assert.Equal(r.t, 2, code, "kubectl meshrr status -n %s while an RR of it is on a lost node:\n%s", ns.Namespace, status)
+	assert.Contains(r.t, status, "node "+node+" is not ready", "kubectl meshrr status names the lost node:\n%s", status)
+	assert.Contains(r.t, status, recovery, "kubectl meshrr status says how the RR comes back:\n%s", status)
+}
+
+// outOfService does what kubectl meshrr status tells the operator for a
+// StatefulSet RR on a lost node: it taints the node out-of-service (the
+// node is known to be down: docker stop), and waits until the StatefulSet
+// has started the RR on another node of its side, meshed with the other
+// side. The taint goes once the node is back.
+func (r *chaosRig) outOfService(lost rrPod, node string) string {
+	start := time.Now()
+	setUndo("taint "+node, func() { r.untaint(node) })
+	k8s.RunKubectl(r.t, r.core, "taint", "node", node, "node.kubernetes.io/out-of-service=nodeshutdown:NoExecute", "--overwrite")
+	repl := r.replacement(lost, node)
+	return fmt.Sprintf(", route server %s started again on %s %s after the out-of-service taint, meshed with the other side", repl.Name, repl.Spec.NodeName, time.Since(start).Round(time.Second))
+}
+
+func (r *chaosRig) untaint(node string) {
+	_, _ = k8s.RunKubectlAndGetOutputE(r.t, r.core, "taint", "node", node, "node.kubernetes.io/out-of-service-")
+}
+
+// replacement waits until an RR of the lost pod's side (another pod, or
+// the StatefulSet's same name again) runs Ready on another node and
+// meshes with an RR of another side.
+func (r *chaosRig) replacement(lost rrPod, node string) corev1.Pod {
 	t := r.t
 	side := lost.pod.Labels["meshrr.io/side"]
+	selector := "app.kubernetes.io/name=meshrr,meshrr.io/group-name=" + lost.pod.Labels["meshrr.io/group-name"]
 	var repl, peer corev1.Pod
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		repl, peer = corev1.Pod{}, corev1.Pod{}
-		for _, p := range pods(t, r.core, coreSelector) {
+		for _, p := range pods(t, lost.opts, selector) {
 			switch {
 			case p.DeletionTimestamp != nil || !isReady(p) || p.Spec.NodeName == node:
-			case p.Labels["meshrr.io/side"] == side && p.Name != lost.pod.Name:
+			case p.Labels["meshrr.io/side"] == side && p.UID != lost.pod.UID:
 				repl = p
 			case p.Labels["meshrr.io/side"] != side:
 				peer = p
 			}
 		}
 		assert.NotEmpty(c, repl.Name, "no replacement for %s Ready on another node yet", lost.pod.Name)
-		assert.NotEmpty(c, peer.Name, "no core RR of another side")
+		assert.NotEmpty(c, peer.Name, "no RR of another side")
 	}, 5*time.Minute, time.Second)
-	replacementMeshed(t, r.core, peer, repl)
+	replacementMeshed(t, lost.opts, peer, repl)
 	return repl
 }
 

@@ -115,10 +115,13 @@ func chaosConfigFromEnv() (chaosConfig, error) {
 
 // TestChaosSoak is a seeded soak on the 2regions-hrr hierarchy as the
 // example ships it (a core Deployment per side, region DaemonSets per side
-// behind MetalLB addresses): an origin homed on both lothlorien addresses
-// announces a generated table, and a sampler at each region (lothlorien,
-// and mirkwood across the core) homed on both of its region's addresses
-// counts its routes every 0.2 s while events run one after the other: RR
+// behind MetalLB addresses) and the route-servers example beside it (a
+// StatefulSet per side behind its anycast address): an origin homed on both
+// lothlorien addresses announces a generated table, and a sampler at each
+// region (lothlorien, and mirkwood across the core) homed on both of its
+// region's addresses counts its routes every 0.2 s; an eBGP origin and an
+// eBGP sampler do the same through both route-server sides. Events run one
+// after the other: RR
 // pod delete, BIRD kill, agent container kill, node stop and start, node
 // pause, a partition between two nodes (iptables), the API server stopped
 // for 60 s, a Service deleted and restored, a helm upgrade changing a
@@ -130,8 +133,10 @@ func chaosConfigFromEnv() (chaosConfig, error) {
 // times, samples taken and missing per sampler, resets the events did not
 // require, zombie sessions, agent and BIRD memory growth, and the seed.
 // Asserted: no route missing in any sample, no zombie session at the end,
-// and a core RR of a stopped node replaced elsewhere (kubectl meshrr status
-// names the lost node meanwhile).
+// a core RR of a stopped node replaced elsewhere (kubectl meshrr status
+// names the lost node meanwhile), and a route server of a stopped node
+// started on another node of its side once the node is tainted
+// out-of-service, as kubectl meshrr status tells the operator to.
 func TestChaosSoak(t *testing.T) {
 	cfg, err := chaosConfigFromEnv()
 	require.NoError(t, err)
@@ -240,18 +245,27 @@ type chaosEvent struct {
 
 // chaosRig is the soak's fixture.
 type chaosRig struct {
-	t                        *testing.T
-	cfg                      chaosConfig
-	core, loth, mirk         *k8s.KubectlOptions
-	tor                      *Router
-	origin, samplerL, samplG *BirdRouter
-	plugin                   string
-	coreReplicas             int
-	regionHold               map[string]int // timers.hold per region release
-	workers                  []string
-	current                  atomicString
-	samplers                 []*chaosSampler
-	stopOnce                 sync.Once
+	t                *testing.T
+	cfg              chaosConfig
+	core, loth, mirk *k8s.KubectlOptions
+	rs               *k8s.KubectlOptions // the route servers
+	tor              *Router
+	routers          []chaosRouter
+	plugin           string
+	coreReplicas     int
+	hold             map[string]int // timers.hold per release (the regions and the route servers)
+	workers          []string
+	current          atomicString
+	samplers         []*chaosSampler
+	stopOnce         sync.Once
+}
+
+// chaosRouter is a BIRD router homed on both sides of a release (its
+// protocols rr_a and rr_b); a sampler receives the whole table from both.
+type chaosRouter struct {
+	*BirdRouter
+	ns      string // the release's namespace
+	sampler bool
 }
 
 type atomicString struct {
@@ -262,14 +276,15 @@ type atomicString struct {
 func (a *atomicString) Store(s string) { a.mu.Lock(); a.s = s; a.mu.Unlock() }
 func (a *atomicString) Load() string   { a.mu.Lock(); defer a.mu.Unlock(); return a.s }
 
-// The region addresses of examples/2regions-hrr (its overlays' sides).
-var chaosVIPs = map[string][2]string{"lothlorien": {"172.30.1.1", "172.30.1.2"}, "mirkwood": {"172.30.2.1", "172.30.2.2"}}
+// The side addresses of examples/2regions-hrr (its overlays' sides) and
+// examples/route-servers, by release.
+var chaosVIPs = map[string][2]string{"lothlorien": {"172.30.1.1", "172.30.1.2"}, "mirkwood": {"172.30.2.1", "172.30.2.2"}, "rs": {vipA, vipB}}
 
 func newChaosRig(t *testing.T, cfg chaosConfig) *chaosRig {
 	t.Helper()
 	installMetalLB(t)
-	r := &chaosRig{t: t, cfg: cfg, coreReplicas: 1, regionHold: map[string]int{"lothlorien": 90, "mirkwood": 90}, plugin: plugin(t)}
-	r.core, r.loth, r.mirk = namespace(t, "chaos-core"), namespace(t, "chaos-loth"), namespace(t, "chaos-mirk")
+	r := &chaosRig{t: t, cfg: cfg, coreReplicas: 1, hold: map[string]int{"lothlorien": 90, "mirkwood": 90, "rs": 90}, plugin: plugin(t)}
+	r.core, r.loth, r.mirk, r.rs = namespace(t, "chaos-core"), namespace(t, "chaos-loth"), namespace(t, "chaos-mirk"), namespace(t, "chaos-rs")
 	out, err := k8s.RunKubectlAndGetOutputE(t, r.core, "get", "nodes", "-l", "!node-role.kubernetes.io/control-plane", "-o", "jsonpath={.items[*].metadata.name}")
 	require.NoError(t, err)
 	r.workers = strings.Fields(out)
@@ -297,22 +312,25 @@ spec: {myASN: 64512, peerASN: 64513, peerAddress: %s, holdTime: 9s}
 
 	start := time.Now()
 	helm.Install(t, r.coreHelm(), chart(), "core")
+	r.installRouteServers()
 	for _, ns := range []*k8s.KubectlOptions{r.loth, r.mirk} {
-		helm.Install(t, r.regionHelm(ns), chart(), regionOf(r, ns))
+		helm.Install(t, r.releaseHelm(ns), chart(), r.release(ns))
 	}
 	t.Cleanup(func() {
-		for release, o := range map[string]*helm.Options{"lothlorien": r.regionHelm(r.loth), "mirkwood": r.regionHelm(r.mirk), "core": r.coreHelm()} {
+		for _, ns := range r.namespaces() {
+			o := r.releaseHelm(ns)
 			o.ExtraArgs["delete"] = []string{"--no-hooks"} // the namespaces go next: no drain needed
-			_ = helm.DeleteE(t, o, release, true)
+			_ = helm.DeleteE(t, o, r.release(ns), true)
 		}
 	})
-	logf(t, "chaos: core, lothlorien and mirkwood installed and Ready in %s", time.Since(start).Round(time.Second))
+	logf(t, "chaos: core, route servers, lothlorien and mirkwood installed and Ready in %s", time.Since(start).Round(time.Second))
 
-	// the origin (homed on both lothlorien addresses) and the samplers
-	// (each on both addresses of its region) reach the side addresses
-	// through the ToR
+	// the origins (homed on both lothlorien addresses, and as an eBGP
+	// client on both route-server sides) and the samplers (each on both
+	// addresses of its region, or of the route servers) reach the side
+	// addresses through the ToR
 	routes := synthtable.Generate(synthtable.Spec{Seed: cfg.seed, IPv4: cfg.routes})
-	bird := func(name, id, region string, feed bool) *BirdRouter {
+	bird := func(name, id string, ns *k8s.KubectlOptions, asn int, feed bool) chaosRouter {
 		dir := t.TempDir()
 		require.NoError(t, os.WriteFile(filepath.Join(dir, "setup.sh"), []byte("ip route replace 172.30.0.0/16 via "+r.tor.Addr.String()+"\n"), 0o755))
 		require.NoError(t, os.MkdirAll(filepath.Join(dir, "conf.d"), 0o755))
@@ -323,23 +341,35 @@ spec: {myASN: 64512, peerASN: 64513, peerAddress: %s, holdTime: 9s}
 			require.NoError(t, synthtable.WriteBIRD(f, routes))
 			imp, exp = "import none;", "export all;"
 		}
-		for i, vip := range chaosVIPs[region] {
+		multihop := "" // iBGP: multihop already
+		if asn != 65000 {
+			multihop = " multihop 4;" // eBGP client of the route servers, through the ToR
+		}
+		for i, vip := range chaosVIPs[r.release(ns)] {
 			fmt.Fprintf(f, `protocol bgp rr_%c {
-  neighbor %s as 65000; local as 65000;
+  neighbor %s as 65000; local as %d;%s
   hold time 9; keepalive time 3; connect delay time 1; connect retry time 2; error wait time 1, 10;
   ipv4 { %s %s };
 }
-`, 'a'+i, vip, imp, exp)
+`, 'a'+i, vip, asn, multihop, imp, exp)
 		}
 		require.NoError(t, f.Close())
-		return startBird(t, name, id, dir)
+		return chaosRouter{BirdRouter: startBird(t, name, id, dir), ns: ns.Namespace, sampler: !feed}
 	}
-	r.origin = bird("chaos-origin", routerID(51), "lothlorien", true)
-	r.samplerL = bird("chaos-sampler-loth", routerID(52), "lothlorien", false)
-	r.samplG = bird("chaos-sampler-mirk", routerID(53), "mirkwood", false)
+	r.routers = []chaosRouter{
+		bird("chaos-origin", routerID(51), r.loth, 65000, true),
+		bird("chaos-sampler-loth", routerID(52), r.loth, 65000, false),
+		bird("chaos-sampler-mirk", routerID(53), r.mirk, 65000, false),
+		bird("chaos-origin-rs", routerID(54), r.rs, 65101, true),
+		bird("chaos-sampler-rs", routerID(55), r.rs, 65102, false),
+	}
 	require.NoError(t, r.waitHealthy(5*time.Minute), "the fixture before the first event")
-	logf(t, "chaos: origin, ToR and samplers up; both samplers hold all %d routes from both addresses of their region, %s after the install", cfg.routes, time.Since(start).Round(time.Second))
-	r.samplers = []*chaosSampler{sampleTable(r, "lothlorien", r.samplerL), sampleTable(r, "mirkwood", r.samplG)}
+	logf(t, "chaos: origins, ToR and samplers up; every sampler holds all %d routes from both addresses of its release, %s after the install", cfg.routes, time.Since(start).Round(time.Second))
+	for _, b := range r.routers {
+		if b.sampler {
+			r.samplers = append(r.samplers, sampleTable(r, b))
+		}
+	}
 	t.Cleanup(func() { r.stopSampling() })
 	// whatever an event left (a node stopped or paused, a partition, the
 	// API server parked, a Service gone) is undone first when the test
@@ -348,15 +378,51 @@ spec: {myASN: 64512, peerASN: 64513, peerAddress: %s, holdTime: 9s}
 	return r
 }
 
-func regionOf(r *chaosRig, ns *k8s.KubectlOptions) string {
-	if ns == r.loth {
+// installRouteServers installs examples/route-servers with its side b on
+// the node of the core's side-b RR (the other side-b nodes cordoned
+// meanwhile), so that the first event, which stops that node, loses a
+// Deployment RR and a StatefulSet RR at once.
+func (r *chaosRig) installRouteServers() {
+	t := r.t
+	var coreB string
+	for _, p := range pods(t, r.core, coreSelector) {
+		if p.Labels["meshrr.io/side"] == "b" {
+			coreB = p.Spec.NodeName
+		}
+	}
+	require.NotEmpty(t, coreB, "the core's side-b RR")
+	var cordoned []string
+	for _, n := range r.sideNodes("b", "") {
+		if n != coreB {
+			k8s.RunKubectl(t, r.core, "cordon", n)
+			cordoned = append(cordoned, n)
+		}
+	}
+	uncordon := func() {
+		for _, n := range cordoned {
+			_, _ = k8s.RunKubectlAndGetOutputE(t, r.core, "uncordon", n)
+		}
+	}
+	setUndo("cordon", uncordon)
+	helm.Install(t, r.releaseHelm(r.rs), chart(), "rs")
+	undoing("cordon", uncordon)
+}
+
+// release is the name of the release installed in a namespace.
+func (r *chaosRig) release(ns *k8s.KubectlOptions) string {
+	switch ns {
+	case r.core:
+		return "core"
+	case r.rs:
+		return "rs"
+	case r.loth:
 		return "lothlorien"
 	}
 	return "mirkwood"
 }
 
 func (r *chaosRig) namespaces() []*k8s.KubectlOptions {
-	return []*k8s.KubectlOptions{r.core, r.loth, r.mirk}
+	return []*k8s.KubectlOptions{r.core, r.loth, r.mirk, r.rs}
 }
 
 func (r *chaosRig) coreHelm() *helm.Options {
@@ -368,14 +434,29 @@ func (r *chaosRig) coreHelm() *helm.Options {
 	return o
 }
 
-func (r *chaosRig) regionHelm(ns *k8s.KubectlOptions) *helm.Options {
-	name := regionOf(r, ns)
-	o := helmOptions(ns, []string{example("2regions-hrr", "values.yaml"), example("2regions-hrr", "values-"+name+".yaml")}, map[string]string{
-		"defaults.upstream.namespace":                   r.core.Namespace,
-		"defaults.upstream.siblingNamespaces":           fmt.Sprintf("{%s,%s}", r.loth.Namespace, r.mirk.Namespace),
-		"groups." + name + ".clients.routers.ranges[0]": routerRange(),
-		"groups." + name + ".timers.hold":               strconv.Itoa(r.regionHold[name]),
-	})
+// releaseHelm is the helm options of a release (each with its current
+// timers.hold: the session-upgrade event changes it).
+func (r *chaosRig) releaseHelm(ns *k8s.KubectlOptions) *helm.Options {
+	name := r.release(ns)
+	var o *helm.Options
+	switch name {
+	case "core":
+		return r.coreHelm()
+	case "rs":
+		// the chaos ToR's BGPPeer serves its pools: not the example's
+		o = helmOptions(ns, []string{example("route-servers", "values.yaml")}, map[string]string{
+			"groups.rs.clients.dcs.ranges[0]": routerRange(),
+			"groups.rs.timers.hold":           strconv.Itoa(r.hold[name]),
+			"metallb.peers":                   "null",
+		})
+	default:
+		o = helmOptions(ns, []string{example("2regions-hrr", "values.yaml"), example("2regions-hrr", "values-"+name+".yaml")}, map[string]string{
+			"defaults.upstream.namespace":                   r.core.Namespace,
+			"defaults.upstream.siblingNamespaces":           fmt.Sprintf("{%s,%s}", r.loth.Namespace, r.mirk.Namespace),
+			"groups." + name + ".clients.routers.ranges[0]": routerRange(),
+			"groups." + name + ".timers.hold":               strconv.Itoa(r.hold[name]),
+		})
+	}
 	o.ExtraArgs["upgrade"] = []string{"--wait", "--timeout", "300s"}
 	return o
 }
@@ -410,7 +491,7 @@ func (r *chaosRig) waitHealthy(timeout time.Duration) error {
 // sampler holds the whole table from both.
 func (r *chaosRig) healthy() error {
 	for _, ns := range r.namespaces() {
-		out, err := k8s.RunKubectlAndGetOutputE(r.t, ns, "get", "daemonsets,deployments", "-o", "json")
+		out, err := k8s.RunKubectlAndGetOutputE(r.t, ns, "get", "daemonsets,deployments,statefulsets", "-o", "json")
 		if err != nil {
 			return fmt.Errorf("%s: %v", ns.Namespace, err)
 		}
@@ -430,7 +511,7 @@ func (r *chaosRig) healthy() error {
 		}
 		for _, w := range list.Items {
 			want, ready, updated, have := w.Status.DesiredNumberScheduled, w.Status.NumberReady, w.Status.UpdatedNumberScheduled, w.Status.DesiredNumberScheduled
-			if w.Kind == "Deployment" {
+			if w.Kind != "DaemonSet" {
 				want, ready, updated, have = *w.Spec.Replicas, w.Status.ReadyReplicas, w.Status.UpdatedReplicas, w.Status.Replicas
 			}
 			if ready != want || updated != want || have != want || want == 0 {
@@ -446,7 +527,7 @@ func (r *chaosRig) healthy() error {
 			return fmt.Errorf("kubectl meshrr status -n %s exits %d:\n%s", ns.Namespace, code, status)
 		}
 	}
-	for _, b := range []*BirdRouter{r.origin, r.samplerL, r.samplG} {
+	for _, b := range r.routers {
 		lines, err := b.protocolLines()
 		if err != nil {
 			return err
@@ -457,7 +538,10 @@ func (r *chaosRig) healthy() error {
 			}
 		}
 	}
-	for _, b := range []*BirdRouter{r.samplerL, r.samplG} {
+	for _, b := range r.routers {
+		if !b.sampler {
+			continue
+		}
 		out, err := b.birdc("show", "route", "count")
 		if err != nil {
 			return err
@@ -484,8 +568,8 @@ type chaosSampler struct {
 	stop, done              chan struct{}
 }
 
-func sampleTable(r *chaosRig, name string, b *BirdRouter) *chaosSampler {
-	s := &chaosSampler{name: name, stop: make(chan struct{}), done: make(chan struct{})}
+func sampleTable(r *chaosRig, b chaosRouter) *chaosSampler {
+	s := &chaosSampler{name: b.Name, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		for {
@@ -558,7 +642,7 @@ func (r *chaosRig) snapshot() chaosSnapshot {
 			}
 		}
 	}
-	for _, b := range []*BirdRouter{r.origin, r.samplerL, r.samplG} {
+	for _, b := range r.routers {
 		lines, _ := b.protocolLines()
 		for _, p := range []string{"rr_a", "rr_b"} {
 			if f := strings.Fields(lines[p]); len(f) >= 6 && f[5] == "Established" {
@@ -612,7 +696,7 @@ func (r *chaosRig) resets(before, after chaosSnapshot, ev, prev chaosEvent) (int
 		if rr, ok := before.pods[holder]; ok && sides[rr.role] {
 			touched = true // its sessions with the routers behind the side's address
 		}
-		if side, ok := strings.CutPrefix(peer, "rr_"); ok && sides[r.nsOf(r.routerRegion(holder))+"/"+side] {
+		if side, ok := strings.CutPrefix(peer, "rr_"); ok && sides[r.routerNS(holder)+"/"+side] {
 			touched = true
 		}
 		if !touched {
@@ -623,18 +707,15 @@ func (r *chaosRig) resets(before, after chaosSnapshot, ev, prev chaosEvent) (int
 	return n, unrequired
 }
 
-func (r *chaosRig) routerRegion(container string) string {
-	if container == r.samplG.Name {
-		return "mirkwood"
+// routerNS is the namespace of the release whose sides a router's
+// container peers with.
+func (r *chaosRig) routerNS(container string) string {
+	for _, b := range r.routers {
+		if b.Name == container {
+			return b.ns
+		}
 	}
-	return "lothlorien"
-}
-
-func (r *chaosRig) nsOf(region string) string {
-	if region == "mirkwood" {
-		return r.mirk.Namespace
-	}
-	return r.loth.Namespace
+	return ""
 }
 
 // zombies: sessions of the RR pods towards a meshrr peer that no longer
