@@ -640,7 +640,8 @@ type Status struct {
 	// Listen address of /metrics, /healthz and /readyz.
 	Listen string `json:"listen,omitempty"`
 	// ReadyRequiresEstablished: ready only with at least one Established mesh
-	// or upstream session (when any are configured).
+	// or upstream session (when any are configured), until the pod is first
+	// ready; from then on losing them does not make it unready.
 	ReadyRequiresEstablished *bool `json:"readyRequiresEstablished,omitempty"`
 }
 

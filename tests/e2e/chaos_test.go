@@ -751,11 +751,12 @@ func (r *chaosRig) zombies() []string {
 	return out
 }
 
-// memory reads every RR pod's BIRD and agent memory.
+// memory reads every RR pod's BIRD and agent memory, by role, name and
+// UID (a StatefulSet's replacement has the name of the pod before).
 func (r *chaosRig) memory() map[string]podMemory {
 	out := map[string]podMemory{}
 	for name, p := range r.rrPods() {
-		out[p.role+" "+name] = readPodMemory(r.t, p)
+		out[p.role+" "+name+" "+string(p.pod.UID)] = readPodMemory(r.t, p)
 	}
 	return out
 }
@@ -776,6 +777,7 @@ func memoryGrowth(before, after map[string]podMemory) []string {
 	}
 	for k, b := range before {
 		if a, ok := after[k]; ok {
+			k = k[:strings.LastIndexByte(k, ' ')] // without the UID
 			lines = append(lines, fmt.Sprintf("%s (lived through the soak): BIRD %.1f -> %.1f MiB (%+.1f %%), agent RSS %.1f -> %.1f MiB (%+.1f %%)",
 				k, mib(b.bird), mib(a.bird), pct(b.bird, a.bird), mib(b.agent), mib(a.agent), pct(b.agent, a.agent)))
 		}

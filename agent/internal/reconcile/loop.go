@@ -216,6 +216,9 @@ type Status struct {
 	// Refused session groups (no session: their TCP-MD5 key is missing or
 	// malformed), by name, with why.
 	Refused map[string]string
+	// InService is when the pod was first ready (zero: not yet): from then
+	// on losing every mesh and upstream session does not make it unready.
+	InService time.Time
 }
 
 // Status returns a copy of the loop's status.
@@ -415,6 +418,7 @@ func (l *Loop) restore() {
 	st := l.State.Get()
 	l.meshed, l.heldSince, l.disabled = st.Applied, st.HeldSince, maps.Clone(st.Disabled)
 	l.Metrics.ClientsDisabled.Set(float64(len(l.disabled)))
+	l.setStatus(func(s *Status) { s.InService = st.InService })
 }
 
 // remember keeps the mesh and upstream peers just applied, and the start
@@ -516,7 +520,10 @@ func notReady(format string, args ...any) error {
 
 // Ready reports whether the pod is useful: discovery synced, the planned
 // configuration applied, the daemon answering and, if required, at least
-// one mesh or upstream session Established when any are configured.
+// one mesh or upstream session Established when any are configured, until
+// the pod is first ready: a new pod takes no client before it has the
+// group's routes, and a pod in service stays in when it later loses every
+// mesh and upstream session (see readiness).
 func (l *Loop) Ready(ctx context.Context, requireEstablished bool) error {
 	if err := l.Backend.Ping(ctx); err != nil {
 		return l.readiness(requireEstablished, nil, fmt.Errorf("daemon does not answer: %v", err))
@@ -553,16 +560,49 @@ func (l *Loop) readiness(requireEstablished bool, ss []model.Session, daemonErr 
 			return notReady("%s sessions refused: %s", role, why)
 		}
 	}
-	want := wantedPeers(st.Model)
-	if !requireEstablished || want == 0 {
-		return nil // alone in the group and no upstream: nothing to wait for
+	if !requireEstablished {
+		return nil
+	}
+	if wantedPeers(st.Model) == 0 {
+		return l.inService(st) // alone in the group and no upstream: nothing to wait for
 	}
 	for _, s := range ss {
 		if s.Established && model.Meshed(s.Group) {
-			return nil
+			return l.inService(st)
 		}
 	}
-	return notReady("none of %d mesh/upstream sessions is Established", want)
+	if !st.InService.IsZero() {
+		// The pod has served: cut off from every mesh and upstream peer (the
+		// other side's only RR on a lost node, a partition between the
+		// sides), it still serves its clients what it has, and taking it out
+		// would withdraw its side's address while every other RR cut off the
+		// same way goes too: the whole group at once. kubectl meshrr status
+		// reports it degraded meanwhile.
+		return nil
+	}
+	return notReady("none of %d mesh/upstream sessions is Established", wantedPeers(st.Model))
+}
+
+// inService records, once, that the pod is ready (kept in the state file:
+// a restarted agent keeps it), and returns nil.
+func (l *Loop) inService(st Status) error {
+	if !st.InService.IsZero() {
+		return nil
+	}
+	now := l.now()
+	l.setStatus(func(s *Status) {
+		if s.InService.IsZero() {
+			s.InService = now
+		}
+	})
+	if err := l.State.Update(func(s *state.State) {
+		if s.InService.IsZero() {
+			s.InService = now
+		}
+	}); err != nil {
+		l.Log.Warn("cannot keep being in service across a restart", "op", "state", "error", err)
+	}
+	return nil
 }
 
 // wantedPeers counts the explicit mesh and upstream peers of a model.

@@ -135,6 +135,44 @@ func TestReadinessWaitsForAnEstablishedMeshSession(t *testing.T) {
 	assert.NoError(t, alone.Ready(context.Background(), true), "a group's first pod is ready without peers")
 }
 
+// A pod that has served stays ready when it later loses every mesh and
+// upstream session: the route servers' side a, one pod, whose only peer
+// (side b's one pod) is on a lost node or across a partition. Taking it
+// out would withdraw side a's address while side b is gone: every
+// session of the group at once. An agent restarted meanwhile keeps it in
+// service (the state file); a new pod (no state) still waits.
+func TestAPodInServiceStaysReadyWhenItLosesEveryMeshSession(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "state.json")
+	agent := func() (*Loop, *recordingBackend) {
+		l, be, _ := newTestLoop(t, members("10.0.0.1", "10.0.0.2"))
+		st, err := state.Open(file)
+		require.NoError(t, err)
+		l.State = st
+		l.restore()
+		require.NoError(t, l.ReconcileOnce(context.Background()))
+		return l, be
+	}
+	l, be := agent()
+	require.ErrorContains(t, l.Ready(context.Background(), true), "none of 1 mesh/upstream sessions is Established", "a new pod waits for its mesh")
+	be.sessions = []model.Session{{Group: "mesh", Peer: netip.MustParseAddr("10.0.0.2"), Established: true}}
+	require.NoError(t, l.Ready(context.Background(), true))
+	assert.False(t, l.Status().InService.IsZero())
+
+	be.sessions = []model.Session{{Group: "mesh", Peer: netip.MustParseAddr("10.0.0.2"), State: "Active"}}
+	assert.NoError(t, l.Ready(context.Background(), true), "in service: losing the mesh does not take it out")
+
+	restarted, _ := agent() // the agent's container restarts, the pod stays
+	assert.NoError(t, restarted.Ready(context.Background(), true), "the restarted agent keeps the pod in service")
+
+	require.NoError(t, os.Remove(file)) // a new pod: an empty memory volume
+	fresh, _ := agent()
+	assert.ErrorContains(t, fresh.Ready(context.Background(), true), "none of 1 mesh/upstream sessions is Established")
+
+	// the other conditions still take a pod in service out
+	fresh.setStatus(func(s *Status) { s.InService, s.Applied = time.Now(), false })
+	assert.ErrorContains(t, fresh.Ready(context.Background(), true), "configuration not applied yet")
+}
+
 // TCP-MD5 keys never reach logs, Events or metrics, even when the daemon
 // echoes one in an error.
 func TestKeysNeverReachLogsEventsOrMetrics(t *testing.T) {

@@ -1,8 +1,9 @@
 // Package state keeps what the agent must remember across its own
 // restarts, in one file in the pod's memory volume (an emptyDir outlives
 // the agent's container, not the pod): the peers last applied and a held
-// shrink, the members of Services whose EndpointSlices vanished, and the
-// clients disabled for their prefix limit. An agent restarted during an
+// shrink, the members of Services whose EndpointSlices vanished, the
+// clients disabled for their prefix limit, and when the pod was first
+// ready. An agent restarted during an
 // incident takes over the holds of the one before instead of applying a
 // shrunken view at once.
 //
@@ -43,6 +44,10 @@ type State struct {
 	// Disabled are the clients shut down for exceeding their prefix
 	// limit, kept out until re-enabled.
 	Disabled map[netip.Addr]Disabled `json:"disabled,omitempty"`
+	// InService is when the pod was first ready (zero: not yet): a
+	// restarted agent does not take a pod that has served out of service
+	// for having no mesh or upstream session.
+	InService time.Time `json:"inService,omitzero"`
 }
 
 // Vanished is a Service whose EndpointSlices all vanished.
