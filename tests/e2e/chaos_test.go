@@ -403,9 +403,9 @@ func (r *chaosRig) installRouteServers() {
 			_, _ = k8s.RunKubectlAndGetOutputE(t, r.core, "uncordon", n)
 		}
 	}
-	setUndo("cordon", uncordon)
+	t.Cleanup(uncordon) // also when the install fails
 	helm.Install(t, r.releaseHelm(r.rs), chart(), "rs")
-	undoing("cordon", uncordon)
+	uncordon()
 }
 
 // release is the name of the release installed in a namespace.
