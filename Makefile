@@ -1,4 +1,4 @@
-# meshrr: every target is one line; `make help` lists them.
+# meshrr: `make help` lists the targets (those with a ## comment).
 SHELL := /bin/bash
 GO ?= go
 GOTEST_FLAGS ?= -count=1

@@ -599,7 +599,8 @@ type Drain struct {
 	WaitForPeers *bool `json:"waitForPeers,omitempty"`
 	// Lock names the Lease that lets one member drain at a time ("" : none).
 	Lock string `json:"lock,omitempty"`
-	// ControlSocket is where the running agent takes the drain request.
+	// ControlSocket is where the running agent takes drain and enable
+	// requests and serves /status to the pod's own containers.
 	ControlSocket string `json:"controlSocket,omitempty"`
 	// DoneFile is created once the drain time is over: the daemon
 	// container's preStop waits for it.

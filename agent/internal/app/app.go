@@ -484,7 +484,8 @@ func serveHTTP(ctx context.Context, listen string, h http.Handler) (stop func(),
 // backend it was built with (the licence limits aside: the loop reads them
 // at every reconcile), the status listener and the drain's control socket,
 // done file, lock and wait. Without a restart they would be silently
-// ignored, and a moved control socket would break every later drain.
+// ignored, and a moved control socket would break every later drain,
+// enable and in-pod status request.
 func restartFields(was, now *config.Config) []string {
 	a, b := was.Backend.CRPD, now.Backend.CRPD
 	a.LicenseLimits, b.LicenseLimits = config.LicenseLimits{}, config.LicenseLimits{}

@@ -22,8 +22,9 @@ import (
 	"github.com/meshrr/meshrr/agent/internal/reconcile"
 )
 
-// serveControl serves the drain request on the control socket, a Unix
-// socket in the pod's own volume: only the pod's containers reach it.
+// serveControl serves the drain and enable requests and /status on the
+// control socket, a Unix socket in the pod's own volume: only the pod's
+// containers reach it.
 func serveControl(ctx context.Context, cfg *config.Config, client kubernetes.Interface, loop *reconcile.Loop, self podEnv, rec events.Recorder, rep *reporter, log *slog.Logger) (stop func(), err error) {
 	_ = os.Remove(cfg.Drain.DoneFile) // from an earlier agent of this pod
 	_ = os.Remove(cfg.Drain.ControlSocket)
