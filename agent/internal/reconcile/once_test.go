@@ -94,7 +94,7 @@ func members(addrs ...string) model.Snapshot {
 
 func TestUnsyncedDiscoveryChangesNothing(t *testing.T) {
 	l, be, _ := newTestLoop(t, model.Snapshot{})
-	require.NoError(t, l.ReconcileOnce(context.Background()))
+	reconcileTwice(t, l)
 	assert.Empty(t, be.applies)
 	err := l.Ready(context.Background(), false)
 	assert.ErrorIs(t, err, ErrNotReady)
@@ -123,7 +123,7 @@ func TestFailedApplyIsReportedAndRetriedThenIdenticalConfigsAreSkipped(t *testin
 
 func TestReadinessWaitsForAnEstablishedMeshSession(t *testing.T) {
 	l, be, _ := newTestLoop(t, members("10.0.0.1", "10.0.0.2"))
-	require.NoError(t, l.ReconcileOnce(context.Background()))
+	reconcileTwice(t, l)
 	assert.NoError(t, l.Ready(context.Background(), false))
 	err := l.Ready(context.Background(), true)
 	assert.ErrorContains(t, err, "none of 1 mesh/upstream sessions is Established")
@@ -131,7 +131,7 @@ func TestReadinessWaitsForAnEstablishedMeshSession(t *testing.T) {
 	assert.NoError(t, l.Ready(context.Background(), true))
 
 	alone, _, _ := newTestLoop(t, members("10.0.0.1"))
-	require.NoError(t, alone.ReconcileOnce(context.Background()))
+	reconcileTwice(t, alone)
 	assert.NoError(t, alone.Ready(context.Background(), true), "a group's first pod is ready without peers")
 }
 
@@ -149,7 +149,7 @@ func TestAPodInServiceStaysReadyWhenItLosesEveryMeshSession(t *testing.T) {
 		require.NoError(t, err)
 		l.State = st
 		l.restore()
-		require.NoError(t, l.ReconcileOnce(context.Background()))
+		reconcileTwice(t, l)
 		return l, be
 	}
 	l, be := agent()
@@ -191,7 +191,7 @@ func TestKeysNeverReachLogsEventsOrMetrics(t *testing.T) {
 	applyErr := l.ReconcileOnce(context.Background())
 	require.ErrorContains(t, applyErr, `password "<redacted>" rejected`)
 	l.Log.Warn("reconcile failed; retrying", "error", applyErr) // as Run logs it
-	require.NoError(t, l.ReconcileOnce(context.Background()))
+	reconcileTwice(t, l)
 	require.Len(t, be.applies, 1)
 
 	var metricsText bytes.Buffer
@@ -209,7 +209,7 @@ func TestKeysNeverReachLogsEventsOrMetrics(t *testing.T) {
 	// rather than one without the key), named by its file only; the
 	// reconcile itself goes on
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "mesh"), []byte(`bad"`+key), 0o600))
-	require.NoError(t, l.ReconcileOnce(context.Background()))
+	reconcileTwice(t, l)
 	assert.NotContains(t, string(be.applies[len(be.applies)-1]), "mesh 10.0.0.2", "the mesh session without its key")
 	assert.Contains(t, ev.all(), `TCPMD5KeyRefused: mesh sessions refused, none runs without its TCP-MD5 key: the Secret mounted at `+dir+`: key "mesh" must be 1-80 printable ASCII characters`)
 	assert.NotContains(t, ev.all(), key)
@@ -293,8 +293,8 @@ func TestLicenceLimitsAreReportedOnce(t *testing.T) {
 	be := &limitedBackend{peerLimit: 1}
 	be.sessions = []model.Session{{Group: "clients", Peer: netip.MustParseAddr("192.0.2.1")}}
 	l.Backend = be
-	require.NoError(t, l.ReconcileOnce(context.Background()))
-	require.NoError(t, l.ReconcileOnce(context.Background()))
+	reconcileTwice(t, l)
+	reconcileTwice(t, l)
 	assert.Len(t, be.applies, 1, "applied all the same")
 	assert.Equal(t, 3.0, testutil.ToFloat64(l.Metrics.LicenseUsage.WithLabelValues("bgp-peers")))
 	assert.Equal(t, 1.0, testutil.ToFloat64(l.Metrics.LicenseLimit.WithLabelValues("bgp-peers")))
@@ -307,7 +307,7 @@ func TestLicenceLimitsAreReportedOnce(t *testing.T) {
 	assert.Equal(t, []string{"LicenseLimitExceeded: bgp-peers: 3 planned or received, the licence allows 1 (backend.crpd.licenseLimits); recording may refuse the excess"}, warned)
 
 	be.peerLimit = 0 // no limit
-	require.NoError(t, l.ReconcileOnce(context.Background()))
+	reconcileTwice(t, l)
 	assert.Equal(t, 0.0, testutil.ToFloat64(l.Metrics.LicenseLimit.WithLabelValues("bgp-peers")))
 }
 
@@ -317,8 +317,8 @@ func TestRejectedEndpointsAreReportedOnce(t *testing.T) {
 	snap := members("10.0.0.1", "10.0.0.2")
 	snap.Rejected = []string{"EndpointSlice core/forged is not managed by the EndpointSlice controller"}
 	l, be, ev := newTestLoop(t, snap)
-	require.NoError(t, l.ReconcileOnce(context.Background()))
-	require.NoError(t, l.ReconcileOnce(context.Background()))
+	reconcileTwice(t, l)
+	reconcileTwice(t, l)
 	assert.Equal(t, 1, strings.Count(ev.all(), "UntrustedEndpoints: ignored, not trusted: EndpointSlice core/forged"))
 	assert.Equal(t, "mesh 10.0.0.2\n", string(be.applies[0]), "the trusted members are used")
 }
@@ -330,12 +330,12 @@ func TestDrainWithoutDiscoveryMarksTheLastConfigurationOrFails(t *testing.T) {
 	peers := &staticPeers{members("10.0.0.1", "10.0.0.2")}
 	l, be, _ := newTestLoop(t, model.Snapshot{})
 	l.Peers = peers
-	require.NoError(t, l.ReconcileOnce(context.Background()))
+	reconcileTwice(t, l)
 	require.Len(t, be.applies, 1)
 
 	peers.snap = model.Snapshot{} // the API went away
 	l.draining = true
-	require.NoError(t, l.ReconcileOnce(context.Background()))
+	reconcileTwice(t, l)
 	require.Len(t, be.applies, 2)
 	assert.Equal(t, "draining\nmesh 10.0.0.2\n", string(be.applies[1]), "the mesh is kept and marked")
 	assert.True(t, l.Status().Model.Draining)
@@ -359,16 +359,16 @@ func TestShrunkenViewsAreHeldAndAViewWithoutThisPodIsIgnored(t *testing.T) {
 	peers := &staticPeers{unlisted}
 	l, be, ev := newTestLoop(t, model.Snapshot{})
 	l.Peers, l.Now = peers, func() time.Time { return now }
-	require.NoError(t, l.ReconcileOnce(context.Background()))
+	reconcileTwice(t, l)
 	assert.Empty(t, be.applies, "nothing planned before discovery lists the pod")
 	assert.NotContains(t, ev.all(), "ChangeHeld", "no alarm for a pod that just started")
 	peers.snap = members("10.0.0.1", "10.0.0.2", "10.0.0.3")
-	require.NoError(t, l.ReconcileOnce(context.Background()))
+	reconcileTwice(t, l)
 	require.Equal(t, "mesh 10.0.0.2\nmesh 10.0.0.3\n", string(be.applies[0]))
 
 	// the Service is deleted: the view no longer lists this pod
 	peers.snap = model.Snapshot{Synced: true}
-	require.NoError(t, l.ReconcileOnce(context.Background()))
+	reconcileTwice(t, l)
 	assert.Len(t, be.applies, 1, "nothing applied")
 	assert.Contains(t, ev.all(), "ChangeHeld: discovery does not list this pod")
 	assert.Equal(t, 1.0, testutil.ToFloat64(l.Metrics.ChangeHeld))
@@ -376,21 +376,21 @@ func TestShrunkenViewsAreHeldAndAViewWithoutThisPodIsIgnored(t *testing.T) {
 	// the view comes back with one peer replaced: the addition applies at
 	// once, the removal of 10.0.0.2 is held (1 of 2 is not more than half)
 	peers.snap = members("10.0.0.1", "10.0.0.3", "10.0.0.4")
-	require.NoError(t, l.ReconcileOnce(context.Background()))
+	reconcileTwice(t, l)
 	assert.Equal(t, "mesh 10.0.0.3\nmesh 10.0.0.4\n", string(be.applies[len(be.applies)-1]), "below the share: applied as planned")
 	assert.Equal(t, 0.0, testutil.ToFloat64(l.Metrics.ChangeHeld))
 
 	// now only this pod is left in the view: both peers are kept
 	peers.snap = members("10.0.0.1")
-	require.NoError(t, l.ReconcileOnce(context.Background()))
+	reconcileTwice(t, l)
 	assert.Equal(t, "mesh 10.0.0.3\nmesh 10.0.0.4\n", string(be.applies[len(be.applies)-1]), "held")
 	assert.Contains(t, ev.all(), "ChangeHeld: the plan removes 2 of 2 mesh peers at once")
 	now = now.Add(10 * time.Second)
 	peers.snap = members("10.0.0.1", "10.0.0.5") // a new pod meanwhile: added at once
-	require.NoError(t, l.ReconcileOnce(context.Background()))
+	reconcileTwice(t, l)
 	assert.Equal(t, "mesh 10.0.0.3\nmesh 10.0.0.4\nmesh 10.0.0.5\n", string(be.applies[len(be.applies)-1]))
 	now = now.Add(25 * time.Second) // past the 30 s hold: confirmed
-	require.NoError(t, l.ReconcileOnce(context.Background()))
+	reconcileTwice(t, l)
 	assert.Equal(t, "mesh 10.0.0.5\n", string(be.applies[len(be.applies)-1]))
 	assert.Equal(t, 0.0, testutil.ToFloat64(l.Metrics.ChangeHeld))
 }
@@ -409,7 +409,7 @@ func TestMemoryBelowTheRoutesNeedIsReportedOnce(t *testing.T) {
 		for i, v := range n {
 			be.sessions = append(be.sessions, model.Session{Group: "mesh", Peer: netip.AddrFrom4([4]byte{10, 0, 0, byte(2 + i)}), Imported: v})
 		}
-		require.NoError(t, l.ReconcileOnce(context.Background()))
+		reconcileTwice(t, l)
 	}
 	warnings := func() int { return strings.Count(ev.all(), "MemoryLimitLow") }
 
@@ -434,7 +434,7 @@ func TestMemoryBelowTheRoutesNeedIsReportedOnce(t *testing.T) {
 func TestNoMemoryLimitNoComparison(t *testing.T) {
 	l, be, ev := newTestLoop(t, members("10.0.0.1", "10.0.0.2"))
 	be.sessions = []model.Session{{Group: "mesh", Peer: netip.MustParseAddr("10.0.0.2"), Imported: 50_000_000}}
-	require.NoError(t, l.ReconcileOnce(context.Background()))
+	reconcileTwice(t, l)
 	assert.NotContains(t, ev.all(), "MemoryLimitLow")
 	assert.Zero(t, testutil.ToFloat64(l.Metrics.MemoryLimit))
 }
@@ -455,7 +455,7 @@ func TestAHeldShrinkSurvivesAnAgentRestart(t *testing.T) {
 		return l, be
 	}
 	l, be := agent(members("10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"))
-	require.NoError(t, l.ReconcileOnce(context.Background()))
+	reconcileTwice(t, l)
 	full := "mesh 10.0.0.2\nmesh 10.0.0.3\nmesh 10.0.0.4\n"
 	require.Equal(t, full, string(be.applies[0]))
 	running = be.applies[0]
@@ -464,17 +464,17 @@ func TestAHeldShrinkSurvivesAnAgentRestart(t *testing.T) {
 	// four members (an API hiccup, Services deleted)
 	shrunk := members("10.0.0.1")
 	l, be = agent(shrunk)
-	require.NoError(t, l.ReconcileOnce(context.Background()))
+	reconcileTwice(t, l)
 	assert.Empty(t, be.applies, "held: the peers stay configured, nothing to apply")
 	assert.Equal(t, 1.0, testutil.ToFloat64(l.Metrics.ChangeHeld))
 
 	// restarted again 20 s into the hold: 10 s are left, not 30
 	now = now.Add(20 * time.Second)
 	l, be = agent(shrunk)
-	require.NoError(t, l.ReconcileOnce(context.Background()))
+	reconcileTwice(t, l)
 	assert.Empty(t, be.applies)
 	now = now.Add(10 * time.Second)
-	require.NoError(t, l.ReconcileOnce(context.Background()))
+	reconcileTwice(t, l)
 	require.Len(t, be.applies, 1)
 	assert.Empty(t, string(be.applies[0]), "confirmed after the hold that began before the restarts")
 }
@@ -502,27 +502,48 @@ func TestDisabledClientsAreReadmittedAfterReenableAfterOrWhenTheGroupChanges(t *
 		}
 		return nil
 	}
-	require.NoError(t, l.ReconcileOnce(context.Background()))
+	reconcileTwice(t, l)
 	assert.Equal(t, []netip.Addr{peer}, disabledIn())
 	assert.Contains(t, ev.all(), "ClientDisabled: edge client 10.9.0.5 sent more than maxPrefixes 10: kept out until 2026-12-06T07:10:00Z (reenableAfter 10m0s) or an operator re-enables it")
 
 	be.sessions = []model.Session{{Name: "cl_edge_x1", Group: "edge", Peer: peer, State: "Down"}} // the daemon refuses it
 	now = now.Add(9 * time.Minute)
-	require.NoError(t, l.ReconcileOnce(context.Background()))
+	reconcileTwice(t, l)
 	assert.Equal(t, []netip.Addr{peer}, disabledIn(), "still out before reenableAfter")
 	now = now.Add(time.Minute)
-	require.NoError(t, l.ReconcileOnce(context.Background()))
+	reconcileTwice(t, l)
 	assert.Empty(t, disabledIn())
 	assert.Contains(t, ev.all(), "ClientEnabled: edge client 10.9.0.5 admitted again: reenableAfter has passed")
 
 	// disabled again, then the operator changes the action to restart
 	be.sessions = []model.Session{{Name: "cl_edge_2", Group: "edge", Peer: peer, State: "Down", LimitDown: true}}
 	parse("maxPrefixAction: disable")
-	require.NoError(t, l.ReconcileOnce(context.Background()))
+	reconcileTwice(t, l)
 	assert.Equal(t, []netip.Addr{peer}, disabledIn())
 	assert.Contains(t, ev.all(), "kept out until an operator re-enables it (meshrr-agent enable 10.9.0.5)")
 	parse("maxPrefixAction: restart")
-	require.NoError(t, l.ReconcileOnce(context.Background()))
+	reconcileTwice(t, l)
 	assert.Empty(t, disabledIn())
 	assert.Contains(t, ev.all(), "ClientEnabled: edge client 10.9.0.5 admitted again: its group no longer disables clients over the limit")
+}
+
+// reconcileTwice runs ReconcileOnce, which must succeed, and at once
+// again: with nothing changed in between, the second pass changes nothing
+// (no apply, no Event, the same status and applied configuration).
+func reconcileTwice(t *testing.T, l *Loop) {
+	t.Helper()
+	require.NoError(t, l.ReconcileOnce(context.Background()))
+	applied, st := l.applied, l.Status()
+	applies := testutil.ToFloat64(l.Metrics.Applies.WithLabelValues(metrics.ResultApplied))
+	var events string
+	if r, ok := l.Events.(*recorder); ok {
+		events = r.all()
+	}
+	require.NoError(t, l.ReconcileOnce(context.Background()), "the second reconcile")
+	assert.Equal(t, applies, testutil.ToFloat64(l.Metrics.Applies.WithLabelValues(metrics.ResultApplied)), "the second reconcile applied again")
+	assert.Equal(t, string(applied), string(l.applied), "the second reconcile changed the configuration")
+	assert.Equal(t, st, l.Status(), "the second reconcile changed the status")
+	if r, ok := l.Events.(*recorder); ok {
+		assert.Equal(t, events, r.all(), "the second reconcile recorded Events")
+	}
 }

@@ -1,0 +1,38 @@
+package reconcile
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"github.com/meshrr/meshrr/agent/internal/events"
+	"github.com/meshrr/meshrr/agent/internal/metrics"
+	"github.com/meshrr/meshrr/agent/internal/model"
+)
+
+// apply renders m and applies it when it differs, byte for byte, from the
+// configuration the daemon runs (l.applied): the one path to the daemon,
+// for reconciles and drains alike. Errors never carry a key of keys.
+func (l *Loop) apply(ctx context.Context, m model.Model, keys map[string]string) error {
+	out, err := l.Backend.Render(m)
+	if err != nil {
+		return redact(fmt.Errorf("render: %w", err), keys)
+	}
+	if bytes.Equal(out, l.applied) {
+		l.Metrics.Applies.WithLabelValues(metrics.ResultUnchanged).Inc()
+		return nil
+	}
+	start := l.now()
+	err = redact(l.Backend.Apply(ctx, out), keys)
+	took := l.now().Sub(start)
+	l.Metrics.ApplyDuration.Observe(took.Seconds())
+	if err != nil {
+		l.Metrics.Applies.WithLabelValues(metrics.ResultError).Inc()
+		l.Events.Warning(events.ReasonApplyFailed, "%s rejected or failed to apply the configuration; it keeps the previous one: %v", l.Backend.Name(), err)
+		return fmt.Errorf("apply: %w", err)
+	}
+	l.applied = out
+	l.Metrics.Applies.WithLabelValues(metrics.ResultApplied).Inc()
+	l.Log.Info("configuration applied", "op", "apply", "duration", took, "bytes", len(out))
+	return nil
+}

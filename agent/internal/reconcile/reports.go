@@ -1,0 +1,159 @@
+package reconcile
+
+import (
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/meshrr/meshrr/agent/config"
+	"github.com/meshrr/meshrr/agent/internal/events"
+	"github.com/meshrr/meshrr/agent/internal/model"
+)
+
+// reported is what the loop last reported, so that each change is
+// reported once.
+type reported struct {
+	neighbors    map[netip.Addr]model.Neighbor // applied explicit peers
+	neighborRole map[netip.Addr]string         // their group
+	rejected     []string                      // what discovery refused
+	refused      map[string]string             // session groups refused for their TCP-MD5 key
+	exposed      map[string]string             // client groups refused for admitting the cluster's networks
+}
+
+// reportDiscovered sets the discovered-peer gauges.
+func (l *Loop) reportDiscovered(discovered map[string]int) {
+	for _, g := range []string{string(model.RoleMesh), string(model.RoleUpstream), config.TargetDownstream} {
+		l.Metrics.DiscoveredPeers.WithLabelValues(g).Set(float64(discovered[g]))
+	}
+}
+
+// reportPeers updates the configured-peer gauges and records one Event per
+// group whose explicit peers changed.
+func (l *Loop) reportPeers(m model.Model) {
+	cur := map[netip.Addr]model.Neighbor{}
+	role := map[netip.Addr]string{}
+	for _, g := range m.Groups {
+		n := len(g.Neighbors)
+		if g.Role == model.RoleClients {
+			n = len(g.Ranges)
+		}
+		l.Metrics.ConfiguredPeers.WithLabelValues(g.Name).Set(float64(n))
+		for _, nb := range g.Neighbors {
+			cur[nb.Addr] = nb
+			role[nb.Addr] = g.Name
+		}
+	}
+	added := map[string][]string{}
+	removed := map[string][]string{}
+	for a, nb := range cur {
+		if _, ok := l.reported.neighbors[a]; !ok || l.reported.neighborRole[a] != role[a] {
+			added[role[a]] = append(added[role[a]], describe(a, nb))
+		}
+	}
+	for a, nb := range l.reported.neighbors {
+		if _, ok := cur[a]; !ok || l.reported.neighborRole[a] != role[a] {
+			removed[l.reported.neighborRole[a]] = append(removed[l.reported.neighborRole[a]], describe(a, nb))
+		}
+	}
+	for _, g := range groupsOf(added, removed) {
+		var parts []string
+		if a := added[g]; len(a) > 0 {
+			slices.Sort(a)
+			parts = append(parts, "added "+strings.Join(a, ", "))
+		}
+		if r := removed[g]; len(r) > 0 {
+			slices.Sort(r)
+			parts = append(parts, "removed "+strings.Join(r, ", "))
+		}
+		l.Events.Normal(events.ReasonPeersChanged, "%s peers: %s", g, strings.Join(parts, "; "))
+	}
+	l.reported.neighbors, l.reported.neighborRole = cur, role
+}
+
+func describe(a netip.Addr, nb model.Neighbor) string {
+	if nb.Name == "" {
+		return a.String()
+	}
+	return a.String() + " (" + nb.Name + ")"
+}
+
+func groupsOf(ms ...map[string][]string) []string {
+	var out []string
+	for _, m := range ms {
+		for g := range m {
+			if !slices.Contains(out, g) {
+				out = append(out, g)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// reportRejected logs and records what discovery refused to trust, once
+// per refusal (a Warning Event lists the new ones).
+func (l *Loop) reportRejected(rejected []string) {
+	var fresh []string
+	for _, r := range rejected {
+		if !slices.Contains(l.reported.rejected, r) {
+			fresh = append(fresh, r)
+			l.Log.Warn("discovery refused an endpoint", "op", "discovery", "reason", r)
+		}
+	}
+	l.reported.rejected = slices.Clone(rejected)
+	if len(fresh) == 0 {
+		return
+	}
+	const shown = 5
+	msg := strings.Join(fresh[:min(len(fresh), shown)], "; ")
+	if len(fresh) > shown {
+		msg += fmt.Sprintf("; and %d more (see the agent's log)", len(fresh)-shown)
+	}
+	l.Events.Warning(events.ReasonUntrusted, "ignored, not trusted: %s", msg)
+}
+
+// reportRefused records a Warning Event and a log line when the set of
+// session groups refused for their TCP-MD5 key changes (never the key).
+func (l *Loop) reportRefused(refused map[string]string) {
+	reportChanges(&l.reported.refused, refused, func(g, why string) {
+		l.Log.Warn("session group refused: its TCP-MD5 key is missing or malformed; it gets no session until the Secret is fixed", "op", "md5", "group", g, "reason", why)
+		l.Events.Warning(events.ReasonKeyRefused, "%s sessions refused, none runs without its TCP-MD5 key: %s", g, why)
+	}, func(g string) {
+		l.Log.Info("session group's TCP-MD5 key is valid again", "op", "md5", "group", g)
+		l.Events.Normal(events.ReasonKeyAccepted, "%s: its TCP-MD5 key is valid again; its sessions are configured", g)
+	})
+}
+
+// reportExposed records a Warning Event and a log line when the set of
+// client groups refused for admitting the cluster's own networks changes.
+func (l *Loop) reportExposed(exposed map[string]string) {
+	reportChanges(&l.reported.exposed, exposed, func(g, why string) {
+		l.Log.Warn("client group refused: a range admits the cluster's own networks", "op", "clients", "group", g, "reason", why)
+		l.Events.Warning(events.ReasonRangeRefused, "%s sessions refused: %s", g, why)
+	}, func(g string) {
+		l.Log.Info("client group admitted again", "op", "clients", "group", g)
+		l.Events.Normal(events.ReasonRangeAccepted, "%s: its ranges no longer admit the cluster's networks unguarded; its sessions are configured", g)
+	})
+}
+
+// reportChanges calls refused for each group newly refused (or refused
+// for another reason) and accepted for each no longer refused, and keeps
+// now as the last reported.
+func reportChanges(last *map[string]string, now map[string]string, refused func(g, why string), accepted func(g string)) {
+	if maps.Equal(now, *last) {
+		return
+	}
+	for _, g := range slices.Sorted(maps.Keys(now)) {
+		if (*last)[g] != now[g] {
+			refused(g, now[g])
+		}
+	}
+	for _, g := range slices.Sorted(maps.Keys(*last)) {
+		if _, still := now[g]; !still {
+			accepted(g)
+		}
+	}
+	*last = maps.Clone(now)
+}
