@@ -98,6 +98,40 @@ func TestMissingDownwardAPIEnvironmentIsNamed(t *testing.T) {
 	assert.Contains(t, err.Error(), "pass --kubeconfig", "outside a pod the agent says how to connect")
 }
 
+func TestEachSubcommandTakesOnlyItsOwnFlagsAndArguments(t *testing.T) {
+	cfg := writeConfig(t, "identity: {asn: 65000}\nmesh: {group: core.core}\n")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--json", "--config", cfg}, "run: flag provided but not defined: -json (its flags: meshrr-agent run -h)"},
+		{[]string{"run", "--selector", "x", "--config", cfg}, "run: flag provided but not defined: -selector"},
+		{[]string{"status", "--timeout", "1s"}, "status: flag provided but not defined: -timeout"},
+		{[]string{"uninstall", "--config", cfg}, "uninstall: flag provided but not defined: -config"},
+		{[]string{"check", "--json", cfg}, "check: flag provided but not defined: -json"},
+		{[]string{"version", "--config", cfg}, "version: flag provided but not defined: -config"},
+		{[]string{"sessions", cfg}, `sessions takes no arguments, got "` + cfg + `"`},
+		{[]string{"run", "--config", cfg, "--log-level", "debug", "extra"}, `run takes no arguments, got "extra"`},
+		{[]string{"drain", "now"}, `drain takes no arguments, got "now"`},
+		{[]string{"run", "--log-level", "loud", "--config", cfg}, "--log-level"},
+	} {
+		_, stderr, err := run(t, env(nil), tc.args...)
+		require.Error(t, err, "%v", tc.args)
+		assert.Contains(t, err.Error(), tc.want, "%v", tc.args)
+		if strings.Contains(tc.want, "not defined") {
+			assert.Contains(t, stderr, "Usage of meshrr-agent "+tc.args[0], "the subcommand's own flags are listed")
+		}
+	}
+	out, _, err := run(t, env(nil), "version")
+	require.NoError(t, err)
+	assert.Equal(t, Version+"\n", out)
+	out, _, err = run(t, env(nil), "help")
+	require.NoError(t, err)
+	for _, c := range commands {
+		assert.Contains(t, out, "meshrr-agent "+c.name, "the usage text lists every subcommand")
+	}
+}
+
 func TestUnknownSubcommandAndCrpdInit(t *testing.T) {
 	_, stderr, err := run(t, env(nil), "frobnicate")
 	require.ErrorContains(t, err, `unknown subcommand "frobnicate"`)
