@@ -82,3 +82,20 @@ func GroupStopping(snap model.Snapshot, namespace, group, selfID string) bool {
 	}
 	return selfStopping
 }
+
+// Drained is m while the pod drains: the graceful-shutdown rule first on
+// every export (idempotent). The loop also drains its last applied model
+// with it when discovery cannot give it a new one.
+func Drained(m model.Model) model.Model {
+	if m.Draining {
+		return m
+	}
+	m.Draining = true
+	groups := make([]model.PeerGroup, len(m.Groups))
+	for i, g := range m.Groups {
+		g.Export.Rules = append([]model.Rule{drainRule}, g.Export.Rules...)
+		groups[i] = g
+	}
+	m.Groups = groups
+	return m
+}
