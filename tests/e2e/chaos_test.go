@@ -766,27 +766,33 @@ func (r *chaosRig) memory() map[string]podMemory {
 // the core scaled during the soak).
 func memoryGrowth(before, after map[string]podMemory) []string {
 	var lines []string
-	avg := func(m map[string]podMemory) (bird, agent int64) {
+	avg := func(m map[string]podMemory) (avg podMemory) {
 		for _, v := range m {
-			bird, agent = bird+v.bird, agent+v.agent
+			avg.bird, avg.birdAnon, avg.birdFile, avg.birdOwn, avg.agent = avg.bird+v.bird, avg.birdAnon+v.birdAnon, avg.birdFile+v.birdFile, avg.birdOwn+v.birdOwn, avg.agent+v.agent
 		}
-		if len(m) > 0 {
-			bird, agent = bird/int64(len(m)), agent/int64(len(m))
+		if n := int64(len(m)); n > 0 {
+			avg.bird, avg.birdAnon, avg.birdFile, avg.birdOwn, avg.agent = avg.bird/n, avg.birdAnon/n, avg.birdFile/n, avg.birdOwn/n, avg.agent/n
 		}
-		return bird, agent
+		return avg
 	}
 	for k, b := range before {
 		if a, ok := after[k]; ok {
 			k = k[:strings.LastIndexByte(k, ' ')] // without the UID
-			lines = append(lines, fmt.Sprintf("%s (lived through the soak): BIRD %.1f -> %.1f MiB (%+.1f %%), agent RSS %.1f -> %.1f MiB (%+.1f %%)",
-				k, mib(b.bird), mib(a.bird), pct(b.bird, a.bird), mib(b.agent), mib(a.agent), pct(b.agent, a.agent)))
+			lines = append(lines, k+" (lived through the soak): "+memoryChange(b, a))
 		}
 	}
 	sort.Strings(lines)
-	bb, ab := avg(before)
-	ba, aa := avg(after)
-	return append(lines, fmt.Sprintf("average RR pod (%d before, %d after): BIRD %.1f -> %.1f MiB (%+.1f %%), agent RSS %.1f -> %.1f MiB (%+.1f %%) (goal: growth under 5 %% over the hour)",
-		len(before), len(after), mib(bb), mib(ba), pct(bb, ba), mib(ab), mib(aa), pct(ab, aa)))
+	return append(lines, fmt.Sprintf("average RR pod (%d before, %d after): %s (goal: growth under 5 %% over the hour)", len(before), len(after), memoryChange(avg(before), avg(after))))
+}
+
+// memoryChange says how a pod's memory changed: the BIRD container's
+// cgroup (anonymous and file-backed), BIRD's own count (show memory: its
+// tables, attributes, protocols and configurations; growth there and not
+// in the page cache is BIRD's) and the agent's RSS.
+func memoryChange(b, a podMemory) string {
+	return fmt.Sprintf("BIRD cgroup %.1f -> %.1f MiB (%+.1f %%; anon %.1f -> %.1f, file %.1f -> %.1f), BIRD's own (show memory) %.2f -> %.2f MiB (%+.1f %%), agent RSS %.1f -> %.1f MiB (%+.1f %%)",
+		mib(b.bird), mib(a.bird), pct(b.bird, a.bird), mib(b.birdAnon), mib(a.birdAnon), mib(b.birdFile), mib(a.birdFile),
+		mib(b.birdOwn), mib(a.birdOwn), pct(b.birdOwn, a.birdOwn), mib(b.agent), mib(a.agent), pct(b.agent, a.agent))
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }

@@ -298,7 +298,10 @@ func podNetworks(t *testing.T, opts *k8s.KubectlOptions, pod string) int {
 
 // podMemory: the BIRD container's cgroup memory (current and peak) and
 // the agent's resident memory, in bytes.
-type podMemory struct{ bird, birdPeak, agent int64 }
+// podMemory: the BIRD container's cgroup memory (in use, peak, and of it
+// anonymous and file-backed), BIRD's own count of what it holds (show
+// memory, Total: effective plus overhead) and the agent's RSS.
+type podMemory struct{ bird, birdPeak, birdAnon, birdFile, birdOwn, agent int64 }
 
 var rssRE = regexp.MustCompile(`(?m)^process_resident_memory_bytes ([0-9.e+]+)$`)
 
@@ -315,6 +318,24 @@ func readPodMemory(t *testing.T, r rrPod) podMemory {
 	require.NoError(t, err)
 	m.birdPeak, err = strconv.ParseInt(f[1], 10, 64)
 	require.NoError(t, err)
+	stat, err := k8s.RunKubectlAndGetOutputE(t, r.opts, "exec", r.pod.Name, "-c", "bird", "--", "cat", "/sys/fs/cgroup/memory.stat")
+	if err == nil { // cgroup v1 has no memory.stat of this shape: left at 0
+		for _, l := range strings.Split(stat, "\n") {
+			if k, v, ok := strings.Cut(l, " "); ok && (k == "anon" || k == "file") {
+				n, err := strconv.ParseInt(v, 10, 64)
+				require.NoError(t, err, "%s: memory.stat %q", r.pod.Name, l)
+				if k == "anon" {
+					m.birdAnon = n
+				} else {
+					m.birdFile = n
+				}
+			}
+		}
+	}
+	own, err := k8s.RunKubectlAndGetOutputE(t, r.opts, "exec", r.pod.Name, "-c", "bird", "--", "birdc", "-s", "/run/bird/bird.ctl", "show", "memory")
+	require.NoError(t, err, "%s: birdc show memory", r.pod.Name)
+	m.birdOwn, err = birdMemoryTotal(own)
+	require.NoError(t, err, "%s: birdc show memory", r.pod.Name)
 	rss := rssRE.FindStringSubmatch(metrics(t, r.opts, r.pod.Name))
 	require.NotNil(t, rss, "%s: process_resident_memory_bytes", r.pod.Name)
 	v, err := strconv.ParseFloat(rss[1], 64)
@@ -359,4 +380,30 @@ func unhealthySince(t *testing.T, opts *k8s.KubectlOptions, since time.Time) []s
 		}
 	}
 	return bad
+}
+
+// birdMemoryTotal reads the Total line of BIRD's "show memory" (BIRD 2:
+// "Total:  46.5 kB  57.3 kB", effective then overhead; BIRD 2.0.8 and
+// older print the effective size only) as bytes.
+func birdMemoryTotal(out string) (int64, error) {
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) < 3 || f[0] != "Total:" {
+			continue
+		}
+		var total float64
+		for i := 1; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				return 0, fmt.Errorf("Total: %q: %w", l, err)
+			}
+			unit := map[string]float64{"B": 1, "kB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}[f[i+1]]
+			if unit == 0 {
+				return 0, fmt.Errorf("Total: %q: unit %q", l, f[i+1])
+			}
+			total += v * unit
+		}
+		return int64(total), nil
+	}
+	return 0, fmt.Errorf("no Total line in %q", out)
 }
