@@ -594,7 +594,13 @@ func sampleTable(r *chaosRig, b chaosRouter) *chaosSampler {
 				s.short++
 				if s.shortSince.IsZero() {
 					s.shortSince = now
-					s.during = append(s.during, fmt.Sprintf("%d missing during event %s", r.cfg.routes-networks, r.current.Load()))
+					// what the router saw: its sessions' states at the first
+					// short sample, to read the RRs' logs around that time
+					seen := "?"
+					if p, err := b.birdc("show", "protocols"); err == nil {
+						seen = protocolStates(p)
+					}
+					s.during = append(s.during, fmt.Sprintf("%d missing during event %s (at %s; sessions %s)", r.cfg.routes-networks, r.current.Load(), now.UTC().Format("15:04:05.0"), seen))
 				}
 			} else if !s.shortSince.IsZero() {
 				s.longest = max(s.longest, now.Sub(s.shortSince))
@@ -604,6 +610,19 @@ func sampleTable(r *chaosRig, b chaosRouter) *chaosSampler {
 		}
 	}()
 	return s
+}
+
+// protocolStates condenses birdc show protocols to the BGP sessions'
+// "name state since info".
+func protocolStates(out string) string {
+	var ss []string
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 5 && f[1] == "BGP" {
+			ss = append(ss, strings.Join(append([]string{f[0], f[3], f[4]}, f[5:]...), " "))
+		}
+	}
+	return strings.Join(ss, ", ")
 }
 
 func (r *chaosRig) stopSampling() []*chaosSampler {
