@@ -80,7 +80,7 @@ const (
 
 // PasswordFile is the key file of a session group ("mesh", "upstream" or a
 // client group's name) under PasswordDir ("" without PasswordDir).
-func (c *Config) PasswordFile(group string, client bool) string {
+func (c *Config) PasswordFile(group model.GroupName, client bool) string {
 	if c.PasswordDir == "" {
 		return ""
 	}
@@ -89,30 +89,30 @@ func (c *Config) PasswordFile(group string, client bool) string {
 
 // PasswordKey is the Secret key (file name) of a session group's TCP-MD5
 // key: "mesh", "upstream", or "client-<name>" for a client group.
-func PasswordKey(group string, client bool) string {
+func PasswordKey(group model.GroupName, client bool) string {
 	if client {
-		return "client-" + group
+		return "client-" + string(group)
 	}
-	return group
+	return string(group)
 }
 
 // PasswordKeys of every session group of the configuration.
 func (c *Config) sessionGroupKeys() []string {
-	keys := []string{PasswordKey(string(model.RoleMesh), false)}
+	keys := []string{PasswordKey(model.GroupMesh, false)}
 	if c.Upstream != nil {
-		keys = append(keys, PasswordKey(string(model.RoleUpstream), false))
+		keys = append(keys, PasswordKey(model.GroupUpstream, false))
 	}
 	if c.Downstream != nil {
-		keys = append(keys, PasswordKey(TargetDownstream, false))
+		keys = append(keys, PasswordKey(model.GroupDownstream, false))
 	}
 	for _, cl := range c.Clients {
-		keys = append(keys, PasswordKey(cl.Name, true))
+		keys = append(keys, PasswordKey(model.GroupName(cl.Name), true))
 	}
 	return keys
 }
 
 // PasswordRequired reports whether a session group's key must exist.
-func (c *Config) PasswordRequired(group string, client bool) bool {
+func (c *Config) PasswordRequired(group model.GroupName, client bool) bool {
 	return c.PasswordDir != "" && slices.Contains(c.PasswordKeys, PasswordKey(group, client))
 }
 
@@ -208,12 +208,12 @@ func (c *Config) MemoryNeed(routes int) (need, limit int64) {
 
 // LimitOf returns the prefix limit of a client session group (a client
 // group's name, or "downstream"); zero when there is none.
-func (c *Config) LimitOf(group string) PrefixLimit {
-	if group == TargetDownstream && c.Downstream != nil {
+func (c *Config) LimitOf(group model.GroupName) PrefixLimit {
+	if group == model.GroupDownstream && c.Downstream != nil {
 		return c.Downstream.PrefixLimit
 	}
 	for _, cl := range c.Clients {
-		if cl.Name == group {
+		if model.GroupName(cl.Name) == group {
 			return cl.PrefixLimit
 		}
 	}
@@ -223,12 +223,12 @@ func (c *Config) LimitOf(group string) PrefixLimit {
 // PeerMetrics reports whether a session group ("mesh", "upstream" or a
 // client group's name) gets per-peer metrics: mesh and upstream always
 // (few, known peers), client groups when they opt in.
-func (c *Config) PeerMetrics(group string) bool {
-	if model.Meshed(group) {
+func (c *Config) PeerMetrics(group model.GroupName) bool {
+	if group.Meshed() {
 		return true
 	}
 	for _, cl := range c.Clients {
-		if cl.Name == group {
+		if model.GroupName(cl.Name) == group {
 			return cl.PeerMetrics
 		}
 	}
@@ -395,7 +395,7 @@ type Upstream struct {
 // and an import policy (a rule from it or from all clients), so a pod that
 // can reach it still needs the key, and what it announces is filtered.
 func (c *Config) Guarded(client string) bool {
-	if !c.PasswordRequired(client, true) {
+	if !c.PasswordRequired(model.GroupName(client), true) {
 		return false
 	}
 	for _, r := range c.Policy {
@@ -413,7 +413,7 @@ func (c *Config) ClusterExposure(client string, r netip.Prefix, what string) str
 	if c.Guarded(client) {
 		return ""
 	}
-	return fmt.Sprintf("%s overlaps %s: any pod of the cluster could open a session; admit RRs with downstream (each at its own address), or narrow the range to the routers' addresses, or require the group's TCP-MD5 key (tcpMD5Secret, key %s) and give it an import policy (a policy rule with from: [%s])", r, what, PasswordKey(client, true), client)
+	return fmt.Sprintf("%s overlaps %s: any pod of the cluster could open a session; admit RRs with downstream (each at its own address), or narrow the range to the routers' addresses, or require the group's TCP-MD5 key (tcpMD5Secret, key %s) and give it an import policy (a policy rule with from: [%s])", r, what, PasswordKey(model.GroupName(client), true), client)
 }
 
 // CompiledClusterNetworks returns the validated cluster networks.

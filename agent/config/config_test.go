@@ -249,8 +249,8 @@ func TestBFDDefaultsAndPeerMetrics(t *testing.T) {
 	assert.Equal(t, DefaultBFDMultiplier, c.Mesh.BFD.Multiplier)
 	assert.Equal(t, 300*time.Millisecond, c.Clients[0].BFD.Interval.Duration)
 	assert.Nil(t, c.Clients[1].BFD, "BFD stays off unless asked for")
-	for g, want := range map[string]bool{"mesh": true, "upstream": true, "r": true, "s": false, "nosuch": false} {
-		assert.Equal(t, want, c.PeerMetrics(g), g)
+	for g, want := range map[model.GroupName]bool{"mesh": true, "upstream": true, "r": true, "s": false, "nosuch": false} {
+		assert.Equal(t, want, c.PeerMetrics(g), string(g))
 	}
 }
 

@@ -168,7 +168,7 @@ func TestSessionsPrintsTheDaemonsSessionsAsJSON(t *testing.T) {
 	var ss []model.Session
 	require.NoError(t, json.Unmarshal([]byte(out), &ss), out)
 	require.Len(t, ss, 1)
-	assert.Equal(t, "mesh", ss[0].Group)
+	assert.Equal(t, model.GroupName("mesh"), ss[0].Group)
 	assert.Equal(t, "127.0.30.2", ss[0].Peer.String())
 	assert.False(t, ss[0].Established)
 

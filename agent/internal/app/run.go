@@ -20,6 +20,7 @@ import (
 	"github.com/meshrr/meshrr/agent/internal/discovery"
 	"github.com/meshrr/meshrr/agent/internal/events"
 	"github.com/meshrr/meshrr/agent/internal/metrics"
+	"github.com/meshrr/meshrr/agent/internal/model"
 	"github.com/meshrr/meshrr/agent/internal/plan"
 	"github.com/meshrr/meshrr/agent/internal/reconcile"
 	"github.com/meshrr/meshrr/agent/internal/state"
@@ -53,7 +54,7 @@ func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(strin
 	sessions := backend.NewSessionCache(be, statusMaxAge)
 	m := metrics.New(sessions)
 	sessions.OnQuery = m.DaemonQueries.Inc
-	m.PerPeer = func(group string) bool { return watcher.Current().PeerMetrics(group) }
+	m.PerPeer = func(group model.GroupName) bool { return watcher.Current().PeerMetrics(group) }
 	m.Info.WithLabelValues(Version, be.Name(), rid.String()).Set(1)
 	rec, stopEvents := events.New(client, events.Pod{Name: pod.self.Name, Namespace: pod.self.Namespace, UID: pod.uid}, log)
 	defer stopEvents()

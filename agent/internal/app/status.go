@@ -14,6 +14,7 @@ import (
 	"github.com/meshrr/meshrr/agent/config"
 	"github.com/meshrr/meshrr/agent/internal/backend"
 	"github.com/meshrr/meshrr/agent/internal/metrics"
+	"github.com/meshrr/meshrr/agent/internal/model"
 	"github.com/meshrr/meshrr/agent/internal/reconcile"
 	"github.com/meshrr/meshrr/agent/internal/status"
 )
@@ -94,7 +95,7 @@ func (r *reporter) report(ctx context.Context) status.Report {
 }
 
 // withFlaps fills in each peer's flap count.
-func withFlaps(rep status.Report, flaps func(group string, peer netip.Addr) int) {
+func withFlaps(rep status.Report, flaps func(group model.GroupName, peer netip.Addr) int) {
 	for i, p := range rep.Peers {
 		if a, err := netip.ParseAddr(p.Addr); err == nil {
 			rep.Peers[i].Flaps = flaps(p.Group, a)

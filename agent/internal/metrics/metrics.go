@@ -50,7 +50,7 @@ type Metrics struct {
 
 	// PerPeer says which groups' sessions get per-peer series (nil: mesh
 	// and upstream). Set before serving.
-	PerPeer func(group string) bool
+	PerPeer func(group model.GroupName) bool
 	peers   peerTracker
 	now     func() time.Time
 }
@@ -198,7 +198,7 @@ func (c *sessionCollector) Collect(ch chan<- prometheus.Metric) {
 	counts := map[key]int{}
 	prefixes := map[string]int{}
 	for _, s := range ss {
-		g := s.Group
+		g := string(s.Group)
 		if g == "" {
 			g = "other" // sessions the operator configured
 		}

@@ -30,7 +30,7 @@ var (
 const flapTolerance = 500 * time.Millisecond
 
 type peerKey struct {
-	group string
+	group model.GroupName
 	peer  netip.Addr
 }
 
@@ -43,7 +43,7 @@ type peerTracker struct {
 }
 
 // observe records the sessions of admitted groups.
-func (p *peerTracker) observe(ss []model.Session, admit func(group string) bool) {
+func (p *peerTracker) observe(ss []model.Session, admit func(group model.GroupName) bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.last == nil {
@@ -72,7 +72,7 @@ func (p *peerTracker) flapsOf(k peerKey) int {
 
 // Flaps returns the flaps counted for a peer of a per-peer group (0 for
 // other groups: they are not tracked).
-func (m *Metrics) Flaps(group string, peer netip.Addr) int {
+func (m *Metrics) Flaps(group model.GroupName, peer netip.Addr) int {
 	return m.peers.flapsOf(peerKey{group, peer})
 }
 
@@ -81,11 +81,11 @@ func (m *Metrics) Flaps(group string, peer netip.Addr) int {
 func (m *Metrics) ObserveSessions(ss []model.Session) { m.peers.observe(ss, m.perPeer) }
 
 // perPeer reports whether a group's sessions get per-peer series.
-func (m *Metrics) perPeer(group string) bool {
+func (m *Metrics) perPeer(group model.GroupName) bool {
 	if m.PerPeer != nil {
 		return m.PerPeer(group)
 	}
-	return model.Meshed(group)
+	return group.Meshed()
 }
 
 // collectPeers emits the per-peer series and the BFD session counts.
@@ -98,12 +98,12 @@ func (m *Metrics) collectPeers(ch chan<- prometheus.Metric, ss []model.Session, 
 			continue
 		}
 		if s.BFD != "" {
-			bfd[key{s.Group, s.BFD}]++
+			bfd[key{string(s.Group), s.BFD}]++
 		}
 		if !m.perPeer(s.Group) {
 			continue
 		}
-		labels := []string{s.Group, s.Peer.String()}
+		labels := []string{string(s.Group), s.Peer.String()}
 		up, uptime := 0.0, 0.0
 		if s.Established {
 			up = 1

@@ -55,7 +55,7 @@ func TestPerPeerSeriesFlapsAndBFD(t *testing.T) {
 	assert.Contains(t, got, "meshrr_bfd_sessions{group=mesh,state=Up} 1\n")
 
 	// the group opts in
-	m.PerPeer = func(g string) bool { return g == "mesh" || g == "routers" }
+	m.PerPeer = func(g model.GroupName) bool { return g == "mesh" || g == "routers" }
 	got = series()
 	assert.Contains(t, got, "meshrr_bgp_peer_up{group=routers,peer=172.19.0.9} 1\n")
 	assert.Contains(t, got, "meshrr_bfd_peer_up{group=routers,peer=172.19.0.9} 0\n")

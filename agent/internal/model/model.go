@@ -160,6 +160,40 @@ const (
 	RoleClients  Role = "clients"  // sessions opened by address ranges
 )
 
+// Meshed: the role of the sessions between meshrr pods (mesh, upstream).
+func (r Role) Meshed() bool { return r == RoleMesh || r == RoleUpstream }
+
+// Group is the name of the role's peer group: the mesh's and the
+// upstream's groups are named after their role; a client group has its
+// own name ("" here).
+func (r Role) Group() GroupName {
+	switch r {
+	case RoleMesh:
+		return GroupMesh
+	case RoleUpstream:
+		return GroupUpstream
+	}
+	return ""
+}
+
+// GroupName names a peer group: GroupMesh, GroupUpstream or a client
+// group's configured name. Sessions, peer groups, status, metrics labels
+// and TCP-MD5 keys all name groups with it; a Role says why a group
+// exists.
+type GroupName string
+
+const (
+	GroupMesh     GroupName = "mesh"
+	GroupUpstream GroupName = "upstream"
+	// GroupDownstream admits the RRs of the groups below (a core's side of
+	// a hierarchy).
+	GroupDownstream GroupName = "downstream"
+)
+
+// Meshed: the mesh's or the upstream's group, the sessions between meshrr
+// pods.
+func (g GroupName) Meshed() bool { return g == GroupMesh || g == GroupUpstream }
+
 // Model is the desired BGP configuration of one RR pod.
 type Model struct {
 	ASN        ASN
@@ -204,7 +238,7 @@ type Timers struct {
 
 // PeerGroup is a set of sessions sharing role, type and policy.
 type PeerGroup struct {
-	Name     string // stable: "mesh", "upstream" or the client group's name
+	Name     GroupName // stable: "mesh", "upstream" or the client group's name
 	Role     Role
 	External bool // eBGP (route-server clients); otherwise iBGP
 	RRClient bool // peers are route-reflector clients of this pod
@@ -351,7 +385,7 @@ type Action struct {
 // Session is a BGP session as read from the daemon.
 type Session struct {
 	Name        string     `json:"name"`  // daemon's protocol/peer name
-	Group       string     `json:"group"` // model group name, "" when the session is not the agent's
+	Group       GroupName  `json:"group"` // model group name, "" when the session is not the agent's
 	Peer        netip.Addr `json:"peer"`
 	State       string     `json:"state"` // daemon's BGP state (Established, Active, ...)
 	Established bool       `json:"established"`
@@ -371,12 +405,8 @@ type Session struct {
 }
 
 // In reports whether the session belongs to the mesh or upstream group
-// (those groups are named by their role; a client group by its name).
-func (s Session) In(r Role) bool { return s.Group == string(r) }
-
-// Meshed reports whether a group name is the mesh's or the upstream's:
-// the sessions between meshrr pods.
-func Meshed(group string) bool { return group == string(RoleMesh) || group == string(RoleUpstream) }
+// (a client group's sessions are in no role's group).
+func (s Session) In(r Role) bool { return s.Group != "" && s.Group == r.Group() }
 
 // Member is one ready RR pod found through discovery.
 type Member struct {

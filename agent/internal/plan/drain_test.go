@@ -26,7 +26,7 @@ func TestDrainBlockers(t *testing.T) {
 		member("core-a-1", "a", "10.0.0.2"), member("core-b-0", "b", "10.0.0.3"),
 		{Namespace: "other", Group: "core.core", Side: "b", Pod: "x", Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.9")}},
 	}}
-	up := func(addr, group string) model.Session {
+	up := func(addr string, group model.GroupName) model.Session {
 		return model.Session{Peer: netip.MustParseAddr(addr), Group: group, Established: true}
 	}
 	sides := cfg("drain: {sides: [a, b]}\n")

@@ -45,10 +45,10 @@ type Input struct {
 	// GRACEFUL_SHUTDOWN community and local-preference 0.
 	Draining bool
 	// Passwords are the TCP-MD5 keys by model group name (secrets).
-	Passwords map[string]string
+	Passwords map[model.GroupName]string
 	// Refused session groups (by model group name, with why) get no
 	// session: their TCP-MD5 key is missing or malformed.
-	Refused map[string]string
+	Refused map[model.GroupName]string
 	// ClusterAddrs are addresses known to be the cluster's own (the pod's
 	// address on the pod network, the API server's Service address): a
 	// client range that holds one admits any pod of the cluster.
@@ -78,10 +78,10 @@ type Result struct {
 	// Exposed are the client groups refused (no session) because a range
 	// admits the cluster's own networks without TCP-MD5 and an import
 	// policy, with why (config.ClusterExposure).
-	Exposed map[string]string
+	Exposed map[model.GroupName]string
 	// Discovered counts the members seen per session group ("mesh",
 	// "upstream", "downstream").
-	Discovered map[string]int
+	Discovered map[model.GroupName]int
 }
 
 // Build computes the desired model.
@@ -102,7 +102,7 @@ func Build(in Input) (Result, error) {
 	if id, ok := c.ExplicitClusterID(); ok {
 		cluster = id
 	}
-	res := Result{Discovered: map[string]int{}}
+	res := Result{Discovered: map[model.GroupName]int{}}
 	m := baseModel(c, rid, local)
 	m.Groups = append(m.Groups, meshGroup(in, local, &res))
 	if c.Upstream != nil {
@@ -160,12 +160,12 @@ func baseModel(c *config.Config, rid netip.Addr, local []netip.Addr) model.Model
 // meshGroup: every other member of the pod's own group.
 func meshGroup(in Input, local []netip.Addr, res *Result) model.PeerGroup {
 	c := in.Config
-	mesh := model.PeerGroup{Name: string(model.RoleMesh), Role: model.RoleMesh, BFD: bfd(c.Mesh.BFD, c.GracefulRestart.On())}
+	mesh := model.PeerGroup{Name: model.GroupMesh, Role: model.RoleMesh, BFD: bfd(c.Mesh.BFD, c.GracefulRestart.On())}
 	for _, mb := range members(in.Snapshot, cmp.Or(c.Mesh.Namespace, in.Self.Namespace), c.Mesh.Group) {
 		if isSelf(mb, in.Self) {
 			continue
 		}
-		res.Discovered[string(model.RoleMesh)]++
+		res.Discovered[model.GroupMesh]++
 		mesh.Neighbors = append(mesh.Neighbors, neighbors(mb, local, c.ASN())...)
 	}
 	return mesh
@@ -179,9 +179,9 @@ func upstreamGroup(in Input, local []netip.Addr, res *Result) (model.PeerGroup, 
 	if u.Group == c.Mesh.Group && cmp.Or(u.Namespace, in.Self.Namespace) == meshNS {
 		return model.PeerGroup{}, fmt.Errorf("plan: upstream.group %q in namespace %s is this pod's own group: an upstream must be another group", u.Group, meshNS)
 	}
-	up := model.PeerGroup{Name: string(model.RoleUpstream), Role: model.RoleUpstream, BFD: bfd(u.BFD, c.GracefulRestart.On())}
+	up := model.PeerGroup{Name: model.GroupUpstream, Role: model.RoleUpstream, BFD: bfd(u.BFD, c.GracefulRestart.On())}
 	chosen, replaced, seen := newUpstreamChoice(in).choose()
-	res.Discovered[string(model.RoleUpstream)] = seen
+	res.Discovered[model.GroupUpstream] = seen
 	for _, mb := range chosen {
 		res.Upstream = append(res.Upstream, mb.ID())
 		up.Neighbors = append(up.Neighbors, neighbors(mb, local, c.ASN())...)
@@ -208,7 +208,7 @@ func downstreamGroup(in Input, local []netip.Addr, cluster netip.Addr, explicit 
 		if mb.Group == c.Mesh.Group && mb.Namespace == meshNS {
 			continue // a group cannot be its own upstream
 		}
-		res.Discovered[config.TargetDownstream]++
+		res.Discovered[model.GroupDownstream]++
 		for _, a := range mb.Addrs {
 			if !slices.Contains(explicit, a) && !slices.Contains(addrs, a) {
 				addrs = append(addrs, a)
@@ -222,7 +222,7 @@ func downstreamGroup(in Input, local []netip.Addr, cluster netip.Addr, explicit 
 	}
 	ranges = localFamilies(ranges, local)
 	return model.PeerGroup{
-		Name:            config.TargetDownstream,
+		Name:            model.GroupDownstream,
 		Role:            model.RoleClients,
 		Ranges:          ranges,
 		Allow:           ranges,
@@ -248,8 +248,8 @@ func explicitPeers(groups []model.PeerGroup) []netip.Addr {
 // exposed: the client groups with a range that holds an address of the
 // cluster's own networks (Input.ClusterAddrs) and are not Guarded; the
 // configured clusterNetworks are checked when the configuration loads.
-func exposed(in Input) map[string]string {
-	out := map[string]string{}
+func exposed(in Input) map[model.GroupName]string {
+	out := map[model.GroupName]string{}
 	for i := range in.Config.Clients {
 		cl := &in.Config.Clients[i]
 	ranges:
@@ -257,7 +257,7 @@ func exposed(in Input) map[string]string {
 			for _, k := range in.ClusterAddrs {
 				if r.Contains(k.Addr) {
 					if why := in.Config.ClusterExposure(cl.Name, r, k.What); why != "" {
-						out[cl.Name] = why
+						out[model.GroupName(cl.Name)] = why
 						break ranges
 					}
 				}
@@ -275,7 +275,7 @@ func clientGroups(c *config.Config, local, explicit []netip.Addr, cluster netip.
 		cl := &c.Clients[i]
 		ranges := localFamilies(cl.CompiledRanges(), local)
 		g := model.PeerGroup{
-			Name:             cl.Name,
+			Name:             model.GroupName(cl.Name),
 			Role:             model.RoleClients,
 			External:         cl.Type == config.ClientExternal,
 			Ranges:           ranges,
@@ -303,7 +303,7 @@ func clientGroups(c *config.Config, local, explicit []netip.Addr, cluster netip.
 
 // finishGroups: the families and TCP-MD5 keys of every group, neighbors
 // and groups in a stable order.
-func finishGroups(c *config.Config, passwords map[string]string, groups []model.PeerGroup) {
+func finishGroups(c *config.Config, passwords map[model.GroupName]string, groups []model.PeerGroup) {
 	nlri := slices.Clone(c.Families)
 	for i := range groups {
 		groups[i].NLRI = nlri

@@ -32,7 +32,7 @@ func member(ns, group, pod, side, node string, addrs ...string) model.Member {
 	return m
 }
 
-func group(t *testing.T, m model.Model, name string) model.PeerGroup {
+func group(t *testing.T, m model.Model, name model.GroupName) model.PeerGroup {
 	t.Helper()
 	for _, g := range m.Groups {
 		if g.Name == name {
@@ -77,7 +77,7 @@ func TestMeshPeersAreEveryOtherMemberOfTheOwnGroupOnly(t *testing.T) {
 	mesh := group(t, res.Model, "mesh")
 	assert.Equal(t, []string{"10.244.2.2", "10.244.3.2", "fd00:244::3"}, addrs(mesh))
 	assert.Equal(t, "core/core-b", mesh.Neighbors[0].Name)
-	assert.Equal(t, 2, res.Discovered[string(model.RoleMesh)])
+	assert.Equal(t, 2, res.Discovered[model.GroupMesh])
 	assert.Equal(t, ip("10.244.1.2"), res.Model.RouterID, "auto router id is the pod's IPv4 address")
 	assert.Equal(t, []netip.Addr{ip("10.244.1.2"), ip("fd00:244::2")}, res.Model.LocalAddrs)
 }
@@ -212,8 +212,8 @@ func TestUpstreamChoiceIsDeterministicAndSpreadsSides(t *testing.T) {
 	up := group(t, res.Model, "upstream")
 	require.Len(t, up.Neighbors, 2)
 	assert.NotEqual(t, up.Neighbors[0].Side, up.Neighbors[1].Side, "one member per side")
-	assert.Equal(t, 4, res.Discovered[string(model.RoleUpstream)])
-	assert.Equal(t, 5, res.Discovered[string(model.RoleMesh)])
+	assert.Equal(t, 4, res.Discovered[model.GroupUpstream])
+	assert.Equal(t, 5, res.Discovered[model.GroupMesh])
 
 	// the same sets in another order give the same choice
 	rev := in
@@ -438,11 +438,11 @@ func TestGroupsAreSortedAndStable(t *testing.T) {
 	b, err := Build(in)
 	require.NoError(t, err)
 	assert.Equal(t, a.Model, b.Model)
-	var names []string
+	var names []model.GroupName
 	for _, g := range a.Model.Groups {
 		names = append(names, g.Name)
 	}
-	assert.Equal(t, []string{"mesh", "routers", "upstream"}, names)
+	assert.Equal(t, []model.GroupName{"mesh", "routers", "upstream"}, names)
 }
 
 // The validation cannot see the pod's namespace: an upstream naming the
@@ -608,12 +608,12 @@ func TestClientRangeOverTheClusterNetworksIsRefusedUnlessGuarded(t *testing.T) {
 	assert.Contains(t, res.Exposed["pods"], "10.244.0.0/16 overlaps this pod's address 10.244.1.2 (the pod network): any pod of the cluster could open a session")
 	assert.Contains(t, res.Exposed["pods"], "tcpMD5Secret, key client-pods")
 	assert.Contains(t, res.Exposed["svc"], "the API server's Service address")
-	assert.NotContains(t, res.Exposed, "routers")
-	var names []string
+	assert.NotContains(t, res.Exposed, model.GroupName("routers"))
+	var names []model.GroupName
 	for _, g := range res.Model.Groups {
 		names = append(names, g.Name)
 	}
-	assert.Equal(t, []string{"mesh", "routers"}, names, "the refused groups get no session")
+	assert.Equal(t, []model.GroupName{"mesh", "routers"}, names, "the refused groups get no session")
 
 	// guarded: the key required and an import policy from the group
 	res, err = Build(in("passwordDir: /k\nclients: [{name: pods, ranges: [10.244.0.0/16]}]\npolicy: [{name: only-ours, from: [pods], matchPrefixes: [{prefix: 10.99.0.0/16, maxLength: 24}], action: accept}, {name: rest, from: [pods], action: reject}]\n"))
@@ -623,8 +623,8 @@ func TestClientRangeOverTheClusterNetworksIsRefusedUnlessGuarded(t *testing.T) {
 	// the key alone is not enough, nor the policy alone
 	res, err = Build(in("passwordDir: /k\nclients: [{name: pods, ranges: [10.244.0.0/16]}]\n"))
 	require.NoError(t, err)
-	assert.Contains(t, res.Exposed, "pods")
+	assert.Contains(t, res.Exposed, model.GroupName("pods"))
 	res, err = Build(in("clients: [{name: pods, ranges: [10.244.0.0/16]}]\npolicy: [{name: rest, from: [clients], action: reject}]\n"))
 	require.NoError(t, err)
-	assert.Contains(t, res.Exposed, "pods")
+	assert.Contains(t, res.Exposed, model.GroupName("pods"))
 }

@@ -65,7 +65,7 @@ func targets(list []string, g *model.PeerGroup) bool {
 		switch {
 		case t == string(g.Role) && g.Role != model.RoleClients:
 			return true
-		case g.Role == model.RoleClients && (t == config.TargetClients || t == g.Name):
+		case g.Role == model.RoleClients && (t == config.TargetClients || model.GroupName(t) == g.Name):
 			return true
 		}
 	}

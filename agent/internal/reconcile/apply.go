@@ -13,7 +13,7 @@ import (
 // apply renders m and applies it when it differs, byte for byte, from the
 // configuration the daemon runs (l.applied): the one path to the daemon,
 // for reconciles and drains alike. Errors never carry a key of keys.
-func (l *Loop) apply(ctx context.Context, m model.Model, keys map[string]string) error {
+func (l *Loop) apply(ctx context.Context, m model.Model, keys map[model.GroupName]string) error {
 	out, err := l.Backend.Render(m)
 	if err != nil {
 		return redact(fmt.Errorf("render: %w", err), keys)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/meshrr/meshrr/agent/internal/model"
 	"github.com/meshrr/meshrr/agent/internal/plan"
 )
 
@@ -40,7 +41,7 @@ func (l *Loop) drainUnsynced(ctx context.Context) error {
 		return errors.New("cannot drain: discovery has not synced since the agent started, so there is no planned configuration to mark for graceful shutdown")
 	}
 	m := plan.Drained(st.Model)
-	keys := map[string]string{}
+	keys := map[model.GroupName]string{}
 	for _, g := range m.Groups {
 		if g.Password != "" {
 			keys[g.Name] = g.Password

@@ -42,7 +42,7 @@ func (l *Loop) disabledList() string {
 	}
 	var out []string
 	for _, a := range slices.SortedFunc(maps.Keys(l.disabled), netip.Addr.Compare) {
-		out = append(out, a.String()+" ("+l.disabled[a].Group+")")
+		out = append(out, a.String()+" ("+string(l.disabled[a].Group)+")")
 	}
 	return strings.Join(out, ", ")
 }
@@ -55,7 +55,7 @@ func (l *Loop) disabledList() string {
 // disables; each change is an Event and meshrr_clients_disabled.
 func (l *Loop) keepOut(cfg *config.Config, m model.Model, sessions map[netip.Addr]model.Session) model.Model {
 	now := l.now()
-	disabling := map[string]bool{}
+	disabling := map[model.GroupName]bool{}
 	for _, g := range m.Groups {
 		if g.Role == model.RoleClients && g.MaxPrefixAction == model.LimitDisable {
 			disabling[g.Name] = true

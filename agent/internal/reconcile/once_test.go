@@ -42,7 +42,7 @@ func (b *recordingBackend) Render(m model.Model) ([]byte, error) {
 	}
 	for _, g := range m.Groups {
 		for _, n := range g.Neighbors {
-			out = append(out, []byte(g.Name+" "+n.Addr.String()+"\n")...)
+			out = append(out, []byte(string(g.Name)+" "+n.Addr.String()+"\n")...)
 		}
 	}
 	return out, nil

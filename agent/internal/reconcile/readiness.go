@@ -63,7 +63,7 @@ func (l *Loop) readiness(requireEstablished bool, ss []model.Session, daemonErr 
 		return notReady("%v", daemonErr)
 	}
 	for _, role := range []model.Role{model.RoleMesh, model.RoleUpstream} {
-		if why, ok := st.Refused[string(role)]; ok {
+		if why, ok := st.Refused[role.Group()]; ok {
 			return notReady("%s sessions refused: %s", role, why)
 		}
 	}
@@ -74,7 +74,7 @@ func (l *Loop) readiness(requireEstablished bool, ss []model.Session, daemonErr 
 		return l.inService(st) // alone in the group and no upstream: nothing to wait for
 	}
 	for _, s := range ss {
-		if s.Established && model.Meshed(s.Group) {
+		if s.Established && s.Group.Meshed() {
 			return l.inService(st)
 		}
 	}

@@ -26,7 +26,7 @@ func (l *Loop) reapGone(ctx context.Context, m model.Model, sessions map[netip.A
 	if m.GracefulRestart.Enabled {
 		after = time.Duration(m.GracefulRestart.RestartTime) * time.Second
 	}
-	clients := map[string]bool{}
+	clients := map[model.GroupName]bool{}
 	for _, g := range m.Groups {
 		if g.Role == model.RoleClients {
 			clients[g.Name] = true

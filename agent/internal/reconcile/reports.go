@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/meshrr/meshrr/agent/config"
 	"github.com/meshrr/meshrr/agent/internal/events"
 	"github.com/meshrr/meshrr/agent/internal/model"
 )
@@ -15,17 +14,17 @@ import (
 // reported is what the loop last reported, so that each change is
 // reported once.
 type reported struct {
-	neighbors    map[netip.Addr]model.Neighbor // applied explicit peers
-	neighborRole map[netip.Addr]string         // their group
-	rejected     []string                      // what discovery refused
-	refused      map[string]string             // session groups refused for their TCP-MD5 key
-	exposed      map[string]string             // client groups refused for admitting the cluster's networks
+	neighbors    map[netip.Addr]model.Neighbor  // applied explicit peers
+	neighborRole map[netip.Addr]model.GroupName // their group
+	rejected     []string                       // what discovery refused
+	refused      map[model.GroupName]string     // session groups refused for their TCP-MD5 key
+	exposed      map[model.GroupName]string     // client groups refused for admitting the cluster's networks
 }
 
 // reportDiscovered sets the discovered-peer gauges.
-func (l *Loop) reportDiscovered(discovered map[string]int) {
-	for _, g := range []string{string(model.RoleMesh), string(model.RoleUpstream), config.TargetDownstream} {
-		l.Metrics.DiscoveredPeers.WithLabelValues(g).Set(float64(discovered[g]))
+func (l *Loop) reportDiscovered(discovered map[model.GroupName]int) {
+	for _, g := range []model.GroupName{model.GroupMesh, model.GroupUpstream, model.GroupDownstream} {
+		l.Metrics.DiscoveredPeers.WithLabelValues(string(g)).Set(float64(discovered[g]))
 	}
 }
 
@@ -33,20 +32,20 @@ func (l *Loop) reportDiscovered(discovered map[string]int) {
 // group whose explicit peers changed.
 func (l *Loop) reportPeers(m model.Model) {
 	cur := map[netip.Addr]model.Neighbor{}
-	role := map[netip.Addr]string{}
+	role := map[netip.Addr]model.GroupName{}
 	for _, g := range m.Groups {
 		n := len(g.Neighbors)
 		if g.Role == model.RoleClients {
 			n = len(g.Ranges)
 		}
-		l.Metrics.ConfiguredPeers.WithLabelValues(g.Name).Set(float64(n))
+		l.Metrics.ConfiguredPeers.WithLabelValues(string(g.Name)).Set(float64(n))
 		for _, nb := range g.Neighbors {
 			cur[nb.Addr] = nb
 			role[nb.Addr] = g.Name
 		}
 	}
-	added := map[string][]string{}
-	removed := map[string][]string{}
+	added := map[model.GroupName][]string{}
+	removed := map[model.GroupName][]string{}
 	for a, nb := range cur {
 		if _, ok := l.reported.neighbors[a]; !ok || l.reported.neighborRole[a] != role[a] {
 			added[role[a]] = append(added[role[a]], describe(a, nb))
@@ -79,8 +78,8 @@ func describe(a netip.Addr, nb model.Neighbor) string {
 	return a.String() + " (" + nb.Name + ")"
 }
 
-func groupsOf(ms ...map[string][]string) []string {
-	var out []string
+func groupsOf(ms ...map[model.GroupName][]string) []model.GroupName {
+	var out []model.GroupName
 	for _, m := range ms {
 		for g := range m {
 			if !slices.Contains(out, g) {
@@ -116,11 +115,11 @@ func (l *Loop) reportRejected(rejected []string) {
 
 // reportRefused records a Warning Event and a log line when the set of
 // session groups refused for their TCP-MD5 key changes (never the key).
-func (l *Loop) reportRefused(refused map[string]string) {
-	reportChanges(&l.reported.refused, refused, func(g, why string) {
+func (l *Loop) reportRefused(refused map[model.GroupName]string) {
+	reportChanges(&l.reported.refused, refused, func(g model.GroupName, why string) {
 		l.Log.Warn("session group refused: its TCP-MD5 key is missing or malformed; it gets no session until the Secret is fixed", "op", "md5", "group", g, "reason", why)
 		l.Events.Warning(events.ReasonKeyRefused, "%s sessions refused, none runs without its TCP-MD5 key: %s", g, why)
-	}, func(g string) {
+	}, func(g model.GroupName) {
 		l.Log.Info("session group's TCP-MD5 key is valid again", "op", "md5", "group", g)
 		l.Events.Normal(events.ReasonKeyAccepted, "%s: its TCP-MD5 key is valid again; its sessions are configured", g)
 	})
@@ -128,11 +127,11 @@ func (l *Loop) reportRefused(refused map[string]string) {
 
 // reportExposed records a Warning Event and a log line when the set of
 // client groups refused for admitting the cluster's own networks changes.
-func (l *Loop) reportExposed(exposed map[string]string) {
-	reportChanges(&l.reported.exposed, exposed, func(g, why string) {
+func (l *Loop) reportExposed(exposed map[model.GroupName]string) {
+	reportChanges(&l.reported.exposed, exposed, func(g model.GroupName, why string) {
 		l.Log.Warn("client group refused: a range admits the cluster's own networks", "op", "clients", "group", g, "reason", why)
 		l.Events.Warning(events.ReasonRangeRefused, "%s sessions refused: %s", g, why)
-	}, func(g string) {
+	}, func(g model.GroupName) {
 		l.Log.Info("client group admitted again", "op", "clients", "group", g)
 		l.Events.Normal(events.ReasonRangeAccepted, "%s: its ranges no longer admit the cluster's networks unguarded; its sessions are configured", g)
 	})
@@ -141,7 +140,7 @@ func (l *Loop) reportExposed(exposed map[string]string) {
 // reportChanges calls refused for each group newly refused (or refused
 // for another reason) and accepted for each no longer refused, and keeps
 // now as the last reported.
-func reportChanges(last *map[string]string, now map[string]string, refused func(g, why string), accepted func(g string)) {
+func reportChanges(last *map[model.GroupName]string, now map[model.GroupName]string, refused func(g model.GroupName, why string), accepted func(g model.GroupName)) {
 	if maps.Equal(now, *last) {
 		return
 	}

@@ -18,13 +18,13 @@ import (
 // (by model group name, with why: the Secret and the key, never the key's
 // value) and gets no session; the other groups keep their keys. A missing
 // key of a group that does not require one leaves that group without MD5.
-func readPasswords(c *config.Config) (keys, refused map[string]string) {
-	keys, refused = map[string]string{}, map[string]string{}
+func readPasswords(c *config.Config) (keys, refused map[model.GroupName]string) {
+	keys, refused = map[model.GroupName]string{}, map[model.GroupName]string{}
 	secret := "the Secret mounted at " + c.PasswordDir
 	if c.PasswordSecret != "" {
 		secret = "Secret " + c.PasswordSecret
 	}
-	read := func(name string, client bool) {
+	read := func(name model.GroupName, client bool) {
 		p := c.PasswordFile(name, client)
 		if p == "" {
 			return
@@ -48,22 +48,22 @@ func readPasswords(c *config.Config) (keys, refused map[string]string) {
 		}
 		keys[name] = k
 	}
-	read(string(model.RoleMesh), false)
+	read(model.GroupMesh, false)
 	if c.Upstream != nil {
-		read(string(model.RoleUpstream), false)
+		read(model.GroupUpstream, false)
 	}
 	if c.Downstream != nil {
-		read(config.TargetDownstream, false)
+		read(model.GroupDownstream, false)
 	}
 	for _, cl := range c.Clients {
-		read(cl.Name, true)
+		read(model.GroupName(cl.Name), true)
 	}
 	return keys, refused
 }
 
 // redact removes every key from an error's text (daemons may echo
 // configuration lines in their errors, which end up in logs and Events).
-func redact(err error, secrets map[string]string) error {
+func redact(err error, secrets map[model.GroupName]string) error {
 	if err == nil {
 		return nil
 	}

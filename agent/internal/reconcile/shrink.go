@@ -42,11 +42,11 @@ func (l *Loop) release() {
 // remove when it removes more than reconcile.maxRemovedShare of the mesh
 // or every upstream peer at once; additions apply at once. When a later
 // look after the hold still plans the removal, it goes through.
-func (l *Loop) holdShrink(cfg *config.Config, m model.Model, refused map[string]string) model.Model {
-	removed := map[string][]model.Neighbor{}
+func (l *Loop) holdShrink(cfg *config.Config, m model.Model, refused map[model.GroupName]string) model.Model {
+	removed := map[model.GroupName][]model.Neighbor{}
 	shrink := ""
 	for _, role := range []model.Role{model.RoleMesh, model.RoleUpstream} {
-		if _, ok := refused[string(role)]; ok {
+		if _, ok := refused[role.Group()]; ok {
 			continue // refused on purpose (its key): never kept without it
 		}
 		before, after := byAddr(l.shrink.meshed[role]), neighborsOf(m, role)
@@ -70,7 +70,7 @@ func (l *Loop) holdShrink(cfg *config.Config, m model.Model, refused map[string]
 		default:
 			continue
 		}
-		removed[string(role)] = gone
+		removed[role.Group()] = gone
 	}
 	now := l.now()
 	if shrink == "" {

@@ -20,7 +20,7 @@ type Status struct {
 	LastError string
 	// Refused session groups (no session: their TCP-MD5 key is missing or
 	// malformed), by name, with why.
-	Refused map[string]string
+	Refused map[model.GroupName]string
 	// InService is when the pod was first ready (zero: not yet): from then
 	// on losing every mesh and upstream session does not make it unready.
 	InService time.Time

@@ -58,8 +58,8 @@ type Vanished struct {
 
 // Disabled is a client kept out for exceeding its prefix limit.
 type Disabled struct {
-	Group string    `json:"group"`
-	Since time.Time `json:"since"`
+	Group model.GroupName `json:"group"`
+	Since time.Time       `json:"since"`
 	// Until is when it is admitted again (zero: when an operator says so).
 	Until time.Time `json:"until,omitzero"`
 }

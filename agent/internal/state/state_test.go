@@ -38,7 +38,7 @@ func TestTheStateOutlivesTheStoreAndABadFileIsIgnored(t *testing.T) {
 	got := s2.Get()
 	assert.Equal(t, "ns/p1", got.Applied[model.RoleMesh][0].Name)
 	assert.True(t, got.HeldSince.Equal(since))
-	assert.Equal(t, "edge", got.Disabled[peer].Group)
+	assert.Equal(t, model.GroupName("edge"), got.Disabled[peer].Group)
 
 	for content, want := range map[string]string{
 		`{"version": 99}`: "has version 99",

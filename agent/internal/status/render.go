@@ -177,21 +177,21 @@ func DOT(groups []GroupView) []byte {
 					colour = colourUp
 				}
 				switch p.Role {
-				case string(model.RoleMesh):
+				case model.RoleMesh:
 					// one edge per pair, drawn from the lower name
 					if p.Name != "" && id < p.Name {
 						edges = append(edges, edge{id, p.Name, fmt.Sprintf("dir=none, color=%q, constraint=false", colour)})
 					}
-				case string(model.RoleUpstream):
+				case model.RoleUpstream:
 					if p.Name != "" {
 						edges = append(edges, edge{id, p.Name, fmt.Sprintf("color=%q, style=dashed", colour)})
 					}
-				case string(model.RoleClients):
-					if clients[p.Group] == nil {
-						clients[p.Group] = map[string]bool{}
+				case model.RoleClients:
+					if clients[string(p.Group)] == nil {
+						clients[string(p.Group)] = map[string]bool{}
 					}
 					if p.Established {
-						clients[p.Group][p.Addr] = true
+						clients[string(p.Group)][p.Addr] = true
 					}
 				}
 			}

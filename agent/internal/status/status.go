@@ -51,17 +51,17 @@ type Report struct {
 // Peer is one session: a configured neighbour (mesh, upstream) or a client
 // that connected through a range.
 type Peer struct {
-	Group       string    `json:"group"` // mesh, upstream or the client group's name
-	Role        string    `json:"role"`  // mesh, upstream, clients
-	Addr        string    `json:"addr"`
-	Name        string    `json:"name,omitempty"` // namespace/pod of an RR peer
-	Side        string    `json:"side,omitempty"`
-	State       string    `json:"state"`
-	Established bool      `json:"established"`
-	Since       time.Time `json:"since,omitzero"`
-	Received    int       `json:"received"`
-	Sent        int       `json:"sent"`
-	BFD         string    `json:"bfd,omitempty"` // BFD session state (Up, Down, Init, AdminDown); "" without BFD
+	Group       model.GroupName `json:"group"` // mesh, upstream or the client group's name
+	Role        model.Role      `json:"role"`  // mesh, upstream, clients
+	Addr        string          `json:"addr"`
+	Name        string          `json:"name,omitempty"` // namespace/pod of an RR peer
+	Side        string          `json:"side,omitempty"`
+	State       string          `json:"state"`
+	Established bool            `json:"established"`
+	Since       time.Time       `json:"since,omitzero"`
+	Received    int             `json:"received"`
+	Sent        int             `json:"sent"`
+	BFD         string          `json:"bfd,omitempty"` // BFD session state (Up, Down, Init, AdminDown); "" without BFD
 	// Flaps: resets of the Established session seen since the agent
 	// started (groups with per-peer metrics: mesh, upstream, clients with
 	// peerMetrics)
@@ -85,7 +85,7 @@ func Build(base Report, m model.Model, sessions []model.Session) Report {
 	seen := map[netip.Addr]bool{}
 	for _, g := range m.Groups {
 		for _, n := range g.Neighbors {
-			p := Peer{Group: g.Name, Role: string(g.Role), Addr: n.Addr.String(), Name: n.Name, Side: n.Side, State: "Down", TCPMD5: g.Password != ""}
+			p := Peer{Group: g.Name, Role: g.Role, Addr: n.Addr.String(), Name: n.Name, Side: n.Side, State: "Down", TCPMD5: g.Password != ""}
 			if s, ok := byAddr[n.Addr]; ok {
 				p.fill(s)
 			}
@@ -93,9 +93,9 @@ func Build(base Report, m model.Model, sessions []model.Session) Report {
 			r.Peers = append(r.Peers, p)
 		}
 	}
-	roles := map[string]string{}
+	roles := map[model.GroupName]model.Role{}
 	for _, g := range m.Groups {
-		roles[g.Name] = string(g.Role)
+		roles[g.Name] = g.Role
 	}
 	for _, s := range sessions {
 		if seen[s.Peer] || !s.Peer.IsValid() || s.Group == "" {
@@ -130,7 +130,7 @@ func Problems(r Report) []string {
 		out = append(out, fmt.Sprintf("%s: last reconcile failed: %s", r.Pod, r.LastError))
 	}
 	for _, p := range r.Peers {
-		if model.Meshed(p.Role) && !p.Established {
+		if p.Role.Meshed() && !p.Established {
 			who := p.Addr
 			if p.Name != "" {
 				who = p.Name + " (" + p.Addr + ")"

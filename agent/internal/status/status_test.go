@@ -132,7 +132,7 @@ func TestHostileNamesStayInsideTheirDOTStrings(t *testing.T) {
 				if reports[i].Peers[j].Name != "" {
 					reports[i].Peers[j].Name += s
 				}
-				reports[i].Peers[j].Group += s
+				reports[i].Peers[j].Group += model.GroupName(s)
 			}
 		}
 		out := DOT(Groups(reports))

@@ -207,13 +207,13 @@ func (b *Backend) bfdSessions(ctx context.Context) (map[netip.Addr]string, error
 }
 
 // groupOf maps a protocol description written by Render back to its group.
-func groupOf(desc string) string {
+func groupOf(desc string) model.GroupName {
 	rest, ok := strings.CutPrefix(desc, descPrefix)
 	if !ok {
 		return ""
 	}
 	g, _, _ := strings.Cut(rest, " ")
-	return g
+	return model.GroupName(g)
 }
 
 // Ping implements backend.Backend.

@@ -180,11 +180,11 @@ func TestBFDWithdrawsAFrozenRoutersRoutesBeforeTheHoldTimer(t *testing.T) {
 	require.Contains(t, bfdLine, "127.0.10.129")
 	require.NotContains(t, bfdLine, "127.0.10.137", "no BFD session with the group that has it off")
 	t.Logf("the RR's show bfd sessions:\n%s", bfdLine)
-	bfdOf := map[string]string{}
+	bfdOf := map[model.GroupName]string{}
 	for _, s := range r.sessions(t) {
 		bfdOf[s.Group] = s.BFD
 	}
-	assert.Equal(t, map[string]string{"fast": "Up", "plain": ""}, bfdOf, "BFD state of the sessions as the backend reads them")
+	assert.Equal(t, map[model.GroupName]string{"fast": "Up", "plain": ""}, bfdOf, "BFD state of the sessions as the backend reads them")
 
 	freeze := func(in *birdlab.Instance, sig syscall.Signal) {
 		require.NoError(t, syscall.Kill(in.Pid(), sig))

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshrr/meshrr/agent/internal/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -83,10 +84,10 @@ func TestParseProtocolsReadsStateNeighborsAndRoutes(t *testing.T) {
 }
 
 func TestGroupOfDescription(t *testing.T) {
-	assert.Equal(t, "mesh", groupOf("meshrr:mesh core/core-a-0"))
-	assert.Equal(t, "routers", groupOf("meshrr:routers 10.0.0.0/8"))
-	assert.Equal(t, "", groupOf("operator peer"))
-	assert.Equal(t, "", groupOf(""))
+	assert.Equal(t, model.GroupName("mesh"), groupOf("meshrr:mesh core/core-a-0"))
+	assert.Equal(t, model.GroupName("routers"), groupOf("meshrr:routers 10.0.0.0/8"))
+	assert.Equal(t, model.GroupName(""), groupOf("operator peer"))
+	assert.Equal(t, model.GroupName(""), groupOf(""))
 }
 
 // FuzzParseProtocols feeds arbitrary control-socket bytes through the

@@ -182,7 +182,7 @@ func (v *view) addProtocols(g model.PeerGroup, f model.Family, template string) 
 			Name:        neighborSymbol(g, n.Addr),
 			Template:    template,
 			Neighbor:    fmt.Sprintf("%s as %d", n.Addr, n.ASN),
-			Description: strings.TrimSpace(descPrefix + g.Name + " " + n.Name),
+			Description: strings.TrimSpace(descPrefix + string(g.Name) + " " + n.Name),
 		})
 	}
 	// BIRD matches an incoming connection to an explicit neighbour before
@@ -205,7 +205,7 @@ func (v *view) addProtocols(g model.PeerGroup, f model.Family, template string) 
 			Name:        disabledSymbol(sym, a),
 			Template:    template,
 			Neighbor:    fmt.Sprintf("%s %s", a, kind),
-			Description: descPrefix + g.Name + " " + a.String() + " disabled: prefix limit exceeded",
+			Description: descPrefix + string(g.Name) + " " + a.String() + " disabled: prefix limit exceeded",
 			Disabled:    true,
 		})
 	}
@@ -218,7 +218,7 @@ func (v *view) addProtocols(g model.PeerGroup, f model.Family, template string) 
 			Template:    template,
 			Neighbor:    fmt.Sprintf("range %s %s", r, kind),
 			DynamicName: "cl_" + sym + "_",
-			Description: descPrefix + g.Name + " " + r.String(),
+			Description: descPrefix + string(g.Name) + " " + r.String(),
 		})
 	}
 }
@@ -233,7 +233,7 @@ func groupSymbol(g model.PeerGroup) string {
 	case model.RoleUpstream:
 		return "upstream"
 	}
-	return strings.ReplaceAll(g.Name, "-", "_")
+	return strings.ReplaceAll(string(g.Name), "-", "_")
 }
 
 // neighborSymbol names a neighbour's protocol after its address, readable in

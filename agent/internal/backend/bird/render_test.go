@@ -86,7 +86,7 @@ func TestRenderRejectsModelsBIRDCannotRun(t *testing.T) {
 }
 
 func TestProtocolNamesFitBIRDSymbols(t *testing.T) {
-	long := model.PeerGroup{Name: strings.Repeat("a", 32), Role: model.RoleClients}
+	long := model.PeerGroup{Name: model.GroupName(strings.Repeat("a", 32)), Role: model.RoleClients}
 	name := rangeSymbol(groupSymbol(long), netip.MustParsePrefix("fd00:1234:5678:9abc:def0:1234:5678:9a00/120"))
 	assert.LessOrEqual(t, len(name), 63)
 	n := neighborSymbol(model.PeerGroup{Role: model.RoleUpstream}, netip.MustParseAddr("fd00:1234:5678:9abc:def0:1234:5678:9abc"))

@@ -27,7 +27,7 @@ type Backend struct {
 	now       func() time.Time
 
 	mu     sync.Mutex
-	groups map[netip.Addr]string // neighbour -> model group, from the applied text
+	groups map[netip.Addr]model.GroupName // neighbour -> model group, from the applied text
 	allow  []allowed
 	last   []model.Session // the last sessions read, served while a commit holds the session
 	lastOK bool
@@ -36,7 +36,7 @@ type Backend struct {
 
 type allowed struct {
 	prefix netip.Prefix
-	group  string
+	group  model.GroupName
 }
 
 // New returns the backend for a cRPD reached through conn.
@@ -205,12 +205,12 @@ var (
 // remember maps neighbours and allow ranges to model groups from a
 // configuration this package rendered (group "<name>" or "<name>-v6").
 func (b *Backend) remember(cfg []byte) {
-	groups := map[netip.Addr]string{}
+	groups := map[netip.Addr]model.GroupName{}
 	var allow []allowed
-	cur := ""
+	var cur model.GroupName
 	for _, line := range strings.Split(string(cfg), "\n") {
 		if m := groupRE.FindStringSubmatch(line); m != nil {
-			cur = strings.TrimSuffix(m[1], "-v6")
+			cur = model.GroupName(strings.TrimSuffix(m[1], "-v6"))
 		} else if m := neighborLn.FindStringSubmatch(line); m != nil && cur != "" {
 			if a, err := netip.ParseAddr(m[1]); err == nil {
 				groups[a] = cur
@@ -228,7 +228,7 @@ func (b *Backend) remember(cfg []byte) {
 	b.mu.Unlock()
 }
 
-func (b *Backend) groupOf(a netip.Addr) string {
+func (b *Backend) groupOf(a netip.Addr) model.GroupName {
 	if g, ok := b.groups[a]; ok {
 		return g
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshrr/meshrr/agent/internal/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -49,7 +50,7 @@ func TestApplyCommitsAndSessionsMapToGroups(t *testing.T) {
 	srv.setState("10.244.2.10", "Established")
 	ss, err := b.Sessions(ctx5(t))
 	require.NoError(t, err)
-	groups := map[string]string{}
+	groups := map[string]model.GroupName{}
 	for _, s := range ss {
 		groups[s.Peer.String()] = s.Group
 		if s.Peer.String() == "10.244.2.10" {
@@ -57,9 +58,9 @@ func TestApplyCommitsAndSessionsMapToGroups(t *testing.T) {
 			assert.WithinDuration(t, time.Now().Add(-42*time.Second), s.Since, 5*time.Second)
 		}
 	}
-	assert.Equal(t, "mesh", groups["10.244.6.1"])
-	assert.Equal(t, "mesh", groups["fd00:244::6:1"], "the -v6 group maps back to its model group")
-	assert.Equal(t, "upstream", groups["10.244.2.10"])
+	assert.Equal(t, model.GroupName("mesh"), groups["10.244.6.1"])
+	assert.Equal(t, model.GroupName("mesh"), groups["fd00:244::6:1"], "the -v6 group maps back to its model group")
+	assert.Equal(t, model.GroupName("upstream"), groups["10.244.2.10"])
 	require.NoError(t, b.Ping(ctx5(t)))
 
 	// a restarted agent knows the groups from the remembered configuration

@@ -250,16 +250,16 @@ func DigestOf(cfg []byte) string {
 
 // groupName: the model group for IPv4, "<name>-v6" for its IPv6 sessions
 // (one local-address per BGP group).
-func groupName(name string, f model.Family) string {
+func groupName(name model.GroupName, f model.Family) string {
 	if f == model.IPv6 {
-		return name + "-v6"
+		return string(name) + "-v6"
 	}
-	return name
+	return string(name)
 }
 
 // addPolicy renders a policy-statement and returns its name ("" when the
 // policy accepts everything unchanged).
-func (v *view) addPolicy(group, dir string, p model.Policy, seen map[string]bool) (string, error) {
+func (v *view) addPolicy(group model.GroupName, dir string, p model.Policy, seen map[string]bool) (string, error) {
 	asn := v.ASN
 	if p.Empty() {
 		return "", nil
