@@ -3,6 +3,7 @@
 # the kind CLI, MetalLB and kube-network-policies from the Go module proxy, at the pinned versions, into
 # $KIND_WORK/bin. Each part is skipped when already built at its version.
 set -euo pipefail
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 export GOFLAGS=-mod=mod CGO_ENABLED=0
 progress_ticker build-binaries
@@ -31,6 +32,7 @@ if ! done_already k8s "$K8S_VERSION"; then
   done
   pkgs=""; for c in $cmds; do pkgs="$pkgs k8s.io/kubernetes/cmd/$c"; done
   # kubelet needs cgo-free builds to run in the node image's libc too; all are static
+  # shellcheck disable=SC2086 # pkgs: package paths, split on purpose
   (cd "$d" && go build -trimpath -ldflags "$ld" -o "$KIND_WORK/bin/" $pkgs)
   mark_done k8s "$K8S_VERSION"
 fi

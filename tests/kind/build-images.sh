@@ -6,6 +6,7 @@
 # Run build-binaries.sh first. Each image is skipped when it already exists
 # with the same inputs (label meshrr.inputs).
 set -euo pipefail
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 progress_ticker build-images
 trap progress_stop EXIT
@@ -126,6 +127,7 @@ if ! image_fresh "$IMAGE_REPO/base:bookworm" "$base_key"; then
 fi
 
 # node image: kubelet/kubeadm/kubectl, kind's manifests and every image preloaded
+# shellcheck disable=SC2086 # preload: image names, split on purpose
 node_key=$(hash_of <(docker image inspect -f '{{.Id}}' "$IMAGE_REPO/base:bookworm" $preload) "$B/kubelet" "$B/kubeadm" "$B/kubectl" "$here/manifests/default-cni.yaml" "$here/manifests/default-storage.yaml")
 if ! image_fresh "$NODE_IMAGE" "$node_key"; then
   log "build node image $NODE_IMAGE"

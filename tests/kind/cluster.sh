@@ -10,6 +10,7 @@
 # this script; default cluster.yaml, cluster-dual.yaml for dual stack), NODE_IMAGE (default: the locally
 # built node image; set it to use a node image from a registry).
 set -euo pipefail
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 CLUSTER=${CLUSTER:-meshrr-e2e}
 NODE_IMAGE=${NODE_IMAGE:-$IMAGE_REPO/node:$K8S_VERSION}

@@ -9,6 +9,7 @@
 # same address with no route lost; the demo exits 1 when a check fails.
 # DEMO_TEARDOWN=1 deletes everything at the end.
 set -euo pipefail
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 root=$(cd "$here/../.." && pwd)
 export CLUSTER=${CLUSTER:-meshrr-demo}

@@ -6,6 +6,7 @@
 # cluster (CLUSTER, default meshrr-idle) is removed afterwards unless
 # KEEP_CLUSTER=1.
 set -euo pipefail
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 export CLUSTER=${CLUSTER:-meshrr-idle}
 SETTLE=${SETTLE_SECONDS:-60}

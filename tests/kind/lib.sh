@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers shared by the kind harness scripts.
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.sh

@@ -5,6 +5,7 @@
 # Idempotent. Usage: metallb.sh install
 # Environment: CLUSTER (default meshrr-e2e).
 set -euo pipefail
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 CLUSTER=${CLUSTER:-meshrr-e2e}
 KUBECTL=("$KIND_WORK/bin/kubectl" --kubeconfig "$KIND_WORK/kubeconfig-$CLUSTER")
@@ -24,7 +25,7 @@ case "${1:-}" in
     log "controller and speakers ready"
     # the validating webhook serves once its certificate is injected
     probe='{"apiVersion":"metallb.io/v1beta1","kind":"IPAddressPool","metadata":{"name":"probe","namespace":"metallb-system"},"spec":{"addresses":["192.0.2.1/32"],"autoAssign":false}}'
-    for i in $(seq 1 90); do
+    for _ in $(seq 1 90); do
       if echo "$probe" | "${KUBECTL[@]}" apply --dry-run=server -f - >/dev/null 2>&1; then
         log "webhook answering; MetalLB $METALLB_VERSION installed"
         exit 0

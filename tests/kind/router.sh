@@ -15,6 +15,7 @@
 # cluster) so the router can reach RR pods, enables forwarding, and runs
 # zebra, staticd, bgpd and bfdd.
 set -euo pipefail
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 FRR_IMAGE=${FRR_IMAGE:-meshrr/frr:dev}
 BIRD_IMAGE=${BIRD_IMAGE:-meshrr/bird:dev}

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # sourced: the scripts that source it use these
 # Pinned versions of everything the offline kind harness builds.
 # Kubernetes 1.34: these machines run cgroup v1, which 1.35+ refuses by default.
 K8S_VERSION=v1.34.3

@@ -12,6 +12,7 @@ command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap debian-archive-keyr
 command -v jq >/dev/null 2>&1 || need+=(jq)
 command -v column >/dev/null 2>&1 || need+=(bsdextrautils)
 command -v dot >/dev/null 2>&1 || need+=(graphviz)
+command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 if [ ${#need[@]} -gt 0 ]; then
   echo "host-deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mods=$(awk '/^require \(/{f=1;next} f&&/^\)/{f=0} f&&$1!~/^\/\//{print $1} /^require [^(]/{print $2}' go.mod)
+# shellcheck disable=SC2086 # mods: module paths, split on purpose
 why=$(go mod why -m $mods)
 if unused=$(grep -o 'main module does not need module [^)]*' <<<"$why"); then
   echo "go.mod requires modules no agent package imports (run go mod tidy):"; echo "$unused"; exit 1

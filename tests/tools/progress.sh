@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # progress_ticker NAME: until progress_stop (or the script's end), prints
 # "NAME [Ns] ... still: <last step>" once a minute, so a long offline build
 # phase (Kubernetes is ten minutes of `go build` with no output) shows it is
@@ -16,5 +17,5 @@ progress_step() { [ -z "${progress_file:-}" ] || echo "$*" >"$progress_file"; }
 progress_stop() {
   [ -z "${progress_pid:-}" ] || kill "$progress_pid" 2>/dev/null || true
   [ -z "${progress_file:-}" ] || rm -f "$progress_file"
-  progress_pid= progress_file=
+  progress_pid='' progress_file=''
 }

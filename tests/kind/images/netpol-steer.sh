@@ -40,7 +40,7 @@ steer() { # IPTABLES CIDR...
 }
 
 v4=""; v6=""
-for cidr in $(echo "${POD_SUBNET:?POD_SUBNET: the cluster's pod CIDRs, comma-separated}" | tr ',' ' '); do
+for cidr in $(echo "${POD_SUBNET:?POD_SUBNET: the pod CIDRs of the cluster, comma-separated}" | tr ',' ' '); do
   case $cidr in
     *:*) v6="$v6 $cidr" ;;
     *) v4="$v4 $cidr" ;;
