@@ -27,7 +27,7 @@ help: ## list targets
 test: ## everything CI runs, phase by phase with durations (see README)
 	@tests/tools/run-tests.sh
 
-deps: ## install what the tests need (bird2, docker.io, debootstrap, jq, graphviz, shellcheck) and start dockerd when missing
+deps: ## install what the tests need (bird2, docker.io, debootstrap, jq, bsdextrautils, graphviz, shellcheck) and start dockerd when missing
 	@tests/tools/host-deps.sh
 
 tools: ## build the pinned helm, helm-docs and ct into ~/.cache/meshrr/bin (skipped when up to date)
