@@ -9,8 +9,11 @@ BIRD_IMAGE ?= meshrr/bird:$(IMAGE_TAG)
 # local base with BIRD preinstalled, built by debootstrap; BASE_IMAGE=debian:bookworm-slim with a registry
 BASE_IMAGE ?= meshrr/base:bookworm
 DOCKER_BUILD = DOCKER_BUILDKIT=0 docker build -q
+# the one cache folder of the harness (tests/kind/versions.sh, tests/tools/go-tools.sh
+# and the e2e read MESHRR_CACHE): pinned tools, Kubernetes binaries, kubeconfigs
+export MESHRR_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/meshrr
 # pinned tools built from the Go module proxy (tests/tools/go-tools.sh)
-TOOLS_BIN ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/meshrr/bin
+TOOLS_BIN ?= $(MESHRR_CACHE)/bin
 export BIN := $(TOOLS_BIN)
 export PATH := $(TOOLS_BIN):$(PATH)
 CHART := charts/meshrr
@@ -108,7 +111,7 @@ build: ## build the static agent binary and the kubectl-meshrr plugin into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.com/meshrr/meshrr/agent/internal/app.Version=$(VERSION)" -o bin/meshrr-agent ./agent/cmd/meshrr-agent
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/kubectl-meshrr ./agent/cmd/kubectl-meshrr
 
-DEMO_KUBECONFIG ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/meshrr/kind/kubeconfig-meshrr-demo
+DEMO_KUBECONFIG ?= $(MESHRR_CACHE)/kind/kubeconfig-meshrr-demo
 status: build ## every meshrr group of the demo cluster (KUBECONFIG=... for another); exit 2 when one is degraded
 	bin/kubectl-meshrr status -A --kubeconfig $(or $(KUBECONFIG),$(DEMO_KUBECONFIG))
 
@@ -127,7 +130,7 @@ images: build base ## agent and BIRD images, no registry needed
 images-smoke: images ## run the images as a pod would (init, BIRD, non-root socket access)
 	@tests/tools/images-smoke.sh $(AGENT_IMAGE) $(BIRD_IMAGE)
 
-KIND_BIN := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/meshrr/kind/bin
+KIND_BIN := $(MESHRR_CACHE)/kind/bin
 
 kind-images: deps base ## Kubernetes binaries, kind node image, FRR and MetalLB images, built offline (cached; about 14 min cold)
 	@tests/kind/host-prep.sh $(BASE_IMAGE)

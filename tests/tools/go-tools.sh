@@ -3,7 +3,7 @@
 # the Go module proxy. Each tool is rebuilt only when its pinned version
 # changes (a stamp file records what was built).
 set -euo pipefail
-BIN=${BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/meshrr/bin}
+BIN=${BIN:-${MESHRR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/meshrr}/bin}
 mkdir -p "$BIN"
 # shellcheck source=progress.sh
 . "$(dirname "$0")/progress.sh"
