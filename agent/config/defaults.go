@@ -1,8 +1,9 @@
 package config
 
 import (
-	"fmt"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // Defaults, documented in the chart's values.yaml and the README.
@@ -159,18 +160,18 @@ func setDur(p *Duration, v time.Duration) {
 }
 
 type fieldBFD struct {
-	field string
+	field *field.Path
 	v     *BFD
 }
 
 // bfds lists the BFD settings of every session group with its field.
 func (c *Config) bfds() []fieldBFD {
-	out := []fieldBFD{{"mesh.bfd", c.Mesh.BFD}}
+	out := []fieldBFD{{field.NewPath("mesh", "bfd"), c.Mesh.BFD}}
 	if c.Upstream != nil {
-		out = append(out, fieldBFD{"upstream.bfd", c.Upstream.BFD})
+		out = append(out, fieldBFD{field.NewPath("upstream", "bfd"), c.Upstream.BFD})
 	}
 	for i := range c.Clients {
-		out = append(out, fieldBFD{fmt.Sprintf("clients[%d].bfd", i), c.Clients[i].BFD})
+		out = append(out, fieldBFD{field.NewPath("clients").Index(i).Child("bfd"), c.Clients[i].BFD})
 	}
 	return out
 }

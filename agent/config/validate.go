@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/meshrr/meshrr/agent/internal/model"
 )
@@ -29,8 +30,14 @@ const maxClientName = 32
 
 type errs struct{ list []error }
 
-func (e *errs) add(field, format string, args ...any) {
-	e.list = append(e.list, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+// pathValue is a field and its value, for checks over a list of fields.
+type pathValue struct {
+	p *field.Path
+	v string
+}
+
+func (e *errs) add(path *field.Path, format string, args ...any) {
+	e.list = append(e.list, &FieldError{Field: path.String(), Msg: fmt.Sprintf(format, args...)})
 }
 
 // Validate checks every field, gathers every problem and compiles the typed
@@ -57,9 +64,9 @@ func (c *Config) Validate() error {
 
 func (c *Config) validateIdentity(e *errs) {
 	if c.Identity.ASN == 0 {
-		e.add("identity.asn", "required: set the group's AS number (1-4294967295)")
+		e.add(field.NewPath("identity", "asn"), "required: set the group's AS number (1-4294967295)")
 	} else if err := model.CheckASN(c.Identity.ASN); err != nil {
-		e.add("identity.asn", "%v", err)
+		e.add(field.NewPath("identity", "asn"), "%v", err)
 	} else {
 		c.asn = model.ASN(c.Identity.ASN)
 	}
@@ -68,14 +75,14 @@ func (c *Config) validateIdentity(e *errs) {
 	default:
 		a, err := parseID(id)
 		if err != nil {
-			e.add("identity.routerID", "%q: use auto, podIPv4, hash or an IPv4 address (%v)", id, err)
+			e.add(field.NewPath("identity", "routerID"), "%q: use auto, podIPv4, hash or an IPv4 address (%v)", id, err)
 		}
 		c.routerID = a
 	}
 	if id := c.Identity.ClusterID; id != ClusterIDRouter {
 		a, err := parseID(id)
 		if err != nil {
-			e.add("identity.clusterID", "%q: use routerID or an IPv4 address (%v)", id, err)
+			e.add(field.NewPath("identity", "clusterID"), "%q: use routerID or an IPv4 address (%v)", id, err)
 		}
 		c.clusterID = a
 	}
@@ -97,36 +104,37 @@ func (c *Config) validateBackend(e *errs) {
 	switch c.Backend.Type {
 	case BackendBird, BackendCRPD:
 	default:
-		e.add("backend.type", "%q is not a backend: use bird or crpd", c.Backend.Type)
+		e.add(field.NewPath("backend", "type"), "%q is not a backend: use bird or crpd", c.Backend.Type)
 	}
 	if c.Backend.Type == BackendCRPD {
 		k := c.Backend.CRPD
 		if host, _, err := net.SplitHostPort(k.Address); err != nil {
-			e.add("backend.crpd.address", "%q: use host:port, e.g. 127.0.0.1:830", k.Address)
+			e.add(field.NewPath("backend", "crpd", "address"), "%q: use host:port, e.g. 127.0.0.1:830", k.Address)
 		} else if a, err := netip.ParseAddr(host); host != "localhost" && (err != nil || !a.IsLoopback()) {
-			e.add("backend.crpd.address", "%q: NETCONF must stay inside the pod: use a loopback address such as 127.0.0.1:830", k.Address)
+			e.add(field.NewPath("backend", "crpd", "address"), "%q: NETCONF must stay inside the pod: use a loopback address such as 127.0.0.1:830", k.Address)
 		}
 		if k.User == "" {
-			e.add("backend.crpd.user", "required: the login the agent uses")
+			e.add(field.NewPath("backend", "crpd", "user"), "required: the login the agent uses")
 		}
-		for _, fp := range [][2]string{{"backend.crpd.keyFile", k.KeyFile}, {"backend.crpd.hostKeyFile", k.HostKeyFile}, {"backend.crpd.knownHostFile", k.KnownHostFile},
-			{"backend.crpd.stateFile", k.StateFile}, {"backend.crpd.startupConfig", k.StartupConfig}} {
-			if !filepath.IsAbs(fp[1]) {
-				e.add(fp[0], "%q must be an absolute path", fp[1])
+		crpd := field.NewPath("backend", "crpd")
+		for _, fp := range []pathValue{{crpd.Child("keyFile"), k.KeyFile}, {crpd.Child("hostKeyFile"), k.HostKeyFile}, {crpd.Child("knownHostFile"), k.KnownHostFile},
+			{crpd.Child("stateFile"), k.StateFile}, {crpd.Child("startupConfig"), k.StartupConfig}} {
+			if !filepath.IsAbs(fp.v) {
+				e.add(fp.p, "%q must be an absolute path", fp.v)
 			}
 		}
-		for _, fp := range [][2]string{{"backend.crpd.licenseFile", k.LicenseFile}, {"backend.crpd.extraConfigFile", k.ExtraConfigFile}} {
-			if fp[1] != "" && !filepath.IsAbs(fp[1]) {
-				e.add(fp[0], "%q must be an absolute path", fp[1])
+		for _, fp := range []pathValue{{crpd.Child("licenseFile"), k.LicenseFile}, {crpd.Child("extraConfigFile"), k.ExtraConfigFile}} {
+			if fp.v != "" && !filepath.IsAbs(fp.v) {
+				e.add(fp.p, "%q must be an absolute path", fp.v)
 			}
 		}
 		if k.RPCTimeout.Duration <= 0 {
-			e.add("backend.crpd.rpcTimeout", "must be positive")
+			e.add(field.NewPath("backend", "crpd", "rpcTimeout"), "must be positive")
 		}
 		for _, l := range []struct {
-			f string
+			f *field.Path
 			v *int
-		}{{"backend.crpd.licenseLimits.bgpPeers", k.LicenseLimits.BGPPeers}, {"backend.crpd.licenseLimits.ribEntries", k.LicenseLimits.RIBEntries}} {
+		}{{crpd.Child("licenseLimits", "bgpPeers"), k.LicenseLimits.BGPPeers}, {crpd.Child("licenseLimits", "ribEntries"), k.LicenseLimits.RIBEntries}} {
 			if l.v != nil && *l.v < 0 {
 				e.add(l.f, "%d: use the licence's limit, or 0 for none", *l.v)
 			}
@@ -137,37 +145,38 @@ func (c *Config) validateBackend(e *errs) {
 		return
 	}
 	b := c.Backend.Bird
-	for _, fp := range [][2]string{{"backend.bird.socket", b.Socket}, {"backend.bird.configFile", b.ConfigFile}, {"backend.bird.extraConfigFile", b.ExtraConfigFile}} {
-		if fp[1] == "" && fp[0] == "backend.bird.extraConfigFile" {
+	bird := field.NewPath("backend", "bird")
+	for _, fp := range []pathValue{{bird.Child("socket"), b.Socket}, {bird.Child("configFile"), b.ConfigFile}, {bird.Child("extraConfigFile"), b.ExtraConfigFile}} {
+		if fp.v == "" && fp.p.String() == "backend.bird.extraConfigFile" {
 			continue
 		}
-		if !filepath.IsAbs(fp[1]) {
-			e.add(fp[0], "%q must be an absolute path", fp[1])
+		if !filepath.IsAbs(fp.v) {
+			e.add(fp.p, "%q must be an absolute path", fp.v)
 		}
 	}
 	for i, p := range b.Include {
 		if !filepath.IsAbs(p) || strings.ContainsAny(p, "\"\n") {
-			e.add(fmt.Sprintf("backend.bird.include[%d]", i), "%q must be an absolute path or glob without quotes", p)
+			e.add(field.NewPath("backend", "bird", "include").Index(i), "%q must be an absolute path or glob without quotes", p)
 		}
 		if p == b.ConfigFile {
-			e.add(fmt.Sprintf("backend.bird.include[%d]", i), "must not include the agent's own configFile")
+			e.add(field.NewPath("backend", "bird", "include").Index(i), "must not include the agent's own configFile")
 		}
 	}
-	c.memoryLimit = bytesOf(e, "backend.bird.memoryLimit", b.MemoryLimit, "the chart renders resources.bird.limits.memory; leave it empty for no check")
-	c.baseMemory = bytesOf(e, "backend.bird.baseMemory", b.BaseMemory, "BIRD's memory without routes")
+	c.memoryLimit = bytesOf(e, field.NewPath("backend", "bird", "memoryLimit"), b.MemoryLimit, "the chart renders resources.bird.limits.memory; leave it empty for no check")
+	c.baseMemory = bytesOf(e, field.NewPath("backend", "bird", "baseMemory"), b.BaseMemory, "BIRD's memory without routes")
 	if b.BytesPerRoute <= 0 {
-		e.add("backend.bird.bytesPerRoute", "%d: must be positive (BIRD's memory per route held, see docs/scale.md)", b.BytesPerRoute)
+		e.add(field.NewPath("backend", "bird", "bytesPerRoute"), "%d: must be positive (BIRD's memory per route held, see docs/scale.md)", b.BytesPerRoute)
 	}
 }
 
 // bytesOf reads a Kubernetes memory quantity ("512Mi", "1G"; empty: 0).
-func bytesOf(e *errs, field, q, hint string) int64 {
+func bytesOf(e *errs, path *field.Path, q, hint string) int64 {
 	if q == "" {
 		return 0
 	}
 	v, err := resource.ParseQuantity(q)
 	if err != nil || v.Sign() <= 0 {
-		e.add(field, "%q is not a positive memory quantity such as 512Mi or 2Gi (%s)", q, hint)
+		e.add(path, "%q is not a positive memory quantity such as 512Mi or 2Gi (%s)", q, hint)
 		return 0
 	}
 	return v.Value()
@@ -175,18 +184,18 @@ func bytesOf(e *errs, field, q, hint string) int64 {
 
 func (c *Config) validateFamilies(e *errs) {
 	if len(c.Families) == 0 {
-		e.add("families", "must not be empty: list unicast and/or evpn")
+		e.add(field.NewPath("families"), "must not be empty: list unicast and/or evpn")
 	}
 	seen := map[Family]bool{}
 	for i, f := range c.Families {
-		field := fmt.Sprintf("families[%d]", i)
+		path := field.NewPath("families").Index(i)
 		switch {
 		case f != FamilyUnicast && f != FamilyEVPN:
-			e.add(field, "%q is not a family: use unicast or evpn", f)
+			e.add(path, "%q is not a family: use unicast or evpn", f)
 		case seen[f]:
-			e.add(field, "%q is listed twice", f)
+			e.add(path, "%q is listed twice", f)
 		case f == FamilyEVPN && !c.Can().EVPN:
-			e.add(field, "evpn needs backend.type crpd: BIRD 2 has no EVPN support; remove evpn or use the crpd backend")
+			e.add(path, "evpn needs backend.type crpd: BIRD 2 has no EVPN support; remove evpn or use the crpd backend")
 		}
 		seen[f] = true
 	}
@@ -195,30 +204,30 @@ func (c *Config) validateFamilies(e *errs) {
 // HasFamily reports whether the sessions carry family f.
 func (c *Config) HasFamily(f Family) bool { return slices.Contains(c.Families, f) }
 
-func checkNamespace(e *errs, field, ns string) {
+func checkNamespace(e *errs, path *field.Path, ns string) {
 	if ns != "" && (len(ns) > 63 || !dns1123Label.MatchString(ns)) {
-		e.add(field, "%q is not a namespace name (DNS-1123 label)", ns)
+		e.add(path, "%q is not a namespace name (DNS-1123 label)", ns)
 	}
 }
 
-func checkGroup(e *errs, field, g string) {
+func checkGroup(e *errs, path *field.Path, g string) {
 	switch {
 	case g == "":
-		e.add(field, "required: the meshrr.io/group label value of the group's Services")
+		e.add(path, "required: the meshrr.io/group label value of the group's Services")
 	case len(g) > 63 || !labelValue.MatchString(g):
-		e.add(field, "%q is not a valid label value (up to 63 of A-Z a-z 0-9 - _ .)", g)
+		e.add(path, "%q is not a valid label value (up to 63 of A-Z a-z 0-9 - _ .)", g)
 	}
 }
 
 func (c *Config) validateMesh(e *errs) {
-	checkGroup(e, "mesh.group", c.Mesh.Group)
-	checkNamespace(e, "mesh.namespace", c.Mesh.Namespace)
-	checkService(e, "mesh.service", c.Mesh.Service)
+	checkGroup(e, field.NewPath("mesh", "group"), c.Mesh.Group)
+	checkNamespace(e, field.NewPath("mesh", "namespace"), c.Mesh.Namespace)
+	checkService(e, field.NewPath("mesh", "service"), c.Mesh.Service)
 }
 
-func checkService(e *errs, field, name string) {
+func checkService(e *errs, path *field.Path, name string) {
 	if name != "" && (len(name) > 63 || !dns1123Label.MatchString(name)) {
-		e.add(field, "%q is not a Service name (DNS-1123 label)", name)
+		e.add(path, "%q is not a Service name (DNS-1123 label)", name)
 	}
 }
 
@@ -241,26 +250,26 @@ func (c *Config) validateUpstream(e *errs) {
 	if u == nil {
 		return
 	}
-	checkGroup(e, "upstream.group", u.Group)
-	checkNamespace(e, "upstream.namespace", u.Namespace)
-	checkService(e, "upstream.service", u.Service)
+	checkGroup(e, field.NewPath("upstream", "group"), u.Group)
+	checkNamespace(e, field.NewPath("upstream", "namespace"), u.Namespace)
+	checkService(e, field.NewPath("upstream", "service"), u.Service)
 	if u.Group == c.Mesh.Group && u.Namespace == c.Mesh.Namespace {
-		e.add("upstream.group", "%q is this pod's own group: an upstream must be another group", u.Group)
+		e.add(field.NewPath("upstream", "group"), "%q is this pod's own group: an upstream must be another group", u.Group)
 	}
 	if u.MaxPeers < 1 {
-		e.add("upstream.maxPeers", "%d: must be at least 1", u.MaxPeers)
+		e.add(field.NewPath("upstream", "maxPeers"), "%d: must be at least 1", u.MaxPeers)
 	}
 	if u.GracePeriod.Duration <= 0 {
-		e.add("upstream.gracePeriod", "must be positive")
+		e.add(field.NewPath("upstream", "gracePeriod"), "must be positive")
 	}
 	if u.HoldDown.Duration < 0 {
-		e.add("upstream.holdDown", "must not be negative")
+		e.add(field.NewPath("upstream", "holdDown"), "must not be negative")
 	}
 	if u.Epsilon <= 0 || u.Epsilon > 1 {
-		e.add("upstream.epsilon", "%g: must be in (0, 1]; 0.05 caps each upstream member at 105%% of the mean (rounded up)", u.Epsilon)
+		e.add(field.NewPath("upstream", "epsilon"), "%g: must be in (0, 1]; 0.05 caps each upstream member at 105%% of the mean (rounded up)", u.Epsilon)
 	}
 	for i, ns := range u.SiblingNamespaces {
-		checkNamespace(e, fmt.Sprintf("upstream.siblingNamespaces[%d]", i), ns)
+		checkNamespace(e, field.NewPath("upstream", "siblingNamespaces").Index(i), ns)
 	}
 }
 
@@ -269,79 +278,79 @@ func (c *Config) validateClients(e *errs) {
 	var owned []ownedRange
 	for i := range c.Clients {
 		cl := &c.Clients[i]
-		f := fmt.Sprintf("clients[%d]", i)
+		f := field.NewPath("clients").Index(i)
 		validateClientName(e, f, cl.Name, seen)
 		c.validateClientSessions(e, f, cl)
 		owned = compileClientRanges(e, f, cl, owned)
 		c.compilePeerASNs(e, f, cl)
 		if cl.Multihop < 0 || cl.Multihop > 255 {
-			e.add(f+".multihop", "%d: TTL must be 0-255", cl.Multihop)
+			e.add(f.Child("multihop"), "%d: TTL must be 0-255", cl.Multihop)
 		}
-		validateExport(e, f+".export", &cl.Export)
+		validateExport(e, f.Child("export"), &cl.Export)
 	}
 }
 
-func validateClientName(e *errs, f, name string, seen map[string]bool) {
+func validateClientName(e *errs, f *field.Path, name string, seen map[string]bool) {
 	switch {
 	case name == "":
-		e.add(f+".name", "required: a DNS-1123 label naming the client group")
+		e.add(f.Child("name"), "required: a DNS-1123 label naming the client group")
 	case len(name) > maxClientName || !dns1123Label.MatchString(name):
-		e.add(f+".name", "%q must be a DNS-1123 label of at most %d characters", name, maxClientName)
+		e.add(f.Child("name"), "%q must be a DNS-1123 label of at most %d characters", name, maxClientName)
 	case slices.Contains([]string{TargetMesh, TargetUpstream, TargetClients, TargetDownstream}, name):
-		e.add(f+".name", "%q is reserved for policy targets: choose another name", name)
+		e.add(f.Child("name"), "%q is reserved for policy targets: choose another name", name)
 	case seen[name]:
-		e.add(f+".name", "%q is used by another client group", name)
+		e.add(f.Child("name"), "%q is used by another client group", name)
 	}
 	seen[name] = true
 }
 
 // validateClientSessions: the type and the per-session settings of a
 // client group.
-func (c *Config) validateClientSessions(e *errs, f string, cl *Client) {
+func (c *Config) validateClientSessions(e *errs, f *field.Path, cl *Client) {
 	switch cl.Type {
 	case ClientInternal, ClientExternal:
 	default:
-		e.add(f+".type", "%q: use internal (RR clients) or external (route-server clients)", cl.Type)
+		e.add(f.Child("type"), "%q: use internal (RR clients) or external (route-server clients)", cl.Type)
 	}
 	if len(cl.Ranges) == 0 {
-		e.add(f+".ranges", "required: at least one address range allowed to open sessions")
+		e.add(f.Child("ranges"), "required: at least one address range allowed to open sessions")
 	}
 	c.validateLimit(e, f, cl.PrefixLimit)
 	if cl.OptimalRouteReflection {
-		e.add(f+".optimalRouteReflection", "not supported: optimal route reflection (RFC 9107) needs the IGP distances from the clients' positions, which RR pods do not have; set addPaths (2-64) so the clients receive several paths and choose with their own IGP view")
+		e.add(f.Child("optimalRouteReflection"), "not supported: optimal route reflection (RFC 9107) needs the IGP distances from the clients' positions, which RR pods do not have; set addPaths (2-64) so the clients receive several paths and choose with their own IGP view")
 	}
 	if cl.AddPaths != 0 && (cl.AddPaths < 2 || cl.AddPaths > 64) {
-		e.add(f+".addPaths", "%d: use 0 (the best path only) or 2-64 paths per prefix", cl.AddPaths)
+		e.add(f.Child("addPaths"), "%d: use 0 (the best path only) or 2-64 paths per prefix", cl.AddPaths)
 	}
 	if cl.TTLSecurity && !c.Can().TTLSecurity {
-		e.add(f+".ttlSecurity", "GTSM is not rendered for cRPD (Junos does it with a firewall filter): remove it or use bird")
+		e.add(f.Child("ttlSecurity"), "GTSM is not rendered for cRPD (Junos does it with a firewall filter): remove it or use bird")
 	}
 }
 
 // validateLimit: a session group's maxPrefixes, maxPrefixAction and
 // reenableAfter.
-func (c *Config) validateLimit(e *errs, f string, l PrefixLimit) {
+func (c *Config) validateLimit(e *errs, f *field.Path, l PrefixLimit) {
 	maxPrefixes, action := l.MaxPrefixes, l.MaxPrefixAction
 	if l.ReenableAfter.Duration < 0 {
-		e.add(f+".reenableAfter", "%s: must not be negative (0: until an operator re-enables the peer)", l.ReenableAfter.Duration)
+		e.add(f.Child("reenableAfter"), "%s: must not be negative (0: until an operator re-enables the peer)", l.ReenableAfter.Duration)
 	}
 	if l.ReenableAfter.Duration != 0 && action != LimitDisable {
-		e.add(f+".reenableAfter", "only with maxPrefixAction: disable (restart re-admits the peer by itself)")
+		e.add(f.Child("reenableAfter"), "only with maxPrefixAction: disable (restart re-admits the peer by itself)")
 	}
 	if maxPrefixes < 0 {
-		e.add(f+".maxPrefixes", "%d: must not be negative (0: no limit)", maxPrefixes)
+		e.add(f.Child("maxPrefixes"), "%d: must not be negative (0: no limit)", maxPrefixes)
 	}
 	switch action {
 	case "", LimitRestart, LimitDisable, LimitWarn:
 	case LimitBlock:
 		if !c.Can().MaxPrefixBlock {
-			e.add(f+".maxPrefixAction", "block is not available with cRPD: use restart, disable or warn")
+			e.add(f.Child("maxPrefixAction"), "block is not available with cRPD: use restart, disable or warn")
 		}
 	default:
-		e.add(f+".maxPrefixAction", "%q: use restart, disable, block or warn", action)
+		e.add(f.Child("maxPrefixAction"), "%q: use restart, disable, block or warn", action)
 	}
 	if action != "" && maxPrefixes == 0 {
-		e.add(f+".maxPrefixAction", "needs maxPrefixes")
+		e.add(f.Child("maxPrefixAction"), "needs maxPrefixes")
 	}
 }
 
@@ -352,15 +361,15 @@ func (c *Config) validateDownstream(e *errs) {
 		return
 	}
 	if len(d.Namespaces) == 0 {
-		e.add("downstream.namespaces", "required: the namespaces of the groups that name this group as their upstream (their releases' namespaces)")
+		e.add(field.NewPath("downstream", "namespaces"), "required: the namespaces of the groups that name this group as their upstream (their releases' namespaces)")
 	}
 	for i, ns := range d.Namespaces {
-		checkNamespace(e, fmt.Sprintf("downstream.namespaces[%d]", i), ns)
+		checkNamespace(e, field.NewPath("downstream", "namespaces").Index(i), ns)
 		if ns == "" {
-			e.add(fmt.Sprintf("downstream.namespaces[%d]", i), "empty: name a namespace")
+			e.add(field.NewPath("downstream", "namespaces").Index(i), "empty: name a namespace")
 		}
 	}
-	c.validateLimit(e, "downstream", d.PrefixLimit)
+	c.validateLimit(e, field.NewPath("downstream"), d.PrefixLimit)
 }
 
 // validateClusterNetworks: the cluster's networks, and no client range
@@ -370,7 +379,7 @@ func (c *Config) validateClusterNetworks(e *errs) {
 	for i, s := range c.ClusterNetworks {
 		p, err := parsePrefix(s)
 		if err != nil {
-			e.add(fmt.Sprintf("clusterNetworks[%d]", i), "%v", err)
+			e.add(field.NewPath("clusterNetworks").Index(i), "%v", err)
 			continue
 		}
 		c.clusterNets = append(c.clusterNets, p)
@@ -380,7 +389,7 @@ func (c *Config) validateClusterNetworks(e *errs) {
 		for j, r := range cl.CompiledRanges() {
 			for k, n := range c.clusterNets {
 				if why := c.ClusterExposure(cl.Name, r, fmt.Sprintf("the cluster network %s (clusterNetworks[%d])", n, k)); why != "" && r.Overlaps(n) {
-					e.add(fmt.Sprintf("clients[%d].ranges[%d]", i, j), "%s", why)
+					e.add(field.NewPath("clients").Index(i).Child("ranges").Index(j), "%s", why)
 				}
 			}
 		}
@@ -390,16 +399,16 @@ func (c *Config) validateClusterNetworks(e *errs) {
 // ownedRange is a client range and the field that claimed it.
 type ownedRange struct {
 	p     netip.Prefix
-	field string
+	field *field.Path
 }
 
 // compileClientRanges parses a client group's ranges (canonical prefixes,
 // none overlapping a range of any group before it) and returns the ranges
 // owned so far.
-func compileClientRanges(e *errs, f string, cl *Client, owned []ownedRange) []ownedRange {
+func compileClientRanges(e *errs, f *field.Path, cl *Client, owned []ownedRange) []ownedRange {
 	cl.ranges = nil
 	for j, r := range cl.Ranges {
-		rf := fmt.Sprintf("%s.ranges[%d]", f, j)
+		rf := f.Child("ranges").Index(j)
 		p, err := parsePrefix(r)
 		if err != nil {
 			e.add(rf, "%v", err)
@@ -418,28 +427,28 @@ func compileClientRanges(e *errs, f string, cl *Client, owned []ownedRange) []ow
 
 // compilePeerASNs: external clients name the AS numbers they may use (not
 // the local AS); internal clients have none.
-func (c *Config) compilePeerASNs(e *errs, f string, cl *Client) {
+func (c *Config) compilePeerASNs(e *errs, f *field.Path, cl *Client) {
 	cl.peerASNs = nil
 	if cl.Type == ClientInternal && len(cl.PeerASNs) > 0 {
-		e.add(f+".peerASNs", "only external clients have peer AS numbers; remove it or set type: external")
+		e.add(f.Child("peerASNs"), "only external clients have peer AS numbers; remove it or set type: external")
 	}
 	if cl.Type == ClientExternal && len(cl.PeerASNs) == 0 {
-		e.add(f+".peerASNs", "required for external clients: the AS numbers or ranges (\"65100-65199\") they may use")
+		e.add(f.Child("peerASNs"), "required for external clients: the AS numbers or ranges (\"65100-65199\") they may use")
 	}
 	for j, s := range cl.PeerASNs {
 		r, err := model.ParseASNRange(s)
 		if err != nil {
-			e.add(fmt.Sprintf("%s.peerASNs[%d]", f, j), "%v", err)
+			e.add(f.Child("peerASNs").Index(j), "%v", err)
 			continue
 		}
 		if c.asn != 0 && r.Min <= c.asn && c.asn <= r.Max {
-			e.add(fmt.Sprintf("%s.peerASNs[%d]", f, j), "%s contains the local AS %d: external clients must use another AS", s, c.asn)
+			e.add(f.Child("peerASNs").Index(j), "%s contains the local AS %d: external clients must use another AS", s, c.asn)
 		}
 		cl.peerASNs = append(cl.peerASNs, r)
 	}
 }
 
-func validateExport(e *errs, f string, x *Export) {
+func validateExport(e *errs, f *field.Path, x *Export) {
 	x.prefixes, x.communities = nil, nil
 	switch x.Tier {
 	case TierFull, TierDefault:
@@ -451,19 +460,19 @@ func validateExport(e *errs, f string, x *Export) {
 			e.add(f, "tier partial needs prefixes and/or communities selecting the routes to send")
 		}
 	default:
-		e.add(f+".tier", "%q: use full, partial or default", x.Tier)
+		e.add(f.Child("tier"), "%q: use full, partial or default", x.Tier)
 	}
-	x.prefixes = compilePrefixes(e, f+".prefixes", x.Prefixes)
-	x.communities = compileCommunities(e, f+".communities", x.Communities)
+	x.prefixes = compilePrefixes(e, f.Child("prefixes"), x.Prefixes)
+	x.communities = compileCommunities(e, f.Child("communities"), x.Communities)
 }
 
-func compilePrefixes(e *errs, f string, in []PrefixEntry) []model.PrefixMatch {
+func compilePrefixes(e *errs, f *field.Path, in []PrefixEntry) []model.PrefixMatch {
 	var out []model.PrefixMatch
 	for i, pe := range in {
-		pf := fmt.Sprintf("%s[%d]", f, i)
+		pf := f.Index(i)
 		p, err := parsePrefix(pe.Prefix)
 		if err != nil {
-			e.add(pf+".prefix", "%v", err)
+			e.add(pf.Child("prefix"), "%v", err)
 			continue
 		}
 		max := pe.MaxLength
@@ -471,7 +480,7 @@ func compilePrefixes(e *errs, f string, in []PrefixEntry) []model.PrefixMatch {
 			max = p.Bits()
 		}
 		if max < p.Bits() || max > p.Addr().BitLen() {
-			e.add(pf+".maxLength", "%d: must be between the prefix length %d and %d", pe.MaxLength, p.Bits(), p.Addr().BitLen())
+			e.add(pf.Child("maxLength"), "%d: must be between the prefix length %d and %d", pe.MaxLength, p.Bits(), p.Addr().BitLen())
 			continue
 		}
 		out = append(out, model.PrefixMatch{Prefix: p, MaxLen: max})
@@ -479,12 +488,12 @@ func compilePrefixes(e *errs, f string, in []PrefixEntry) []model.PrefixMatch {
 	return out
 }
 
-func compileCommunities(e *errs, f string, in []string) []model.Community {
+func compileCommunities(e *errs, f *field.Path, in []string) []model.Community {
 	var out []model.Community
 	for i, s := range in {
 		c, err := model.ParseCommunity(s)
 		if err != nil {
-			e.add(fmt.Sprintf("%s[%d]", f, i), "%v", err)
+			e.add(f.Index(i), "%v", err)
 			continue
 		}
 		out = append(out, c)
@@ -525,14 +534,14 @@ func (c *Config) validatePolicy(e *errs) {
 	names := map[string]bool{}
 	for i := range c.Policy {
 		r := &c.Policy[i]
-		f := fmt.Sprintf("policy[%d]", i)
+		f := field.NewPath("policy").Index(i)
 		switch {
 		case r.Name == "":
-			e.add(f+".name", "required: name the rule (it appears in the daemon configuration)")
+			e.add(f.Child("name"), "required: name the rule (it appears in the daemon configuration)")
 		case !dns1123Label.MatchString(r.Name):
-			e.add(f+".name", "%q must be a DNS-1123 label", r.Name)
+			e.add(f.Child("name"), "%q must be a DNS-1123 label", r.Name)
 		case names[r.Name]:
-			e.add(f+".name", "%q is used by another rule", r.Name)
+			e.add(f.Child("name"), "%q is used by another rule", r.Name)
 		}
 		names[r.Name] = true
 		switch {
@@ -547,17 +556,17 @@ func (c *Config) validatePolicy(e *errs) {
 		}{{"towards", r.Towards}, {"from", r.From}} {
 			for j, t := range side.list {
 				if !targets[t] {
-					e.add(fmt.Sprintf("%s.%s[%d]", f, side.field, j), "%q is not a group here: use mesh, upstream (when configured), clients or a client group name", t)
+					e.add(f.Child(side.field).Index(j), "%q is not a group here: use mesh, upstream (when configured), clients or a client group name", t)
 				}
 			}
 		}
-		r.communities = compileCommunities(e, f+".matchCommunities", r.MatchCommunities)
-		r.prefixes = compilePrefixes(e, f+".matchPrefixes", r.MatchPrefixes)
-		r.remove = compileCommunities(e, f+".removeCommunities", r.RemoveCommunities)
-		r.add = compileCommunities(e, f+".addCommunities", r.AddCommunities)
+		r.communities = compileCommunities(e, f.Child("matchCommunities"), r.MatchCommunities)
+		r.prefixes = compilePrefixes(e, f.Child("matchPrefixes"), r.MatchPrefixes)
+		r.remove = compileCommunities(e, f.Child("removeCommunities"), r.RemoveCommunities)
+		r.add = compileCommunities(e, f.Child("addCommunities"), r.AddCommunities)
 		for j, a := range r.add {
 			if slices.Contains(r.remove, a) {
-				e.add(fmt.Sprintf("%s.addCommunities[%d]", f, j), "%s is also in removeCommunities: keep it in one of them", a)
+				e.add(f.Child("addCommunities").Index(j), "%s is also in removeCommunities: keep it in one of them", a)
 			}
 		}
 		c.validatePrepend(e, f, r)
@@ -565,15 +574,15 @@ func (c *Config) validatePolicy(e *errs) {
 		switch r.Action {
 		case ActionContinue:
 			if len(modifies) == 0 {
-				e.add(f+".action", "a rule needs an action (reject, accept) or a modification (setLocalPref, setMED, addCommunities, removeCommunities, prepend)")
+				e.add(f.Child("action"), "a rule needs an action (reject, accept) or a modification (setLocalPref, setMED, addCommunities, removeCommunities, prepend)")
 			}
 		case ActionAccept:
 		case ActionReject:
 			for _, m := range modifies {
-				e.add(f+"."+m, "has no effect on rejected routes: remove it or drop action: reject")
+				e.add(f.Child(m), "has no effect on rejected routes: remove it or drop action: reject")
 			}
 		default:
-			e.add(f+".action", "%q: use reject, accept, or leave empty to continue after the modifications", r.Action)
+			e.add(f.Child("action"), "%q: use reject, accept, or leave empty to continue after the modifications", r.Action)
 		}
 	}
 }
@@ -601,24 +610,24 @@ func (r *PolicyRule) modifications() []string {
 // validatePrepend: the local AS is prepended on export to external client
 // groups only (an iBGP path must not carry the local AS: every peer of
 // the AS would drop the route as a loop).
-func (c *Config) validatePrepend(e *errs, f string, r *PolicyRule) {
+func (c *Config) validatePrepend(e *errs, f *field.Path, r *PolicyRule) {
 	if r.Prepend == 0 {
 		return
 	}
 	if r.Prepend < 1 || r.Prepend > 10 {
-		e.add(f+".prepend", "%d: prepend the local AS 1-10 times", r.Prepend)
+		e.add(f.Child("prepend"), "%d: prepend the local AS 1-10 times", r.Prepend)
 	}
 	if len(r.From) > 0 {
-		e.add(f+".prepend", "applies to routes sent: use towards with external client groups, not from")
+		e.add(f.Child("prepend"), "applies to routes sent: use towards with external client groups, not from")
 	}
 	for j, t := range r.Towards {
 		for _, cl := range c.Clients {
 			if (t == cl.Name || t == TargetClients) && cl.Type != ClientExternal {
-				e.add(fmt.Sprintf("%s.towards[%d]", f, j), "%q includes internal client group %s: prepend only towards external (eBGP) client groups", t, cl.Name)
+				e.add(f.Child("towards").Index(j), "%q includes internal client group %s: prepend only towards external (eBGP) client groups", t, cl.Name)
 			}
 		}
 		if t == TargetMesh || t == TargetUpstream || t == TargetDownstream || (t == TargetClients && c.Downstream != nil) {
-			e.add(fmt.Sprintf("%s.towards[%d]", f, j), "%q is iBGP: prepend only towards external (eBGP) client groups", t)
+			e.add(f.Child("towards").Index(j), "%q is iBGP: prepend only towards external (eBGP) client groups", t)
 		}
 	}
 }
@@ -632,10 +641,10 @@ func (c *Config) validateBFD(e *errs) {
 			continue
 		}
 		if iv := b.v.Interval.Duration; iv < 50*time.Millisecond || iv > 10*time.Second || iv%time.Millisecond != 0 {
-			e.add(b.field+".interval", "%v: use whole milliseconds from 50ms to 10s (default 200ms)", iv)
+			e.add(b.field.Child("interval"), "%v: use whole milliseconds from 50ms to 10s (default 200ms)", iv)
 		}
 		if m := b.v.Multiplier; m < 1 || m > 255 {
-			e.add(b.field+".multiplier", "%d: must be 1-255 (default 3)", m)
+			e.add(b.field.Child("multiplier"), "%d: must be 1-255 (default 3)", m)
 		}
 	}
 }
@@ -644,7 +653,7 @@ func (c *Config) validateTimers(e *errs) {
 	t := c.Timers
 	check := func(f string, v, min, max int) {
 		if v < min || v > max {
-			e.add("timers."+f, "%d: must be %d-%d seconds", v, min, max)
+			e.add(field.NewPath("timers", f), "%d: must be %d-%d seconds", v, min, max)
 		}
 	}
 	check("connectDelay", t.ConnectDelay, 1, 65535)
@@ -654,24 +663,24 @@ func (c *Config) validateTimers(e *errs) {
 	check("errorWaitMin", t.ErrorWaitMin, 1, 65535)
 	check("errorWaitMax", t.ErrorWaitMax, 1, 65535)
 	if t.ErrorWaitMax < t.ErrorWaitMin {
-		e.add("timers.errorWaitMax", "%d must not be below errorWaitMin %d", t.ErrorWaitMax, t.ErrorWaitMin)
+		e.add(field.NewPath("timers", "errorWaitMax"), "%d must not be below errorWaitMin %d", t.ErrorWaitMax, t.ErrorWaitMin)
 	}
 	if t.Keepalive >= t.Hold {
-		e.add("timers.keepalive", "%d must be below the hold time %d (usually a third of it)", t.Keepalive, t.Hold)
+		e.add(field.NewPath("timers", "keepalive"), "%d must be below the hold time %d (usually a third of it)", t.Keepalive, t.Hold)
 	}
 }
 
 func (c *Config) validatePasswords(e *errs) {
 	if c.PasswordDir != "" && !filepath.IsAbs(c.PasswordDir) {
-		e.add("passwordDir", "%q must be an absolute path", c.PasswordDir)
+		e.add(field.NewPath("passwordDir"), "%q must be an absolute path", c.PasswordDir)
 	}
 	if c.PasswordDir == "" && len(c.PasswordKeys) > 0 {
-		e.add("passwordKeys", "needs passwordDir: the keys are files there")
+		e.add(field.NewPath("passwordKeys"), "needs passwordDir: the keys are files there")
 	}
 	known := c.sessionGroupKeys()
 	for i, k := range c.PasswordKeys {
 		if !slices.Contains(known, k) {
-			e.add(fmt.Sprintf("passwordKeys[%d]", i), "%q names no session group of this configuration (keys: %s)", k, strings.Join(known, ", "))
+			e.add(field.NewPath("passwordKeys").Index(i), "%q names no session group of this configuration (keys: %s)", k, strings.Join(known, ", "))
 		}
 	}
 }
@@ -680,43 +689,43 @@ func (c *Config) validateGracefulRestart(e *errs) {
 	g := c.GracefulRestart
 	if !g.On() {
 		if g.LongLived {
-			e.add("gracefulRestart.longLived", "needs gracefulRestart.enabled")
+			e.add(field.NewPath("gracefulRestart", "longLived"), "needs gracefulRestart.enabled")
 		}
 		return
 	}
 	if g.RestartTime < 1 || g.RestartTime > 4095 {
-		e.add("gracefulRestart.restartTime", "%d: must be 1-4095 seconds (a 12-bit field of the capability)", g.RestartTime)
+		e.add(field.NewPath("gracefulRestart", "restartTime"), "%d: must be 1-4095 seconds (a 12-bit field of the capability)", g.RestartTime)
 	}
 	if g.LongLived && (g.StaleTime < 1 || g.StaleTime > 16777215) {
-		e.add("gracefulRestart.staleTime", "%d: must be 1-16777215 seconds", g.StaleTime)
+		e.add(field.NewPath("gracefulRestart", "staleTime"), "%d: must be 1-16777215 seconds", g.StaleTime)
 	}
 	if g.LongLived && !c.Can().LongLivedGR {
-		e.add("gracefulRestart.longLived", "not rendered for cRPD by this agent yet: use it with bird or set it false")
+		e.add(field.NewPath("gracefulRestart", "longLived"), "not rendered for cRPD by this agent yet: use it with bird or set it false")
 	}
 	if !g.LongLived && g.StaleTime != 0 {
-		e.add("gracefulRestart.staleTime", "only with longLived: true")
+		e.add(field.NewPath("gracefulRestart", "staleTime"), "only with longLived: true")
 	}
 }
 
 func (c *Config) validateDrain(e *errs) {
 	d := c.Drain
 	if d.Time.Duration < 0 || d.Time.Duration > time.Hour {
-		e.add("drain.time", "%s: must be between 0 and 1h", d.Time.Duration)
+		e.add(field.NewPath("drain", "time"), "%s: must be between 0 and 1h", d.Time.Duration)
 	}
 	if d.WaitTimeout.Duration < 0 || d.WaitTimeout.Duration > time.Hour {
-		e.add("drain.waitTimeout", "%s: must be between 0 and 1h", d.WaitTimeout.Duration)
+		e.add(field.NewPath("drain", "waitTimeout"), "%s: must be between 0 and 1h", d.WaitTimeout.Duration)
 	}
 	for i, s := range d.Sides {
 		if !dns1123Label.MatchString(s) {
-			e.add(fmt.Sprintf("drain.sides[%d]", i), "%q is not a side name (DNS-1123 label)", s)
+			e.add(field.NewPath("drain", "sides").Index(i), "%q is not a side name (DNS-1123 label)", s)
 		}
 	}
 	if d.Lock != "" && (len(d.Lock) > 253 || !dns1123Subdomain.MatchString(d.Lock)) {
-		e.add("drain.lock", "%q is not a Lease name (DNS-1123 subdomain)", d.Lock)
+		e.add(field.NewPath("drain", "lock"), "%q is not a Lease name (DNS-1123 subdomain)", d.Lock)
 	}
-	for _, fp := range [][2]string{{"drain.controlSocket", d.ControlSocket}, {"drain.doneFile", d.DoneFile}} {
-		if !filepath.IsAbs(fp[1]) {
-			e.add(fp[0], "%q must be an absolute path", fp[1])
+	for _, fp := range []pathValue{{field.NewPath("drain", "controlSocket"), d.ControlSocket}, {field.NewPath("drain", "doneFile"), d.DoneFile}} {
+		if !filepath.IsAbs(fp.v) {
+			e.add(fp.p, "%q must be an absolute path", fp.v)
 		}
 	}
 }
@@ -728,15 +737,15 @@ func (c *Config) validateRuntime(e *errs) {
 		v     Duration
 	}{{"debounce", r.Debounce}, {"statePoll", r.StatePoll}, {"retryMax", r.RetryMax}, {"configPoll", r.ConfigPoll}, {"daemonPoll", r.DaemonPoll}, {"shrinkHold", r.ShrinkHold}} {
 		if d.v.Duration <= 0 {
-			e.add("reconcile."+d.field, "must be positive")
+			e.add(field.NewPath("reconcile", d.field), "must be positive")
 		}
 	}
 	if r.MaxRemovedShare <= 0 || r.MaxRemovedShare > 1 {
-		e.add("reconcile.maxRemovedShare", "%g: must be in (0, 1]; 0.5 holds a change that removes more than half of the mesh at once", r.MaxRemovedShare)
+		e.add(field.NewPath("reconcile", "maxRemovedShare"), "%g: must be in (0, 1]; 0.5 holds a change that removes more than half of the mesh at once", r.MaxRemovedShare)
 	}
 	if _, port, err := net.SplitHostPort(c.Status.Listen); err != nil {
-		e.add("status.listen", "%q: use host:port or :port", c.Status.Listen)
+		e.add(field.NewPath("status", "listen"), "%q: use host:port or :port", c.Status.Listen)
 	} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		e.add("status.listen", "%q: the port must be 1-65535", c.Status.Listen)
+		e.add(field.NewPath("status", "listen"), "%q: the port must be 1-65535", c.Status.Listen)
 	}
 }

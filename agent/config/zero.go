@@ -1,11 +1,11 @@
 package config
 
 import (
-	"fmt"
 	"reflect"
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
 )
 
@@ -20,13 +20,13 @@ func explicitZeros(b []byte, c *Config) []error {
 		return nil // the strict decode reported it
 	}
 	var e errs
-	zeroWalk(&e, raw, reflect.ValueOf(c).Elem(), "")
+	zeroWalk(&e, raw, reflect.ValueOf(c).Elem(), nil)
 	return e.list
 }
 
 var durationType = reflect.TypeOf(Duration{})
 
-func zeroWalk(e *errs, raw any, v reflect.Value, path string) {
+func zeroWalk(e *errs, raw any, v reflect.Value, path *field.Path) {
 	for v.Kind() == reflect.Pointer {
 		if v.IsNil() {
 			return
@@ -48,7 +48,7 @@ func zeroWalk(e *errs, raw any, v reflect.Value, path string) {
 		for i := 0; i < v.NumField(); i++ {
 			name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ",")
 			if r, ok := m[name]; ok && name != "" && name != "-" {
-				zeroWalk(e, r, v.Field(i), join(path, name))
+				zeroWalk(e, r, v.Field(i), path.Child(name))
 			}
 		}
 	case v.Kind() == reflect.Slice:
@@ -57,18 +57,11 @@ func zeroWalk(e *errs, raw any, v reflect.Value, path string) {
 			return
 		}
 		for i := 0; i < len(list) && i < v.Len(); i++ {
-			zeroWalk(e, list[i], v.Index(i), fmt.Sprintf("%s[%d]", path, i))
+			zeroWalk(e, list[i], v.Index(i), path.Index(i))
 		}
 	case v.CanInt() || v.CanUint() || v.CanFloat():
 		if n, ok := raw.(float64); ok && n == 0 && !v.IsZero() {
 			e.add(path, "0 is not a value here; leave it out for the default (%v)", v.Interface())
 		}
 	}
-}
-
-func join(path, name string) string {
-	if path == "" {
-		return name
-	}
-	return path + "." + name
 }
