@@ -9,9 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -127,8 +125,6 @@ func (r *chaosRig) run(kind string, rng *rand.Rand, first bool) chaosEvent {
 	return ev
 }
 
-var daemonRestartsRE = regexp.MustCompile(`(?m)^meshrr_daemon_restarts_total (\d+)`)
-
 // daemonKilled kills BIRD in an RR pod (a crash: SIGKILL from the node).
 // The container restarts on the last applied configuration; the agent
 // must notice the restart (meshrr_daemon_restarts_total one higher), apply
@@ -140,11 +136,11 @@ func (r *chaosRig) daemonKilled(p rrPod) string {
 		if err != nil {
 			return 0, err
 		}
-		m := daemonRestartsRE.FindStringSubmatch(out)
-		if m == nil {
-			return 0, fmt.Errorf("%s: no meshrr_daemon_restarts_total", p.pod.Name)
+		n, err := metricIn(out, "meshrr_daemon_restarts_total")
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", p.pod.Name, err)
 		}
-		return strconv.Atoi(m[1])
+		return int(n), nil
 	}
 	before, err := restarts()
 	require.NoError(t, err)

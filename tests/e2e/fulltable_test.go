@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -303,8 +302,6 @@ func podNetworks(t *testing.T, opts *k8s.KubectlOptions, pod string) int {
 // memory, Total: effective plus overhead) and the agent's RSS.
 type podMemory struct{ bird, birdPeak, birdAnon, birdFile, birdOwn, agent int64 }
 
-var rssRE = regexp.MustCompile(`(?m)^process_resident_memory_bytes ([0-9.e+]+)$`)
-
 func readPodMemory(t *testing.T, r rrPod) podMemory {
 	t.Helper()
 	// cgroup v2, else v1 (hosts still booted with the legacy hierarchy)
@@ -336,11 +333,7 @@ func readPodMemory(t *testing.T, r rrPod) podMemory {
 	require.NoError(t, err, "%s: birdc show memory", r.pod.Name)
 	m.birdOwn, err = birdMemoryTotal(own)
 	require.NoError(t, err, "%s: birdc show memory", r.pod.Name)
-	rss := rssRE.FindStringSubmatch(metrics(t, r.opts, r.pod.Name))
-	require.NotNil(t, rss, "%s: process_resident_memory_bytes", r.pod.Name)
-	v, err := strconv.ParseFloat(rss[1], 64)
-	require.NoError(t, err)
-	m.agent = int64(v)
+	m.agent = int64(metric(t, r.opts, r.pod.Name, "process_resident_memory_bytes"))
 	return m
 }
 

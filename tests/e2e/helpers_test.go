@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	prommodel "github.com/prometheus/common/model"
+
 	"github.com/gruntwork-io/terratest/modules/helm"
 	"github.com/gruntwork-io/terratest/modules/k8s"
 	"github.com/gruntwork-io/terratest/modules/logger"
@@ -529,4 +532,50 @@ func quantiles(b map[float64]float64) (p50, p99, count float64) {
 		}
 	}
 	return p50, p99, count
+}
+
+// metricIn is the value of one sample of a Prometheus text exposition,
+// read with Prometheus' own parser: the metric name with every label of
+// labels (name, value pairs) as given.
+func metricIn(text, name string, labels ...string) (float64, error) {
+	parser := expfmt.NewTextParser(prommodel.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		return 0, fmt.Errorf("metrics: %w", err)
+	}
+	fam, ok := fams[name]
+	if !ok {
+		return 0, fmt.Errorf("no %s in the metrics", name)
+	}
+	for _, m := range fam.GetMetric() {
+		have := map[string]string{}
+		for _, l := range m.GetLabel() {
+			have[l.GetName()] = l.GetValue()
+		}
+		match := true
+		for i := 0; i+1 < len(labels); i += 2 {
+			match = match && have[labels[i]] == labels[i+1]
+		}
+		if !match {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			return m.GetCounter().GetValue(), nil
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue(), nil
+		case m.Untyped != nil:
+			return m.GetUntyped().GetValue(), nil
+		}
+		return 0, fmt.Errorf("%s%v is neither a counter, a gauge nor untyped", name, labels)
+	}
+	return 0, fmt.Errorf("no %s%v in the metrics", name, labels)
+}
+
+// metric is metricIn of a pod's /metrics; the test fails without it.
+func metric(t *testing.T, opts *k8s.KubectlOptions, pod, name string, labels ...string) float64 {
+	t.Helper()
+	v, err := metricIn(metrics(t, opts, pod), name, labels...)
+	require.NoError(t, err, "%s", pod)
+	return v
 }

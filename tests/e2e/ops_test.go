@@ -5,8 +5,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,16 +17,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-var appliedRE = regexp.MustCompile(`(?m)^meshrr_apply_total\{result="applied"\} (\d+)`)
-
 // applied is how many configurations an agent has applied to its daemon.
 func applied(t *testing.T, opts *k8s.KubectlOptions, pod string) int {
 	t.Helper()
-	m := appliedRE.FindStringSubmatch(metrics(t, opts, pod))
-	require.NotNil(t, m, "%s exports no meshrr_apply_total{result=\"applied\"}", pod)
-	n, err := strconv.Atoi(m[1])
-	require.NoError(t, err)
-	return n
+	return int(metric(t, opts, pod, "meshrr_apply_total", "result", "applied"))
 }
 
 // podState is what must not change across an operation: identity and
@@ -305,10 +297,7 @@ func TestTCPMD5FromASecret(t *testing.T) {
 		require.NotEqual(t, "Established", r.neighborState(rr), "Established with the wrong key")
 	}
 	// why: the RR pod's kernel counted the badly signed segments
-	dropped := regexp.MustCompile(`(?m)^meshrr_tcp_md5_segments_dropped_total\{reason="failure"\} (\d+)`).FindStringSubmatch(metrics(t, opts, ps[0].Name))
-	require.NotNil(t, dropped, "no meshrr_tcp_md5_segments_dropped_total{reason=\"failure\"}")
-	n, err := strconv.Atoi(dropped[1])
-	require.NoError(t, err)
+	n := int(metric(t, opts, ps[0].Name, "meshrr_tcp_md5_segments_dropped_total", "reason", "failure"))
 	assert.Positive(t, n, "the wrong key shows in the RR's metrics")
 	r.configure(t, fmt.Sprintf("router bgp 65000\nneighbor %s password right-key-123", rr))
 	start := time.Now()
