@@ -6,7 +6,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-// Defaults, documented in the chart's values.yaml and the README.
+// Defaults, documented in the chart's values.yaml and docs/configuration.md.
 const (
 	DefaultBirdSocket     = "/run/bird/bird.ctl"
 	DefaultBirdConfigFile = "/run/meshrr/bird.conf"
