@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,6 +21,82 @@ import (
 // routerConf is an FRR RR client of the given RR pods announcing prefixes,
 // each optionally tagged with communities (space-separated; A:B:C ones are
 // large communities).
+// boundary is examples/2regions-hrr/boundary.json: the example's boundary
+// policy as data, which make demo checks too.
+type boundary struct {
+	Announced []struct {
+		Prefix      string `json:"prefix"`
+		Communities string `json:"communities"`
+		Large       string `json:"large"`
+	} `json:"announced"`
+	Inside  []boundaryExpectation `json:"inside"`
+	Outside []boundaryExpectation `json:"outside"`
+}
+
+// boundaryExpectation is what a router reads for a prefix: present or not,
+// and when set, the best path's local-preference and communities.
+type boundaryExpectation struct {
+	Prefix      string  `json:"prefix"`
+	Present     bool    `json:"present"`
+	LocalPref   int     `json:"localPref"`
+	Communities *string `json:"communities"`
+	Large       *string `json:"large"`
+	Says        string  `json:"says"`
+}
+
+func readBoundary(t *testing.T) boundary {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(repoRoot, "examples", "2regions-hrr", "boundary.json"))
+	require.NoError(t, err)
+	var b boundary
+	require.NoError(t, json.Unmarshal(raw, &b))
+	require.NotEmpty(t, b.Announced, "boundary.json announces nothing")
+	require.NotEmpty(t, b.Outside, "boundary.json expects nothing outside the region")
+	return b
+}
+
+// announce is routerConf's announcement: prefix -> communities and large
+// communities.
+func (b boundary) announce() map[string]string {
+	out := map[string]string{}
+	for _, a := range b.Announced {
+		out[a.Prefix] = strings.TrimSpace(a.Communities + " " + a.Large)
+	}
+	return out
+}
+
+// check asserts each expectation at a router.
+func (b boundary) check(c assert.TestingT, r *Router, want []boundaryExpectation) {
+	m, err := r.routes()
+	if !assert.NoError(c, err) {
+		return
+	}
+	for _, e := range want {
+		if !e.Present {
+			assert.NotContains(c, m, e.Prefix, "%s: %s", r.Name, e.Says)
+			continue
+		}
+		if !assert.Contains(c, m, e.Prefix, "%s: %s", r.Name, e.Says) {
+			continue
+		}
+		if e.LocalPref != 0 {
+			assert.Equal(c, e.LocalPref, m[e.Prefix].LocalPref, "%s: %s", r.Name, e.Says)
+		}
+		if e.Communities != nil || e.Large != nil {
+			std, large, err := r.communities(e.Prefix)
+			if !assert.NoError(c, err) {
+				continue
+			}
+			if e.Communities != nil {
+				assert.Equal(c, *e.Communities, std, "%s: %s", r.Name, e.Says)
+			}
+			if e.Large != nil {
+				assert.Equal(c, *e.Large, large, "%s: %s", r.Name, e.Says)
+			}
+		}
+	}
+}
+
 func routerConf(id string, rrs []string, announce map[string]string) string {
 	var b strings.Builder
 	i := 10
@@ -121,45 +198,19 @@ func TestHierarchyAndBoundaryPolicy(t *testing.T) {
 		}
 	}, 2*time.Minute, time.Second)
 
-	rL := startRouter(t, "loth1", routerConf(routerID(21), []string{loth[0].Status.PodIP}, map[string]string{
-		"10.100.0.0/24": "", "10.101.0.0/24": "65000:101", "10.102.0.0/24": "65000:102",
-		"10.103.0.0/24": "65000:7 65000:199 65000:1:103",
-	}))
+	bp := readBoundary(t)
+	rL := startRouter(t, "loth1", routerConf(routerID(21), []string{loth[0].Status.PodIP}, bp.announce()))
 	rL2 := startRouter(t, "loth2", routerConf(routerID(22), []string{loth[1].Status.PodIP}, nil))
 	rM := startRouter(t, "mirk1", routerConf(routerID(23), []string{mirk[0].Status.PodIP}, nil))
-	_ = rL
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		m, err := rM.routes()
-		if !assert.NoError(c, err) {
-			return
-		}
-		assert.Contains(c, m, "10.100.0.0/24", "an untagged route reaches the other region")
-		if assert.Contains(c, m, "10.102.0.0/24", "65000:102 reaches the other region") {
-			assert.Equal(c, 20, m["10.102.0.0/24"].LocalPref, "65000:102 has local-pref 20 outside its region")
-		}
-		l2, err := rL2.routes()
-		if assert.NoError(c, err) {
-			assert.Contains(c, l2, "10.100.0.0/24", "an untagged route reaches every client of the region")
-			assert.Contains(c, l2, "10.101.0.0/24", "65000:101 stays usable inside its region")
-			assert.Equal(c, 100, l2["10.102.0.0/24"].LocalPref, "inside the region 65000:102 keeps its local-pref")
-		}
-		// the large community 65000:1:103 is re-tagged 65000:2:103 at the
-		// region's boundary and 65000:199 removed; 65000:7 goes through
-		if std, large, err := rM.communities("10.103.0.0/24"); assert.NoError(c, err) {
-			assert.Equal(c, "65000:2:103", large, "the large community is re-tagged outside the region")
-			assert.Equal(c, "65000:7", std, "65000:199 is removed at the boundary, 65000:7 kept")
-		}
-		if std, large, err := rL2.communities("10.103.0.0/24"); assert.NoError(c, err) {
-			assert.Equal(c, "65000:1:103", large, "inside the region the route keeps its tags")
-			assert.Equal(c, "65000:7 65000:199", std)
-		}
+		bp.check(c, rL2, bp.Inside)
+		bp.check(c, rM, bp.Outside)
 	}, 2*time.Minute, time.Second)
-	for range 5 { // and 65000:101 never shows up in mirkwood
-		m, err := rM.routes()
-		require.NoError(t, err)
-		require.NotContains(t, m, "10.101.0.0/24", "65000:101 left its region")
+	for range 5 { // and it stays so: what must not leave the region never shows up outside it
 		time.Sleep(time.Second)
+		bp.check(t, rM, bp.Outside)
 	}
+	require.False(t, t.Failed(), "the boundary policy of examples/2regions-hrr/boundary.json")
 
 	t.Run("Impostors", func(t *testing.T) {
 		impostorSpeakersGetNoSession(t, coreNS, map[*k8s.KubectlOptions][]corev1.Pod{coreNS: cores, lothNS: loth, mirkNS: mirk}, []*Router{rL, rL2, rM})
