@@ -127,15 +127,27 @@ const (
 	ActionReject   Action = "reject"
 )
 
+// Target names what a policy rule applies to (towards, from): a session
+// group (mesh, upstream, downstream or a client group's name), or clients,
+// every client group.
+type Target string
+
 // Well-known policy targets.
 const (
-	TargetMesh     = "mesh"
-	TargetUpstream = "upstream"
-	TargetClients  = "clients"
+	TargetMesh     Target = "mesh"
+	TargetUpstream Target = "upstream"
+	TargetClients  Target = "clients"
 	// TargetDownstream is the downstream RRs' session group (a client
 	// group: "clients" includes it).
-	TargetDownstream = "downstream"
+	TargetDownstream Target = "downstream"
 )
+
+// Selects reports whether the target names a peer group: the group's own
+// name (the mesh's and the upstream's are their roles'), or clients for
+// every client group.
+func (t Target) Selects(g model.PeerGroup) bool {
+	return model.GroupName(t) == g.Name || t == TargetClients && g.Role == model.RoleClients
+}
 
 // Config is the agent configuration file.
 type Config struct {
@@ -399,7 +411,7 @@ func (c *Config) Guarded(client string) bool {
 		return false
 	}
 	for _, r := range c.Policy {
-		if slices.Contains(r.From, client) || slices.Contains(r.From, TargetClients) {
+		if slices.Contains(r.From, Target(client)) || slices.Contains(r.From, TargetClients) {
 			return true
 		}
 	}
@@ -518,8 +530,8 @@ type PrefixEntry struct {
 // from (import) the listed groups that match get the action.
 type PolicyRule struct {
 	Name             string        `json:"name"`
-	Towards          []string      `json:"towards,omitempty"`
-	From             []string      `json:"from,omitempty"`
+	Towards          []Target      `json:"towards,omitempty"`
+	From             []Target      `json:"from,omitempty"`
 	MatchCommunities []string      `json:"matchCommunities,omitempty"`
 	MatchPrefixes    []PrefixEntry `json:"matchPrefixes,omitempty"`
 	// Action: reject, accept, or empty to continue with the next rule

@@ -296,7 +296,7 @@ func validateClientName(e *errs, f *field.Path, name string, seen map[string]boo
 		e.add(f.Child("name"), "required: a DNS-1123 label naming the client group")
 	case len(name) > maxClientName || !dns1123Label.MatchString(name):
 		e.add(f.Child("name"), "%q must be a DNS-1123 label of at most %d characters", name, maxClientName)
-	case slices.Contains([]string{TargetMesh, TargetUpstream, TargetClients, TargetDownstream}, name):
+	case slices.Contains([]Target{TargetMesh, TargetUpstream, TargetClients, TargetDownstream}, Target(name)):
 		e.add(f.Child("name"), "%q is reserved for policy targets: choose another name", name)
 	case seen[name]:
 		e.add(f.Child("name"), "%q is used by another client group", name)
@@ -521,7 +521,7 @@ func parsePrefix(s string) (netip.Prefix, error) {
 }
 
 func (c *Config) validatePolicy(e *errs) {
-	targets := map[string]bool{TargetMesh: true, TargetClients: true}
+	targets := map[Target]bool{TargetMesh: true, TargetClients: true}
 	if c.Upstream != nil {
 		targets[TargetUpstream] = true
 	}
@@ -529,7 +529,7 @@ func (c *Config) validatePolicy(e *errs) {
 		targets[TargetDownstream] = true
 	}
 	for _, cl := range c.Clients {
-		targets[cl.Name] = true
+		targets[Target(cl.Name)] = true
 	}
 	names := map[string]bool{}
 	for i := range c.Policy {
@@ -552,7 +552,7 @@ func (c *Config) validatePolicy(e *errs) {
 		}
 		for _, side := range []struct {
 			field string
-			list  []string
+			list  []Target
 		}{{"towards", r.Towards}, {"from", r.From}} {
 			for j, t := range side.list {
 				if !targets[t] {
@@ -622,7 +622,7 @@ func (c *Config) validatePrepend(e *errs, f *field.Path, r *PolicyRule) {
 	}
 	for j, t := range r.Towards {
 		for _, cl := range c.Clients {
-			if (t == cl.Name || t == TargetClients) && cl.Type != ClientExternal {
+			if (t == Target(cl.Name) || t == TargetClients) && cl.Type != ClientExternal {
 				e.add(f.Child("towards").Index(j), "%q includes internal client group %s: prepend only towards external (eBGP) client groups", t, cl.Name)
 			}
 		}

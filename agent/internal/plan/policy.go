@@ -1,6 +1,8 @@
 package plan
 
 import (
+	"slices"
+
 	"github.com/meshrr/meshrr/agent/config"
 	"github.com/meshrr/meshrr/agent/internal/model"
 )
@@ -60,14 +62,6 @@ func applyBoundaryRules(c *config.Config, groups []model.PeerGroup) {
 	}
 }
 
-func targets(list []string, g *model.PeerGroup) bool {
-	for _, t := range list {
-		switch {
-		case t == string(g.Role) && g.Role != model.RoleClients:
-			return true
-		case g.Role == model.RoleClients && (t == config.TargetClients || model.GroupName(t) == g.Name):
-			return true
-		}
-	}
-	return false
+func targets(list []config.Target, g *model.PeerGroup) bool {
+	return slices.ContainsFunc(list, func(t config.Target) bool { return t.Selects(*g) })
 }
