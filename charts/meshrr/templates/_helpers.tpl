@@ -379,3 +379,18 @@ readOnlyRootFilesystem: true
 allowPrivilegeEscalation: false
 capabilities: {drop: [ALL]}
 {{- end -}}
+
+{{/*
+The checksum of the settings every BGP session of a unit is opened with
+(config.KeepSessionSettings): identity, families, timers, graceful restart,
+and the client settings BIRD resets sessions for
+(config.SessionResettingClientSettings). It is a pod-template annotation, so
+a change rolls the pods one at a time, each draining; running agents keep
+their values, and everything else hot-reloads in place.
+*/}}
+{{- define "meshrr.sessionSettingsChecksum" -}}
+{{- $agentCfg := include "meshrr.agentConfig" . | fromYaml -}}
+{{- $settings := pick $agentCfg "identity" "families" "timers" "gracefulRestart" -}}
+{{- range $c := ($agentCfg.clients | default list) }}{{ with pick $c "addPaths" "multihop" "ttlSecurity" "type" }}{{ $_ := set $settings (printf "clients/%s" $c.name) . }}{{ end }}{{ end -}}
+{{- $settings | toYaml | sha256sum | trunc 16 -}}
+{{- end -}}
