@@ -809,9 +809,15 @@ func memoryGrowth(before, after map[string]podMemory) []string {
 // tables, attributes, protocols and configurations; growth there and not
 // in the page cache is BIRD's) and the agent's RSS.
 func memoryChange(b, a podMemory) string {
+	var parts []string // BIRD's own, line by line, when both reads have them
+	for _, k := range slices.Sorted(maps.Keys(a.birdParts)) {
+		if bv, ok := b.birdParts[k]; ok && k != "Total" {
+			parts = append(parts, fmt.Sprintf("%s %.0f -> %.0f KiB", strings.ToLower(k), float64(bv)/1024, float64(a.birdParts[k])/1024))
+		}
+	}
 	return fmt.Sprintf("BIRD cgroup %.1f -> %.1f MiB (%+.1f %%; anon %.1f -> %.1f, file %.1f -> %.1f), BIRD's own (show memory) %.2f -> %.2f MiB (%+.1f %%), agent RSS %.1f -> %.1f MiB (%+.1f %%)",
 		mib(b.bird), mib(a.bird), pct(b.bird, a.bird), mib(b.birdAnon), mib(a.birdAnon), mib(b.birdFile), mib(a.birdFile),
-		mib(b.birdOwn), mib(a.birdOwn), pct(b.birdOwn, a.birdOwn), mib(b.agent), mib(a.agent), pct(b.agent, a.agent))
+		mib(b.birdOwn), mib(a.birdOwn), pct(b.birdOwn, a.birdOwn), mib(b.agent), mib(a.agent), pct(b.agent, a.agent)) + listSuffix(parts)
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -299,8 +300,11 @@ func podNetworks(t *testing.T, opts *k8s.KubectlOptions, pod string) int {
 // the agent's resident memory, in bytes.
 // podMemory: the BIRD container's cgroup memory (in use, peak, and of it
 // anonymous and file-backed), BIRD's own count of what it holds (show
-// memory, Total: effective plus overhead) and the agent's RSS.
-type podMemory struct{ bird, birdPeak, birdAnon, birdFile, birdOwn, agent int64 }
+// memory: Total and each line, effective plus overhead) and the agent's RSS.
+type podMemory struct {
+	bird, birdPeak, birdAnon, birdFile, birdOwn, agent int64
+	birdParts                                          map[string]int64
+}
 
 func readPodMemory(t *testing.T, r rrPod) podMemory {
 	t.Helper()
@@ -315,24 +319,32 @@ func readPodMemory(t *testing.T, r rrPod) podMemory {
 	require.NoError(t, err)
 	m.birdPeak, err = strconv.ParseInt(f[1], 10, 64)
 	require.NoError(t, err)
-	stat, err := k8s.RunKubectlAndGetOutputE(t, r.opts, "exec", r.pod.Name, "-c", "bird", "--", "cat", "/sys/fs/cgroup/memory.stat")
-	if err == nil { // cgroup v1 has no memory.stat of this shape: left at 0
-		for _, l := range strings.Split(stat, "\n") {
-			if k, v, ok := strings.Cut(l, " "); ok && (k == "anon" || k == "file") {
-				n, err := strconv.ParseInt(v, 10, 64)
-				require.NoError(t, err, "%s: memory.stat %q", r.pod.Name, l)
-				if k == "anon" {
-					m.birdAnon = n
-				} else {
-					m.birdFile = n
-				}
-			}
+	// anonymous and file-backed: anon and file in cgroup v2, rss and
+	// cache in v1
+	stat, err := k8s.RunKubectlAndGetOutputE(t, r.opts, "exec", r.pod.Name, "-c", "bird", "--", "bash", "-c",
+		"cat /sys/fs/cgroup/memory.stat 2>/dev/null || cat /sys/fs/cgroup/memory/memory.stat")
+	require.NoError(t, err, "%s: cgroup memory.stat", r.pod.Name)
+	found := 0
+	for _, l := range strings.Split(stat, "\n") {
+		k, v, ok := strings.Cut(l, " ")
+		if !ok || !slices.Contains([]string{"anon", "rss", "file", "cache"}, k) {
+			continue
 		}
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		require.NoError(t, err, "%s: memory.stat %q", r.pod.Name, l)
+		if k == "anon" || k == "rss" {
+			m.birdAnon = n
+		} else {
+			m.birdFile = n
+		}
+		found++
 	}
+	require.Equal(t, 2, found, "%s: memory.stat has anonymous and file-backed memory (anon and file, or rss and cache): %q", r.pod.Name, stat)
 	own, err := k8s.RunKubectlAndGetOutputE(t, r.opts, "exec", r.pod.Name, "-c", "bird", "--", "birdc", "-s", "/run/bird/bird.ctl", "show", "memory")
 	require.NoError(t, err, "%s: birdc show memory", r.pod.Name)
-	m.birdOwn, err = birdMemoryTotal(own)
+	m.birdParts, err = birdMemory(own)
 	require.NoError(t, err, "%s: birdc show memory", r.pod.Name)
+	m.birdOwn = m.birdParts["Total"]
 	m.agent = int64(metric(t, r.opts, r.pod.Name, "process_resident_memory_bytes"))
 	return m
 }
@@ -375,28 +387,33 @@ func unhealthySince(t *testing.T, opts *k8s.KubectlOptions, since time.Time) []s
 	return bad
 }
 
-// birdMemoryTotal reads the Total line of BIRD's "show memory" (BIRD 2:
-// "Total:  46.5 kB  57.3 kB", effective then overhead; BIRD 2.0.8 and
-// older print the effective size only) as bytes.
-func birdMemoryTotal(out string) (int64, error) {
+// birdMemory reads BIRD's "show memory" (BIRD 2: "Routing tables:  19.2 kB
+// 1360.0  B", effective then overhead; BIRD 2.0.8 and older print the
+// effective size only): bytes by line ("Routing tables", "Total", ...).
+func birdMemory(out string) (map[string]int64, error) {
+	parts := map[string]int64{}
 	for _, l := range strings.Split(out, "\n") {
-		f := strings.Fields(l)
-		if len(f) < 3 || f[0] != "Total:" {
+		name, sizes, ok := strings.Cut(l, ":")
+		f := strings.Fields(sizes)
+		if !ok || len(f) < 2 || len(f)%2 != 0 {
 			continue
 		}
 		var total float64
-		for i := 1; i+1 < len(f); i += 2 {
+		for i := 0; i+1 < len(f); i += 2 {
 			v, err := strconv.ParseFloat(f[i], 64)
 			if err != nil {
-				return 0, fmt.Errorf("Total: %q: %w", l, err)
+				return nil, fmt.Errorf("%q: %w", l, err)
 			}
 			unit := map[string]float64{"B": 1, "kB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}[f[i+1]]
 			if unit == 0 {
-				return 0, fmt.Errorf("Total: %q: unit %q", l, f[i+1])
+				return nil, fmt.Errorf("%q: unit %q", l, f[i+1])
 			}
 			total += v * unit
 		}
-		return int64(total), nil
+		parts[strings.TrimSpace(name)] = int64(total)
 	}
-	return 0, fmt.Errorf("no Total line in %q", out)
+	if _, ok := parts["Total"]; !ok {
+		return nil, fmt.Errorf("no Total line in %q", out)
+	}
+	return parts, nil
 }
