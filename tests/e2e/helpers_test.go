@@ -539,7 +539,9 @@ func quantiles(b map[float64]float64) (p50, p99, count float64) {
 // labels (name, value pairs) as given.
 func metricIn(text, name string, labels ...string) (float64, error) {
 	parser := expfmt.NewTextParser(prommodel.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(strings.NewReader(text))
+	// the format ends with a newline, which kubectl's output as terratest
+	// returns it has lost
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(strings.TrimRight(text, "\n") + "\n"))
 	if err != nil {
 		return 0, fmt.Errorf("metrics: %w", err)
 	}
