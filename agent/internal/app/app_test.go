@@ -170,7 +170,7 @@ func TestSessionsPrintsTheDaemonsSessionsAsJSON(t *testing.T) {
 	require.Len(t, ss, 1)
 	assert.Equal(t, model.GroupName("mesh"), ss[0].Group)
 	assert.Equal(t, "127.0.30.2", ss[0].Peer.String())
-	assert.False(t, ss[0].Established)
+	assert.False(t, ss[0].Established())
 
 	lab.Stop()
 	_, _, err = run(t, env(nil), "sessions", "--config", cfg)

@@ -46,7 +46,7 @@ func TestMemoComputesOncePerMaxAgeWhateverTheRequestRate(t *testing.T) {
 func TestStatusReportsFlapsPerPeer(t *testing.T) {
 	peer := netip.MustParseAddr("10.244.1.7")
 	m := metrics.New(nil)
-	up := model.Session{Group: "mesh", Peer: peer, State: "Established", Established: true, Since: time.Unix(1000, 0)}
+	up := model.Session{Group: "mesh", Peer: peer, State: "Established", Since: time.Unix(1000, 0)}
 	again := up
 	again.Since = time.Unix(2000, 0)
 	m.ObserveSessions([]model.Session{up})

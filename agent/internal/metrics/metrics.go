@@ -202,7 +202,7 @@ func (c *sessionCollector) Collect(ch chan<- prometheus.Metric) {
 		if g == "" {
 			g = "other" // sessions the operator configured
 		}
-		counts[key{g, s.State}]++
+		counts[key{g, string(s.State)}]++
 		prefixes[g] += s.Imported
 	}
 	for k, n := range counts {

@@ -77,7 +77,7 @@ var metricName = regexp.MustCompile(`\bmeshrr_[a-z_]+\b`)
 // names histograms add.
 func exported(t *testing.T) map[string]bool {
 	t.Helper()
-	m := New(sessions{list: []model.Session{{Group: "mesh", State: "Established", Established: true}}})
+	m := New(sessions{list: []model.Session{{Group: "mesh", State: "Established"}}})
 	m.ApplyDuration.Observe(0.01)
 	m.ReconcileDuration.Observe(0.01)
 	m.ChangeToApplied.Observe(0.01)

@@ -54,9 +54,9 @@ func (p *peerTracker) observe(ss []model.Session, admit func(group model.GroupNa
 			continue
 		}
 		k := peerKey{s.Group, s.Peer}
-		if prev, ok := p.last[k]; ok && prev.Established {
+		if prev, ok := p.last[k]; ok && prev.Established() {
 			moved := s.Since.Sub(prev.Since)
-			if !s.Established || moved > flapTolerance || moved < -flapTolerance {
+			if !s.Established() || moved > flapTolerance || moved < -flapTolerance {
 				p.flaps[k]++
 			}
 		}
@@ -105,7 +105,7 @@ func (m *Metrics) collectPeers(ch chan<- prometheus.Metric, ss []model.Session, 
 		}
 		labels := []string{string(s.Group), s.Peer.String()}
 		up, uptime := 0.0, 0.0
-		if s.Established {
+		if s.Established() {
 			up = 1
 			if !s.Since.IsZero() && now.After(s.Since) {
 				uptime = now.Sub(s.Since).Seconds()

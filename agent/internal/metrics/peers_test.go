@@ -16,8 +16,8 @@ import (
 
 func TestPerPeerSeriesFlapsAndBFD(t *testing.T) {
 	t0 := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
-	mesh := model.Session{Group: "mesh", Peer: netip.MustParseAddr("10.244.1.7"), State: "Established", Established: true, Since: t0.Add(-time.Hour), Imported: 5, Exported: 7, BFD: "Up"}
-	client := model.Session{Group: "routers", Peer: netip.MustParseAddr("172.19.0.9"), State: "Established", Established: true, Since: t0.Add(-time.Minute), Imported: 2, BFD: "Down"}
+	mesh := model.Session{Group: "mesh", Peer: netip.MustParseAddr("10.244.1.7"), State: "Established", Since: t0.Add(-time.Hour), Imported: 5, Exported: 7, BFD: "Up"}
+	client := model.Session{Group: "routers", Peer: netip.MustParseAddr("172.19.0.9"), State: "Established", Since: t0.Add(-time.Minute), Imported: 2, BFD: "Down"}
 	src := &sessions{list: []model.Session{mesh, client}}
 	m := New(src)
 	m.now = func() time.Time { return t0 }
@@ -67,7 +67,7 @@ func TestPerPeerSeriesFlapsAndBFD(t *testing.T) {
 	m.ObserveSessions([]model.Session{reset, client})
 	m.ObserveSessions([]model.Session{reset, client})
 	down := client
-	down.State, down.Established = "Active", false
+	down.State = "Active"
 	src.list = []model.Session{reset, down}
 	got = series()
 	assert.Contains(t, got, "meshrr_bgp_peer_flaps_total{group=mesh,peer=10.244.1.7} 1\n")

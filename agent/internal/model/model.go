@@ -3,6 +3,7 @@
 package model
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -384,12 +385,11 @@ type Action struct {
 
 // Session is a BGP session as read from the daemon.
 type Session struct {
-	Name        string     `json:"name"`  // daemon's protocol/peer name
-	Group       GroupName  `json:"group"` // model group name, "" when the session is not the agent's
-	Peer        netip.Addr `json:"peer"`
-	State       string     `json:"state"` // daemon's BGP state (Established, Active, ...)
-	Established bool       `json:"established"`
-	Since       time.Time  `json:"since"` // last state change
+	Name  string       `json:"name"`  // daemon's protocol/peer name
+	Group GroupName    `json:"group"` // model group name, "" when the session is not the agent's
+	Peer  netip.Addr   `json:"peer"`
+	State SessionState `json:"state"`
+	Since time.Time    `json:"since"` // last state change
 	// Restarting: the daemon still keeps the peer's routes (as stale) under
 	// graceful restart or long-lived graceful restart, for the restart and
 	// stale times the peer announced.
@@ -403,6 +403,36 @@ type Session struct {
 	// AdminDown), "" without one.
 	BFD string `json:"bfd,omitempty"`
 }
+
+// Established reports whether the session is up. The JSON form carries it
+// as "established" too, for readers that do not know the daemons' words.
+func (s Session) Established() bool { return s.State.Established() }
+
+// MarshalJSON writes the session with "established" beside its state.
+func (s Session) MarshalJSON() ([]byte, error) {
+	type fields Session // without the method, so no recursion
+	return json.Marshal(struct {
+		fields
+		Established bool `json:"established"`
+	}{fields(s), s.Established()})
+}
+
+// SessionState is a BGP session's state as the daemon reads it. BIRD and
+// Junos both use the RFC 4271 names (Idle, Connect, Active, OpenSent,
+// OpenConfirm, Established); BIRD also reports a session that is not
+// running as Down, and a state of "" means the daemon did not say.
+type SessionState string
+
+// The states the agent acts on; any other is simply not Established.
+const (
+	StateEstablished SessionState = "Established"
+	StateActive      SessionState = "Active"
+	StateIdle        SessionState = "Idle"
+	StateDown        SessionState = "Down"
+)
+
+// Established reports whether the state is Established.
+func (s SessionState) Established() bool { return s == StateEstablished }
 
 // In reports whether the session belongs to the mesh or upstream group
 // (a client group's sessions are in no role's group).

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"encoding/json"
 	"net/netip"
 	"testing"
 
@@ -66,4 +67,19 @@ func TestSessionRoles(t *testing.T) {
 	assert.Equal(t, GroupMesh, RoleMesh.Group())
 	assert.Equal(t, GroupUpstream, RoleUpstream.Group())
 	assert.Equal(t, GroupName(""), RoleClients.Group())
+}
+
+// The sessions command's JSON (read by the e2e and by operators' scripts)
+// keeps "established" beside the daemon's state word.
+func TestSessionJSONCarriesEstablishedBesideTheState(t *testing.T) {
+	for state, up := range map[SessionState]bool{StateEstablished: true, StateActive: false, "OpenConfirm": false, "": false} {
+		b, err := json.Marshal(Session{Name: "mesh_10_0_0_2", Group: GroupMesh, Peer: netip.MustParseAddr("10.0.0.2"), State: state})
+		require.NoError(t, err)
+		var got map[string]any
+		require.NoError(t, json.Unmarshal(b, &got))
+		assert.Equal(t, up, got["established"], "%s: %s", state, b)
+		assert.Equal(t, string(state), got["state"])
+		assert.Equal(t, "mesh", got["group"])
+		assert.Equal(t, "10.0.0.2", got["peer"])
+	}
 }

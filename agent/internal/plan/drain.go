@@ -31,7 +31,7 @@ func DrainBlockers(c *config.Config, self Self, snap model.Snapshot, sessions []
 	}
 	established := map[string]bool{}
 	for _, s := range sessions {
-		if s.Established && s.In(model.RoleMesh) {
+		if s.Established() && s.In(model.RoleMesh) {
 			established[s.Peer.String()] = true
 		}
 	}

@@ -27,7 +27,7 @@ func TestDrainBlockers(t *testing.T) {
 		{Namespace: "other", Group: "core.core", Side: "b", Pod: "x", Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.9")}},
 	}}
 	up := func(addr string, group model.GroupName) model.Session {
-		return model.Session{Peer: netip.MustParseAddr(addr), Group: group, Established: true}
+		return model.Session{Peer: netip.MustParseAddr(addr), Group: group, State: "Established"}
 	}
 	sides := cfg("drain: {sides: [a, b]}\n")
 

@@ -260,7 +260,7 @@ func TestHealthyUpstreamPeersAreKeptAndDownOnesReplacedAfterGrace(t *testing.T) 
 	}
 	in.Sessions = map[netip.Addr]model.Session{}
 	for _, n := range group(t, first.Model, "upstream").Neighbors {
-		in.Sessions[n.Addr] = model.Session{Group: "upstream", Peer: n.Addr, Established: true, State: "Established", Since: t0}
+		in.Sessions[n.Addr] = model.Session{Group: "upstream", Peer: n.Addr, State: "Established", Since: t0}
 	}
 	in.Sessions[badAddr] = model.Session{Group: "upstream", Peer: badAddr, State: "Active", Since: t0}
 
@@ -478,7 +478,7 @@ func TestAStoppingUpstreamStaysUntilItsReplacementIsUp(t *testing.T) {
 	up := func(addrs ...string) map[netip.Addr]model.Session {
 		m := map[netip.Addr]model.Session{}
 		for _, s := range addrs {
-			m[ip(s)] = model.Session{Group: "upstream", Peer: ip(s), Established: true, State: "Established", Since: t0}
+			m[ip(s)] = model.Session{Group: "upstream", Peer: ip(s), State: "Established", Since: t0}
 		}
 		return m
 	}

@@ -268,7 +268,7 @@ func (c upstreamChoice) down(byID map[string]model.Member) func(id string) (bool
 				continue
 			}
 			configured = true
-			established = established || s.Established
+			established = established || s.Established()
 			if s.Since.After(since) {
 				since = s.Since
 			}
@@ -357,7 +357,7 @@ func (c upstreamChoice) established(m model.Member) bool {
 // session is the pod's Established upstream session with m.
 func (c upstreamChoice) session(m model.Member) (model.Session, bool) {
 	for _, a := range m.Addrs {
-		if s, ok := c.in.Sessions[a]; ok && s.In(model.RoleUpstream) && s.Established {
+		if s, ok := c.in.Sessions[a]; ok && s.In(model.RoleUpstream) && s.Established() {
 			return s, true
 		}
 	}

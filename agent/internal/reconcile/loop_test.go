@@ -197,7 +197,7 @@ func waitMeshed(t *testing.T, agents []*agent, pods map[string]string, within ti
 				if pod == a.pod {
 					continue
 				}
-				assert.True(c, ss[meshName(addr)].Established, "%s -> %s: %q", a.pod, pod, ss[meshName(addr)].State)
+				assert.True(c, ss[meshName(addr)].Established(), "%s -> %s: %q", a.pod, pod, ss[meshName(addr)].State)
 			}
 			for name := range ss {
 				if strings.HasPrefix(name, "mesh_") && !strings.Contains(fmt.Sprint(pods), strings.ReplaceAll(strings.TrimPrefix(name, "mesh_"), "_", ".")) {
@@ -218,7 +218,7 @@ func settled(t *testing.T, a *agent) map[string]model.Session {
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		ss = a.sessions(c)
 		for name, s := range ss {
-			if s.Established {
+			if s.Established() {
 				assert.Greater(c, time.Since(s.Since), 2*time.Second, "%s not settled", name)
 			}
 		}
@@ -254,7 +254,7 @@ func TestAgentsMeshScaleOutAndSelfHealWithRealBIRD(t *testing.T) {
 	t.Logf("scale-out 3 -> 4: new RR meshed %v after the EndpointSlice update", time.Since(start).Round(time.Millisecond))
 	after := agents[0].sessions(t)
 	for name, s := range before {
-		if s.Established {
+		if s.Established() {
 			assert.WithinDuration(t, s.Since, after[name].Since, sinceJitter, "%s was reset by the scale-out", name)
 		}
 	}
@@ -286,7 +286,7 @@ func TestAgentsMeshScaleOutAndSelfHealWithRealBIRD(t *testing.T) {
 		assert.Greater(c, testutil.ToFloat64(agents[0].metrics.Applies.WithLabelValues(metrics.ResultApplied)), applied)
 	}, 10*time.Second, 50*time.Millisecond)
 	for name, s := range before {
-		if s.Established {
+		if s.Established() {
 			assert.WithinDuration(t, s.Since, agents[0].sessions(t)[name].Since, sinceJitter, "%s was reset by a hot reload", name)
 		}
 	}
@@ -308,7 +308,7 @@ func TestAgentsMeshScaleOutAndSelfHealWithRealBIRD(t *testing.T) {
 	}, 10*time.Second, 50*time.Millisecond)
 	assert.Equal(t, 0.0, testutil.ToFloat64(agents[0].metrics.Applies.WithLabelValues(metrics.ResultApplied)), "a restarted agent must not re-apply an identical configuration")
 	for name, s := range before {
-		if s.Established {
+		if s.Established() {
 			assert.WithinDuration(t, s.Since, agents[0].sessions(t)[name].Since, sinceJitter, "%s was reset by an agent restart", name)
 		}
 	}
@@ -380,7 +380,7 @@ func TestDrainMarksEveryRouteAndResetsNoSession(t *testing.T) {
 	assert.Contains(t, route(t), "BGP.local_pref: 0")
 	after := b.sessions(t)
 	name := meshName(pods["core-0"])
-	require.True(t, after[name].Established)
+	require.True(t, after[name].Established())
 	assert.WithinDuration(t, before[name].Since, after[name].Since, 10*time.Millisecond, "the drain reset the session")
 }
 
@@ -433,11 +433,11 @@ func TestMD5KeysFromFilesGuardTheMesh(t *testing.T) {
 	setKey("core-1", "rotated-key") // one side only
 	name := meshName(pods["core-0"])
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		assert.False(c, b.sessions(c)[name].Established, "still Established with the old key")
+		assert.False(c, b.sessions(c)[name].Established(), "still Established with the old key")
 	}, 10*time.Second, 100*time.Millisecond)
 	for range 5 { // and it stays down: the keys differ
 		time.Sleep(time.Second)
-		require.False(t, b.sessions(t)[name].Established, "Established although the keys differ")
+		require.False(t, b.sessions(t)[name].Established(), "Established although the keys differ")
 	}
 	setKey("core-0", "rotated-key")
 	start := time.Now()
@@ -470,17 +470,17 @@ func TestMD5KeyMissingOrMalformedRefusesOnlyItsSessions(t *testing.T) {
 		require.NotContains(t, router.Must(t, "show protocols to_rr"), "Established", "a session from the refused client group")
 	}
 	assert.Contains(t, a.events.all(), `TCPMD5KeyRefused: routers sessions refused, none runs without its TCP-MD5 key: the Secret mounted at `+dirs["core-0"]+`: key "client-routers" must be 1-80`)
-	assert.True(t, a.sessions(t)[meshName(pods["core-1"])].Established, "the mesh keeps its key and its session")
+	assert.True(t, a.sessions(t)[meshName(pods["core-1"])].Established(), "the mesh keeps its key and its session")
 
 	// the required mesh key goes missing on core-0
 	require.NoError(t, os.Remove(filepath.Join(dirs["core-0"], "mesh")))
 	name := meshName(pods["core-0"])
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		assert.False(c, b.sessions(c)[name].Established)
+		assert.False(c, b.sessions(c)[name].Established())
 	}, 10*time.Second, 100*time.Millisecond)
 	for range 4 { // and it stays down: never without MD5
 		time.Sleep(time.Second)
-		require.False(t, b.sessions(t)[name].Established, "the mesh session came back without its key")
+		require.False(t, b.sessions(t)[name].Established(), "the mesh session came back without its key")
 	}
 	assert.Contains(t, a.events.all(), `mesh sessions refused, none runs without its TCP-MD5 key: the Secret mounted at `+dirs["core-0"]+` has no key "mesh"`)
 	assert.ErrorContains(t, a.loop.Ready(context.Background(), true), "mesh sessions refused")
@@ -508,7 +508,7 @@ func TestClientSessionsOfGonePeersAreRemoved(t *testing.T) {
 	spawned := func(c assert.TestingT) (model.Session, bool) { return rr.sessionWith(c, "127.0.21.5") }
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		s, ok := spawned(c)
-		assert.True(c, ok && s.Established, "the router's session is up")
+		assert.True(c, ok && s.Established(), "the router's session is up")
 	}, 15*time.Second, 100*time.Millisecond)
 
 	router.Stop() // killed: its pod is gone
@@ -531,7 +531,7 @@ func TestClientSessionsOfGonePeersAreRemoved(t *testing.T) {
   connect delay time 1; connect retry time 1; graceful restart on; graceful restart time 2; ipv4 { import all; export all; }; }`)
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		s, ok := spawned(c)
-		assert.True(c, ok && s.Established, "the router is back")
+		assert.True(c, ok && s.Established(), "the router is back")
 	}, 15*time.Second, 100*time.Millisecond)
 }
 
@@ -554,7 +554,7 @@ protocol bgp to_rr { local 127.0.21.7 as 65000; strict bind yes; neighbor 127.0.
 	routed := func() bool { return strings.Contains(rr.lab.Must(t, "show route"), "10.61.0.0/24") }
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		s, _ := session(c)
-		assert.True(c, s.Established && routed(), "the router's session is up and its route imported")
+		assert.True(c, s.Established() && routed(), "the router's session is up and its route imported")
 	}, 15*time.Second, 100*time.Millisecond)
 
 	router.Stop() // killed: its sessions drop without a notification
@@ -600,7 +600,7 @@ func TestAClientDisabledForItsPrefixLimitStaysOut(t *testing.T) {
 	peer := netip.MustParseAddr("127.0.21.8")
 	up := func(c assert.TestingT) bool {
 		for _, s := range rr.sessions(c) {
-			if s.Peer == peer && s.Established {
+			if s.Peer == peer && s.Established() {
 				return true
 			}
 		}
@@ -614,7 +614,7 @@ func TestAClientDisabledForItsPrefixLimitStaysOut(t *testing.T) {
 		var names []string
 		for _, s := range rr.sessions(c) {
 			if s.Peer == peer {
-				names = append(names, s.Name+" "+s.State)
+				names = append(names, s.Name+" "+string(s.State))
 			}
 		}
 		return assert.Regexp(c, disabledOnly, fmt.Sprint(names))

@@ -127,7 +127,7 @@ func TestReadinessWaitsForAnEstablishedMeshSession(t *testing.T) {
 	assert.NoError(t, l.Ready(context.Background(), false))
 	err := l.Ready(context.Background(), true)
 	assert.ErrorContains(t, err, "none of 1 mesh/upstream sessions is Established")
-	be.sessions = []model.Session{{Group: "mesh", Peer: netip.MustParseAddr("10.0.0.2"), Established: true}}
+	be.sessions = []model.Session{{Group: "mesh", Peer: netip.MustParseAddr("10.0.0.2"), State: "Established"}}
 	assert.NoError(t, l.Ready(context.Background(), true))
 
 	alone, _, _ := newTestLoop(t, members("10.0.0.1"))
@@ -154,7 +154,7 @@ func TestAPodInServiceStaysReadyWhenItLosesEveryMeshSession(t *testing.T) {
 	}
 	l, be := agent()
 	require.ErrorContains(t, l.Ready(context.Background(), true), "none of 1 mesh/upstream sessions is Established", "a new pod waits for its mesh")
-	be.sessions = []model.Session{{Group: "mesh", Peer: netip.MustParseAddr("10.0.0.2"), Established: true}}
+	be.sessions = []model.Session{{Group: "mesh", Peer: netip.MustParseAddr("10.0.0.2"), State: "Established"}}
 	require.NoError(t, l.Ready(context.Background(), true))
 	assert.False(t, l.Status().InService.IsZero())
 

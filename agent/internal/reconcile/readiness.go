@@ -74,7 +74,7 @@ func (l *Loop) readiness(requireEstablished bool, ss []model.Session, daemonErr 
 		return l.inService(st) // alone in the group and no upstream: nothing to wait for
 	}
 	for _, s := range ss {
-		if s.Established && s.Group.Meshed() {
+		if s.Established() && s.Group.Meshed() {
 			return l.inService(st)
 		}
 	}

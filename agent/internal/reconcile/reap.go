@@ -36,7 +36,7 @@ func (l *Loop) reapGone(ctx context.Context, m model.Model, sessions map[netip.A
 	var gone []string
 	for _, s := range sessions {
 		_, keptOut := l.disabled[s.Peer]
-		if clients[s.Group] && !s.Established && !s.Restarting && !keptOut && s.Name != "" && !s.Since.IsZero() && now.Sub(s.Since) >= after {
+		if clients[s.Group] && !s.Established() && !s.Restarting && !keptOut && s.Name != "" && !s.Since.IsZero() && now.Sub(s.Since) >= after {
 			gone = append(gone, s.Name)
 		}
 	}

@@ -51,17 +51,17 @@ type Report struct {
 // Peer is one session: a configured neighbour (mesh, upstream) or a client
 // that connected through a range.
 type Peer struct {
-	Group       model.GroupName `json:"group"` // mesh, upstream or the client group's name
-	Role        model.Role      `json:"role"`  // mesh, upstream, clients
-	Addr        string          `json:"addr"`
-	Name        string          `json:"name,omitempty"` // namespace/pod of an RR peer
-	Side        string          `json:"side,omitempty"`
-	State       string          `json:"state"`
-	Established bool            `json:"established"`
-	Since       time.Time       `json:"since,omitzero"`
-	Received    int             `json:"received"`
-	Sent        int             `json:"sent"`
-	BFD         string          `json:"bfd,omitempty"` // BFD session state (Up, Down, Init, AdminDown); "" without BFD
+	Group       model.GroupName    `json:"group"` // mesh, upstream or the client group's name
+	Role        model.Role         `json:"role"`  // mesh, upstream, clients
+	Addr        string             `json:"addr"`
+	Name        string             `json:"name,omitempty"` // namespace/pod of an RR peer
+	Side        string             `json:"side,omitempty"`
+	State       model.SessionState `json:"state"`
+	Established bool               `json:"established"`
+	Since       time.Time          `json:"since,omitzero"`
+	Received    int                `json:"received"`
+	Sent        int                `json:"sent"`
+	BFD         string             `json:"bfd,omitempty"` // BFD session state (Up, Down, Init, AdminDown); "" without BFD
 	// Flaps: resets of the Established session seen since the agent
 	// started (groups with per-peer metrics: mesh, upstream, clients with
 	// peerMetrics)
@@ -113,9 +113,9 @@ func Build(base Report, m model.Model, sessions []model.Session) Report {
 }
 
 func (p *Peer) fill(s model.Session) {
-	p.State, p.Established, p.Since, p.Received, p.Sent, p.BFD = s.State, s.Established, s.Since, s.Imported, s.Exported, s.BFD
+	p.State, p.Established, p.Since, p.Received, p.Sent, p.BFD = s.State, s.Established(), s.Since, s.Imported, s.Exported, s.BFD
 	if p.State == "" {
-		p.State = "Down"
+		p.State = model.StateDown
 	}
 }
 

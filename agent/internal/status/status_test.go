@@ -23,7 +23,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 
 func est(addr string, up time.Duration, rcvd int) model.Session {
-	return model.Session{Peer: netip.MustParseAddr(addr), State: "Established", Established: true, Since: t0.Add(-up), Imported: rcvd}
+	return model.Session{Peer: netip.MustParseAddr(addr), State: "Established", Since: t0.Add(-up), Imported: rcvd}
 }
 
 // sample is a core group (sides a, b) and a region whose second RR has a
@@ -106,7 +106,7 @@ func TestBuildReportsConfiguredPeersWithoutSessionsAndNoSecret(t *testing.T) {
 		Neighbors: []model.Neighbor{{Addr: netip.MustParseAddr("10.0.0.2"), Name: "ns/p2"}}}}}
 	r := Build(Report{Pod: "p", Ready: true}, m, nil)
 	require.Len(t, r.Peers, 1)
-	assert.Equal(t, "Down", r.Peers[0].State)
+	assert.Equal(t, model.StateDown, r.Peers[0].State)
 	assert.True(t, r.Peers[0].TCPMD5)
 	assert.Equal(t, []string{"p: mesh peer ns/p2 (10.0.0.2) is Down (TCP-MD5 is on: if meshrr_tcp_md5_segments_dropped_total grows, the keys differ)"}, Problems(r))
 	raw, err := json.Marshal(r)

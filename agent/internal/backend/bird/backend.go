@@ -173,17 +173,16 @@ func (b *Backend) Sessions(ctx context.Context) ([]model.Session, error) {
 			continue
 		}
 		out = append(out, model.Session{
-			Name:        p.Name,
-			Group:       groupOf(p.Description),
-			Peer:        p.Neighbor,
-			State:       p.BGPState,
-			Established: p.BGPState == "Established",
-			Since:       p.Since,
-			Restarting:  p.Restarting,
-			LimitDown:   p.State == "down" && strings.Contains(p.LastError, "Route limit exceeded"),
-			Imported:    p.Imported,
-			Exported:    p.Exported,
-			BFD:         bfd[p.Neighbor],
+			Name:       p.Name,
+			Group:      groupOf(p.Description),
+			Peer:       p.Neighbor,
+			State:      model.SessionState(p.BGPState),
+			Since:      p.Since,
+			Restarting: p.Restarting,
+			LimitDown:  p.State == "down" && strings.Contains(p.LastError, "Route limit exceeded"),
+			Imported:   p.Imported,
+			Exported:   p.Exported,
+			BFD:        bfd[p.Neighbor],
 		})
 	}
 	return out, nil

@@ -165,7 +165,7 @@ func TestHierarchyWithRealBIRD(t *testing.T) {
 				want = append(want, sym+strings.ReplaceAll(m.Addrs[0].String(), ".", "_"))
 			}
 			for _, name := range want {
-				assert.True(c, ss[name].Established, "%s: %s is %q", r.pod, name, ss[name].State)
+				assert.True(c, ss[name].Established(), "%s: %s is %q", r.pod, name, ss[name].State)
 			}
 		}
 	}, 30*time.Second, 200*time.Millisecond)
@@ -179,7 +179,7 @@ func TestHierarchyWithRealBIRD(t *testing.T) {
 				clientSession = s
 			}
 		}
-		assert.True(c, clientSession.Established, "router session from the client range")
+		assert.True(c, clientSession.Established(), "router session from the client range")
 	}, 20*time.Second, 200*time.Millisecond)
 
 	// core members inside the core's own client range are meshed, never clients
@@ -188,7 +188,7 @@ func TestHierarchyWithRealBIRD(t *testing.T) {
 			assert.NotEqual(t, netip.MustParseAddr("127.0.10.12"), s.Peer, "mesh peer landed in the client group: %+v", s)
 		}
 	}
-	assert.True(t, rrs[0].sessions(t)["mesh_127_0_10_12"].Established)
+	assert.True(t, rrs[0].sessions(t)["mesh_127_0_10_12"].Established())
 
 	// policy at the boundary, read from the core RRs
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
@@ -210,7 +210,7 @@ func TestHierarchyWithRealBIRD(t *testing.T) {
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		before = rrs[2].sessions(c)
 		for name, s := range before {
-			if s.Established {
+			if s.Established() {
 				assert.Greater(c, time.Since(s.Since), 2*time.Second, "%s not settled", name)
 			}
 		}
@@ -225,12 +225,12 @@ func TestHierarchyWithRealBIRD(t *testing.T) {
 	after := rrs[2].sessions(t)
 	require.NotEmpty(t, before)
 	for name, s := range before {
-		if !s.Established {
+		if !s.Established() {
 			continue
 		}
 		a, ok := after[name]
 		if assert.True(t, ok, "session %s disappeared", name) {
-			assert.True(t, a.Established, "%s reset: %s", name, a.State)
+			assert.True(t, a.Established(), "%s reset: %s", name, a.State)
 			assert.WithinDuration(t, s.Since, a.Since, sinceJitter, "%s restarted (Since changed)", name)
 		}
 	}
@@ -247,7 +247,7 @@ func TestHierarchyWithRealBIRD(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, string(live), string(still))
 	for name, s := range rrs[2].sessions(t) {
-		if before[name].Established {
+		if before[name].Established() {
 			assert.WithinDuration(t, before[name].Since, s.Since, sinceJitter, "%s restarted after a rejected apply", name)
 		}
 	}

@@ -50,7 +50,7 @@ protocol bgp to_rr { local %s as 65000; neighbor %s as 65000; strict bind yes;
 		var s model.Session
 		require.EventuallyWithT(t, func(c *assert.CollectT) {
 			s = spawned(c)
-			assert.True(c, s.Established && s.Since.After(after) && time.Since(s.Since) > 2*time.Second, "settled: %+v", s)
+			assert.True(c, s.Established() && s.Since.After(after) && time.Since(s.Since) > 2*time.Second, "settled: %+v", s)
 		}, 20*time.Second, 100*time.Millisecond)
 		return s
 	}
@@ -79,7 +79,7 @@ protocol bgp to_rr { local %s as 65000; neighbor %s as 65000; strict bind yes;
 		r.apply(t, snap, cfg(tc.change))
 		time.Sleep(2 * time.Second)
 		after := spawned(t)
-		reset := after.Name != before.Name || !after.Established || after.Since.Sub(before.Since) > sinceJitter
+		reset := after.Name != before.Name || !after.Established() || after.Since.Sub(before.Since) > sinceJitter
 		t.Logf("%-17s changed: session %s (%s %s, was %s since %s)", tc.setting, map[bool]string{true: "RESET", false: "kept"}[reset],
 			after.Name, after.State, before.Name, before.Since.Format(time.StampMilli))
 		if reset {

@@ -166,7 +166,7 @@ protocol bgp to_receiver {
 	upstream := "upstream_" + strings.NewReplacer(".", "_", ":", "_").Replace(f.core)
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		for _, r := range []*rr{rrA, rrB} {
-			assert.True(c, r.sessions(c)[upstream].Established, "%s: upstream %s", r.pod, upstream)
+			assert.True(c, r.sessions(c)[upstream].Established(), "%s: upstream %s", r.pod, upstream)
 		}
 		assert.Contains(c, birdCmd(c, receiver, "show protocols from_rr", 5*time.Second), "Established")
 	}, time.Minute, 200*time.Millisecond)

@@ -154,7 +154,7 @@ func (b *Backend) Sessions(ctx context.Context) ([]model.Session, error) {
 	for _, p := range peers {
 		out = append(out, model.Session{
 			Name: p.Addr.String(), Group: b.groupOf(p.Addr), Peer: p.Addr, State: p.State,
-			Established: p.Established, Since: p.Since, Imported: p.Received,
+			Since: p.Since, Imported: p.Received,
 		})
 	}
 	b.last, b.lastOK = slices.Clone(out), true

@@ -54,7 +54,7 @@ func TestApplyCommitsAndSessionsMapToGroups(t *testing.T) {
 	for _, s := range ss {
 		groups[s.Peer.String()] = s.Group
 		if s.Peer.String() == "10.244.2.10" {
-			assert.True(t, s.Established)
+			assert.True(t, s.Established())
 			assert.WithinDuration(t, time.Now().Add(-42*time.Second), s.Since, 5*time.Second)
 		}
 	}

@@ -65,7 +65,7 @@ func TestApplySequenceOverBothFramings(t *testing.T) {
 			for _, p := range peers {
 				addrs = append(addrs, p.Addr.String())
 				if p.Addr.String() == "10.244.6.1" {
-					assert.True(t, p.Established)
+					assert.True(t, p.State.Established())
 				}
 			}
 			assert.ElementsMatch(t, []string{"10.244.6.1", "fd00:244::6:1", "10.244.2.10", "10.244.3.10", "fd00:244::2:10", "fd00:244::3:10"}, addrs,

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/meshrr/meshrr/agent/internal/model"
 )
 
 // RPCError is one error or warning of a reply, wherever it appears: an
@@ -246,13 +248,12 @@ func (r Reply) judge(what string, ok func(RoutingEngine) bool, success bool) err
 
 // Peer is one <bgp-peer> of <get-bgp-summary-information>.
 type Peer struct {
-	Addr        netip.Addr
-	AS          uint32
-	State       string
-	Since       time.Time // now minus <elapsed-time junos:seconds>
-	FlapCount   int
-	Received    int // received-prefix-count over the peer's primary RIBs
-	Established bool
+	Addr      netip.Addr
+	AS        uint32
+	State     model.SessionState
+	Since     time.Time // now minus <elapsed-time junos:seconds>
+	FlapCount int
+	Received  int // received-prefix-count over the peer's primary RIBs
 }
 
 type ribCount struct {
@@ -365,11 +366,10 @@ func ParseBGPSummary(data []byte, now time.Time) ([]Peer, error) {
 					cur.AS = n
 				}
 			case "peer-state":
-				cur.State = v
+				cur.State = model.SessionState(v)
 			case "flap-count":
 				cur.FlapCount, _ = strconv.Atoi(v)
 			case "bgp-peer":
-				cur.Established = cur.State == "Established"
 				cur.Received = receivedOf(ribs)
 				if elapsed >= 0 {
 					cur.Since = now.Add(-time.Duration(elapsed) * time.Second)

@@ -92,7 +92,7 @@ func TestBGPSummaryPeers(t *testing.T) {
 	peers, err := ParseBGPSummary(raw, now)
 	require.NoError(t, err)
 	assert.Equal(t, []Peer{
-		{Addr: netip.MustParseAddr("10.244.2.7"), AS: 65000, State: "Established", Established: true, Since: now.Add(-3723 * time.Second), FlapCount: 1, Received: 7},
+		{Addr: netip.MustParseAddr("10.244.2.7"), AS: 65000, State: "Established", Since: now.Add(-3723 * time.Second), FlapCount: 1, Received: 7},
 		{Addr: netip.MustParseAddr("fd00:244::3:10"), AS: 65000, State: "Active", Since: now.Add(-15 * time.Second)},
 		{Addr: netip.MustParseAddr("10.244.9.1"), AS: 4200000001, State: "Connect", Since: now.Add(-2 * time.Second), FlapCount: 3},
 		{Addr: netip.MustParseAddr("10.244.9.2"), AS: 4200000000, State: "OpenSent", Since: now.Add(-1 * time.Second)},
