@@ -691,16 +691,20 @@ func Load(path string) (*Config, error) {
 	return c, nil
 }
 
-// Parse decodes strictly (unknown fields are errors), applies defaults and validates.
+// Parse decodes strictly (unknown fields are errors) over the defaults,
+// fills what the file left out and validates.
 func Parse(b []byte) (*Config, error) {
-	var c Config
-	if err := yaml.UnmarshalStrict(b, &c); err != nil {
+	c := defaultConfig()
+	j, err := yaml.YAMLToJSONStrict(b)
+	if err == nil {
+		err = decodeStrict(j, &c)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("decode: %w", err)
 	}
-	c.SetDefaults()
-	zeros := explicitZeros(b, &c)
-	if err := c.Validate(); err != nil || len(zeros) > 0 {
-		return nil, errors.Join(append(zeros, unjoin(err)...)...)
+	c.fill()
+	if err := c.Validate(); err != nil {
+		return nil, err
 	}
 	return &c, nil
 }

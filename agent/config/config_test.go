@@ -254,15 +254,15 @@ func TestBFDDefaultsAndPeerMetrics(t *testing.T) {
 	}
 }
 
-// A number or duration written as 0 where 0 only means "left out" is
-// refused rather than silently replaced by the default (hold: 0 is a
-// legal BGP hold time that would otherwise become 90 s); a 0 with a
-// meaning of its own (maxPrefixes: no limit) is kept.
-func TestExplicitZeroIsRefusedWhereItWouldBecomeTheDefault(t *testing.T) {
+// A number or duration written as 0 is read as 0, never replaced by the
+// default (hold: 0 would otherwise silently become 90 s): validation
+// refuses it where 0 is out of range and keeps it where 0 means something
+// (drain.time: close at once; maxPrefixes: no limit).
+func TestExplicitZeroIsJudgedAsWrittenNotReplacedByTheDefault(t *testing.T) {
 	_, err := Parse([]byte(`identity: {asn: 65000}
 mesh: {group: core.core, bfd: {enabled: true, multiplier: 0}}
 timers: {hold: 0}
-drain: {time: 0s}
+gracefulRestart: {longLived: true, staleTime: 0}
 clients: [{name: r, ranges: [10.0.0.0/8], maxPrefixes: 0, bfd: {enabled: true, multiplier: 0}}]
 status: {listen: ":0"}
 `))
@@ -272,12 +272,56 @@ status: {listen: ":0"}
 		got[f.Field] = f.Msg
 	}
 	assert.Equal(t, map[string]string{
-		"mesh.bfd.multiplier":       "0 is not a value here; leave it out for the default (3)",
-		"clients[0].bfd.multiplier": "0 is not a value here; leave it out for the default (3)",
-		"timers.hold":               "0 is not a value here; leave it out for the default (90)",
-		"drain.time":                "0s: a zero duration is not a value here; leave it out for the default (15s)",
+		"mesh.bfd.multiplier":       "0: must be 1-255 (default 3)",
+		"clients[0].bfd.multiplier": "0: must be 1-255 (default 3)",
+		"timers.hold":               "0: must be 3-65535 seconds",
+		"gracefulRestart.staleTime": "0: must be 1-16777215 seconds",
 		"status.listen":             `":0": the port must be 1-65535`,
 	}, got)
+
+	c, err := Parse([]byte(`identity: {asn: 65000}
+mesh: {group: core.core}
+upstream: {group: x.core, namespace: x, service: core, holdDown: 0s}
+drain: {time: 0s}
+clients: [{name: r, ranges: [10.0.0.0/8], maxPrefixes: 0}]
+`))
+	require.NoError(t, err)
+	assert.Zero(t, c.Drain.Time.Duration, "drain.time: 0s is kept")
+	assert.Zero(t, c.Upstream.HoldDown.Duration, "upstream.holdDown: 0s is kept")
+	assert.Equal(t, DefaultMaxPeers, c.Upstream.MaxPeers, "what upstream leaves out is defaulted")
+	assert.Equal(t, DefaultGracePeriod, c.Upstream.GracePeriod.Duration)
+	assert.Equal(t, DefaultDrainWait, c.Drain.WaitTimeout.Duration)
+}
+
+// The stale time has a default only with long-lived graceful restart.
+func TestStaleTimeDefaultsOnlyWithLongLived(t *testing.T) {
+	base := "identity: {asn: 65000}\nmesh: {group: core.core}\n"
+	c, err := Parse([]byte(base + "gracefulRestart: {longLived: true}\n"))
+	require.NoError(t, err)
+	assert.Equal(t, DefaultStaleTime, c.GracefulRestart.StaleTime)
+	assert.Equal(t, DefaultRestartTime, c.GracefulRestart.RestartTime)
+	c, err = Parse([]byte(base + "gracefulRestart: {restartTime: 30}\n"))
+	require.NoError(t, err)
+	assert.Zero(t, c.GracefulRestart.StaleTime)
+	c, err = Parse([]byte(base))
+	require.NoError(t, err)
+	assert.Zero(t, c.GracefulRestart.StaleTime)
+	assert.Equal(t, DefaultRestartTime, c.GracefulRestart.RestartTime)
+}
+
+// Sections decoded over their defaults are as strict as the file: a
+// misspelt key in them is an error naming it.
+func TestUnknownKeysInDefaultedSectionsAreRefused(t *testing.T) {
+	base := "identity: {asn: 65000}\nmesh: {group: core.core"
+	for _, tc := range []struct{ yaml, key string }{
+		{base + "}\nupstream: {group: x.core, namespace: x, service: core, maxPeer: 3}\n", "maxPeer"},
+		{base + ", bfd: {enabled: true, intervall: 1s}}\n", "intervall"},
+		{base + "}\nclients: [{name: r, ranges: [10.0.0.0/8], bfd: {multiplyer: 3}}]\n", "multiplyer"},
+		{base + "}\ngracefulRestart: {longlived: true}\n", "longlived"},
+	} {
+		_, err := Parse([]byte(tc.yaml))
+		assert.ErrorContains(t, err, `unknown field "`+tc.key+`"`, tc.yaml)
+	}
 }
 
 // Every capability a backend lacks is refused by validation, naming the

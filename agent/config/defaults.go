@@ -1,7 +1,11 @@
 package config
 
 import (
+	"errors"
+	"fmt"
 	"time"
+
+	kjson "sigs.k8s.io/json"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
@@ -29,10 +33,104 @@ const (
 	// BFD: detection in 600 ms, slow enough for pods under CPU limits
 	DefaultBFDInterval   = 200 * time.Millisecond
 	DefaultBFDMultiplier = 3
+	// graceful restart: peers wait 120 s; long-lived keeps routes an hour
+	DefaultRestartTime = 120
+	DefaultStaleTime   = 3600
 )
 
-// SetDefaults fills every unset field with its documented default.
-func (c *Config) SetDefaults() {
+// Defaults come in two kinds. Numbers and durations are the starting
+// value the file is decoded over (defaultConfig, and for the sections that
+// are pointers or list items, their UnmarshalJSON): a 0 written in the file
+// therefore stays 0, and validation judges it (hold: 0 is a legal BGP hold
+// time, and must not silently become 90 s). Strings, lists and settings
+// that depend on other fields are filled after decoding (fill): an empty
+// string is "left out".
+
+// defaultConfig is the configuration of a file that sets nothing.
+func defaultConfig() Config {
+	return Config{
+		Backend: Backend{
+			Bird: BirdBackend{BytesPerRoute: DefaultBirdBytesPerRoute},
+			CRPD: CRPDBackend{RPCTimeout: Duration{2 * time.Minute}},
+		},
+		Timers: Timers{
+			ConnectDelay: 1, // BIRD's default 5 s delays every new mesh session
+			ConnectRetry: 5,
+			Hold:         90,
+			Keepalive:    30,
+			ErrorWaitMin: 1,
+			ErrorWaitMax: 30,
+		},
+		GracefulRestart: GracefulRestart{RestartTime: DefaultRestartTime},
+		Drain:           Drain{Time: Duration{DefaultDrainTime}, WaitTimeout: Duration{DefaultDrainWait}},
+		Reconcile: Reconcile{
+			Debounce:        Duration{100 * time.Millisecond},
+			StatePoll:       Duration{5 * time.Second},
+			RetryMax:        Duration{30 * time.Second},
+			ConfigPoll:      Duration{2 * time.Second},
+			DaemonPoll:      Duration{time.Second},
+			ShrinkHold:      Duration{30 * time.Second},
+			MaxRemovedShare: 0.5,
+		},
+	}
+}
+
+// UnmarshalJSON decodes an upstream section over its defaults.
+func (u *Upstream) UnmarshalJSON(b []byte) error {
+	type fields Upstream // without this method
+	f := fields{MaxPeers: DefaultMaxPeers, GracePeriod: Duration{DefaultGracePeriod}, HoldDown: Duration{DefaultHoldDown}, Epsilon: DefaultEpsilon}
+	if err := decodeStrict(b, &f); err != nil {
+		return fmt.Errorf("upstream: %w", err)
+	}
+	*u = Upstream(f)
+	return nil
+}
+
+// UnmarshalJSON decodes a BFD section over its defaults.
+func (b *BFD) UnmarshalJSON(data []byte) error {
+	type fields BFD
+	f := fields{Interval: Duration{DefaultBFDInterval}, Multiplier: DefaultBFDMultiplier}
+	if err := decodeStrict(data, &f); err != nil {
+		return fmt.Errorf("bfd: %w", err)
+	}
+	*b = BFD(f)
+	return nil
+}
+
+// UnmarshalJSON decodes graceful restart over its defaults; the stale time
+// defaults only with longLived, so whether the file gives it is read here.
+func (g *GracefulRestart) UnmarshalJSON(b []byte) error {
+	type fields GracefulRestart
+	f := struct {
+		*fields
+		StaleTime *int `json:"staleTime,omitempty"` // shadows fields.StaleTime
+	}{fields: (*fields)(g)}
+	if err := decodeStrict(b, &f); err != nil {
+		return fmt.Errorf("gracefulRestart: %w", err)
+	}
+	switch {
+	case f.StaleTime != nil:
+		g.StaleTime = *f.StaleTime
+	case g.LongLived:
+		g.StaleTime = DefaultStaleTime
+	}
+	return nil
+}
+
+// decodeStrict decodes JSON as the API server does: keys match field
+// names exactly (longlived is not longLived), and an unknown or repeated
+// key is an error. The file and every section decoded over its defaults
+// go through it.
+func decodeStrict(b []byte, v any) error {
+	strict, err := kjson.UnmarshalStrict(b, v)
+	if err != nil {
+		return err
+	}
+	return errors.Join(strict...)
+}
+
+// fill sets the strings, lists and dependent settings the file left out.
+func (c *Config) fill() {
 	setStr(&c.Identity.RouterID, RouterIDAuto)
 	setStr(&c.Identity.ClusterID, ClusterIDRouter)
 	setStr(&c.Backend.Type, BackendBird)
@@ -48,9 +146,6 @@ func (c *Config) SetDefaults() {
 	if c.PasswordDir != "" && c.PasswordKeys == nil {
 		c.PasswordKeys = c.sessionGroupKeys() // fail closed: every session group needs its key
 	}
-	if b.BytesPerRoute == 0 {
-		b.BytesPerRoute = DefaultBirdBytesPerRoute
-	}
 	setStr(&b.BaseMemory, DefaultBirdBaseMemory)
 	k := &c.Backend.CRPD
 	setStr(&k.Address, "127.0.0.1:830")
@@ -60,22 +155,11 @@ func (c *Config) SetDefaults() {
 	setStr(&k.KnownHostFile, "/run/meshrr/crpd/known_host")
 	setStr(&k.StateFile, "/run/meshrr/crpd/applied.conf")
 	setStr(&k.StartupConfig, "/config/juniper.conf")
-	setDur(&k.RPCTimeout, 2*time.Minute)
 	if k.LicenseLimits.BGPPeers == nil {
 		k.LicenseLimits.BGPPeers = ptr(DefaultLicenseBGPPeers)
 	}
 	if k.LicenseLimits.RIBEntries == nil {
 		k.LicenseLimits.RIBEntries = ptr(DefaultLicenseRIBEntries)
-	}
-	if u := c.Upstream; u != nil {
-		if u.MaxPeers == 0 {
-			u.MaxPeers = DefaultMaxPeers
-		}
-		setDur(&u.GracePeriod, DefaultGracePeriod)
-		setDur(&u.HoldDown, DefaultHoldDown)
-		if u.Epsilon == 0 {
-			u.Epsilon = DefaultEpsilon
-		}
 	}
 	if d := c.Downstream; d != nil && d.MaxPrefixes > 0 {
 		setStr(&d.MaxPrefixAction, LimitRestart)
@@ -91,48 +175,16 @@ func (c *Config) SetDefaults() {
 			cl.NextHopUnchanged = ptr(cl.Type == ClientExternal)
 		}
 	}
-	for _, b := range c.bfds() {
-		if b.v != nil {
-			setDur(&b.v.Interval, DefaultBFDInterval)
-			setInt(&b.v.Multiplier, DefaultBFDMultiplier)
-		}
-	}
 	if c.Families == nil {
 		c.Families = []Family{FamilyUnicast}
 	}
-	t := &c.Timers
-	setInt(&t.ConnectDelay, 1) // BIRD's default 5 s delays every new mesh session
-	setInt(&t.ConnectRetry, 5)
-	setInt(&t.Hold, 90)
-	setInt(&t.Keepalive, 30)
-	setInt(&t.ErrorWaitMin, 1)
-	setInt(&t.ErrorWaitMax, 30)
-	g := &c.GracefulRestart
-	if g.On() {
-		setInt(&g.RestartTime, 120)
-		if g.LongLived {
-			setInt(&g.StaleTime, 3600)
-		}
-	}
 	d := &c.Drain
-	setDur(&d.Time, DefaultDrainTime)
-	setDur(&d.WaitTimeout, DefaultDrainWait)
 	if d.WaitForPeers == nil {
 		d.WaitForPeers = ptr(true)
 	}
 	setStr(&d.ControlSocket, "/run/meshrr/agent.sock")
 	setStr(&d.DoneFile, "/run/meshrr/drain-done")
-	r := &c.Reconcile
-	setDur(&r.Debounce, 100*time.Millisecond)
-	setDur(&r.StatePoll, 5*time.Second)
-	setDur(&r.RetryMax, 30*time.Second)
-	setDur(&r.ConfigPoll, 2*time.Second)
-	setDur(&r.DaemonPoll, time.Second)
-	setDur(&r.ShrinkHold, 30*time.Second)
-	if r.MaxRemovedShare == 0 {
-		r.MaxRemovedShare = 0.5
-	}
-	setStr(&r.StateFile, "/run/meshrr/state.json")
+	setStr(&c.Reconcile.StateFile, "/run/meshrr/state.json")
 	setStr(&c.Status.Listen, DefaultListen)
 	if c.Status.ReadyRequiresEstablished == nil {
 		c.Status.ReadyRequiresEstablished = ptr(true)
@@ -144,18 +196,6 @@ func ptr[T any](v T) *T { return &v }
 func setStr[T ~string](p *T, v T) {
 	if *p == "" {
 		*p = v
-	}
-}
-
-func setInt(p *int, v int) {
-	if *p == 0 {
-		*p = v
-	}
-}
-
-func setDur(p *Duration, v time.Duration) {
-	if p.Duration == 0 {
-		p.Duration = v
 	}
 }
 

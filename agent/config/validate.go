@@ -41,7 +41,7 @@ func (e *errs) add(path *field.Path, format string, args ...any) {
 }
 
 // Validate checks every field, gathers every problem and compiles the typed
-// values the plan uses. It must run after SetDefaults.
+// values the plan uses. It runs on a decoded and filled configuration (Parse).
 func (c *Config) Validate() error {
 	var e errs
 	c.validateIdentity(&e)
@@ -651,6 +651,7 @@ func (c *Config) validateBFD(e *errs) {
 
 func (c *Config) validateTimers(e *errs) {
 	t := c.Timers
+	before := len(e.list)
 	check := func(f string, v, min, max int) {
 		if v < min || v > max {
 			e.add(field.NewPath("timers", f), "%d: must be %d-%d seconds", v, min, max)
@@ -662,6 +663,9 @@ func (c *Config) validateTimers(e *errs) {
 	check("keepalive", t.Keepalive, 1, 65535)
 	check("errorWaitMin", t.ErrorWaitMin, 1, 65535)
 	check("errorWaitMax", t.ErrorWaitMax, 1, 65535)
+	if len(e.list) > before {
+		return // the order of timers out of range says nothing more
+	}
 	if t.ErrorWaitMax < t.ErrorWaitMin {
 		e.add(field.NewPath("timers", "errorWaitMax"), "%d must not be below errorWaitMin %d", t.ErrorWaitMax, t.ErrorWaitMin)
 	}
