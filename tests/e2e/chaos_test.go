@@ -41,7 +41,7 @@ var (
 // passes them through):
 //
 //	CHAOS_SEED      the seed of the draw (default: the clock; printed, to replay a run)
-//	CHAOS_EVENTS    events to run (default 8); with CHAOS_DURATION, events until it ends
+//	CHAOS_EVENTS    events to run (default 6); with CHAOS_DURATION, events until it ends
 //	CHAOS_DURATION  how long to keep drawing events, e.g. 60m
 //	CHAOS_GAP       MIN-MAX between the starts of two events, e.g. 30s-60s (default 0s: the next one once recovered)
 //	CHAOS_ROUTES    routes the origin announces (default 10000)
@@ -57,7 +57,7 @@ type chaosConfig struct {
 }
 
 func chaosConfigFromEnv() (chaosConfig, error) {
-	c := chaosConfig{seed: uint64(time.Now().UnixNano()), events: 8, routes: 10000, kinds: chaosKinds}
+	c := chaosConfig{seed: uint64(time.Now().UnixNano()), events: 6, routes: 10000, kinds: chaosKinds}
 	var err error
 	if v := os.Getenv("CHAOS_SEED"); v != "" {
 		if c.seed, err = strconv.ParseUint(v, 10, 64); err != nil {
