@@ -13,6 +13,7 @@ import (
 	"slices"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshrr/meshrr/agent/internal/model"
@@ -149,8 +150,24 @@ func (t Target) Selects(g model.PeerGroup) bool {
 	return model.GroupName(t) == g.Name || t == TargetClients && g.Role == model.RoleClients
 }
 
+// The file's format: every configuration file starts with
+//
+//	apiVersion: meshrr.io/v1alpha1
+//	kind: AgentConfig
+//
+// so that an agent never reads a file written for another format as its
+// own. v1alpha1's body is this package's Config; a later version is
+// converted into it when it is decoded.
+const (
+	APIVersion = "meshrr.io/v1alpha1"
+	Kind       = "AgentConfig"
+)
+
 // Config is the agent configuration file.
 type Config struct {
+	// APIVersion and Kind name the file's format (APIVersion, Kind).
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
 	// Identity of the BGP speaker.
 	Identity Identity `json:"identity"`
 	// Backend selects and configures the routing daemon.
@@ -694,12 +711,15 @@ func Load(path string) (*Config, error) {
 // Parse decodes strictly (unknown fields are errors) over the defaults,
 // fills what the file left out and validates.
 func Parse(b []byte) (*Config, error) {
-	c := defaultConfig()
 	j, err := yaml.YAMLToJSONStrict(b)
-	if err == nil {
-		err = decodeStrict(j, &c)
-	}
 	if err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	if err := checkFormat(j); err != nil {
+		return nil, err
+	}
+	c := defaultConfig()
+	if err := decodeStrict(j, &c); err != nil {
 		return nil, fmt.Errorf("decode: %w", err)
 	}
 	c.fill()
@@ -709,14 +729,39 @@ func Parse(b []byte) (*Config, error) {
 	return &c, nil
 }
 
-func unjoin(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
+// checkFormat reads apiVersion and kind before the body, so that a file of
+// another format is refused by name rather than by its unknown fields.
+func checkFormat(j []byte) error {
+	var tm struct {
+		APIVersion any `json:"apiVersion"`
+		Kind       any `json:"kind"`
 	}
-	if err != nil {
-		return []error{err}
+	if err := json.Unmarshal(j, &tm); err != nil {
+		return fmt.Errorf("decode: %w", err)
 	}
-	return nil
+	var e errs
+	header := fmt.Sprintf("the file starts with \"apiVersion: %s\" and \"kind: %s\" (the chart writes both)", APIVersion, Kind)
+	switch v := tm.APIVersion.(type) {
+	case nil:
+		e.add(field.NewPath("apiVersion"), "required: %s", header)
+	case string:
+		if v != APIVersion {
+			e.add(field.NewPath("apiVersion"), "%q: this agent reads %s; render the file with the chart of the agent's version", v, APIVersion)
+		}
+	default:
+		e.add(field.NewPath("apiVersion"), "%v: a string; %s", v, header)
+	}
+	switch k := tm.Kind.(type) {
+	case nil:
+		e.add(field.NewPath("kind"), "required: %s", header)
+	case string:
+		if k != Kind {
+			e.add(field.NewPath("kind"), "%q: must be %s", k, Kind)
+		}
+	default:
+		e.add(field.NewPath("kind"), "%v: must be the string %s", k, Kind)
+	}
+	return errors.Join(e.list...)
 }
 
 // FieldError names a field and what is wrong with it.

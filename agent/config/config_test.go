@@ -64,6 +64,8 @@ func TestRegionFixtureCompilesTypedValues(t *testing.T) {
 
 func TestExternalClientsDefaultToNextHopUnchanged(t *testing.T) {
 	c, err := Parse([]byte(`
+apiVersion: meshrr.io/v1alpha1
+kind: AgentConfig
 identity: {asn: 65000}
 mesh: {group: rs.rs}
 clients:
@@ -76,17 +78,22 @@ clients:
 
 // Each bad input must fail with an error naming the field.
 func TestInvalidInputsNameTheField(t *testing.T) {
-	base := "identity: {asn: 65000}\nmesh: {group: core.core}\n"
+	base := "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: core.core}\n"
 	cases := []struct {
 		name, yaml, field, says string
 	}{
 		{"unknown key", base + "upstraem: {group: x}\n", "", `unknown field "upstraem"`},
-		{"missing asn", "mesh: {group: a}\n", "identity.asn", "required"},
-		{"asn zero is missing", "identity: {asn: 0}\nmesh: {group: a}\n", "identity.asn", "required"},
-		{"as_trans", "identity: {asn: 23456}\nmesh: {group: a}\n", "identity.asn", "AS_TRANS"},
-		{"asn too big", "identity: {asn: 4294967296}\nmesh: {group: a}\n", "identity.asn", "outside"},
-		{"bad router id", "identity: {asn: 1, routerID: 10.0.0}\nmesh: {group: a}\n", "identity.routerID", "auto, podIPv4, hash"},
-		{"ipv6 cluster id", "identity: {asn: 1, clusterID: 'fd00::1'}\nmesh: {group: a}\n", "identity.clusterID", "IPv4"},
+		{"no header", "identity: {asn: 1}\nmesh: {group: a}\n", "apiVersion", `required: the file starts with "apiVersion: meshrr.io/v1alpha1" and "kind: AgentConfig"`},
+		{"chart values given as the file", "groups: {core: {identity: {asn: 1}}}\n", "kind", "required"},
+		{"another version", "apiVersion: meshrr.io/v1\nkind: AgentConfig\nidentity: {asn: 1}\nmesh: {group: a}\n", "apiVersion", `"meshrr.io/v1": this agent reads meshrr.io/v1alpha1`},
+		{"version not a string", "apiVersion: [meshrr.io/v1alpha1]\nkind: AgentConfig\n", "apiVersion", "a string"},
+		{"another kind", "apiVersion: meshrr.io/v1alpha1\nkind: ConfigMap\nidentity: {asn: 1}\nmesh: {group: a}\n", "kind", `"ConfigMap": must be AgentConfig`},
+		{"missing asn", "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nmesh: {group: a}\n", "identity.asn", "required"},
+		{"asn zero is missing", "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 0}\nmesh: {group: a}\n", "identity.asn", "required"},
+		{"as_trans", "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 23456}\nmesh: {group: a}\n", "identity.asn", "AS_TRANS"},
+		{"asn too big", "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 4294967296}\nmesh: {group: a}\n", "identity.asn", "outside"},
+		{"bad router id", "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 1, routerID: 10.0.0}\nmesh: {group: a}\n", "identity.routerID", "auto, podIPv4, hash"},
+		{"ipv6 cluster id", "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 1, clusterID: 'fd00::1'}\nmesh: {group: a}\n", "identity.clusterID", "IPv4"},
 		{"unknown backend", base + "backend: {type: gobgp}\n", "backend.type", "bird or crpd"},
 		{"netconf off the pod", base + "backend: {type: crpd, crpd: {address: '10.0.0.5:830'}}\n", "backend.crpd.address", "loopback"},
 		{"evpn with bird", base + "families: [unicast, evpn]\n", "families[1]", "needs backend.type crpd"},
@@ -118,7 +125,7 @@ func TestInvalidInputsNameTheField(t *testing.T) {
 		{"negative memory limit", base + "backend: {bird: {memoryLimit: -1Gi}}\n", "backend.bird.memoryLimit", "positive memory quantity"},
 		{"base memory not a quantity", base + "backend: {bird: {baseMemory: lots}}\n", "backend.bird.baseMemory", "such as 512Mi"},
 		{"bytes per route negative", base + "backend: {bird: {bytesPerRoute: -5}}\n", "backend.bird.bytesPerRoute", "must be positive"},
-		{"missing mesh group", "identity: {asn: 1}\n", "mesh.group", "required"},
+		{"missing mesh group", "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 1}\n", "mesh.group", "required"},
 		{"upstream is self", base + "upstream: {group: core.core}\n", "upstream.group", "own group"},
 		{"maxPeers negative", base + "upstream: {group: b, maxPeers: -1}\n", "upstream.maxPeers", "at least 1"},
 		{"epsilon too big", base + "upstream: {group: b, epsilon: 3}\n", "upstream.epsilon", "(0, 1]"},
@@ -153,7 +160,7 @@ func TestInvalidInputsNameTheField(t *testing.T) {
 		{"optimal route reflection", base + "clients: [{name: a, ranges: [10.0.0.0/8], optimalRouteReflection: true}]\n", "clients[0].optimalRouteReflection", "IGP distances"},
 		{"addPaths of one", base + "clients: [{name: a, ranges: [10.0.0.0/8], addPaths: 1}]\n", "clients[0].addPaths", "2-64"},
 		{"addPaths too many", base + "clients: [{name: a, ranges: [10.0.0.0/8], addPaths: 65}]\n", "clients[0].addPaths", "2-64"},
-		{"bfd interval too short", "identity: {asn: 65000}\nmesh: {group: core.core, bfd: {enabled: true, interval: 10ms}}\n", "mesh.bfd.interval", "50ms to 10s"},
+		{"bfd interval too short", "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: core.core, bfd: {enabled: true, interval: 10ms}}\n", "mesh.bfd.interval", "50ms to 10s"},
 		{"bfd interval not whole ms", base + "clients: [{name: a, ranges: [10.0.0.0/8], bfd: {enabled: true, interval: 1500us}}]\n", "clients[0].bfd.interval", "whole milliseconds"},
 		{"bfd multiplier too big", base + "upstream: {group: b, bfd: {enabled: true, multiplier: 300}}\n", "upstream.bfd.multiplier", "1-255"},
 		{"keepalive above hold", base + "timers: {hold: 9, keepalive: 10}\n", "timers.keepalive", "below the hold time"},
@@ -177,6 +184,8 @@ func TestInvalidInputsNameTheField(t *testing.T) {
 
 func TestValidationGathersEveryProblem(t *testing.T) {
 	_, err := Parse([]byte(`
+apiVersion: meshrr.io/v1alpha1
+kind: AgentConfig
 identity: {asn: 0, routerID: nope}
 mesh: {group: ""}
 clients: [{name: "Bad Name", ranges: [300.0.0.0/8]}]
@@ -194,7 +203,7 @@ clients: [{name: "Bad Name", ranges: [300.0.0.0/8]}]
 
 func TestLoadReportsThePath(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "c.yaml")
-	require.NoError(t, os.WriteFile(p, []byte("identity: {asn: 0}\nmesh: {group: a}\n"), 0o600))
+	require.NoError(t, os.WriteFile(p, []byte("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 0}\nmesh: {group: a}\n"), 0o600))
 	_, err := Load(p)
 	require.ErrorContains(t, err, p)
 	_, err = Load(filepath.Join(t.TempDir(), "missing.yaml"))
@@ -216,8 +225,8 @@ func FuzzParse(f *testing.F) {
 		}
 		f.Add(raw)
 	}
-	f.Add([]byte("identity: {asn: 65000}\nmesh: {group: a.b}\nclients: [{name: x, ranges: ['10.0.0.0/8']}]\n"))
-	f.Add([]byte("identity: {asn: 65000}\nmesh: {group: a.b}\ndrain: {time: 1s, sides: [a]}\nfamilies: [evpn]\n"))
+	f.Add([]byte("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: a.b}\nclients: [{name: x, ranges: ['10.0.0.0/8']}]\n"))
+	f.Add([]byte("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: a.b}\ndrain: {time: 1s, sides: [a]}\nfamilies: [evpn]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data)
 		if err != nil {
@@ -243,7 +252,7 @@ func FuzzParse(f *testing.F) {
 }
 
 func TestBFDDefaultsAndPeerMetrics(t *testing.T) {
-	c, err := Parse([]byte("identity: {asn: 65000}\nmesh: {group: a, bfd: {enabled: true}}\nclients: [{name: r, ranges: [10.0.0.0/8], peerMetrics: true, bfd: {enabled: true, interval: 300ms}}, {name: s, ranges: [11.0.0.0/8]}]\n"))
+	c, err := Parse([]byte("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: a, bfd: {enabled: true}}\nclients: [{name: r, ranges: [10.0.0.0/8], peerMetrics: true, bfd: {enabled: true, interval: 300ms}}, {name: s, ranges: [11.0.0.0/8]}]\n"))
 	require.NoError(t, err)
 	assert.Equal(t, DefaultBFDInterval, c.Mesh.BFD.Interval.Duration)
 	assert.Equal(t, DefaultBFDMultiplier, c.Mesh.BFD.Multiplier)
@@ -259,7 +268,9 @@ func TestBFDDefaultsAndPeerMetrics(t *testing.T) {
 // refuses it where 0 is out of range and keeps it where 0 means something
 // (drain.time: close at once; maxPrefixes: no limit).
 func TestExplicitZeroIsJudgedAsWrittenNotReplacedByTheDefault(t *testing.T) {
-	_, err := Parse([]byte(`identity: {asn: 65000}
+	_, err := Parse([]byte(`apiVersion: meshrr.io/v1alpha1
+kind: AgentConfig
+identity: {asn: 65000}
 mesh: {group: core.core, bfd: {enabled: true, multiplier: 0}}
 timers: {hold: 0}
 gracefulRestart: {longLived: true, staleTime: 0}
@@ -279,7 +290,9 @@ status: {listen: ":0"}
 		"status.listen":             `":0": the port must be 1-65535`,
 	}, got)
 
-	c, err := Parse([]byte(`identity: {asn: 65000}
+	c, err := Parse([]byte(`apiVersion: meshrr.io/v1alpha1
+kind: AgentConfig
+identity: {asn: 65000}
 mesh: {group: core.core}
 upstream: {group: x.core, namespace: x, service: core, holdDown: 0s}
 drain: {time: 0s}
@@ -295,7 +308,7 @@ clients: [{name: r, ranges: [10.0.0.0/8], maxPrefixes: 0}]
 
 // The stale time has a default only with long-lived graceful restart.
 func TestStaleTimeDefaultsOnlyWithLongLived(t *testing.T) {
-	base := "identity: {asn: 65000}\nmesh: {group: core.core}\n"
+	base := "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: core.core}\n"
 	c, err := Parse([]byte(base + "gracefulRestart: {longLived: true}\n"))
 	require.NoError(t, err)
 	assert.Equal(t, DefaultStaleTime, c.GracefulRestart.StaleTime)
@@ -312,7 +325,7 @@ func TestStaleTimeDefaultsOnlyWithLongLived(t *testing.T) {
 // Sections decoded over their defaults are as strict as the file: a
 // misspelt key in them is an error naming it.
 func TestUnknownKeysInDefaultedSectionsAreRefused(t *testing.T) {
-	base := "identity: {asn: 65000}\nmesh: {group: core.core"
+	base := "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: core.core"
 	for _, tc := range []struct{ yaml, key string }{
 		{base + "}\nupstream: {group: x.core, namespace: x, service: core, maxPeer: 3}\n", "maxPeer"},
 		{base + ", bfd: {enabled: true, intervall: 1s}}\n", "intervall"},
@@ -328,7 +341,7 @@ func TestUnknownKeysInDefaultedSectionsAreRefused(t *testing.T) {
 // field: the one table (capabilities.go) is consulted, renderers do not
 // check again.
 func TestBackendCapabilitiesAreRefusedOnce(t *testing.T) {
-	base := "identity: {asn: 65000}\nmesh: {group: core.core}\n"
+	base := "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: core.core}\n"
 	cases := []struct {
 		yaml, field string
 		lacks       func(Capabilities) bool

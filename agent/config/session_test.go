@@ -13,8 +13,8 @@ func TestKeepSessionSettingsKeepsWhatResetsSessionsAndNothingElse(t *testing.T) 
 		require.NoError(t, err, s)
 		return c
 	}
-	running := parse("identity: {asn: 65000, clusterID: 10.0.0.1}\nmesh: {group: g}\ntimers: {hold: 90, keepalive: 30}\n")
-	changed := parse("identity: {asn: 65001, clusterID: 10.0.0.2}\nmesh: {group: g}\ntimers: {hold: 9, keepalive: 3}\n" +
+	running := parse("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000, clusterID: 10.0.0.1}\nmesh: {group: g}\ntimers: {hold: 90, keepalive: 30}\n")
+	changed := parse("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65001, clusterID: 10.0.0.2}\nmesh: {group: g}\ntimers: {hold: 9, keepalive: 3}\n" +
 		"gracefulRestart: {restartTime: 60}\nclients: [{name: r, ranges: [10.0.0.0/8]}]\npolicy: [{name: p, towards: [clients], matchCommunities: [\"65000:1\"], action: reject}]\n")
 	kept := changed.KeepSessionSettings(running)
 	assert.ElementsMatch(t, []string{"identity", "timers", "gracefulRestart"}, kept)
@@ -28,16 +28,16 @@ func TestKeepSessionSettingsKeepsWhatResetsSessionsAndNothingElse(t *testing.T) 
 	assert.Len(t, changed.Policy, 1)
 
 	// a client group's ADD-PATH too; a new group takes its own at once
-	withPaths := parse("identity: {asn: 65000, clusterID: 10.0.0.1}\nmesh: {group: g}\ntimers: {hold: 90, keepalive: 30}\nclients: [{name: r, ranges: [10.0.0.0/8], addPaths: 4}, {name: s, ranges: [11.0.0.0/8], addPaths: 2}]\n")
-	running2 := parse("identity: {asn: 65000, clusterID: 10.0.0.1}\nmesh: {group: g}\ntimers: {hold: 90, keepalive: 30}\nclients: [{name: r, ranges: [10.0.0.0/8]}]\n")
+	withPaths := parse("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000, clusterID: 10.0.0.1}\nmesh: {group: g}\ntimers: {hold: 90, keepalive: 30}\nclients: [{name: r, ranges: [10.0.0.0/8], addPaths: 4}, {name: s, ranges: [11.0.0.0/8], addPaths: 2}]\n")
+	running2 := parse("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000, clusterID: 10.0.0.1}\nmesh: {group: g}\ntimers: {hold: 90, keepalive: 30}\nclients: [{name: r, ranges: [10.0.0.0/8]}]\n")
 	assert.Equal(t, []string{"clients[r].addPaths"}, withPaths.KeepSessionSettings(running2))
 	assert.Zero(t, withPaths.Clients[0].AddPaths)
 	assert.Equal(t, 2, withPaths.Clients[1].AddPaths)
 
 	// every setting BIRD resets a client group's sessions for; the limit
 	// itself and what only filters change apply at once
-	run3 := parse("identity: {asn: 65000}\nmesh: {group: g}\nclients: [{name: r, ranges: [10.0.0.0/8], maxPrefixes: 10}, {name: x, ranges: [11.0.0.0/8]}]\ndownstream: {namespaces: [l], maxPrefixes: 5}\n")
-	new3 := parse("identity: {asn: 65000}\nmesh: {group: g}\nclients: [{name: r, ranges: [10.0.0.0/8], maxPrefixes: 20, maxPrefixAction: warn, multihop: 2, ttlSecurity: true, nextHopUnchanged: true, export: {tier: default}}, " +
+	run3 := parse("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: g}\nclients: [{name: r, ranges: [10.0.0.0/8], maxPrefixes: 10}, {name: x, ranges: [11.0.0.0/8]}]\ndownstream: {namespaces: [l], maxPrefixes: 5}\n")
+	new3 := parse("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: g}\nclients: [{name: r, ranges: [10.0.0.0/8], maxPrefixes: 20, maxPrefixAction: warn, multihop: 2, ttlSecurity: true, nextHopUnchanged: true, export: {tier: default}}, " +
 		"{name: x, type: external, ranges: [11.0.0.0/8], peerASNs: [\"65100\"]}]\ndownstream: {namespaces: [l], maxPrefixes: 5, maxPrefixAction: disable}\n")
 	assert.ElementsMatch(t, []string{"clients[r].multihop", "clients[r].ttlSecurity", "clients[x].type"}, new3.KeepSessionSettings(run3))
 	r := new3.Clients[0]
@@ -52,6 +52,6 @@ func TestKeepSessionSettingsKeepsWhatResetsSessionsAndNothingElse(t *testing.T) 
 	assert.Equal(t, LimitDisable, new3.Downstream.MaxPrefixAction, "in place")
 	assert.Equal(t, []string{"addPaths", "multihop", "ttlSecurity", "type"}, SessionResettingClientSettings)
 
-	same := parse("identity: {asn: 65000, clusterID: 10.0.0.1}\nmesh: {group: g}\ntimers: {hold: 90, keepalive: 30}\nclients: [{name: r, ranges: [10.0.0.0/8]}]\n")
+	same := parse("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000, clusterID: 10.0.0.1}\nmesh: {group: g}\ntimers: {hold: 90, keepalive: 30}\nclients: [{name: r, ranges: [10.0.0.0/8]}]\n")
 	assert.Empty(t, same.KeepSessionSettings(running), "only client ranges changed")
 }

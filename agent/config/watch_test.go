@@ -11,7 +11,7 @@ import (
 
 func TestWatcherReloadsGoodChangesAndKeepsTheLastGoodOnBadOnes(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "config.yaml")
-	require.NoError(t, os.WriteFile(p, []byte("identity: {asn: 65000}\nmesh: {group: a}\n"), 0o600))
+	require.NoError(t, os.WriteFile(p, []byte("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: a}\n"), 0o600))
 	w, err := NewWatcher(p)
 	require.NoError(t, err)
 	var reloads []error
@@ -20,7 +20,7 @@ func TestWatcherReloadsGoodChangesAndKeepsTheLastGoodOnBadOnes(t *testing.T) {
 	w.Check()
 	assert.Empty(t, reloads, "unchanged content is not a reload")
 
-	require.NoError(t, os.WriteFile(p, []byte("identity: {asn: 65001}\nmesh: {group: a}\n"), 0o600))
+	require.NoError(t, os.WriteFile(p, []byte("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65001}\nmesh: {group: a}\n"), 0o600))
 	w.Check()
 	require.Len(t, reloads, 1)
 	assert.NoError(t, reloads[0])
@@ -31,7 +31,7 @@ func TestWatcherReloadsGoodChangesAndKeepsTheLastGoodOnBadOnes(t *testing.T) {
 		t.Fatal("no change signal")
 	}
 
-	require.NoError(t, os.WriteFile(p, []byte("identity: {asn: 0}\nmesh: {group: a}\n"), 0o600))
+	require.NoError(t, os.WriteFile(p, []byte("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 0}\nmesh: {group: a}\n"), 0o600))
 	w.Check()
 	w.Check()
 	require.Len(t, reloads, 2, "a rejected content is reported once")
@@ -50,7 +50,7 @@ func TestWatcherReloadsGoodChangesAndKeepsTheLastGoodOnBadOnes(t *testing.T) {
 	assert.Error(t, reloads[2])
 	assert.EqualValues(t, 65001, w.Current().ASN())
 
-	require.NoError(t, os.WriteFile(p, []byte("identity: {asn: 65001}\nmesh: {group: a}\n"), 0o600))
+	require.NoError(t, os.WriteFile(p, []byte("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65001}\nmesh: {group: a}\n"), 0o600))
 	w.Check()
 	require.Len(t, reloads, 4, "the file coming back is a reload")
 	assert.NoError(t, reloads[3])
@@ -58,7 +58,7 @@ func TestWatcherReloadsGoodChangesAndKeepsTheLastGoodOnBadOnes(t *testing.T) {
 
 func TestWatcherRefusesAnInvalidFileAtStart(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "config.yaml")
-	require.NoError(t, os.WriteFile(p, []byte("identity: {asn: 0}\n"), 0o600))
+	require.NoError(t, os.WriteFile(p, []byte("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 0}\n"), 0o600))
 	_, err := NewWatcher(p)
 	require.Error(t, err)
 }
@@ -68,13 +68,13 @@ func TestWatcherRefusesAnInvalidFileAtStart(t *testing.T) {
 // the running hold timer.
 func TestWatcherAdjustKeepsTheRunningSessionSettings(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "config.yaml")
-	require.NoError(t, os.WriteFile(p, []byte("identity: {asn: 65000}\nmesh: {group: a}\ntimers: {hold: 90, keepalive: 30}\n"), 0o600))
+	require.NoError(t, os.WriteFile(p, []byte("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: a}\ntimers: {hold: 90, keepalive: 30}\n"), 0o600))
 	w, err := NewWatcher(p)
 	require.NoError(t, err)
 	running := w.Current()
 	var kept []string
 	w.Adjust = func(c *Config) { kept = c.KeepSessionSettings(running) }
-	require.NoError(t, os.WriteFile(p, []byte("identity: {asn: 65000}\nmesh: {group: a}\ntimers: {hold: 9, keepalive: 3}\nclients: [{name: r, ranges: [10.0.0.0/8]}]\n"), 0o600))
+	require.NoError(t, os.WriteFile(p, []byte("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: a}\ntimers: {hold: 9, keepalive: 3}\nclients: [{name: r, ranges: [10.0.0.0/8]}]\n"), 0o600))
 	w.Check()
 	assert.Equal(t, []string{"timers"}, kept)
 	assert.Equal(t, 90, w.Current().Timers.Hold, "the hold timer waits for the pod's replacement")

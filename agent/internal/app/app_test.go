@@ -37,12 +37,12 @@ func writeConfig(t *testing.T, body string) string {
 }
 
 func TestCheckValidatesTheFile(t *testing.T) {
-	good := writeConfig(t, "identity: {asn: 65000}\nmesh: {group: core.core}\n")
+	good := writeConfig(t, "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: core.core}\n")
 	out, _, err := run(t, env(nil), "check", "--config", good)
 	require.NoError(t, err)
 	assert.Contains(t, out, "valid")
 
-	bad := writeConfig(t, "identity: {asn: 0}\nmesh: {group: core.core}\nclients: [{name: r, ranges: [10.0.0.1/8]}]\n")
+	bad := writeConfig(t, "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 0}\nmesh: {group: core.core}\nclients: [{name: r, ranges: [10.0.0.1/8]}]\n")
 	out, _, err = run(t, env(nil), "check", "--config", bad)
 	require.Error(t, err)
 	assert.Contains(t, out, bad+": identity.asn: ")
@@ -54,9 +54,9 @@ func TestCheckValidatesTheFile(t *testing.T) {
 func TestCheckReportsEveryFile(t *testing.T) {
 	dir := t.TempDir()
 	good, bad, broken := filepath.Join(dir, "core.yaml"), filepath.Join(dir, "edge.yaml"), filepath.Join(dir, "x.yaml")
-	require.NoError(t, os.WriteFile(good, []byte("identity: {asn: 65000}\nmesh: {group: r.core}\n"), 0o600))
-	require.NoError(t, os.WriteFile(bad, []byte("identity: {asn: 65000}\nmesh: {group: r.edge}\ntimers: {hold: 9, keepalive: 10}\npolicy: [{name: a, towards: [mesh], action: reject, matchCommunities: ['65000:70000']}]\n"), 0o600))
-	require.NoError(t, os.WriteFile(broken, []byte("identity: [\n"), 0o600))
+	require.NoError(t, os.WriteFile(good, []byte("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: r.core}\n"), 0o600))
+	require.NoError(t, os.WriteFile(bad, []byte("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: r.edge}\ntimers: {hold: 9, keepalive: 10}\npolicy: [{name: a, towards: [mesh], action: reject, matchCommunities: ['65000:70000']}]\n"), 0o600))
+	require.NoError(t, os.WriteFile(broken, []byte("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: [\n"), 0o600))
 	out, _, err := run(t, env(nil), "check", good, bad, broken)
 	require.Error(t, err)
 	assert.Equal(t, "2 of 3 configurations invalid (core.yaml, edge.yaml, x.yaml)", err.Error())
@@ -68,7 +68,7 @@ func TestCheckReportsEveryFile(t *testing.T) {
 
 func TestInitWritesTheBootstrapOnceAndKeepsAnExistingConfiguration(t *testing.T) {
 	dir := t.TempDir()
-	cfg := writeConfig(t, "identity: {asn: 65000}\nmesh: {group: core.core}\nbackend: {bird: {configFile: "+filepath.Join(dir, "bird.conf")+", include: ['"+filepath.Join(dir, "conf.d", "*.conf")+"']}}\n")
+	cfg := writeConfig(t, "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: core.core}\nbackend: {bird: {configFile: "+filepath.Join(dir, "bird.conf")+", include: ['"+filepath.Join(dir, "conf.d", "*.conf")+"']}}\n")
 	e := env(map[string]string{"POD_NAME": "core-0", "POD_NAMESPACE": "core", "POD_IPS": "10.244.1.5,fd00::5"})
 	out, _, err := run(t, e, "init", "--config", cfg)
 	require.NoError(t, err)
@@ -87,7 +87,7 @@ func TestInitWritesTheBootstrapOnceAndKeepsAnExistingConfiguration(t *testing.T)
 }
 
 func TestMissingDownwardAPIEnvironmentIsNamed(t *testing.T) {
-	cfg := writeConfig(t, "identity: {asn: 65000}\nmesh: {group: core.core}\n")
+	cfg := writeConfig(t, "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: core.core}\n")
 	_, _, err := run(t, env(map[string]string{"POD_IPS": "10.0.0.x"}), "run", "--config", cfg)
 	require.Error(t, err)
 	for _, want := range []string{"POD_NAME", "POD_NAMESPACE", `POD_IPS: "10.0.0.x"`} {
@@ -99,7 +99,7 @@ func TestMissingDownwardAPIEnvironmentIsNamed(t *testing.T) {
 }
 
 func TestEachSubcommandTakesOnlyItsOwnFlagsAndArguments(t *testing.T) {
-	cfg := writeConfig(t, "identity: {asn: 65000}\nmesh: {group: core.core}\n")
+	cfg := writeConfig(t, "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: core.core}\n")
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -140,7 +140,7 @@ func TestUnknownSubcommandAndCrpdInit(t *testing.T) {
 	require.ErrorContains(t, err, "subcommand is required")
 
 	dir := t.TempDir()
-	cfg := writeConfig(t, fmt.Sprintf("identity: {asn: 65000}\nmesh: {group: core.core}\nbackend: {type: crpd, crpd: {keyFile: %s/id, startupConfig: %s/juniper.conf}}\n", dir, dir))
+	cfg := writeConfig(t, fmt.Sprintf("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: core.core}\nbackend: {type: crpd, crpd: {keyFile: %s/id, startupConfig: %s/juniper.conf}}\n", dir, dir))
 	out, _, err := run(t, env(map[string]string{"POD_NAME": "p", "POD_NAMESPACE": "n", "POD_IP": "10.0.0.1"}), "init", "--config", cfg)
 	require.NoError(t, err)
 	assert.Contains(t, out, "juniper.conf (router id 10.0.0.1)")
@@ -153,7 +153,7 @@ func TestUnknownSubcommandAndCrpdInit(t *testing.T) {
 }
 
 func TestWatchedNamespacesCoverMeshUpstreamAndSiblings(t *testing.T) {
-	cfg := writeConfig(t, "identity: {asn: 65000}\nmesh: {group: g}\nupstream: {group: core.core, namespace: core, siblingNamespaces: [lothl, mirk, core]}\n")
+	cfg := writeConfig(t, "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: g}\nupstream: {group: core.core, namespace: core, siblingNamespaces: [lothl, mirk, core]}\n")
 	w, err := config.Load(cfg)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"lothl", "core", "mirk"}, watchedNamespaces(w, "lothl"))
@@ -162,7 +162,7 @@ func TestWatchedNamespacesCoverMeshUpstreamAndSiblings(t *testing.T) {
 func TestSessionsPrintsTheDaemonsSessionsAsJSON(t *testing.T) {
 	lab := birdlab.Start(t, "sessions", "127.0.30.1")
 	lab.AddInclude(t, "peer", "protocol bgp mesh_127_0_30_2 { description \"meshrr:mesh ns/p\"; local 127.0.30.1 as 65000; neighbor 127.0.30.2 as 65000; strict bind yes; ipv4; }\n")
-	cfg := writeConfig(t, fmt.Sprintf("identity: {asn: 65000}\nmesh: {group: g}\nbackend: {bird: {socket: %s, configFile: %s}}\n", lab.Socket, lab.ConfigFile))
+	cfg := writeConfig(t, fmt.Sprintf("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: g}\nbackend: {bird: {socket: %s, configFile: %s}}\n", lab.Socket, lab.ConfigFile))
 	out, _, err := run(t, env(nil), "sessions", "--config", cfg)
 	require.NoError(t, err)
 	var ss []model.Session
@@ -187,7 +187,7 @@ func TestOnlySettingsReadAtStartRestartTheAgent(t *testing.T) {
 		require.NoError(t, err)
 		return c
 	}
-	base := "identity: {asn: 65000}\nmesh: {group: g}\n"
+	base := "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: g}\n"
 	for _, backend := range []string{"", "backend: {type: crpd}\n"} {
 		assert.Empty(t, restartFields(parse(base+backend), parse(base+backend)), "the same file, parsed twice")
 	}

@@ -175,6 +175,8 @@ func BenchmarkUpstreamBalance(b *testing.B) {
 // discovered.
 func BenchmarkPlan2000Peers50Groups(b *testing.B) {
 	cfg := mustConfig(b, `
+apiVersion: meshrr.io/v1alpha1
+kind: AgentConfig
 identity: {asn: 65000}
 mesh: {group: g0}
 upstream: {group: g1, maxPeers: 2}

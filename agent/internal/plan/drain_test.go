@@ -12,7 +12,7 @@ import (
 
 func TestDrainBlockers(t *testing.T) {
 	cfg := func(extra string) *config.Config {
-		c, err := config.Parse([]byte("identity: {asn: 65000}\nmesh: {group: core.core}\n" + extra))
+		c, err := config.Parse([]byte("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: core.core}\n" + extra))
 		if err != nil {
 			t.Fatal(err)
 		}

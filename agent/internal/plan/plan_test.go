@@ -52,6 +52,8 @@ func addrs(g model.PeerGroup) []string {
 }
 
 const coreYAML = `
+apiVersion: meshrr.io/v1alpha1
+kind: AgentConfig
 identity: {asn: 65000}
 mesh: {group: core.core}
 clients:
@@ -102,15 +104,15 @@ func TestSessionsOnlyForFamiliesThePodHas(t *testing.T) {
 
 func TestRouterAndClusterIDPolicies(t *testing.T) {
 	self := Self{Name: "p", Namespace: "n", Addrs: []netip.Addr{ip("fd00::1")}}
-	_, err := Build(Input{Config: mustConfig(t, "identity: {asn: 1, routerID: podIPv4}\nmesh: {group: g}\n"), Self: self})
+	_, err := Build(Input{Config: mustConfig(t, "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 1, routerID: podIPv4}\nmesh: {group: g}\n"), Self: self})
 	require.ErrorContains(t, err, "no IPv4 address")
 
-	res, err := Build(Input{Config: mustConfig(t, "identity: {asn: 1, routerID: 192.0.2.1, clusterID: 192.0.2.100}\nmesh: {group: g}\nclients: [{name: c, ranges: [10.0.0.0/8]}]\n"), Self: self})
+	res, err := Build(Input{Config: mustConfig(t, "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 1, routerID: 192.0.2.1, clusterID: 192.0.2.100}\nmesh: {group: g}\nclients: [{name: c, ranges: [10.0.0.0/8]}]\n"), Self: self})
 	require.NoError(t, err)
 	assert.Equal(t, ip("192.0.2.1"), res.Model.RouterID)
 	assert.Equal(t, ip("192.0.2.100"), group(t, res.Model, "c").ClusterID)
 
-	res, err = Build(Input{Config: mustConfig(t, "identity: {asn: 1}\nmesh: {group: g}\nclients: [{name: c, ranges: [10.0.0.0/8]}]\n"), Self: Self{Name: "p", Namespace: "n", Addrs: []netip.Addr{ip("10.1.1.1")}}})
+	res, err = Build(Input{Config: mustConfig(t, "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 1}\nmesh: {group: g}\nclients: [{name: c, ranges: [10.0.0.0/8]}]\n"), Self: Self{Name: "p", Namespace: "n", Addrs: []netip.Addr{ip("10.1.1.1")}}})
 	require.NoError(t, err)
 	assert.Equal(t, ip("10.1.1.1"), group(t, res.Model, "c").ClusterID, "default cluster id follows the router id")
 
@@ -170,6 +172,8 @@ func TestAllowListTable(t *testing.T) {
 }
 
 const regionYAML = `
+apiVersion: meshrr.io/v1alpha1
+kind: AgentConfig
 identity: {asn: 65000}
 mesh: {group: lothl.lothlorien}
 upstream: {group: core.core, namespace: core, maxPeers: 2, gracePeriod: 60s, holdDown: 5m}
@@ -396,6 +400,8 @@ func TestBoundaryPoliciesAndTiers(t *testing.T) {
 	assert.Equal(t, 32, routers.Import.Rules[0].Match.Prefixes[0].MaxLen)
 
 	tiers := mustConfig(t, `
+apiVersion: meshrr.io/v1alpha1
+kind: AgentConfig
 identity: {asn: 65000}
 mesh: {group: g}
 clients:
@@ -449,7 +455,7 @@ func TestGroupsAreSortedAndStable(t *testing.T) {
 // pod's own group through an explicit namespace is refused at plan time.
 func TestTheOwnGroupIsNeverItsUpstream(t *testing.T) {
 	in := Input{
-		Config: mustConfig(t, "identity: {asn: 65000}\nmesh: {group: core.core}\nupstream: {group: core.core, namespace: core}\n"),
+		Config: mustConfig(t, "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: core.core}\nupstream: {group: core.core, namespace: core}\n"),
 		Self:   Self{Name: "core-a", Namespace: "core", Addrs: []netip.Addr{ip("10.244.1.2")}},
 		Snapshot: model.Snapshot{Synced: true, Members: []model.Member{
 			member("core", "core.core", "core-a", "", "n1", "10.244.1.2"),
@@ -460,7 +466,7 @@ func TestTheOwnGroupIsNeverItsUpstream(t *testing.T) {
 	_, err := Build(in)
 	require.ErrorContains(t, err, `upstream.group "core.core" in namespace core is this pod's own group`)
 	in.Self.Namespace = "other" // the same group name in another namespace is another group
-	in.Config = mustConfig(t, "identity: {asn: 65000}\nmesh: {group: core.core}\nupstream: {group: core.core, namespace: core}\n")
+	in.Config = mustConfig(t, "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: core.core}\nupstream: {group: core.core, namespace: core}\n")
 	_, err = Build(in)
 	require.NoError(t, err)
 }
@@ -471,7 +477,7 @@ func TestTheOwnGroupIsNeverItsUpstream(t *testing.T) {
 // stopping member's; then it goes. When every member stops, the
 // Established ones stay while they drain.
 func TestAStoppingUpstreamStaysUntilItsReplacementIsUp(t *testing.T) {
-	cfg := "identity: {asn: 65000}\nmesh: {group: lothl.lothlorien}\nupstream: {group: core.core, namespace: core, maxPeers: 1}\n"
+	cfg := "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: lothl.lothlorien}\nupstream: {group: core.core, namespace: core, maxPeers: 1}\n"
 	self := Self{Name: "rr-0", Namespace: "lothl", Addrs: []netip.Addr{ip("10.244.5.1")}}
 	a := member("core", "core.core", "core-a-0", "a", "n1", "10.244.1.10")
 	b := member("core", "core.core", "core-b-0", "b", "n2", "10.244.2.10")
@@ -544,6 +550,8 @@ func TestAStoppingUpstreamStaysUntilItsReplacementIsUp(t *testing.T) {
 // a group of a granted namespace with another upstream.
 func TestDownstreamAdmitsOnlyTheDiscoveredRegionRRsAtTheirAddresses(t *testing.T) {
 	c := mustConfig(t, `
+apiVersion: meshrr.io/v1alpha1
+kind: AgentConfig
 identity: {asn: 65000}
 mesh: {group: core.core}
 downstream: {namespaces: [lothlorien, mirkwood], maxPrefixes: 1000}
@@ -597,7 +605,7 @@ func TestClientRangeOverTheClusterNetworksIsRefusedUnlessGuarded(t *testing.T) {
 	cluster := []ClusterAddr{{Addr: ip("10.244.1.2"), What: "this pod's address 10.244.1.2 (the pod network)"}, {Addr: ip("10.96.0.1"), What: "the API server's Service address"}}
 	in := func(y string) Input {
 		return Input{
-			Config:       mustConfig(t, "identity: {asn: 65000}\nmesh: {group: core.core}\n"+y),
+			Config:       mustConfig(t, "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: core.core}\n"+y),
 			Self:         Self{Name: "core-a", Namespace: "core", Addrs: []netip.Addr{ip("10.244.1.2")}},
 			Snapshot:     model.Snapshot{Synced: true},
 			ClusterAddrs: cluster,

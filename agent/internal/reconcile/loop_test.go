@@ -42,6 +42,8 @@ const sinceJitter = 10 * time.Millisecond
 // This package's loopback block is 127.0.20.0/24.
 
 const agentConfig = `
+apiVersion: meshrr.io/v1alpha1
+kind: AgentConfig
 identity: {asn: 65000}
 mesh: {group: core.core}
 reconcile: {debounce: 20ms, statePoll: 200ms, configPoll: 50ms}
@@ -292,7 +294,7 @@ func TestAgentsMeshScaleOutAndSelfHealWithRealBIRD(t *testing.T) {
 	}
 
 	// a bad hot reload is rejected and the last good configuration stays
-	require.NoError(t, os.WriteFile(agents[0].cfgPath, []byte("identity: {asn: 0}\nmesh: {group: core.core}\n"), 0o600))
+	require.NoError(t, os.WriteFile(agents[0].cfgPath, []byte("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 0}\nmesh: {group: core.core}\n"), 0o600))
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		assert.Contains(c, agents[0].events.all(), "ConfigRejected: identity.asn")
 	}, 5*time.Second, 50*time.Millisecond)

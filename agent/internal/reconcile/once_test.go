@@ -73,7 +73,7 @@ func (s staticConfig) Current() *config.Config  { return s.c }
 func (s staticConfig) Changes() <-chan struct{} { return nil }
 
 func newTestLoop(t *testing.T, snap model.Snapshot) (*Loop, *recordingBackend, *recorder) {
-	cfg, err := config.Parse([]byte("identity: {asn: 65000}\nmesh: {group: g}\n"))
+	cfg, err := config.Parse([]byte("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: g}\n"))
 	require.NoError(t, err)
 	be := &recordingBackend{}
 	ev := &recorder{}
@@ -179,7 +179,7 @@ func TestKeysNeverReachLogsEventsOrMetrics(t *testing.T) {
 	dir := t.TempDir()
 	const key = "s3cr3t-md5-key"
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "mesh"), []byte(key+"\n"), 0o600))
-	cfg, err := config.Parse([]byte("identity: {asn: 65000}\nmesh: {group: g}\npasswordDir: " + dir + "\n"))
+	cfg, err := config.Parse([]byte("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: g}\npasswordDir: " + dir + "\n"))
 	require.NoError(t, err)
 	be := &recordingBackend{failNext: fmt.Errorf(`line 12: password "%s" rejected`, key)}
 	ev := &recorder{}
@@ -401,7 +401,7 @@ func TestShrunkenViewsAreHeldAndAViewWithoutThisPodIsIgnored(t *testing.T) {
 // there, a new one only after it has been covered again.
 func TestMemoryBelowTheRoutesNeedIsReportedOnce(t *testing.T) {
 	l, be, ev := newTestLoop(t, members("10.0.0.1", "10.0.0.2"))
-	cfg, err := config.Parse([]byte("identity: {asn: 65000}\nmesh: {group: g}\nbackend: {bird: {memoryLimit: 64Mi, bytesPerRoute: 100, baseMemory: 16Mi}}\n"))
+	cfg, err := config.Parse([]byte("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: g}\nbackend: {bird: {memoryLimit: 64Mi, bytesPerRoute: 100, baseMemory: 16Mi}}\n"))
 	require.NoError(t, err)
 	l.Config = staticConfig{cfg}
 	held := func(n ...int) {
@@ -486,7 +486,7 @@ func TestDisabledClientsAreReadmittedAfterReenableAfterOrWhenTheGroupChanges(t *
 	now := time.Date(2026, 12, 6, 7, 0, 0, 0, time.UTC)
 	l, be, ev := newTestLoop(t, members("10.0.0.1"))
 	parse := func(action string) {
-		cfg, err := config.Parse([]byte("identity: {asn: 65000}\nmesh: {group: g}\nclients:\n  - {name: edge, ranges: [10.9.0.0/16], maxPrefixes: 10, " + action + "}\n"))
+		cfg, err := config.Parse([]byte("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: g}\nclients:\n  - {name: edge, ranges: [10.9.0.0/16], maxPrefixes: 10, " + action + "}\n"))
 		require.NoError(t, err)
 		l.Config = staticConfig{cfg}
 	}

@@ -203,7 +203,7 @@ The agent configuration of a group: exactly the file the agent validates
 */}}
 {{- define "meshrr.agentConfig" -}}
 {{- $v := .unit.values -}}
-{{- $cfg := dict -}}
+{{- $cfg := dict "apiVersion" "meshrr.io/v1alpha1" "kind" "AgentConfig" -}}
 {{- $id := dict "asn" $v.identity.asn -}}
 {{- if $v.identity.routerID }}{{ $_ := set $id "routerID" $v.identity.routerID }}{{ end -}}
 {{- if $v.identity.clusterID }}{{ $_ := set $id "clusterID" $v.identity.clusterID }}{{ end -}}

@@ -29,7 +29,7 @@ func TestExtraConfigBIRDRefusesKeepsTheLastGoodVersion(t *testing.T) {
 	b := bird.New(bc)
 	var heard []error
 	b.OnExtraConfig(func(refused error) { heard = append(heard, refused) })
-	cfg, err := config.Parse([]byte("identity: {asn: 65000}\nmesh: {group: g}\n"))
+	cfg, err := config.Parse([]byte("apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: g}\n"))
 	require.NoError(t, err)
 	self := plan.Self{Name: "rr-0", Namespace: "ns", Addrs: []netip.Addr{lab.Addr}}
 	apply := func(members ...model.Member) {

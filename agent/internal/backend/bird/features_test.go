@@ -17,6 +17,8 @@ import (
 
 // Addresses of this file: 127.0.10.96/27.
 const featuresCfg = `
+apiVersion: meshrr.io/v1alpha1
+kind: AgentConfig
 identity: {asn: 65000}
 mesh: {group: edge.edge}
 clients:
@@ -127,6 +129,8 @@ func TestPolicyActionsAndAddPathsWithRealBIRD(t *testing.T) {
 
 // Addresses of the BFD test: 127.0.10.128/27.
 const bfdCfg = `
+apiVersion: meshrr.io/v1alpha1
+kind: AgentConfig
 identity: {asn: 65000}
 mesh: {group: edge.edge}
 timers: {hold: 6, keepalive: 2}

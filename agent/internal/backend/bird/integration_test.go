@@ -62,11 +62,15 @@ func (r *rr) sessions(t assert.TestingT) map[string]model.Session {
 
 const (
 	coreCfg = `
+apiVersion: meshrr.io/v1alpha1
+kind: AgentConfig
 identity: {asn: 65000}
 mesh: {group: core.core}
 clients: [{name: regions, ranges: [127.0.10.0/27]}]
 `
 	regionCfg = `
+apiVersion: meshrr.io/v1alpha1
+kind: AgentConfig
 identity: {asn: 65000}
 mesh: {group: lothl.lothlorien}
 upstream: {group: core.core, namespace: core, maxPeers: 2}

@@ -34,7 +34,7 @@ protocol bgp to_rr { local %s as 65000; neighbor %s as 65000; strict bind yes;
   ipv4 { import all; export all; add paths on; }; }
 `, routerAddr, rrAddr))
 	cfg := func(client string) string {
-		return "identity: {asn: 65000}\nmesh: {group: core.core}\ntimers: {errorWaitMin: 1, errorWaitMax: 1}\nclients:\n  - {name: routers, ranges: [127.0.10.176/28]" + client + "}\n"
+		return "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: core.core}\ntimers: {errorWaitMin: 1, errorWaitMax: 1}\nclients:\n  - {name: routers, ranges: [127.0.10.176/28]" + client + "}\n"
 	}
 	spawned := func(c assert.TestingT) model.Session {
 		for _, s := range r.sessions(c) {

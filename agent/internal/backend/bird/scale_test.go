@@ -58,11 +58,15 @@ var (
 
 const (
 	scaleCoreCfg = `
+apiVersion: meshrr.io/v1alpha1
+kind: AgentConfig
 identity: {asn: 65000, routerID: 10.0.10.145}
 mesh: {group: core.core}
 clients: [{name: regions, ranges: ["%s"]}]
 `
 	scaleRegionCfg = `
+apiVersion: meshrr.io/v1alpha1
+kind: AgentConfig
 identity: {asn: 65000, routerID: %s}
 mesh: {group: %s}
 upstream: {group: core.core, namespace: core, maxPeers: 1}
