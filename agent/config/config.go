@@ -216,7 +216,7 @@ type Config struct {
 	// Status configures metrics and health endpoints.
 	Status Status `json:"status"`
 
-	// compiled values, filled by Validate
+	// compiled values, set by compile (Parse)
 	asn         model.ASN
 	routerID    netip.Addr // zero when derived at run time
 	clusterID   netip.Addr // zero when it follows the router id
@@ -708,8 +708,10 @@ func Load(path string) (*Config, error) {
 	return c, nil
 }
 
-// Parse decodes strictly (unknown fields are errors) over the defaults,
-// fills what the file left out and validates.
+// Parse is the one way to a Config: it checks the format (apiVersion,
+// kind), decodes the body strictly over the defaults (defaultConfig), fills
+// what the file left out (fill) and compiles it (compile: every problem,
+// each naming its field).
 func Parse(b []byte) (*Config, error) {
 	j, err := yaml.YAMLToJSONStrict(b)
 	if err != nil {
@@ -723,7 +725,7 @@ func Parse(b []byte) (*Config, error) {
 		return nil, fmt.Errorf("decode: %w", err)
 	}
 	c.fill()
-	if err := c.Validate(); err != nil {
+	if err := c.compile(); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -772,7 +774,7 @@ type FieldError struct {
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 
-// Fields returns the field errors in err (from Parse or Validate).
+// Fields returns the field errors in err (from Parse).
 func Fields(err error) []*FieldError {
 	var out []*FieldError
 	var joined interface{ Unwrap() []error }

@@ -40,9 +40,11 @@ func (e *errs) add(path *field.Path, format string, args ...any) {
 	e.list = append(e.list, &FieldError{Field: path.String(), Msg: fmt.Sprintf(format, args...)})
 }
 
-// Validate checks every field, gathers every problem and compiles the typed
-// values the plan uses. It runs on a decoded and filled configuration (Parse).
-func (c *Config) Validate() error {
+// compile checks every field, gathers every problem and sets the typed
+// values the plan uses (the unexported fields behind ASN, CompiledRanges
+// and the others). Only Parse calls it, once, on a decoded and filled
+// configuration: a Config the agent uses exists only through Parse.
+func (c *Config) compile() error {
 	var e errs
 	c.validateIdentity(&e)
 	c.validateBackend(&e)
