@@ -36,6 +36,24 @@ type pathValue struct {
 	v string
 }
 
+// Whether checkPaths accepts an empty path (a file the agent can do without).
+const (
+	required = false
+	optional = true
+)
+
+// checkPaths: each path must be absolute; an optional one may be empty.
+func checkPaths(e *errs, mayBeEmpty bool, fps ...pathValue) {
+	for _, fp := range fps {
+		if fp.v == "" && mayBeEmpty {
+			continue
+		}
+		if !filepath.IsAbs(fp.v) {
+			e.add(fp.p, "%q must be an absolute path", fp.v)
+		}
+	}
+}
+
 func (e *errs) add(path *field.Path, format string, args ...any) {
 	e.list = append(e.list, &FieldError{Field: path.String(), Msg: fmt.Sprintf(format, args...)})
 }
@@ -119,17 +137,10 @@ func (c *Config) validateBackend(e *errs) {
 			e.add(field.NewPath("backend", "crpd", "user"), "required: the login the agent uses")
 		}
 		crpd := field.NewPath("backend", "crpd")
-		for _, fp := range []pathValue{{crpd.Child("keyFile"), k.KeyFile}, {crpd.Child("hostKeyFile"), k.HostKeyFile}, {crpd.Child("knownHostFile"), k.KnownHostFile},
-			{crpd.Child("stateFile"), k.StateFile}, {crpd.Child("startupConfig"), k.StartupConfig}} {
-			if !filepath.IsAbs(fp.v) {
-				e.add(fp.p, "%q must be an absolute path", fp.v)
-			}
-		}
-		for _, fp := range []pathValue{{crpd.Child("licenseFile"), k.LicenseFile}, {crpd.Child("extraConfigFile"), k.ExtraConfigFile}} {
-			if fp.v != "" && !filepath.IsAbs(fp.v) {
-				e.add(fp.p, "%q must be an absolute path", fp.v)
-			}
-		}
+		checkPaths(e, required, pathValue{crpd.Child("keyFile"), k.KeyFile}, pathValue{crpd.Child("hostKeyFile"), k.HostKeyFile},
+			pathValue{crpd.Child("knownHostFile"), k.KnownHostFile}, pathValue{crpd.Child("stateFile"), k.StateFile},
+			pathValue{crpd.Child("startupConfig"), k.StartupConfig})
+		checkPaths(e, optional, pathValue{crpd.Child("licenseFile"), k.LicenseFile}, pathValue{crpd.Child("extraConfigFile"), k.ExtraConfigFile})
 		if k.RPCTimeout.Duration <= 0 {
 			e.add(field.NewPath("backend", "crpd", "rpcTimeout"), "must be positive")
 		}
@@ -148,14 +159,8 @@ func (c *Config) validateBackend(e *errs) {
 	}
 	b := c.Backend.Bird
 	bird := field.NewPath("backend", "bird")
-	for _, fp := range []pathValue{{bird.Child("socket"), b.Socket}, {bird.Child("configFile"), b.ConfigFile}, {bird.Child("extraConfigFile"), b.ExtraConfigFile}} {
-		if fp.v == "" && fp.p.String() == "backend.bird.extraConfigFile" {
-			continue
-		}
-		if !filepath.IsAbs(fp.v) {
-			e.add(fp.p, "%q must be an absolute path", fp.v)
-		}
-	}
+	checkPaths(e, required, pathValue{bird.Child("socket"), b.Socket}, pathValue{bird.Child("configFile"), b.ConfigFile})
+	checkPaths(e, optional, pathValue{bird.Child("extraConfigFile"), b.ExtraConfigFile})
 	for i, p := range b.Include {
 		if !filepath.IsAbs(p) || strings.ContainsAny(p, "\"\n") {
 			e.add(field.NewPath("backend", "bird", "include").Index(i), "%q must be an absolute path or glob without quotes", p)
