@@ -296,8 +296,6 @@ func podNetworks(t *testing.T, opts *k8s.KubectlOptions, pod string) int {
 	return v
 }
 
-// podMemory: the BIRD container's cgroup memory (current and peak) and
-// the agent's resident memory, in bytes.
 // podMemory: the BIRD container's cgroup memory (in use, peak, and of it
 // anonymous and file-backed), BIRD's own count of what it holds (show
 // memory: Total and each line, effective plus overhead) and the agent's RSS.
@@ -308,12 +306,20 @@ type podMemory struct {
 
 func readPodMemory(t *testing.T, r rrPod) podMemory {
 	t.Helper()
-	// cgroup v2, else v1 (hosts still booted with the legacy hierarchy)
-	out, err := k8s.RunKubectlAndGetOutputE(t, r.opts, "exec", r.pod.Name, "-c", "bird", "--", "bash", "-c",
-		"cat /sys/fs/cgroup/memory.current /sys/fs/cgroup/memory.peak 2>/dev/null || cat /sys/fs/cgroup/memory/memory.usage_in_bytes /sys/fs/cgroup/memory/memory.max_usage_in_bytes")
-	require.NoError(t, err, "%s: cgroup memory", r.pod.Name)
-	f := strings.Fields(out)
-	require.Len(t, f, 2, "%s: cgroup memory in use and peak: %q", r.pod.Name, out)
+	// one exec: the cgroup's usage and peak, its memory.stat (cgroup v2,
+	// else v1 on hosts still booted with the legacy hierarchy), and BIRD's
+	// own count, separated by lines of ---
+	const script = `d=/sys/fs/cgroup
+if [ -f $d/memory.current ]; then cat $d/memory.current $d/memory.peak; echo ---; cat $d/memory.stat
+else cat $d/memory/memory.usage_in_bytes $d/memory/memory.max_usage_in_bytes; echo ---; cat $d/memory/memory.stat; fi
+echo ---
+birdc -s /run/bird/bird.ctl show memory`
+	out, err := k8s.RunKubectlAndGetOutputE(t, r.opts, "exec", r.pod.Name, "-c", "bird", "--", "bash", "-ec", script)
+	require.NoError(t, err, "%s: memory (cgroup and birdc show memory)", r.pod.Name)
+	parts := strings.Split(out, "\n---\n")
+	require.Len(t, parts, 3, "%s: cgroup usage, memory.stat and show memory: %q", r.pod.Name, out)
+	f := strings.Fields(parts[0])
+	require.Len(t, f, 2, "%s: cgroup memory in use and peak: %q", r.pod.Name, parts[0])
 	var m podMemory
 	m.bird, err = strconv.ParseInt(f[0], 10, 64)
 	require.NoError(t, err)
@@ -321,9 +327,7 @@ func readPodMemory(t *testing.T, r rrPod) podMemory {
 	require.NoError(t, err)
 	// anonymous and file-backed: anon and file in cgroup v2, rss and
 	// cache in v1
-	stat, err := k8s.RunKubectlAndGetOutputE(t, r.opts, "exec", r.pod.Name, "-c", "bird", "--", "bash", "-c",
-		"cat /sys/fs/cgroup/memory.stat 2>/dev/null || cat /sys/fs/cgroup/memory/memory.stat")
-	require.NoError(t, err, "%s: cgroup memory.stat", r.pod.Name)
+	stat := parts[1]
 	found := 0
 	for _, l := range strings.Split(stat, "\n") {
 		k, v, ok := strings.Cut(l, " ")
@@ -340,8 +344,7 @@ func readPodMemory(t *testing.T, r rrPod) podMemory {
 		found++
 	}
 	require.Equal(t, 2, found, "%s: memory.stat has anonymous and file-backed memory (anon and file, or rss and cache): %q", r.pod.Name, stat)
-	own, err := k8s.RunKubectlAndGetOutputE(t, r.opts, "exec", r.pod.Name, "-c", "bird", "--", "birdc", "-s", "/run/bird/bird.ctl", "show", "memory")
-	require.NoError(t, err, "%s: birdc show memory", r.pod.Name)
+	own := parts[2]
 	m.birdParts, err = birdMemory(own)
 	require.NoError(t, err, "%s: birdc show memory", r.pod.Name)
 	m.birdOwn = m.birdParts["Total"]
