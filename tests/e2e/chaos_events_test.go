@@ -20,6 +20,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/meshrr/meshrr/tests/e2e/promtext"
 )
 
 // undo: what an event in progress must put back when the test stops
@@ -136,7 +138,7 @@ func (r *chaosRig) daemonKilled(p rrPod) string {
 		if err != nil {
 			return 0, err
 		}
-		n, err := metricIn(out, "meshrr_daemon_restarts_total")
+		n, err := promtext.Value(out, "meshrr_daemon_restarts_total")
 		if err != nil {
 			return 0, fmt.Errorf("%s: %w", p.pod.Name, err)
 		}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"math"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -18,9 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	prommodel "github.com/prometheus/common/model"
-
 	"github.com/gruntwork-io/terratest/modules/helm"
 	"github.com/gruntwork-io/terratest/modules/k8s"
 	"github.com/gruntwork-io/terratest/modules/logger"
@@ -29,6 +25,8 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshrr/meshrr/tests/e2e/promtext"
 )
 
 // Session is one BGP session as `meshrr-agent sessions` prints it.
@@ -488,96 +486,19 @@ func routerID(n int) string { return fmt.Sprintf("10.255.0.%d", n) }
 // Docker network.
 func routerRange() string { return kindNet.String() }
 
-// histogram returns the cumulative bucket counts (by upper bound) of a
-// Prometheus histogram in a /metrics text.
-func histogram(text, name string) map[float64]float64 {
-	out := map[float64]float64{}
-	for _, l := range strings.Split(text, "\n") {
-		if !strings.HasPrefix(l, name+"_bucket{") {
-			continue
-		}
-		i := strings.Index(l, `le="`)
-		j := strings.Index(l[i+4:], `"`)
-		var le, n float64
-		if l[i+4:i+4+j] == "+Inf" {
-			le = math.Inf(1)
-		} else {
-			fmt.Sscanf(l[i+4:i+4+j], "%g", &le)
-		}
-		f := strings.Fields(l)
-		fmt.Sscanf(f[len(f)-1], "%g", &n)
-		out[le] = n
-	}
-	return out
+// buckets is promtext.Buckets of a /metrics text; the test fails without
+// the histogram.
+func buckets(t *testing.T, text, name string) map[float64]float64 {
+	t.Helper()
+	b, err := promtext.Buckets(text, name)
+	require.NoError(t, err)
+	return b
 }
 
-// quantiles gives the bucket bounds holding the 50th and 99th percentiles.
-func quantiles(b map[float64]float64) (p50, p99, count float64) {
-	var les []float64
-	for le := range b {
-		les = append(les, le)
-	}
-	sort.Float64s(les)
-	if len(les) == 0 {
-		return 0, 0, 0
-	}
-	count = b[les[len(les)-1]]
-	p50, p99 = math.NaN(), math.NaN()
-	for _, le := range les {
-		if math.IsNaN(p50) && b[le] >= 0.5*count {
-			p50 = le
-		}
-		if math.IsNaN(p99) && b[le] >= 0.99*count {
-			p99 = le
-		}
-	}
-	return p50, p99, count
-}
-
-// metricIn is the value of one sample of a Prometheus text exposition,
-// read with Prometheus' own parser: the metric name with every label of
-// labels (name, value pairs) as given.
-func metricIn(text, name string, labels ...string) (float64, error) {
-	parser := expfmt.NewTextParser(prommodel.UTF8Validation)
-	// the format ends with a newline, which kubectl's output as terratest
-	// returns it has lost
-	fams, err := parser.TextToMetricFamilies(strings.NewReader(strings.TrimRight(text, "\n") + "\n"))
-	if err != nil {
-		return 0, fmt.Errorf("metrics: %w", err)
-	}
-	fam, ok := fams[name]
-	if !ok {
-		return 0, fmt.Errorf("no %s in the metrics", name)
-	}
-	for _, m := range fam.GetMetric() {
-		have := map[string]string{}
-		for _, l := range m.GetLabel() {
-			have[l.GetName()] = l.GetValue()
-		}
-		match := true
-		for i := 0; i+1 < len(labels); i += 2 {
-			match = match && have[labels[i]] == labels[i+1]
-		}
-		if !match {
-			continue
-		}
-		switch {
-		case m.Counter != nil:
-			return m.GetCounter().GetValue(), nil
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue(), nil
-		case m.Untyped != nil:
-			return m.GetUntyped().GetValue(), nil
-		}
-		return 0, fmt.Errorf("%s%v is neither a counter, a gauge nor untyped", name, labels)
-	}
-	return 0, fmt.Errorf("no %s%v in the metrics", name, labels)
-}
-
-// metric is metricIn of a pod's /metrics; the test fails without it.
+// metric is promtext.Value of a pod's /metrics; the test fails without it.
 func metric(t *testing.T, opts *k8s.KubectlOptions, pod, name string, labels ...string) float64 {
 	t.Helper()
-	v, err := metricIn(metrics(t, opts, pod), name, labels...)
+	v, err := promtext.Value(metrics(t, opts, pod), name, labels...)
 	require.NoError(t, err, "%s", pod)
 	return v
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/meshrr/meshrr/tests/e2e/promtext"
 )
 
 // sinceJitter: BIRD keeps state-change times on a monotonic clock and
@@ -125,13 +127,13 @@ func TestMeshScaleOutAndSelfHealing(t *testing.T) {
 		base.Round(100*time.Millisecond), healed.Seconds()/base.Seconds(), scaleOut.Seconds()/base.Seconds())
 
 	// EndpointSlice change -> config applied, from the agents' histograms
-	buckets := map[float64]float64{}
+	all := map[float64]float64{}
 	for _, p := range pods(t, opts, coreSelector) {
-		for le, n := range histogram(metrics(t, opts, p.Name), "meshrr_discovery_change_to_applied_seconds") {
-			buckets[le] += n
+		for le, n := range buckets(t, metrics(t, opts, p.Name), "meshrr_discovery_change_to_applied_seconds") {
+			all[le] += n
 		}
 	}
-	p50, p99, n := quantiles(buckets)
+	p50, p99, n := promtext.Quantiles(all)
 	logf(t, "EndpointSlice change -> config applied over %v changes on all agents: p50 <= %gs, p99 <= %gs (goal p99 < 0.5s)", n, p50, p99)
 
 	forgedEndpointSlicesChangeNothing(t, opts)
