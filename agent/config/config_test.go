@@ -108,7 +108,7 @@ func TestInvalidInputsNameTheField(t *testing.T) {
 		{"llgr with crpd", base + "backend: {type: crpd}\ngracefulRestart: {longLived: true}\n", "gracefulRestart.longLived", "not rendered for cRPD"},
 		{"stale time without llgr", base + "gracefulRestart: {staleTime: 60}\n", "gracefulRestart.staleTime", "only with longLived"},
 		{"llgr without gr", base + "gracefulRestart: {enabled: false, longLived: true}\n", "gracefulRestart.longLived", "needs gracefulRestart.enabled"},
-		{"negative drain time", base + "drain: {time: -1s}\n", "drain.time", "between 0 and 1h"},
+		{"negative drain time", base + "drain: {time: -1s}\n", "drain.time", "between 1s and 1h"},
 		{"md5 key of no session group", base + "passwordDir: /k\npasswordKeys: [mesh, client-routers]\n", "passwordKeys[1]", `"client-routers" names no session group of this configuration (keys: mesh)`},
 		{"md5 keys without a directory", base + "passwordKeys: [mesh]\n", "passwordKeys", "needs passwordDir"},
 		{"service name", base + "upstream: {group: c.c, service: Core_RR}\n", "upstream.service", "not a Service name"},
@@ -270,13 +270,14 @@ func TestBFDDefaultsAndPeerMetrics(t *testing.T) {
 // A number or duration written as 0 is read as 0, never replaced by the
 // default (hold: 0 would otherwise silently become 90 s): validation
 // refuses it where 0 is out of range and keeps it where 0 means something
-// (drain.time: close at once; maxPrefixes: no limit).
+// (upstream.holdDown: none; maxPrefixes: no limit).
 func TestExplicitZeroIsJudgedAsWrittenNotReplacedByTheDefault(t *testing.T) {
 	_, err := Parse([]byte(`apiVersion: meshrr.io/v1alpha1
 kind: AgentConfig
 identity: {asn: 65000}
 mesh: {group: core.core, bfd: {enabled: true, multiplier: 0}}
 timers: {hold: 0}
+drain: {time: 0s}
 gracefulRestart: {longLived: true, staleTime: 0}
 clients: [{name: r, ranges: [10.0.0.0/8], maxPrefixes: 0, bfd: {enabled: true, multiplier: 0}}]
 status: {listen: ":0"}
@@ -290,6 +291,7 @@ status: {listen: ":0"}
 		"mesh.bfd.multiplier":       "0: must be 1-255 (default 3)",
 		"clients[0].bfd.multiplier": "0: must be 1-255 (default 3)",
 		"timers.hold":               "0: must be 3-65535 seconds",
+		"drain.time":                "0s: must be between 1s and 1h (default 15s)",
 		"gracefulRestart.staleTime": "0: must be 1-16777215 seconds",
 		"status.listen":             `":0": the port must be 1-65535`,
 	}, got)
@@ -299,11 +301,9 @@ kind: AgentConfig
 identity: {asn: 65000}
 mesh: {group: core.core}
 upstream: {group: x.core, namespace: x, service: core, holdDown: 0s}
-drain: {time: 0s}
 clients: [{name: r, ranges: [10.0.0.0/8], maxPrefixes: 0}]
 `))
 	require.NoError(t, err)
-	assert.Zero(t, c.Drain.Time.Duration, "drain.time: 0s is kept")
 	assert.Zero(t, c.Upstream.HoldDown.Duration, "upstream.holdDown: 0s is kept")
 	assert.Equal(t, DefaultMaxPeers, c.Upstream.MaxPeers, "what upstream leaves out is defaulted")
 	assert.Equal(t, DefaultGracePeriod, c.Upstream.GracePeriod.Duration)

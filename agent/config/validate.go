@@ -720,11 +720,13 @@ func (c *Config) validateGracefulRestart(e *errs) {
 
 func (c *Config) validateDrain(e *errs) {
 	d := c.Drain
-	if d.Time.Duration < 0 || d.Time.Duration > time.Hour {
-		e.add(field.NewPath("drain", "time"), "%s: must be between 0 and 1h", d.Time.Duration)
+	// a drain of no time moves no traffic, and no wait drains every member
+	// at once: both take at least a second
+	if d.Time.Duration < time.Second || d.Time.Duration > time.Hour {
+		e.add(field.NewPath("drain", "time"), "%s: must be between 1s and 1h (default %s)", d.Time.Duration, DefaultDrainTime)
 	}
-	if d.WaitTimeout.Duration < 0 || d.WaitTimeout.Duration > time.Hour {
-		e.add(field.NewPath("drain", "waitTimeout"), "%s: must be between 0 and 1h", d.WaitTimeout.Duration)
+	if d.WaitTimeout.Duration < time.Second || d.WaitTimeout.Duration > time.Hour {
+		e.add(field.NewPath("drain", "waitTimeout"), "%s: must be between 1s and 1h (default %s)", d.WaitTimeout.Duration, DefaultDrainWait)
 	}
 	for i, s := range d.Sides {
 		if !dns1123Label.MatchString(s) {

@@ -199,15 +199,55 @@ its client ranges. Args: dict "root" $ "unit" UNIT. Returns YAML list items. */}
 
 {{/*
 The agent configuration of a group: exactly the file the agent validates
-(tests parse it with the agent's own validation). Args: dict "root" $ "unit" UNIT.
+(tests parse it with the agent's own validation). The group's values that
+have the agent's own shape pass through as they are; the parts the chart
+owns (daemon paths, the group's discovery names, the drain, the status
+listener, the TCP-MD5 mount) come from the named helpers below.
+Args: dict "root" $ "unit" UNIT.
 */}}
 {{- define "meshrr.agentConfig" -}}
 {{- $v := .unit.values -}}
 {{- $cfg := dict "apiVersion" "meshrr.io/v1alpha1" "kind" "AgentConfig" -}}
-{{- $id := dict "asn" $v.identity.asn -}}
-{{- if $v.identity.routerID }}{{ $_ := set $id "routerID" $v.identity.routerID }}{{ end -}}
-{{- if $v.identity.clusterID }}{{ $_ := set $id "clusterID" $v.identity.clusterID }}{{ end -}}
-{{- $_ := set $cfg "identity" $id -}}
+{{- /* agent-shaped values, passed through when set */ -}}
+{{- $_ := set $cfg "identity" (include "meshrr.setKeys" (dict "from" $v.identity "keys" (list "asn" "routerID" "clusterID")) | fromYaml) -}}
+{{- range $k := list "policy" "families" "timers" "gracefulRestart" -}}
+{{- with index $v $k }}{{ $_ := set $cfg $k . }}{{ end -}}
+{{- end -}}
+{{- with .root.Values.clusterNetworks }}{{ $_ := set $cfg "clusterNetworks" . }}{{ end -}}
+{{- with ($v.downstream | default dict) }}{{ if .namespaces -}}
+{{- $_ := set $cfg "downstream" (pick . "namespaces" "maxPrefixes" "maxPrefixAction") -}}
+{{- end }}{{ end -}}
+{{- with include "meshrr.agentConfig.clients" $v | fromYamlArray }}{{ $_ := set $cfg "clients" . }}{{ end -}}
+{{- /* chart-owned parts */ -}}
+{{- $_ = set $cfg "backend" (include "meshrr.agentConfig.backend" . | fromYaml) -}}
+{{- $_ = set $cfg "mesh" (include "meshrr.agentConfig.mesh" . | fromYaml) -}}
+{{- with include "meshrr.agentConfig.upstream" . | fromYaml }}{{ $_ := set $cfg "upstream" . }}{{ end -}}
+{{- $_ = set $cfg "drain" (include "meshrr.agentConfig.drain" . | fromYaml) -}}
+{{- if $v.tcpMD5Secret }}{{ $_ := set $cfg "passwordDir" "/etc/meshrr-bgp-passwords" }}{{ $_ := set $cfg "passwordSecret" $v.tcpMD5Secret }}{{ end -}}
+{{- if and $v.tcpMD5Secret $v.tcpMD5Keys }}{{ $_ := set $cfg "passwordKeys" $v.tcpMD5Keys }}{{ end -}}
+{{- $_ = set $cfg "status" (dict "listen" (printf ":%v" $v.metricsPort) "readyRequiresEstablished" $v.readyRequiresEstablished) -}}
+{{- toYaml $cfg -}}
+{{- end -}}
+
+{{/* The keys of a dict that are set (not empty). Args: dict "from" DICT "keys" LIST. Returns YAML. */}}
+{{- define "meshrr.setKeys" -}}
+{{- $out := dict -}}
+{{- range $k := .keys }}{{ with index ($.from | default dict) $k }}{{ $_ := set $out $k . }}{{ end }}{{ end -}}
+{{- toYaml $out -}}
+{{- end -}}
+
+{{/* The client groups as the agent lists them: the values' map, sorted by name, each with its name. Args: group values. Returns a YAML list. */}}
+{{- define "meshrr.agentConfig.clients" -}}
+{{- $clients := list -}}
+{{- range $name := keys (.clients | default dict) | sortAlpha -}}
+{{- $clients = append $clients (merge (dict "name" $name) (index $.clients $name | default dict)) -}}
+{{- end -}}
+{{- toYaml $clients -}}
+{{- end -}}
+
+{{/* The daemon's part of the agent configuration: the paths the chart mounts, cRPD's licence, BIRD's memory limit and cost per route (the agent warns, MemoryLimitLow, when the routes held need more). Args: dict "root" $ "unit" UNIT. */}}
+{{- define "meshrr.agentConfig.backend" -}}
+{{- $v := .unit.values -}}
 {{- $backend := dict "type" $v.backend.type -}}
 {{- if eq $v.backend.type "crpd" -}}
 {{- $k := dict "licenseFile" (printf "/etc/meshrr/license/%s" ($v.backend.crpd.licenseSecret.key | default "license")) -}}
@@ -215,7 +255,6 @@ The agent configuration of a group: exactly the file the agent validates
 {{- with $v.backend.crpd.licenseLimits }}{{ $_ := set $k "licenseLimits" (dict "bgpPeers" (.bgpPeers | int) "ribEntries" (.ribEntries | int)) }}{{ end -}}
 {{- $_ := set $backend "crpd" $k -}}
 {{- else -}}
-{{- /* BIRD's memory limit and cost per route: the agent warns (MemoryLimitLow) when the routes held need more */ -}}
 {{- $b := dict "socket" (include "meshrr.path.birdSocket" .) "extraConfigFile" "/etc/meshrr/bird-extra.conf" -}}
 {{- with (($v.resources.bird).limits).memory -}}
 {{- $_ := set $b "memoryLimit" (ternary . (printf "%d" (. | int64)) (kindIs "string" .)) -}}
@@ -223,33 +262,32 @@ The agent configuration of a group: exactly the file the agent validates
 {{- if hasKey $v.backend.bird "bytesPerRoute" }}{{ $_ := set $b "bytesPerRoute" ($v.backend.bird.bytesPerRoute | int64) }}{{ end -}}
 {{- $_ := set $backend "bird" $b -}}
 {{- end -}}
-{{- $_ := set $cfg "backend" $backend -}}
+{{- toYaml $backend -}}
+{{- end -}}
+
+{{/* The group's own discovery names (the release's group id and headless Service stem) and its BFD. Args: dict "root" $ "unit" UNIT. */}}
+{{- define "meshrr.agentConfig.mesh" -}}
 {{- $mesh := dict "group" .unit.groupID "service" (include "meshrr.groupBase" (dict "root" .root "name" .unit.group)) -}}
-{{- with ($v.mesh).bfd }}{{ $_ := set $mesh "bfd" . }}{{ end -}}
-{{- $_ := set $cfg "mesh" $mesh -}}
+{{- with (.unit.values.mesh).bfd }}{{ $_ := set $mesh "bfd" . }}{{ end -}}
+{{- toYaml $mesh -}}
+{{- end -}}
+
+{{/* The upstream group by the names the agents trust (meshrr.upstream) with the group's upstream settings passed through; empty without an upstream. Args: dict "root" $ "unit" UNIT. */}}
+{{- define "meshrr.agentConfig.upstream" -}}
+{{- $v := .unit.values -}}
 {{- $up := include "meshrr.upstream" (dict "root" .root "values" $v) | fromYaml -}}
 {{- if $up.groupID -}}
 {{- $u := dict "group" $up.groupID "namespace" $up.namespace "service" $up.service -}}
 {{- range $k := list "maxPeers" "gracePeriod" "holdDown" "epsilon" "siblingNamespaces" "bfd" -}}
 {{- if hasKey $v.upstream $k }}{{ $_ := set $u $k (index $v.upstream $k) }}{{ end -}}
 {{- end -}}
-{{- $_ := set $cfg "upstream" $u -}}
+{{- toYaml $u -}}
 {{- end -}}
-{{- with ($v.downstream | default dict) }}{{ if .namespaces -}}
-{{- $_ := set $cfg "downstream" (pick . "namespaces" "maxPrefixes" "maxPrefixAction") -}}
-{{- end }}{{ end -}}
-{{- if $v.clients -}}
-{{- $clients := list -}}
-{{- range $name := keys $v.clients | sortAlpha -}}
-{{- $clients = append $clients (merge (dict "name" $name) (index $v.clients $name | default dict)) -}}
 {{- end -}}
-{{- $_ := set $cfg "clients" $clients -}}
-{{- end -}}
-{{- with .root.Values.clusterNetworks }}{{ $_ := set $cfg "clusterNetworks" . }}{{ end -}}
-{{- if $v.policy }}{{ $_ := set $cfg "policy" $v.policy }}{{ end -}}
-{{- if $v.families }}{{ $_ := set $cfg "families" $v.families }}{{ end -}}
-{{- if $v.timers }}{{ $_ := set $cfg "timers" $v.timers }}{{ end -}}
-{{- if $v.gracefulRestart }}{{ $_ := set $cfg "gracefulRestart" $v.gracefulRestart }}{{ end -}}
+
+{{/* The drain: the done file the daemon's preStop waits for, the times in seconds, the group's drain lock, the sides to wait for, and no wait for peers in a group of one pod. Args: dict "root" $ "unit" UNIT. */}}
+{{- define "meshrr.agentConfig.drain" -}}
+{{- $v := .unit.values -}}
 {{- $drain := dict "doneFile" (include "meshrr.path.drainDone" .) "time" (printf "%ds" (int $v.drain.timeSeconds)) "waitTimeout" (printf "%ds" (int $v.drain.waitTimeoutSeconds)) "lock" (printf "%s-drain" (include "meshrr.groupBase" (dict "root" .root "name" .unit.group))) -}}
 {{- $total := 0 -}}
 {{- if $v.sides -}}
@@ -259,11 +297,7 @@ The agent configuration of a group: exactly the file the agent validates
 {{- $total = $v.replicas -}}
 {{- end -}}
 {{- if and (ne $v.kind "DaemonSet") (le (int $total) 1) }}{{ $_ := set $drain "waitForPeers" false }}{{ end -}}
-{{- $_ := set $cfg "drain" $drain -}}
-{{- if $v.tcpMD5Secret }}{{ $_ := set $cfg "passwordDir" "/etc/meshrr-bgp-passwords" }}{{ $_ := set $cfg "passwordSecret" $v.tcpMD5Secret }}{{ end -}}
-{{- if and $v.tcpMD5Secret $v.tcpMD5Keys }}{{ $_ := set $cfg "passwordKeys" $v.tcpMD5Keys }}{{ end -}}
-{{- $_ := set $cfg "status" (dict "listen" (printf ":%v" $v.metricsPort) "readyRequiresEstablished" $v.readyRequiresEstablished) -}}
-{{- toYaml $cfg -}}
+{{- toYaml $drain -}}
 {{- end -}}
 
 {{/* Image reference. Args: dict "root" $ "image" IMAGE. */}}
