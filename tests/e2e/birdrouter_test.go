@@ -14,12 +14,14 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/meshrr/meshrr/tests/e2e/routers"
 )
 
 // BirdRouter is a BIRD container on the kind network, outside the cluster
-// (tests/kind/router.sh start-bird): the scale suites' feeders, receivers
-// and client fleets, where FRR's JSON tables would cost more than the
-// routes they carry.
+// (routers.Env.StartBIRD): the scale suites' feeders, receivers and client
+// fleets, where FRR's JSON tables would cost more than the routes they
+// carry.
 type BirdRouter struct {
 	Name string
 	Addr netip.Addr
@@ -30,34 +32,26 @@ type BirdRouter struct {
 
 // startBird runs a BIRD router with the given router ID whose
 // configuration is whatever the caller has put (or puts later) in
-// dir/conf.d; dir/setup.sh, when present, runs first in the container.
+// dir/conf.d; dir/setup.sh, when present, runs first in the container. It
+// is removed at the end of the test.
 func startBird(t *testing.T, name, routerID, dir string) *BirdRouter {
 	t.Helper()
-	require.NoError(t, os.MkdirAll(filepath.Join(dir, "conf.d"), 0o755))
-	conf := fmt.Sprintf("router id %s;\nlog stderr { warning, error, fatal, bug };\nprotocol device {}\ninclude \"/etc/bird/conf.d/*.conf\";\n", routerID)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "bird.conf"), []byte(conf), 0o644))
-	container, addr := routerSh(t, "start-bird", name, dir)
-	r := &BirdRouter{Name: container, Addr: addr, Dir: dir}
+	rr, err := routerEnv().StartBIRD(name, routerID, dir)
+	require.NoError(t, err, "BIRD router %s", name)
+	r := &BirdRouter{Name: rr.Container, Addr: rr.Addr, Dir: dir}
 	t.Cleanup(func() {
 		if t.Failed() {
 			o, _ := r.birdc("show", "protocols")
 			logs, _ := exec.Command("docker", "logs", "--tail", "30", r.Name).CombinedOutput()
 			t.Logf("=== BIRD router %s\n%s\n%s", name, o, logs)
 		}
+		routers.Stop(r.Name)
 	})
 	return r
 }
 
-// birdc runs one birdc command on the router: docker exec straight away
-// (router.sh birdc does the same through a shell, too slow to sample a
-// table several times a second).
-func (r *BirdRouter) birdc(args ...string) (string, error) {
-	out, err := exec.Command("docker", append([]string{"exec", r.Name, "birdc", "-s", "/run/bird.ctl"}, args...)...).CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("%s: birdc %s: %v: %s", r.Name, strings.Join(args, " "), err, out)
-	}
-	return string(out), nil
-}
+// birdc runs one birdc command on the router.
+func (r *BirdRouter) birdc(args ...string) (string, error) { return routers.Birdc(r.Name, args...) }
 
 // configure writes conf.d/name and reconfigures the router.
 func (r *BirdRouter) configure(t *testing.T, name, conf string) {

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,10 +116,7 @@ done
 		return cpuSeconds(t, string(out))
 	}
 	// the RR pod answers the clients' addresses through the fleet container
-	steer := exec.Command("bash", filepath.Join(repoRoot, "tests", "kind", "router.sh"), "steer", clientNet, fleet.Addr.String())
-	steer.Env = append(os.Environ(), "CLUSTER="+cluster)
-	out, err := steer.CombinedOutput()
-	require.NoError(t, err, "steer %s: %s", clientNet, out)
+	require.NoError(t, routerEnv().Steer(netip.MustParsePrefix(clientNet), fleet.Addr))
 	// counted on the RR (one birdc there): asking 500 BIRDs would cost the
 	// machine more than the RR does
 	allEstablished := func(what string, since time.Time) {
@@ -144,7 +142,7 @@ done
 
 	// the RR's BIRD restarts (as after an OOM kill): every client back
 	restart, fleetBefore := time.Now(), fleetCPU()
-	_, err = k8s.RunKubectlAndGetOutputE(t, opts, "exec", rr.Name, "-c", "bird", "--", "bash", "-c", "kill 1")
+	_, err := k8s.RunKubectlAndGetOutputE(t, opts, "exec", rr.Name, "-c", "bird", "--", "bash", "-c", "kill 1")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		up, err := rrClientsEstablished(t, opts, rr.Name)

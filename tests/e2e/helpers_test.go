@@ -27,6 +27,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshrr/meshrr/tests/e2e/promtext"
+	"github.com/meshrr/meshrr/tests/e2e/routers"
 )
 
 // Session is one BGP session as `meshrr-agent sessions` prints it.
@@ -268,104 +269,46 @@ type Router struct {
 	Addr netip.Addr
 }
 
+// routerEnv is what package routers needs of this run's cluster.
+func routerEnv() routers.Env {
+	return routers.Env{
+		Cluster: cluster, Kubectl: filepath.Join(kindWork(), "bin", "kubectl"), Kubeconfig: kubeconfig,
+		Kind: kindBin(), FRRImage: frrImage, BIRDImage: birdImage,
+	}
+}
+
 // startRouter runs an FRR router on the kind network with the given
-// frr.conf body (tests/kind/router.sh owns how).
+// frr.conf body (package routers owns how) and removes it at the end of
+// the test.
 func startRouter(t *testing.T, name string, conf string) *Router {
 	t.Helper()
-	body := filepath.Join(t.TempDir(), "frr.conf")
-	require.NoError(t, os.WriteFile(body, []byte(conf), 0o644))
-	container, addr := routerSh(t, "start", name, body)
-	r := &Router{Name: container, Addr: addr}
+	rr, err := routerEnv().StartFRR(name, conf)
+	require.NoError(t, err, "router %s", name)
+	r := &Router{Name: rr.Container, Addr: rr.Addr}
 	t.Cleanup(func() {
 		if t.Failed() {
 			o, _ := exec.Command("docker", "exec", r.Name, "vtysh", "-c", "show bgp summary", "-c", "show bgp ipv4 unicast").CombinedOutput()
 			t.Logf("=== router %s\n%s", name, o)
 		}
+		routers.Stop(r.Name)
 	})
 	return r
 }
 
-// routerSh starts a router with tests/kind/router.sh (start or
-// start-bird), returns the container and its address on the kind network,
-// and removes the container at the end of the test.
-func routerSh(t *testing.T, args ...string) (string, netip.Addr) {
-	t.Helper()
-	script := filepath.Join(repoRoot, "tests", "kind", "router.sh")
-	cmd := exec.Command("bash", append([]string{script}, args...)...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "FRR_IMAGE="+frrImage, "BIRD_IMAGE="+birdImage)
-	out, err := cmd.Output()
-	require.NoError(t, err, "router.sh %s", strings.Join(args, " "))
-	f := strings.Fields(string(out))
-	require.Len(t, f, 2, "router.sh %s printed %q", args[0], out)
-	addr, err := netip.ParseAddr(f[1])
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = exec.Command("bash", script, "stop", f[0]).Run() })
-	return f[0], addr
-}
-
-// Route is a prefix in a router's BGP table: its best path, and the first
-// next hop of every valid path.
-type Route struct {
-	Prefix    string
-	LocalPref int
-	NextHop   string
-	NextHops  []string
-}
+// Route is a prefix in a router's BGP table.
+type Route = routers.Route
 
 // routes reads the router's IPv4 BGP table.
-func (r *Router) routes() (map[string]Route, error) { return r.routesOf("ipv4") }
+func (r *Router) routes() (map[string]Route, error) { return routers.Routes(r.Name, "ipv4") }
 
 // routesOf reads the router's BGP table of a family (ipv4, ipv6).
 func (r *Router) routesOf(family string) (map[string]Route, error) {
-	out, err := exec.Command("bash", filepath.Join(repoRoot, "tests", "kind", "router.sh"), "routes", r.Name, family).Output()
-	if err != nil {
-		return nil, err
-	}
-	var tab struct {
-		Routes map[string][]struct {
-			Bestpath bool                  `json:"bestpath"`
-			LocPrf   int                   `json:"locPrf"`
-			Valid    bool                  `json:"valid"`
-			Nexthops []struct{ IP string } `json:"nexthops"`
-		} `json:"routes"`
-	}
-	if err := json.Unmarshal(out, &tab); err != nil {
-		return nil, fmt.Errorf("%v: %s", err, out)
-	}
-	res := map[string]Route{}
-	for p, paths := range tab.Routes {
-		var all []string
-		for _, path := range paths {
-			if path.Valid && len(path.Nexthops) > 0 {
-				all = append(all, path.Nexthops[0].IP)
-			}
-		}
-		sort.Strings(all)
-		for _, path := range paths {
-			if path.Bestpath {
-				r := Route{Prefix: p, LocalPref: path.LocPrf, NextHops: all}
-				if len(path.Nexthops) > 0 {
-					r.NextHop = path.Nexthops[0].IP
-				}
-				res[p] = r
-			}
-		}
-	}
-	return res, nil
+	return routers.Routes(r.Name, family)
 }
 
 // vtyshJSON runs one FRR show command ending in "json" on the router and
 // decodes its answer into v.
-func (r *Router) vtyshJSON(cmd string, v any) error {
-	out, err := exec.Command("docker", "exec", r.Name, "vtysh", "-c", cmd).Output()
-	if err != nil {
-		return fmt.Errorf("%s: vtysh %q: %w", r.Name, cmd, err)
-	}
-	if err := json.Unmarshal(out, v); err != nil {
-		return fmt.Errorf("%s: vtysh %q: %v: %s", r.Name, cmd, err, out)
-	}
-	return nil
-}
+func (r *Router) vtyshJSON(cmd string, v any) error { return routers.VtyshJSON(r.Name, cmd, v) }
 
 // communities returns the standard and large communities of the
 // router's best path to prefix, as FRR prints them ("" when none).

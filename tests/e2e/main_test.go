@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshrr/meshrr/tests/e2e/routers"
 )
 
 var (
@@ -126,15 +128,6 @@ func scriptIn(name string, env []string, args ...string) error {
 }
 
 // kindWork is the harness's cache folder, as tests/kind/versions.sh sets it.
-func kindWork() string {
-	if c := os.Getenv("MESHRR_CACHE"); c != "" {
-		return filepath.Join(c, "kind")
-	}
-	if c := os.Getenv("XDG_CACHE_HOME"); c != "" {
-		return filepath.Join(c, "meshrr", "kind")
-	}
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".cache", "meshrr", "kind")
-}
+func kindWork() string { return routers.CacheDir() }
 
 func kindBin() string { return filepath.Join(kindWork(), "bin", "kind") }

@@ -5,8 +5,6 @@ package e2e
 import (
 	"fmt"
 	"net/netip"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -99,10 +97,7 @@ func startRouteServers(t *testing.T) *rsFixture {
 	installMetalLB(t)
 	f := &rsFixture{opts: namespace(t, "e2e-rs")}
 	f.tor = startRouter(t, "tor", torConf())
-	steer := exec.Command("bash", filepath.Join(repoRoot, "tests", "kind", "router.sh"), "steer", torLoopback+"/32", f.tor.Addr.String())
-	steer.Env = append(steer.Environ(), "CLUSTER="+cluster)
-	out, err := steer.CombinedOutput()
-	require.NoError(t, err, "route the nodes to the ToR's loopback: %s", out)
+	require.NoError(t, routerEnv().Steer(netip.PrefixFrom(netip.MustParseAddr(torLoopback), 32), f.tor.Addr), "route the nodes to the ToR's loopback")
 	f.dc1 = startRouter(t, "dc1", dcConf(routerID(41), 65101, f.tor.Addr, "10.201.0.0/24"))
 	f.dc2 = startRouter(t, "dc2", dcConf(routerID(42), 65102, f.tor.Addr, "10.202.0.0/24"))
 	f.start = time.Now()

@@ -16,7 +16,7 @@ CLUSTER=${CLUSTER:-meshrr-e2e}
 NODE_IMAGE=${NODE_IMAGE:-$IMAGE_REPO/node:$K8S_VERSION}
 KIND=$KIND_WORK/bin/kind
 
-# remove_routers: the router containers tests/kind/router.sh started for
+# remove_routers: the router containers package tests/e2e/routers started for
 # this cluster
 remove_routers() {
   docker ps -aq --filter "label=meshrr.cluster=$CLUSTER" | xargs -r docker rm -f >/dev/null

@@ -41,6 +41,10 @@ log "all route reflectors ready"
 # from the nodes running a pod of that side: a replaced RR pod is reached
 # again at the same address.
 docker ps -q --filter label=meshrr.router=1 --filter name=meshrr-frr-demo- | xargs -r docker rm -f >/dev/null
+# the routers are started as the e2e suites start them (package
+# tests/e2e/routers), through its command
+routerctl=$KIND_WORK/bin/routerctl
+(cd "$root/tests" && go build -o "$routerctl" ./e2e/routers/routerctl)
 conf=$(mktemp -d /tmp/meshrr-demo.XXXXXX)
 cat >"$conf/tor" <<FRR
 router bgp 64513
@@ -50,7 +54,7 @@ router bgp 64513
  neighbor METALLB remote-as 64512
  bgp listen range $routers peer-group METALLB
 FRR
-read -r tor_name tor < <("$here/router.sh" start demo-tor "$conf/tor")
+read -r tor_name tor < <("$routerctl" start demo-tor "$conf/tor")
 kubectl apply -f - >/dev/null <<YAML
 apiVersion: metallb.io/v1beta2
 kind: BGPPeer
@@ -91,13 +95,13 @@ router bgp 65000
  neighbor 172.30.2.1 peer-group RR
  neighbor 172.30.2.2 peer-group RR
 FRR
-read -r rl _ < <("$here/router.sh" start demo-lothlorien "$conf/lothlorien")
-read -r rm _ < <("$here/router.sh" start demo-mirkwood "$conf/mirkwood")
+read -r rl _ < <("$routerctl" start demo-lothlorien "$conf/lothlorien")
+read -r rm _ < <("$routerctl" start demo-mirkwood "$conf/mirkwood")
 log "routers started: ToR $tor_name ($tor) learns the side addresses from MetalLB; $rl peers with lothlorien's 172.30.1.1 (side a) and 172.30.1.2 (side b) and announces $(jq -r '[.announced[] | .prefix + " (" + ([.communities, (.large // empty | "large " + .)] | map(select(.)) | join(", ") | if . == "" then "untagged" else . end) + ")"] | join(", ")' "$boundary"); $rm peers with mirkwood's 172.30.2.1 and 172.30.2.2"
 
 # what the mirkwood router holds, read from it (FRR's JSON)
 table=
-read_table() { table=$("$here/router.sh" routes "$rm" 2>/dev/null || echo '{}'); }
+read_table() { table=$("$routerctl" routes "$rm" 2>/dev/null || echo '{}'); }
 has() { jq -e --arg p "$1" '.routes[$p]' <<<"$table" >/dev/null 2>&1; }
 local_pref() { jq -r --arg p "$1" '[.routes[$p][]? | select(.bestpath) | (.locPrf // 100)][0] // "none"' <<<"$table"; }
 communities() {
@@ -202,7 +206,7 @@ mkdir -p "$(dirname "$svg")"
 echo "== the live topology (kubectl meshrr topology -A | dot -Tsvg; make topology): $svg"
 echo
 if [ "${DEMO_TEARDOWN:-0}" = 1 ]; then
-  "$here/router.sh" stop "$rl" "$rm" "$tor_name"
+  "$routerctl" stop "$rl" "$rm" "$tor_name"
   "$here/cluster.sh" down
   log "demo torn down"
 else
