@@ -14,6 +14,8 @@ import (
 	"github.com/gruntwork-io/terratest/modules/k8s"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/meshrr/meshrr/tests/e2e/cluster"
 )
 
 const edgeSelector = "app.kubernetes.io/name=meshrr"
@@ -87,7 +89,7 @@ func TestBFDFrozenRouterAndDrain(t *testing.T) {
 		"groups.edge.drain.timeSeconds":         "5",
 		"groups.edge.drain.waitTimeoutSeconds":  "30",
 	}), chart(), "edge")
-	ps := waitReady(t, opts, edgeSelector, 2, 3*time.Minute)
+	ps := cluster.WaitReady(t, opts, edgeSelector, 2, 3*time.Minute)
 	var rrs []string
 	for _, p := range ps {
 		rrs = append(rrs, p.Status.PodIP)
@@ -109,7 +111,7 @@ func TestBFDFrozenRouterAndDrain(t *testing.T) {
 			assert.Equal(c, "up", fast.bfdPeerStatus(a), "the fast router's BFD session with %s", a)
 			assert.Equal(c, "Established", plain.neighborState(a))
 		}
-		ss, err := sessions(t, opts, rr)
+		ss, err := cluster.Sessions(t, opts, rr)
 		if !assert.NoError(c, err) {
 			return
 		}
@@ -120,13 +122,13 @@ func TestBFDFrozenRouterAndDrain(t *testing.T) {
 		assert.Equal(c, "Up", bfd["fast "+fast.Addr.String()], "%v", bfd)
 		assert.Equal(c, "", bfd["plain "+plain.Addr.String()], "%v", bfd)
 		assert.Equal(c, "Up", bfd["mesh "+rrs[1]], "%v", bfd)
-		out, err := podBirdc(t, opts, rr, "show", "route")
+		out, err := cluster.Birdc(t, opts, rr, "show", "route")
 		if assert.NoError(c, err) {
 			assert.Contains(c, out, fastPrefix)
 			assert.Contains(c, out, plainPrefix)
 		}
 	}, 2*time.Minute, time.Second)
-	m := metrics(t, opts, rr)
+	m := cluster.Metrics(t, opts, rr)
 	for _, want := range []string{
 		fmt.Sprintf(`meshrr_bgp_peer_up{group="fast",peer="%s"} 1`, fast.Addr),
 		fmt.Sprintf(`meshrr_bfd_peer_up{group="fast",peer="%s"} 1`, fast.Addr),
@@ -149,7 +151,7 @@ while [ $(date +%%s) -lt $end ]; do
   if [ -z "$p" ] && ! echo "$out" | grep -q '%s'; then p=$now; echo "plain $now"; fi
   if [ -n "$f" ] && [ -n "$p" ]; then exit 0; fi
   sleep 0.05
-done; exit 1`, birdSocket, fastPrefix, plainPrefix)
+done; exit 1`, cluster.BirdSocket, fastPrefix, plainPrefix)
 	type result struct {
 		out string
 		err error
@@ -165,7 +167,7 @@ done; exit 1`, birdSocket, fastPrefix, plainPrefix)
 	t.Cleanup(func() { _ = exec.Command("docker", "unpause", fast.Name, plain.Name).Run() })
 	res := <-done
 	if res.err != nil {
-		out, _ := podBirdc(t, opts, rr, "show", "protocols", "all")
+		out, _ := cluster.Birdc(t, opts, rr, "show", "protocols", "all")
 		t.Logf("=== %s after the freeze\n%s", rr, out)
 	}
 	require.NoError(t, res.err, "the RR never withdrew both routes: %s", res.out)
@@ -201,7 +203,7 @@ done; exit 1`, birdSocket, fastPrefix, plainPrefix)
 	watch := watchRoutes(fast, []string{plainPrefix})
 	start := time.Now()
 	k8s.RunKubectl(t, opts, "delete", "pod", rr, "--wait=false")
-	waitReplaced(t, opts, edgeSelector, []string{rr}, 2, 3*time.Minute)
+	cluster.WaitReplaced(t, opts, edgeSelector, []string{rr}, 2, 3*time.Minute)
 	time.Sleep(3 * time.Second)
 	samples, lost, longest, missing := watch.finish()
 	assert.Empty(t, missing)

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/meshrr/meshrr/tests/e2e/cluster"
 	"github.com/meshrr/meshrr/tests/e2e/promtext"
 )
 
@@ -134,7 +135,7 @@ func (r *chaosRig) run(kind string, rng *rand.Rand, first bool) chaosEvent {
 func (r *chaosRig) daemonKilled(p rrPod) string {
 	t := r.t
 	restarts := func() (int, error) {
-		out, err := k8s.RunKubectlAndGetOutputE(t, p.opts, "get", "--raw", fmt.Sprintf("/api/v1/namespaces/%s/pods/%s:%d/proxy/metrics", p.opts.Namespace, p.pod.Name, metricsPort))
+		out, err := cluster.MetricsE(t, p.opts, p.pod.Name)
 		if err != nil {
 			return 0, err
 		}
@@ -186,7 +187,7 @@ func killContainer(p corev1.Pod, container string) error {
 // the API server has been unreachable for hold, then puts it back and
 // waits for it; it returns how long the API server was unreachable.
 func apiServerOutage(t *testing.T, opts *k8s.KubectlOptions, hold time.Duration) time.Duration {
-	node := cluster + "-control-plane"
+	node := clusterName + "-control-plane"
 	manifest := "/etc/kubernetes/manifests/kube-apiserver.yaml"
 	parked := "/etc/kubernetes/kube-apiserver.yaml.parked"
 	restore := func() {
@@ -362,9 +363,9 @@ func (r *chaosRig) replacement(lost rrPod, node string) corev1.Pod {
 	var repl, peer corev1.Pod
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		repl, peer = corev1.Pod{}, corev1.Pod{}
-		for _, p := range pods(t, lost.opts, selector) {
+		for _, p := range cluster.Pods(t, lost.opts, selector) {
 			switch {
-			case p.DeletionTimestamp != nil || !isReady(p) || p.Spec.NodeName == node:
+			case p.DeletionTimestamp != nil || !cluster.IsReady(p) || p.Spec.NodeName == node:
 			case p.Labels["meshrr.io/side"] == side && p.UID != lost.pod.UID:
 				repl = p
 			case p.Labels["meshrr.io/side"] != side:
@@ -478,11 +479,11 @@ func replacementMeshed(t *testing.T, opts *k8s.KubectlOptions, a, b corev1.Pod) 
 	t.Helper()
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		for _, pair := range [][2]corev1.Pod{{a, b}, {b, a}} {
-			ss, err := sessions(t, opts, pair[0].Name)
+			ss, err := cluster.Sessions(t, opts, pair[0].Name)
 			if !assert.NoError(c, err) {
 				return
 			}
-			mesh := established(ss, "mesh")
+			mesh := cluster.Established(ss, "mesh")
 			assert.Contains(c, mesh, pair[1].Status.PodIP, "%s has no Established mesh session to %s (has %s)", pair[0].Name, pair[1].Name, strings.Join(keys(mesh), ", "))
 		}
 	}, 2*time.Minute, time.Second)

@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshrr/meshrr/agent/synthtable"
+	"github.com/meshrr/meshrr/tests/e2e/cluster"
 )
 
 // The chaos soak's events. The first three of every run are a node stop
@@ -385,7 +386,7 @@ spec: {myASN: 64512, peerASN: 64513, peerAddress: %s, holdTime: 9s}
 func (r *chaosRig) installRouteServers() {
 	t := r.t
 	var coreB string
-	for _, p := range pods(t, r.core, coreSelector) {
+	for _, p := range cluster.Pods(t, r.core, coreSelector) {
 		if p.Labels["meshrr.io/side"] == "b" {
 			coreB = p.Spec.NodeName
 		}
@@ -465,7 +466,7 @@ func (r *chaosRig) releaseHelm(ns *k8s.KubectlOptions) *helm.Options {
 func (r *chaosRig) rrPods() map[string]rrPod {
 	out := map[string]rrPod{}
 	for _, ns := range r.namespaces() {
-		for _, p := range pods(r.t, ns, "app.kubernetes.io/name=meshrr") {
+		for _, p := range cluster.Pods(r.t, ns, "app.kubernetes.io/name=meshrr") {
 			out[p.Name] = rrPod{opts: ns, pod: p, role: ns.Namespace + "/" + p.Labels["meshrr.io/side"]}
 		}
 	}
@@ -518,8 +519,8 @@ func (r *chaosRig) healthy() error {
 				return fmt.Errorf("%s %s/%s: %d of %d ready, %d updated", w.Kind, ns.Namespace, w.Metadata.Name, ready, want, updated)
 			}
 		}
-		for _, p := range pods(r.t, ns, "app.kubernetes.io/name=meshrr") {
-			if p.DeletionTimestamp != nil || !isReady(p) {
+		for _, p := range cluster.Pods(r.t, ns, "app.kubernetes.io/name=meshrr") {
+			if p.DeletionTimestamp != nil || !cluster.IsReady(p) {
 				return fmt.Errorf("pod %s/%s on %s not ready or terminating", ns.Namespace, p.Name, p.Spec.NodeName)
 			}
 		}
@@ -651,7 +652,7 @@ func (r *chaosRig) snapshot() chaosSnapshot {
 	s := chaosSnapshot{since: map[string]time.Time{}, pods: r.rrPods(), ips: map[string]string{}}
 	for name, p := range s.pods {
 		s.ips[p.pod.Status.PodIP] = name
-		ss, err := sessions(r.t, p.opts, name)
+		ss, err := cluster.Sessions(r.t, p.opts, name)
 		if err != nil {
 			continue // a pod the event is about to take: its sessions are not compared
 		}
@@ -749,7 +750,7 @@ func (r *chaosRig) zombies() []string {
 	}
 	var out []string
 	for name, p := range ps {
-		ss, err := sessions(r.t, p.opts, name)
+		ss, err := cluster.Sessions(r.t, p.opts, name)
 		if err != nil {
 			out = append(out, fmt.Sprintf("%s: %v", name, err))
 			continue

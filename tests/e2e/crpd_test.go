@@ -12,6 +12,8 @@ import (
 	"github.com/gruntwork-io/terratest/modules/helm"
 	"github.com/gruntwork-io/terratest/modules/k8s"
 	"github.com/stretchr/testify/require"
+
+	"github.com/meshrr/meshrr/tests/e2e/cluster"
 )
 
 // TestMeshWithRealCRPD runs the mesh suite's first part with backend crpd.
@@ -40,6 +42,6 @@ func TestMeshWithRealCRPD(t *testing.T) {
 		"groups.core.backend.crpd.image":              image,
 		"groups.core.backend.crpd.licenseSecret.name": "crpd-license",
 	}), chart(), "core")
-	waitReady(t, opts, coreSelector, 3, 5*time.Minute)
+	cluster.WaitReady(t, opts, coreSelector, 3, 5*time.Minute)
 	meshSettled(t, opts, 3, 3*time.Minute)
 }

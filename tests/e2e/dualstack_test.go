@@ -15,6 +15,8 @@ import (
 	"github.com/gruntwork-io/terratest/modules/helm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/meshrr/meshrr/tests/e2e/cluster"
 )
 
 // TestDualStackMeshAndIPv6Clients runs on its own dual-stack kind cluster
@@ -23,7 +25,7 @@ import (
 // router through the RRs with its next hop unchanged.
 func TestDualStackMeshAndIPv6Clients(t *testing.T) {
 	start := time.Now()
-	name := cluster + "-dual"
+	name := clusterName + "-dual"
 	env := []string{"CLUSTER_CONFIG=cluster-dual.yaml"}
 	require.NoError(t, scriptIn(name, env, "tests/kind/cluster.sh", "up"), "the dual-stack cluster could not be created")
 	if os.Getenv("KEEP_CLUSTER") != "1" {
@@ -50,7 +52,7 @@ func TestDualStackMeshAndIPv6Clients(t *testing.T) {
 	helm.Install(t, helmOptions(opts, []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{
 		"groups.core.clients.routers.ranges": fmt.Sprintf("{%s,%s}", routerRange(), v6net),
 	}), chart(), "core")
-	ps := waitReady(t, opts, coreSelector, 2, 3*time.Minute)
+	ps := cluster.WaitReady(t, opts, coreSelector, 2, 3*time.Minute)
 	v6 := map[string]string{}
 	for _, p := range ps {
 		for _, ip := range p.Status.PodIPs {
@@ -62,11 +64,11 @@ func TestDualStackMeshAndIPv6Clients(t *testing.T) {
 	}
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		for _, p := range ps {
-			ss, err := sessions(t, opts, p.Name)
+			ss, err := cluster.Sessions(t, opts, p.Name)
 			if !assert.NoError(c, err) {
 				return
 			}
-			mesh := established(ss, "mesh")
+			mesh := cluster.Established(ss, "mesh")
 			assert.Len(c, mesh, 2, "%s: one mesh session per family", p.Name)
 			for q, a := range v6 {
 				if q != p.Name {

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/meshrr/meshrr/tests/e2e/cluster"
 	"github.com/meshrr/meshrr/tests/e2e/promtext"
 )
 
@@ -58,7 +59,7 @@ func TestFanOutClientsOnOneRR(t *testing.T) {
 	set := map[string]string{"groups.rr.replicas": "1", "groups.rr.clients.routers.ranges[0]": clientNet}
 	helm.Install(t, helmOptions(opts, []string{example("full-table", "values.yaml")}, set), chart(), "edge")
 	sel := "app.kubernetes.io/name=meshrr"
-	rr := waitReady(t, opts, sel, 1, 3*time.Minute)[0]
+	rr := cluster.WaitReady(t, opts, sel, 1, 3*time.Minute)[0]
 
 	// BIRD runs one session per neighbour address whatever the local
 	// address, so the fleet is one BIRD per client (each listening on its
@@ -155,9 +156,9 @@ done
 	// the agent at this size: reconcile and apply latency, over the whole
 	// test (BIRD busy sending tables) and over 30 s of steady state
 	// (reconciles every statePoll)
-	text := metrics(t, opts, rr.Name)
+	text := cluster.Metrics(t, opts, rr.Name)
 	for _, h := range []string{"meshrr_reconcile_duration_seconds", "meshrr_apply_duration_seconds"} {
-		p50, p99, count := promtext.Quantiles(buckets(t, text, h))
+		p50, p99, count := promtext.Quantiles(cluster.Buckets(t, text, h))
 		logf(t, "%s with %d clients, since the pod started: p50 <= %gs, p99 <= %gs over %.0f", h, n, p50, p99, count)
 	}
 	// one kill, one restart noticed: a busy BIRD prints its start time late
@@ -165,9 +166,9 @@ done
 	restarts, err := promtext.Value(text, "meshrr_daemon_restarts_total")
 	require.NoError(t, err)
 	assert.Equal(t, 1.0, restarts, "restarts the agent noticed")
-	before := buckets(t, text, "meshrr_reconcile_duration_seconds")
+	before := cluster.Buckets(t, text, "meshrr_reconcile_duration_seconds")
 	time.Sleep(30 * time.Second)
-	steady := buckets(t, metrics(t, opts, rr.Name), "meshrr_reconcile_duration_seconds")
+	steady := cluster.Buckets(t, cluster.Metrics(t, opts, rr.Name), "meshrr_reconcile_duration_seconds")
 	for le, c := range before {
 		steady[le] -= c
 	}
@@ -180,12 +181,12 @@ done
 	set["groups.rr.replicas"] = "2"
 	scale := time.Now()
 	helm.Upgrade(t, helmOptions(opts, []string{example("full-table", "values.yaml")}, set), chart(), "edge")
-	ps := waitReady(t, opts, sel, 2, 3*time.Minute)
+	ps := cluster.WaitReady(t, opts, sel, 2, 3*time.Minute)
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		for _, p := range ps {
-			ss, err := sessions(t, opts, p.Name)
+			ss, err := cluster.Sessions(t, opts, p.Name)
 			if assert.NoError(c, err) {
-				assert.Len(c, established(ss, "mesh"), 1, "%s: meshed with the new RR", p.Name)
+				assert.Len(c, cluster.Established(ss, "mesh"), 1, "%s: meshed with the new RR", p.Name)
 			}
 		}
 	}, 2*time.Minute, time.Second)
@@ -248,7 +249,7 @@ func sameSession(before, after string) bool {
 // rrClientsEstablished counts the Established sessions an RR's BIRD has
 // spawned from the routers' client range.
 func rrClientsEstablished(t *testing.T, opts *k8s.KubectlOptions, pod string) (int, error) {
-	out, err := podBirdc(t, opts, pod, "show", "protocols")
+	out, err := cluster.Birdc(t, opts, pod, "show", "protocols")
 	if err != nil {
 		return 0, err
 	}

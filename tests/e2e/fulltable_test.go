@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/meshrr/meshrr/agent/synthtable"
+	"github.com/meshrr/meshrr/tests/e2e/cluster"
 )
 
 // scaleRoutes is the table size of the kind scale suite: MESHRR_SCALE_ROUTES
@@ -69,9 +70,9 @@ func TestFullTableThroughTheHierarchy(t *testing.T) {
 	region(aNS, "lothlorien")
 	region(bNS, "mirkwood")
 	sel := "app.kubernetes.io/name=meshrr"
-	cores := waitReady(t, coreNS, sel, 2, 3*time.Minute)
-	rrA := waitReady(t, aNS, sel, 1, 3*time.Minute)[0]
-	rrB := waitReady(t, bNS, sel, 1, 3*time.Minute)[0]
+	cores := cluster.WaitReady(t, coreNS, sel, 2, 3*time.Minute)
+	rrA := cluster.WaitReady(t, aNS, sel, 1, 3*time.Minute)[0]
+	rrB := cluster.WaitReady(t, bNS, sel, 1, 3*time.Minute)[0]
 	rrs := []rrPod{{aNS, rrA, "region lothlorien"}, {coreNS, cores[0], "core side " + cores[0].Labels["meshrr.io/side"]}, {coreNS, cores[1], "core side " + cores[1].Labels["meshrr.io/side"]}, {bNS, rrB, "region mirkwood"}}
 
 	receiver := startBird(t, "receiver", routerID(41), t.TempDir())
@@ -117,9 +118,9 @@ protocol bgp from_feeder {
 	// every session of the path up before anything is announced
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		for _, r := range []rrPod{rrs[0], rrs[3]} {
-			ss, err := sessions(t, r.opts, r.pod.Name)
+			ss, err := cluster.Sessions(t, r.opts, r.pod.Name)
 			if assert.NoError(c, err) {
-				assert.Len(c, established(ss, "upstream"), 2, "%s: both core sides", r.role)
+				assert.Len(c, cluster.Established(ss, "upstream"), 2, "%s: both core sides", r.role)
 			}
 		}
 		line, err := receiver.protocolLine("from_rr")
@@ -182,7 +183,7 @@ protocol bgp from_feeder {
 		got, err := receiver.routeCount("from_rr")
 		assert.NoError(c, err)
 		assert.Zero(c, got, "receiver")
-		for _, p := range pods(t, coreNS, sel) {
+		for _, p := range cluster.Pods(t, coreNS, sel) {
 			assert.Zero(c, podNetworks(t, coreNS, p.Name), "core %s", p.Name)
 		}
 	}, 10*time.Minute, 500*time.Millisecond)
@@ -196,7 +197,7 @@ protocol bgp from_feeder {
 func coreRRDeletedWhileLoaded(t *testing.T, coreNS, bNS *k8s.KubectlOptions, rrB corev1.Pod, receiver *BirdRouter, n int) {
 	sel := "app.kubernetes.io/name=meshrr"
 	var victim corev1.Pod
-	for _, p := range pods(t, coreNS, sel) {
+	for _, p := range cluster.Pods(t, coreNS, sel) {
 		if p.Labels["meshrr.io/side"] == "a" {
 			victim = p
 		}
@@ -232,7 +233,7 @@ func coreRRDeletedWhileLoaded(t *testing.T, coreNS, bNS *k8s.KubectlOptions, rrB
 	// its two core sessions back, each with the whole table
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		replacements := 0
-		for _, p := range pods(t, coreNS, sel) {
+		for _, p := range cluster.Pods(t, coreNS, sel) {
 			if p.Name == victim.Name || p.Labels["meshrr.io/side"] != "a" {
 				continue
 			}
@@ -240,9 +241,9 @@ func coreRRDeletedWhileLoaded(t *testing.T, coreNS, bNS *k8s.KubectlOptions, rrB
 			assert.Equal(c, n, podNetworks(t, coreNS, p.Name), "replacement %s", p.Name)
 		}
 		assert.Equal(c, 1, replacements, "a replacement RR on side a")
-		ss, err := sessions(t, bNS, rrB.Name)
+		ss, err := cluster.Sessions(t, bNS, rrB.Name)
 		if assert.NoError(c, err) {
-			up := established(ss, "upstream")
+			up := cluster.Established(ss, "upstream")
 			assert.Len(c, up, 2, "mirkwood RR: both core sides again")
 			for _, s := range up {
 				assert.Equal(c, n, s.Imported, "mirkwood RR: routes from %s", s.Peer)
@@ -285,7 +286,7 @@ func birdTransfer(t *testing.T, feeder *BirdRouter, session string, receiver *Bi
 // podNetworks is the number of prefixes in an RR pod's master4 (-1 when
 // unreadable).
 func podNetworks(t *testing.T, opts *k8s.KubectlOptions, pod string) int {
-	out, err := podBirdc(t, opts, pod, "show", "route", "count")
+	out, err := cluster.Birdc(t, opts, pod, "show", "route", "count")
 	if err != nil {
 		return -1
 	}
@@ -348,7 +349,7 @@ birdc -s /run/bird/bird.ctl show memory`
 	m.birdParts, err = birdMemory(own)
 	require.NoError(t, err, "%s: birdc show memory", r.pod.Name)
 	m.birdOwn = m.birdParts["Total"]
-	m.agent = int64(metric(t, r.opts, r.pod.Name, "process_resident_memory_bytes"))
+	m.agent = int64(cluster.Metric(t, r.opts, r.pod.Name, "process_resident_memory_bytes"))
 	return m
 }
 
@@ -358,7 +359,7 @@ func rrSessionSince(t *testing.T, rrs []rrPod) map[string]time.Time {
 	t.Helper()
 	out := map[string]time.Time{}
 	for _, r := range rrs {
-		ss, err := sessions(t, r.opts, r.pod.Name)
+		ss, err := cluster.Sessions(t, r.opts, r.pod.Name)
 		require.NoError(t, err)
 		for _, s := range ss {
 			if s.Established {

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -20,27 +19,11 @@ import (
 	"github.com/gruntwork-io/terratest/modules/helm"
 	"github.com/gruntwork-io/terratest/modules/k8s"
 	"github.com/gruntwork-io/terratest/modules/logger"
-	"github.com/gruntwork-io/terratest/modules/random"
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/meshrr/meshrr/tests/e2e/promtext"
+	"github.com/meshrr/meshrr/tests/e2e/cluster"
 	"github.com/meshrr/meshrr/tests/e2e/routers"
 )
-
-// Session is one BGP session as `meshrr-agent sessions` prints it.
-type Session struct {
-	Name        string    `json:"name"`
-	Group       string    `json:"group"`
-	Peer        string    `json:"peer"`
-	State       string    `json:"state"`
-	Established bool      `json:"established"`
-	Since       time.Time `json:"since"`
-	Imported    int       `json:"imported"`
-	BFD         string    `json:"bfd"`
-}
 
 // namespace creates a unique namespace that enforces the Pod Security
 // Standard "restricted" (what the chart runs under by default), deleted at
@@ -54,20 +37,7 @@ func namespace(t *testing.T, prefix string) *k8s.KubectlOptions {
 // for the documented exceptions only (BIRD with BFD, cRPD: docs/security.md).
 func namespaceAt(t *testing.T, prefix, podSecurity string) *k8s.KubectlOptions {
 	t.Helper()
-	name := strings.ToLower(prefix + "-" + random.UniqueId())
-	opts := k8s.NewKubectlOptions("", kubeconfig, name)
-	opts.Logger = logger.Discard
-	k8s.CreateNamespaceWithMetadata(t, opts, metav1.ObjectMeta{Name: name, Labels: map[string]string{
-		"pod-security.kubernetes.io/enforce": podSecurity,
-		"pod-security.kubernetes.io/warn":    podSecurity,
-	}})
-	t.Cleanup(func() {
-		if t.Failed() {
-			dump(t, opts)
-		}
-		_ = k8s.DeleteNamespaceE(t, opts, name)
-	})
-	return opts
+	return cluster.Namespace(t, kubeconfig, prefix, podSecurity)
 }
 
 // restrictedPod is the security context of the suites' own pods (probes,
@@ -126,15 +96,6 @@ func helmOptions(opts *k8s.KubectlOptions, files []string, set map[string]string
 	}
 }
 
-// What the tests read from an RR pod, as the chart sets it up: the
-// default metricsPort (charts/meshrr/values.yaml) and the BIRD control
-// socket (meshrr.path.birdSocket in the chart's _helpers.tpl; the chart
-// render tests check that the agent, the probe and BIRD agree on it).
-const (
-	metricsPort = 9479
-	birdSocket  = "/run/bird/bird.ctl"
-)
-
 func chart() string { return filepath.Join(repoRoot, "charts", "meshrr") }
 
 func example(parts ...string) string {
@@ -155,114 +116,6 @@ func regionValues(t *testing.T, name string) []string {
 	return []string{example("2regions-hrr", "values.yaml"), example("2regions-hrr", "values-"+name+".yaml"), f}
 }
 
-// pods returns the release's pods, sorted by name.
-func pods(t *testing.T, opts *k8s.KubectlOptions, selector string) []corev1.Pod {
-	t.Helper()
-	ps := k8s.ListPods(t, opts, metav1.ListOptions{LabelSelector: selector})
-	sort.Slice(ps, func(i, j int) bool { return ps[i].Name < ps[j].Name })
-	return ps
-}
-
-// waitReady waits until exactly n pods match and all are Ready.
-func waitReady(t *testing.T, opts *k8s.KubectlOptions, selector string, n int, timeout time.Duration) []corev1.Pod {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ps := pods(t, opts, selector)
-		ready := 0
-		for _, p := range ps {
-			if p.DeletionTimestamp == nil && isReady(p) {
-				ready++
-			}
-		}
-		if ready == n && len(ps) == n {
-			return ps
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d of %d pods ready (%d listed) after %s", selector, ready, n, len(ps), timeout)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-}
-
-// waitReplaced waits until the selector has n pods, all Ready and none
-// of the deleted ones.
-func waitReplaced(t *testing.T, opts *k8s.KubectlOptions, selector string, deleted []string, n int, timeout time.Duration) {
-	t.Helper()
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		ps := pods(t, opts, selector)
-		if !assert.Len(c, ps, n) {
-			return
-		}
-		for _, p := range ps {
-			assert.NotContains(c, deleted, p.Name, "a deleted pod is still there")
-			assert.True(c, isReady(p), "%s not ready", p.Name)
-		}
-	}, timeout, 500*time.Millisecond)
-}
-
-func isReady(p corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
-// sessions reads an RR pod's sessions through its agent.
-func sessions(t *testing.T, opts *k8s.KubectlOptions, pod string) ([]Session, error) {
-	out, err := k8s.RunKubectlAndGetOutputE(t, opts, "exec", pod, "-c", "agent", "--", "/meshrr-agent", "sessions", "--config", "/etc/meshrr/config.yaml")
-	if err != nil {
-		return nil, fmt.Errorf("%s: %v: %s", pod, err, out)
-	}
-	var ss []Session
-	if err := json.Unmarshal([]byte(out), &ss); err != nil {
-		return nil, fmt.Errorf("%s: %v: %s", pod, err, out)
-	}
-	return ss, nil
-}
-
-func established(ss []Session, group string) map[string]Session {
-	out := map[string]Session{}
-	for _, s := range ss {
-		if s.Group == group && s.Established {
-			out[s.Peer] = s
-		}
-	}
-	return out
-}
-
-// metric reads one sample line of an agent's /metrics through the API
-// server's pod proxy (the agent image has no shell).
-func metrics(t *testing.T, opts *k8s.KubectlOptions, pod string) string {
-	t.Helper()
-	out, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "--raw", fmt.Sprintf("/api/v1/namespaces/%s/pods/%s:%d/proxy/metrics", opts.Namespace, pod, metricsPort))
-	require.NoError(t, err)
-	return out
-}
-
-// dump logs what an operator would look at first.
-func dump(t *testing.T, opts *k8s.KubectlOptions) {
-	out, _ := k8s.RunKubectlAndGetOutputE(t, opts, "get", "pods,svc,endpointslices", "-o", "wide")
-	t.Logf("=== %s resources\n%s", opts.Namespace, out)
-	out, _ = k8s.RunKubectlAndGetOutputE(t, opts, "describe", "pods")
-	t.Logf("=== %s describe pods\n%s", opts.Namespace, out)
-	out, _ = k8s.RunKubectlAndGetOutputE(t, opts, "get", "events", "--sort-by=.lastTimestamp")
-	t.Logf("=== %s events\n%s", opts.Namespace, out)
-	for _, p := range pods(t, opts, "app.kubernetes.io/name=meshrr") {
-		out, _ := podBirdc(t, opts, p.Name, "show", "protocols", "all")
-		t.Logf("=== %s/%s show protocols all\n%s", opts.Namespace, p.Name, out)
-		out, _ = k8s.RunKubectlAndGetOutputE(t, opts, "logs", p.Name, "-c", "agent", "--tail", "50")
-		t.Logf("=== %s/%s agent log\n%s", opts.Namespace, p.Name, out)
-	}
-}
-
-// podBirdc runs a birdc command in an RR pod's BIRD container.
-func podBirdc(t *testing.T, opts *k8s.KubectlOptions, pod string, args ...string) (string, error) {
-	return k8s.RunKubectlAndGetOutputE(t, opts, append([]string{"exec", pod, "-c", "bird", "--", "birdc", "-s", birdSocket}, args...)...)
-}
-
 // Router is an FRR container on the kind network, outside the cluster.
 type Router struct {
 	Name string
@@ -272,7 +125,7 @@ type Router struct {
 // routerEnv is what package routers needs of this run's cluster.
 func routerEnv() routers.Env {
 	return routers.Env{
-		Cluster: cluster, Kubectl: filepath.Join(kindWork(), "bin", "kubectl"), Kubeconfig: kubeconfig,
+		Cluster: clusterName, Kubectl: filepath.Join(kindWork(), "bin", "kubectl"), Kubeconfig: kubeconfig,
 		Kind: kindBin(), FRRImage: frrImage, BIRDImage: birdImage,
 	}
 }
@@ -428,20 +281,3 @@ func routerID(n int) string { return fmt.Sprintf("10.255.0.%d", n) }
 // routerRange is the client range the e2e routers connect from: the kind
 // Docker network.
 func routerRange() string { return kindNet.String() }
-
-// buckets is promtext.Buckets of a /metrics text; the test fails without
-// the histogram.
-func buckets(t *testing.T, text, name string) map[float64]float64 {
-	t.Helper()
-	b, err := promtext.Buckets(text, name)
-	require.NoError(t, err)
-	return b
-}
-
-// metric is promtext.Value of a pod's /metrics; the test fails without it.
-func metric(t *testing.T, opts *k8s.KubectlOptions, pod, name string, labels ...string) float64 {
-	t.Helper()
-	v, err := promtext.Value(metrics(t, opts, pod), name, labels...)
-	require.NoError(t, err, "%s", pod)
-	return v
-}

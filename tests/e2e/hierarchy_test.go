@@ -16,6 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/meshrr/meshrr/tests/e2e/cluster"
 )
 
 // routerConf is an FRR RR client of the given RR pods announcing prefixes,
@@ -167,9 +169,9 @@ func TestHierarchyAndBoundaryPolicy(t *testing.T) {
 	region(lothNS, "lothlorien")
 	region(mirkNS, "mirkwood")
 	coreSel := "app.kubernetes.io/name=meshrr"
-	cores := waitReady(t, coreNS, coreSel, 2, 3*time.Minute)
-	loth := waitReady(t, lothNS, coreSel, 2, 3*time.Minute)
-	mirk := waitReady(t, mirkNS, coreSel, 2, 3*time.Minute)
+	cores := cluster.WaitReady(t, coreNS, coreSel, 2, 3*time.Minute)
+	loth := cluster.WaitReady(t, lothNS, coreSel, 2, 3*time.Minute)
+	mirk := cluster.WaitReady(t, mirkNS, coreSel, 2, 3*time.Minute)
 	logf(t, "hierarchy: core (2 sides) and two regions ready %s after the region installs", time.Since(start).Round(time.Second))
 
 	side := map[string]string{}
@@ -182,11 +184,11 @@ func TestHierarchyAndBoundaryPolicy(t *testing.T) {
 			rrs  []string
 		}{{lothNS, podNames(loth)}, {mirkNS, podNames(mirk)}} {
 			for _, p := range set.rrs {
-				ss, err := sessions(t, set.opts, p)
+				ss, err := cluster.Sessions(t, set.opts, p)
 				if !assert.NoError(c, err) {
 					return
 				}
-				up := established(ss, "upstream")
+				up := cluster.Established(ss, "upstream")
 				assert.LessOrEqual(c, len(up), 2, "%s peers with more than maxPeers core RRs", p)
 				assert.Len(c, up, 2, "%s: upstream sessions", p)
 				sides := map[string]bool{}
@@ -254,7 +256,7 @@ func uninstallRegionDrainsFirst(t *testing.T, opts *k8s.KubectlOptions, rrPods [
 	require.NoError(t, helm.DeleteE(t, helmOptions(opts, nil, nil), "mirkwood", true))
 	took := time.Since(start)
 	samples, lost, longest, _ := watch.finish()
-	left := pods(t, opts, "app.kubernetes.io/name=meshrr")
+	left := cluster.Pods(t, opts, "app.kubernetes.io/name=meshrr")
 	assert.Empty(t, podNames(left), "the uninstall hook returned before the RRs stopped")
 	logf(t, "uninstall: helm uninstall of a 2-RR region took %s; %d samples of a dual-homed router while it had a session to the region, %d prefix-samples missing, longest gap %s (goal 0 until the last RR stops)",
 		took.Round(100*time.Millisecond), samples, lost, longest)
@@ -290,7 +292,7 @@ func TestDualHomedClientsLoseNoRouteWhenASideGoes(t *testing.T) {
 	helm.Install(t, helmOptions(opts, []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{
 		"groups.core.clients.routers.ranges[0]": routerRange(),
 	}), chart(), "core")
-	ps := waitReady(t, opts, coreSelector, 2, 3*time.Minute)
+	ps := cluster.WaitReady(t, opts, coreSelector, 2, 3*time.Minute)
 	var rrs []string
 	var sideA []string
 	for _, p := range ps {
@@ -329,7 +331,7 @@ func TestDualHomedClientsLoseNoRouteWhenASideGoes(t *testing.T) {
 	// LoadBalancer address (the route-servers example with MetalLB). What
 	// this proves is that nothing is lost while side a is gone and while its
 	// replacement joins the mesh.
-	waitReplaced(t, opts, coreSelector, sideA, 2, 3*time.Minute)
+	cluster.WaitReplaced(t, opts, coreSelector, sideA, 2, 3*time.Minute)
 	meshSettled(t, opts, 2, 2*time.Minute)
 	logf(t, "sides: every side-a pod killed -> replacement ready and meshed in %s", time.Since(start).Round(100*time.Millisecond))
 	time.Sleep(5 * time.Second) // keep sampling after the replacement joined
@@ -342,7 +344,7 @@ func TestDualHomedClientsLoseNoRouteWhenASideGoes(t *testing.T) {
 	// evictions at once (a drain of two nodes), one per side, the second is
 	// refused while the first side's RR is down
 	bySide := map[string]string{}
-	for _, p := range pods(t, opts, coreSelector) {
+	for _, p := range cluster.Pods(t, opts, coreSelector) {
 		bySide[p.Labels["meshrr.io/side"]] = p.Name
 	}
 	require.Len(t, bySide, 2)
@@ -391,9 +393,9 @@ func TestSingleUpstreamReplacedAndRegionChurn(t *testing.T) {
 		"defaults.replicas":                           "1",
 		"groups.lothlorien.clients.routers.ranges[0]": routerRange(),
 	}), chart(), "lothlorien")
-	cores := waitReady(t, coreNS, coreSelector, 2, 3*time.Minute)
+	cores := cluster.WaitReady(t, coreNS, coreSelector, 2, 3*time.Minute)
 	regSel := "app.kubernetes.io/name=meshrr,meshrr.io/group-name=lothlorien"
-	reg := waitReady(t, regNS, regSel, 1, 3*time.Minute)
+	reg := cluster.WaitReady(t, regNS, regSel, 1, 3*time.Minute)
 
 	var coreIPs []string
 	for _, p := range cores {
@@ -411,9 +413,9 @@ func TestSingleUpstreamReplacedAndRegionChurn(t *testing.T) {
 				assert.Contains(c, m, p)
 			}
 		}
-		ss, err := sessions(t, regNS, reg[0].Name)
+		ss, err := cluster.Sessions(t, regNS, reg[0].Name)
 		if assert.NoError(c, err) {
-			up := established(ss, "upstream")
+			up := cluster.Established(ss, "upstream")
 			assert.Len(c, up, 1, "maxPeers 1: one upstream session")
 			for peer := range up {
 				upstream = peer
@@ -434,11 +436,11 @@ func TestSingleUpstreamReplacedAndRegionChurn(t *testing.T) {
 	k8s.RunKubectl(t, coreNS, "delete", "pod", victim, "--wait=false")
 	var replacement string
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		ss, err := sessions(t, regNS, reg[0].Name)
+		ss, err := cluster.Sessions(t, regNS, reg[0].Name)
 		if !assert.NoError(c, err) {
 			return
 		}
-		up := established(ss, "upstream")
+		up := cluster.Established(ss, "upstream")
 		assert.NotContains(c, up, upstream, "still peering with the stopped upstream")
 		assert.Len(c, up, 1)
 		for peer := range up {
@@ -452,8 +454,8 @@ func TestSingleUpstreamReplacedAndRegionChurn(t *testing.T) {
 		upstream, victim, replacement, took.Round(100*time.Millisecond), samples, lost, longest)
 	if !assert.Empty(t, missing) || !assert.Zero(t, lost, "the region lost its upstream routes while its single upstream was replaced") {
 		// what the region RR holds now: the namespace dump comes after the churn below has replaced it
-		out, _ := podBirdc(t, regNS, reg[0].Name, "show", "protocols", "all")
-		routes, _ := podBirdc(t, regNS, reg[0].Name, "show", "route", "all")
+		out, _ := cluster.Birdc(t, regNS, reg[0].Name, "show", "protocols", "all")
+		routes, _ := cluster.Birdc(t, regNS, reg[0].Name, "show", "route", "all")
 		logs, _ := k8s.RunKubectlAndGetOutputE(t, regNS, "logs", reg[0].Name, "-c", "agent", "--tail", "40")
 		t.Logf("=== region RR %s right after the replacement\n%s\n%s\n%s", reg[0].Name, out, routes, logs)
 	}
@@ -461,27 +463,27 @@ func TestSingleUpstreamReplacedAndRegionChurn(t *testing.T) {
 	// churn: the region RR pod replaced twice; afterwards the core keeps no
 	// session to an address that no pod has any more
 	for round := range 2 {
-		old := pods(t, regNS, regSel)
+		old := cluster.Pods(t, regNS, regSel)
 		require.Len(t, old, 1)
 		k8s.RunKubectl(t, regNS, "delete", "pod", old[0].Name)
 		require.EventuallyWithT(t, func(c *assert.CollectT) {
-			ps := pods(t, regNS, regSel)
+			ps := cluster.Pods(t, regNS, regSel)
 			if assert.Len(c, ps, 1) {
 				assert.NotEqual(c, old[0].UID, ps[0].UID, "round %d: not replaced yet", round)
-				assert.True(c, isReady(ps[0]))
+				assert.True(c, cluster.IsReady(ps[0]))
 			}
 		}, 3*time.Minute, time.Second)
 	}
 	churned := time.Now()
 	live := map[string]bool{origin.Addr.String(): true, client.Addr.String(): true}
 	for _, ns := range []*k8s.KubectlOptions{coreNS, regNS} {
-		for _, p := range pods(t, ns, "app.kubernetes.io/name=meshrr") {
+		for _, p := range cluster.Pods(t, ns, "app.kubernetes.io/name=meshrr") {
 			live[p.Status.PodIP] = true
 		}
 	}
 	goneSessions := func() (n int, which []string) {
-		for _, p := range pods(t, coreNS, coreSelector) {
-			ss, err := sessions(t, coreNS, p.Name)
+		for _, p := range cluster.Pods(t, coreNS, coreSelector) {
+			ss, err := cluster.Sessions(t, coreNS, p.Name)
 			require.NoError(t, err)
 			for _, s := range ss {
 				if !live[s.Peer] {

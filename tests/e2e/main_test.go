@@ -23,12 +23,12 @@ import (
 )
 
 var (
-	repoRoot   string
-	kubeconfig string
-	cluster    = envOr("CLUSTER", "meshrr-e2e")
-	agentImage = envOr("AGENT_IMAGE", "meshrr/agent:dev")
-	birdImage  = envOr("BIRD_IMAGE", "meshrr/bird:dev")
-	frrImage   = envOr("FRR_IMAGE", "meshrr/frr:dev")
+	repoRoot    string
+	kubeconfig  string
+	clusterName = envOr("CLUSTER", "meshrr-e2e")
+	agentImage  = envOr("AGENT_IMAGE", "meshrr/agent:dev")
+	birdImage   = envOr("BIRD_IMAGE", "meshrr/bird:dev")
+	frrImage    = envOr("FRR_IMAGE", "meshrr/frr:dev")
 	// kindNet is the kind Docker network's IPv4 subnet: FRR routers live there.
 	kindNet netip.Prefix
 	logsDir string
@@ -58,7 +58,7 @@ func mainE(m *testing.M) int {
 		return 1
 	}
 	phase("images loaded", start)
-	kubeconfig = filepath.Join(kindWork(), "kubeconfig-"+cluster)
+	kubeconfig = filepath.Join(kindWork(), "kubeconfig-"+clusterName)
 	if _, err := os.Stat(kubeconfig); err != nil {
 		fmt.Fprintf(os.Stderr, "E2E SETUP FAILED: no kubeconfig: %v\n", err)
 		return 1
@@ -79,15 +79,15 @@ func mainE(m *testing.M) int {
 	phase("suites done", start)
 	if code != 0 {
 		_ = os.MkdirAll(logsDir, 0o755)
-		_ = exec.Command(kindBin(), "export", "logs", "--name", cluster, filepath.Join(logsDir, "kind")).Run()
+		_ = exec.Command(kindBin(), "export", "logs", "--name", clusterName, filepath.Join(logsDir, "kind")).Run()
 		fmt.Fprintf(os.Stderr, "e2e: cluster logs exported to %s\n", logsDir)
 	}
 	switch {
 	case os.Getenv("KEEP_CLUSTER") == "1":
-		fmt.Printf("e2e: KEEP_CLUSTER=1: cluster %s kept; KUBECONFIG=%s\n", cluster, kubeconfig)
+		fmt.Printf("e2e: KEEP_CLUSTER=1: cluster %s kept; KUBECONFIG=%s\n", clusterName, kubeconfig)
 	case os.Getenv("HAND_OVER_CLUSTER") == "1" && code == 0:
 		// make test: the demo phase runs on this cluster and deletes it
-		fmt.Printf("e2e: HAND_OVER_CLUSTER=1: cluster %s kept for the next phase\n", cluster)
+		fmt.Printf("e2e: HAND_OVER_CLUSTER=1: cluster %s kept for the next phase\n", clusterName)
 	default:
 		_ = script("tests/kind/cluster.sh", "down")
 	}
@@ -115,7 +115,7 @@ func hostLoad() string {
 	return fmt.Sprintf("host load %s %s %s, %d cores", f[0], f[1], f[2], runtime.NumCPU())
 }
 
-func script(args ...string) error { return scriptIn(cluster, nil, args...) }
+func script(args ...string) error { return scriptIn(clusterName, nil, args...) }
 
 // scriptIn runs a harness script for the named cluster with extra
 // environment.

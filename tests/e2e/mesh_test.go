@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/meshrr/meshrr/tests/e2e/cluster"
 	"github.com/meshrr/meshrr/tests/e2e/promtext"
 )
 
@@ -30,21 +31,21 @@ const coreSelector = "app.kubernetes.io/name=meshrr,meshrr.io/group-name=core"
 
 // meshSettled waits until every pod has an Established mesh session to
 // every other pod, and returns each pod's mesh sessions by peer.
-func meshSettled(t *testing.T, opts *k8s.KubectlOptions, n int, timeout time.Duration) map[string]map[string]Session {
+func meshSettled(t *testing.T, opts *k8s.KubectlOptions, n int, timeout time.Duration) map[string]map[string]cluster.Session {
 	t.Helper()
-	var last map[string]map[string]Session
+	var last map[string]map[string]cluster.Session
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		ps := pods(t, opts, coreSelector)
-		last = map[string]map[string]Session{}
+		ps := cluster.Pods(t, opts, coreSelector)
+		last = map[string]map[string]cluster.Session{}
 		if !assert.Len(c, ps, n) {
 			return
 		}
 		for _, p := range ps {
-			ss, err := sessions(t, opts, p.Name)
+			ss, err := cluster.Sessions(t, opts, p.Name)
 			if !assert.NoError(c, err) {
 				return
 			}
-			mesh := established(ss, "mesh")
+			mesh := cluster.Established(ss, "mesh")
 			last[p.Name] = mesh
 			for _, q := range ps {
 				if q.Name != p.Name {
@@ -71,7 +72,7 @@ func TestMeshScaleOutAndSelfHealing(t *testing.T) {
 	})
 	start := time.Now()
 	helm.Install(t, ho, chart(), "core")
-	ps := waitReady(t, opts, coreSelector, 3, 3*time.Minute)
+	ps := cluster.WaitReady(t, opts, coreSelector, 3, 3*time.Minute)
 	meshSettled(t, opts, 3, 2*time.Minute)
 	logf(t, "mesh: 3 RRs installed and fully meshed in %s", time.Since(start).Round(time.Second))
 
@@ -96,7 +97,7 @@ func TestMeshScaleOutAndSelfHealing(t *testing.T) {
 	ho.SetValues["groups.core.replicas"] = "5"
 	start = time.Now()
 	helm.Upgrade(t, ho, chart(), "core")
-	waitReady(t, opts, coreSelector, 5, 3*time.Minute)
+	cluster.WaitReady(t, opts, coreSelector, 5, 3*time.Minute)
 	after := meshSettled(t, opts, 5, 2*time.Minute)
 	scaleOut := time.Since(start)
 	logf(t, "scale-out: 3 -> 5 RRs fully meshed %s after helm upgrade", scaleOut.Round(time.Second))
@@ -108,11 +109,11 @@ func TestMeshScaleOutAndSelfHealing(t *testing.T) {
 
 	// self-healing: one RR is lost (killed: no graceful shutdown); its
 	// replacement is meshed again
-	victim := pods(t, opts, coreSelector)[2].Name
+	victim := cluster.Pods(t, opts, coreSelector)[2].Name
 	start = time.Now()
 	k8s.RunKubectl(t, opts, "delete", "pod", victim, "--wait=false", "--grace-period=0", "--force")
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		for _, p := range pods(t, opts, coreSelector) {
+		for _, p := range cluster.Pods(t, opts, coreSelector) {
 			assert.NotEqual(c, victim, p.Name)
 		}
 	}, time.Minute, 200*time.Millisecond)
@@ -128,8 +129,8 @@ func TestMeshScaleOutAndSelfHealing(t *testing.T) {
 
 	// EndpointSlice change -> config applied, from the agents' histograms
 	all := map[float64]float64{}
-	for _, p := range pods(t, opts, coreSelector) {
-		for le, n := range buckets(t, metrics(t, opts, p.Name), "meshrr_discovery_change_to_applied_seconds") {
+	for _, p := range cluster.Pods(t, opts, coreSelector) {
+		for le, n := range cluster.Buckets(t, cluster.Metrics(t, opts, p.Name), "meshrr_discovery_change_to_applied_seconds") {
 			all[le] += n
 		}
 	}
@@ -148,7 +149,7 @@ func TestMeshScaleOutAndSelfHealing(t *testing.T) {
 // own is refused by RBAC. No RR changes its configuration or resets a
 // session, none peers with the impostor pod, and every agent warns.
 func impostorServicesChangeNothing(t *testing.T, opts *k8s.KubectlOptions) {
-	ps := pods(t, opts, coreSelector)
+	ps := cluster.Pods(t, opts, coreSelector)
 	base := meshBaseline(t, opts, ps)
 	k8s.RunKubectl(t, opts, "create", "serviceaccount", "editor")
 	k8s.RunKubectl(t, opts, "create", "rolebinding", "editor", "--clusterrole=edit", "--serviceaccount="+opts.Namespace+":editor")
@@ -210,7 +211,7 @@ endpoints: [{addresses: [`+impostorIP+`], targetRef: {kind: Pod, name: impostor}
 type meshState struct {
 	opts    *k8s.KubectlOptions
 	ps      []corev1.Pod
-	before  map[string]map[string]Session
+	before  map[string]map[string]cluster.Session
 	applied map[string]int
 }
 
@@ -235,7 +236,7 @@ func (b meshState) unchanged(t *testing.T, after string, forbidden ...string) (c
 			changed++
 			t.Errorf("%s applied %d configurations after %s", p.Name, n-b.applied[p.Name], after)
 		}
-		ss, err := sessions(t, b.opts, p.Name)
+		ss, err := cluster.Sessions(t, b.opts, p.Name)
 		require.NoError(t, err)
 		for _, s := range ss {
 			assert.NotContains(t, forbidden, s.Peer, "%s has a session to %s after %s", p.Name, s.Peer, after)
@@ -270,7 +271,7 @@ func writeTemp(t *testing.T, content string) string {
 // break out of a BIRD string, a foreign address and the address of a real
 // RR, change no RR's configuration; every agent records a warning.
 func forgedEndpointSlicesChangeNothing(t *testing.T, opts *k8s.KubectlOptions) {
-	ps := pods(t, opts, coreSelector)
+	ps := cluster.Pods(t, opts, coreSelector)
 	base := meshBaseline(t, opts, ps)
 	slice := func(name, managedBy string) string {
 		return fmt.Sprintf(`apiVersion: discovery.k8s.io/v1
@@ -341,14 +342,14 @@ spec:
 	defer func() {
 		_, _ = k8s.RunKubectlAndGetOutputE(t, opts, "delete", "deployment", "baseline", "--wait=false")
 	}()
-	old := waitReady(t, opts, "meshrr-e2e=baseline", 1, time.Minute)[0].Name
+	old := cluster.WaitReady(t, opts, "meshrr-e2e=baseline", 1, time.Minute)[0].Name
 	start := time.Now()
 	k8s.RunKubectl(t, opts, "delete", "pod", old, "--wait=false", "--grace-period=0", "--force")
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		ps := pods(t, opts, "meshrr-e2e=baseline")
+		ps := cluster.Pods(t, opts, "meshrr-e2e=baseline")
 		ready := 0
 		for _, p := range ps {
-			if p.Name != old && isReady(p) {
+			if p.Name != old && cluster.IsReady(p) {
 				ready++
 			}
 		}

@@ -13,6 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/meshrr/meshrr/tests/e2e/cluster"
 )
 
 // scraperLabel admits a pod to the metrics port of the groups whose
@@ -95,21 +97,21 @@ func networkPolicyHolds(t *testing.T, coreNS, regionNS *k8s.KubectlOptions, rele
 	}
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		for _, p := range region {
-			ss, err := sessions(t, regionNS, p.Name)
+			ss, err := cluster.Sessions(t, regionNS, p.Name)
 			if !assert.NoError(c, err) {
 				return
 			}
-			assert.Len(c, established(ss, "mesh"), len(region)-1, "%s: mesh sessions through the policy", p.Name)
-			assert.NotEmpty(c, established(ss, "upstream"), "%s: upstream sessions through the policy", p.Name)
-			assert.NotEmpty(c, established(ss, "routers"), "%s: client-range sessions through the policy", p.Name)
+			assert.Len(c, cluster.Established(ss, "mesh"), len(region)-1, "%s: mesh sessions through the policy", p.Name)
+			assert.NotEmpty(c, cluster.Established(ss, "upstream"), "%s: upstream sessions through the policy", p.Name)
+			assert.NotEmpty(c, cluster.Established(ss, "routers"), "%s: client-range sessions through the policy", p.Name)
 		}
 		for _, p := range cores {
-			ss, err := sessions(t, coreNS, p.Name)
+			ss, err := cluster.Sessions(t, coreNS, p.Name)
 			if !assert.NoError(c, err) {
 				return
 			}
 			n := 0
-			for peer := range established(ss, "downstream") {
+			for peer := range cluster.Established(ss, "downstream") {
 				if regionIPs[peer] {
 					n++
 				}
@@ -138,7 +140,7 @@ func networkPolicyHolds(t *testing.T, coreNS, regionNS *k8s.KubectlOptions, rele
 	target := region[0].Status.PodIP
 
 	assert.EventuallyWithT(t, func(c *assert.CollectT) {
-		assert.Equal(c, "open", scraper.dial(t, target, metricsPort), "the scraper to the metrics port")
+		assert.Equal(c, "open", scraper.dial(t, target, cluster.MetricsPort), "the scraper to the metrics port")
 	}, 30*time.Second, time.Second)
 	assert.Equal(t, "timeout", scraper.dial(t, target, 179), "the scraper (not a group member) to BGP")
 	refused := 0
@@ -148,7 +150,7 @@ func networkPolicyHolds(t *testing.T, coreNS, regionNS *k8s.KubectlOptions, rele
 		if got == "timeout" {
 			refused++
 		}
-		assert.Equal(t, "timeout", p.dial(t, target, metricsPort), "%s to the metrics port", what)
+		assert.Equal(t, "timeout", p.dial(t, target, cluster.MetricsPort), "%s to the metrics port", what)
 	}
 	logf(t, "networkpolicy: %d of %d hostile pods refused on TCP 179 of %s (sessions of mesh, upstream, downstream and clients Established), %s after the check began",
 		refused, len(probes), region[0].Name, time.Since(start).Round(100*time.Millisecond))
@@ -267,9 +269,9 @@ func impostorSpeakersGetNoSession(t *testing.T, coreNS *k8s.KubectlOptions, rrs 
 			for opts, ps := range rrs {
 				for _, p := range ps {
 					// birdc exits 1 with "Network not found" when no route covers it
-					out, _ := podBirdc(t, opts, p.Name, "show", "route", "for", impostorPrefix)
+					out, _ := cluster.Birdc(t, opts, p.Name, "show", "route", "for", impostorPrefix)
 					require.Contains(t, out, "Network not found", "%s: the impostor's route reached %s", phase, p.Name)
-					ss, err := sessions(t, opts, p.Name)
+					ss, err := cluster.Sessions(t, opts, p.Name)
 					require.NoError(t, err)
 					for _, s := range ss {
 						require.False(t, impostorIPs[s.Peer], "%s: %s has a session with an impostor: %+v", phase, p.Name, s)
@@ -287,7 +289,7 @@ func impostorSpeakersGetNoSession(t *testing.T, coreNS *k8s.KubectlOptions, rrs 
 	// an RR opens BGP only to its peers (egress)
 	for what, p := range impostors {
 		for _, rr := range cores {
-			assert.Equal(t, "timeout", p.dial(t, rr.Status.PodIP, metricsPort), "impostor in %s to the metrics port of %s (default metricsFrom: Prometheus)", what, rr.Name)
+			assert.Equal(t, "timeout", p.dial(t, rr.Status.PodIP, cluster.MetricsPort), "impostor in %s to the metrics port of %s (default metricsFrom: Prometheus)", what, rr.Name)
 		}
 	}
 	rrOut := probe{opts: coreNS, name: cores[0].Name} // its first container: BIRD's image, with bash

@@ -15,12 +15,14 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshrr/meshrr/tests/e2e/cluster"
 )
 
 // applied is how many configurations an agent has applied to its daemon.
 func applied(t *testing.T, opts *k8s.KubectlOptions, pod string) int {
 	t.Helper()
-	return int(metric(t, opts, pod, "meshrr_apply_total", "result", "applied"))
+	return int(cluster.Metric(t, opts, pod, "meshrr_apply_total", "result", "applied"))
 }
 
 // podState is what must not change across an operation: identity and
@@ -39,7 +41,7 @@ func podState(ps []corev1.Pod) map[string]string {
 
 // resets counts the sessions of before that are no longer Established with
 // the same Since in after.
-func resets(before, after map[string]map[string]Session) (reset, total int, which []string) {
+func resets(before, after map[string]map[string]cluster.Session) (reset, total int, which []string) {
 	for pod, ss := range before {
 		for peer, s := range ss {
 			total++
@@ -58,7 +60,7 @@ func installCore(t *testing.T, prefix string) (*k8s.KubectlOptions, *helm.Option
 	opts := namespace(t, prefix)
 	ho := helmOptions(opts, []string{example("2regions-hrr", "values-core.yaml")}, nil)
 	helm.Install(t, ho, chart(), "core")
-	waitReady(t, opts, coreSelector, 2, 3*time.Minute)
+	cluster.WaitReady(t, opts, coreSelector, 2, 3*time.Minute)
 	return opts, ho
 }
 
@@ -86,7 +88,7 @@ func TestPolicyOnlyUpgradeResetsNoSession(t *testing.T) {
 	took := time.Since(start)
 	after := settledSessions(t, opts)
 	n, total, which := resets(before, after)
-	assert.Equal(t, state, podState(pods(t, opts, coreSelector)), "no pod replaced or restarted")
+	assert.Equal(t, state, podState(cluster.Pods(t, opts, coreSelector)), "no pod replaced or restarted")
 	logf(t, "policy-only upgrade: applied by every RR %s after helm upgrade (kubelet's ConfigMap sync); %d of %d sessions reset %v (goal 0)", took.Round(time.Second), n, total, which)
 	assert.Zero(t, n, "a policy change reset sessions")
 
@@ -138,7 +140,7 @@ func valuesCheckRefusesBeforeAnyPodChanges(t *testing.T, opts *k8s.KubectlOption
 	cfgAfter, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "configmap", "core-meshrr-core", "-o", "jsonpath={.data.config\\.yaml}")
 	require.NoError(t, err)
 	assert.Equal(t, cfgBefore, cfgAfter, "the group's configuration changed")
-	assert.Equal(t, state, podState(pods(t, opts, coreSelector)), "no pod replaced or restarted")
+	assert.Equal(t, state, podState(cluster.Pods(t, opts, coreSelector)), "no pod replaced or restarted")
 	n, total, which := resets(before, settledSessions(t, opts))
 	changed := 0
 	for _, p := range ps {
@@ -208,7 +210,7 @@ func discoveryServiceGoneChangesNothing(t *testing.T, opts *k8s.KubectlOptions) 
 	for _, p := range ps {
 		changed += applied(t, opts, p.Name) - count[p.Name]
 	}
-	assert.Equal(t, state, podState(pods(t, opts, coreSelector)), "no pod replaced or restarted")
+	assert.Equal(t, state, podState(cluster.Pods(t, opts, coreSelector)), "no pod replaced or restarted")
 	logf(t, "discovery Services deleted for 20 s, then restored: %d of %d sessions reset while they were gone %v, %d after the restore %v, %d configuration changes (goal 0, 0, 0)",
 		nGone, total, whichGone, n, which, changed)
 	assert.Zero(t, nGone, "sessions reset while the discovery Services were gone")
@@ -218,10 +220,10 @@ func discoveryServiceGoneChangesNothing(t *testing.T, opts *k8s.KubectlOptions) 
 
 // baseline is what an operation must not change: the sessions, the pods
 // and how many configurations each agent applied.
-func baseline(t *testing.T, opts *k8s.KubectlOptions) (map[string]map[string]Session, []corev1.Pod, map[string]string, map[string]int) {
+func baseline(t *testing.T, opts *k8s.KubectlOptions) (map[string]map[string]cluster.Session, []corev1.Pod, map[string]string, map[string]int) {
 	t.Helper()
 	before := settledSessions(t, opts)
-	ps := pods(t, opts, coreSelector)
+	ps := cluster.Pods(t, opts, coreSelector)
 	count := map[string]int{}
 	for _, p := range ps {
 		count[p.Name] = applied(t, opts, p.Name)
@@ -230,13 +232,13 @@ func baseline(t *testing.T, opts *k8s.KubectlOptions) (map[string]map[string]Ses
 }
 
 // settledSessions reads every core pod's Established sessions, by peer.
-func settledSessions(t *testing.T, opts *k8s.KubectlOptions) map[string]map[string]Session {
+func settledSessions(t *testing.T, opts *k8s.KubectlOptions) map[string]map[string]cluster.Session {
 	t.Helper()
-	out := map[string]map[string]Session{}
-	for _, p := range pods(t, opts, coreSelector) {
-		ss, err := sessions(t, opts, p.Name)
+	out := map[string]map[string]cluster.Session{}
+	for _, p := range cluster.Pods(t, opts, coreSelector) {
+		ss, err := cluster.Sessions(t, opts, p.Name)
 		require.NoError(t, err)
-		out[p.Name] = map[string]Session{}
+		out[p.Name] = map[string]cluster.Session{}
 		for _, s := range ss {
 			if s.Established {
 				out[p.Name][s.Peer] = s
@@ -262,7 +264,7 @@ func TestAPIServerOutageChangesNothing(t *testing.T) {
 	for _, p := range ps {
 		changed += applied(t, opts, p.Name) - count[p.Name]
 	}
-	assert.Equal(t, state, podState(pods(t, opts, coreSelector)), "no pod replaced or restarted")
+	assert.Equal(t, state, podState(cluster.Pods(t, opts, coreSelector)), "no pod replaced or restarted")
 	logf(t, "api outage: apiserver unreachable for %s; %d of %d sessions reset %v, %d configuration changes (goal 0 and 0)", outage.Round(time.Second), n, total, which, changed)
 	assert.Zero(t, n, "sessions reset during the API outage")
 	assert.Zero(t, changed, "configuration changed during the API outage")
@@ -289,7 +291,7 @@ func TestTCPMD5FromASecret(t *testing.T) {
 		"groups.core.tcpMD5Secret":              "core-bgp-keys",
 		"groups.core.clients.routers.ranges[0]": routerRange(),
 	}), chart(), "core")
-	ps := waitReady(t, opts, coreSelector, 2, 3*time.Minute)
+	ps := cluster.WaitReady(t, opts, coreSelector, 2, 3*time.Minute)
 	rr := ps[0].Status.PodIP
 	r := startRouter(t, "md5", fmt.Sprintf("router bgp 65000\n bgp router-id %s\n neighbor %s remote-as 65000\n neighbor %s timers connect 1\n neighbor %s password wrong-key-456\n", routerID(60), rr, rr, rr))
 	for range 8 {
@@ -297,7 +299,7 @@ func TestTCPMD5FromASecret(t *testing.T) {
 		require.NotEqual(t, "Established", r.neighborState(rr), "Established with the wrong key")
 	}
 	// why: the RR pod's kernel counted the badly signed segments
-	n := int(metric(t, opts, ps[0].Name, "meshrr_tcp_md5_segments_dropped_total", "reason", "failure"))
+	n := int(cluster.Metric(t, opts, ps[0].Name, "meshrr_tcp_md5_segments_dropped_total", "reason", "failure"))
 	assert.Positive(t, n, "the wrong key shows in the RR's metrics")
 	r.configure(t, fmt.Sprintf("router bgp 65000\nneighbor %s password right-key-123", rr))
 	start := time.Now()
@@ -338,7 +340,7 @@ func TestTCPMD5FromASecret(t *testing.T) {
 	// replacement meshes
 	start = time.Now()
 	k8s.RunKubectl(t, opts, "delete", "pod", ps[1].Name, "--wait=false")
-	waitReplaced(t, opts, coreSelector, []string{ps[1].Name}, 2, 3*time.Minute)
+	cluster.WaitReplaced(t, opts, coreSelector, []string{ps[1].Name}, 2, 3*time.Minute)
 	meshSettled(t, opts, 2, 2*time.Minute)
 	drained, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "events", "--field-selector", "reason=Draining,involvedObject.name="+ps[1].Name, "-o", "name")
 	require.NoError(t, err)

@@ -14,6 +14,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/meshrr/meshrr/tests/e2e/cluster"
 )
 
 // The route-servers example's addresses: the routers' anycast loopback the
@@ -146,7 +148,7 @@ func (f *rsFixture) waitExchanging(t *testing.T) {
 func TestRouteServersBehindAnycastSides(t *testing.T) {
 	f := startRouteServers(t)
 	opts, tor, dc1, dc2, start := f.opts, f.tor, f.dc1, f.dc2, f.start
-	ps := waitReady(t, opts, rsSelector, 2, 3*time.Minute)
+	ps := cluster.WaitReady(t, opts, rsSelector, 2, 3*time.Minute)
 	nodeOf := map[string]string{}
 	var podA corev1.Pod
 	for _, p := range ps {

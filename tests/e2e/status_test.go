@@ -17,6 +17,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/meshrr/meshrr/tests/e2e/cluster"
 )
 
 // plugin builds kubectl-meshrr once per test.
@@ -59,7 +61,7 @@ func TestStatusAndTopologyOfALiveGroup(t *testing.T) {
 	}, time.Minute, time.Second)
 	logf(t, "status: kubectl meshrr status -n %s (exit %d):\n%s", opts.Namespace, code, out)
 	assert.Contains(t, out, "GROUP core.core (namespace "+opts.Namespace+"): 2 RRs, sides a,b, 2 of 2 sessions Established: OK")
-	ps := pods(t, opts, coreSelector)
+	ps := cluster.Pods(t, opts, coreSelector)
 	for _, p := range ps {
 		assert.Contains(t, out, p.Name)
 	}
@@ -69,7 +71,7 @@ func TestStatusAndTopologyOfALiveGroup(t *testing.T) {
 
 	scrapeStormMakesFewQueries(t, opts, ps[0])
 
-	ss, err := sessions(t, opts, ps[0].Name)
+	ss, err := cluster.Sessions(t, opts, ps[0].Name)
 	require.NoError(t, err)
 	proto := ""
 	for _, s := range ss {
@@ -78,7 +80,7 @@ func TestStatusAndTopologyOfALiveGroup(t *testing.T) {
 		}
 	}
 	require.NotEmpty(t, proto)
-	_, err = podBirdc(t, opts, ps[0].Name, "disable", proto)
+	_, err = cluster.Birdc(t, opts, ps[0].Name, "disable", proto)
 	require.NoError(t, err)
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		out, code = runPlugin(t, bin, "status", "-n", opts.Namespace)
@@ -126,7 +128,7 @@ func scrapeStormMakesFewQueries(t *testing.T, opts *k8s.KubectlOptions, rr corev
 	_, err := k8s.RunKubectlAndGetOutputE(t, opts, "wait", "--for=condition=Ready", "pod/"+p.name, "--timeout=90s")
 	require.NoError(t, err)
 	queries := func() float64 {
-		for _, l := range strings.Split(metrics(t, opts, rr.Name), "\n") {
+		for _, l := range strings.Split(cluster.Metrics(t, opts, rr.Name), "\n") {
 			if v, ok := strings.CutPrefix(l, "meshrr_daemon_session_queries_total "); ok {
 				f, err := strconv.ParseFloat(v, 64)
 				require.NoError(t, err)
@@ -142,7 +144,7 @@ for i in $(seq 200); do
   ( exec 3<>/dev/tcp/$0/$1 && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && read -r status <&3 &&
     case $status in *" 200 "*) cat <&3 | grep -q '^meshrr_bgp_sessions' && echo answered ;; esac ) &
 done
-wait`, rr.Status.PodIP, strconv.Itoa(metricsPort))
+wait`, rr.Status.PodIP, strconv.Itoa(cluster.MetricsPort))
 	require.NoError(t, err, out)
 	elapsed := time.Since(start)
 	made := queries() - before

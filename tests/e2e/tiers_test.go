@@ -13,6 +13,8 @@ import (
 	"github.com/gruntwork-io/terratest/modules/helm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/meshrr/meshrr/tests/e2e/cluster"
 )
 
 // TestClientTiersReceiveExactlyTheirTier installs the client-tiers example:
@@ -52,7 +54,7 @@ func TestClientTiersReceiveExactlyTheirTier(t *testing.T) {
 		"groups.edge.clients.default-only.ranges": fmt.Sprintf("{%s/32}", clients["default"].Addr),
 		"groups.edge.clients.full-paths.ranges":   fmt.Sprintf("{%s/32}", clients["paths"].Addr),
 	}), chart(), "edge")
-	ps := waitReady(t, opts, "app.kubernetes.io/name=meshrr", 2, 3*time.Minute)
+	ps := cluster.WaitReady(t, opts, "app.kubernetes.io/name=meshrr", 2, 3*time.Minute)
 	var neighbors strings.Builder
 	neighbors.WriteString("router bgp 65000\n")
 	for _, p := range ps {

@@ -12,6 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshrr/meshrr/tests/e2e/cluster"
 )
 
 // TestInterruptedUninstallIsUndoneByRollback: `helm uninstall` that runs
@@ -34,14 +36,14 @@ groups:
 `)}, map[string]string{})
 	helm.Install(t, ho, chart(), "edge")
 	const all = "app.kubernetes.io/name=meshrr,app.kubernetes.io/instance=edge"
-	waitReady(t, opts, all, 4, 3*time.Minute)
+	cluster.WaitReady(t, opts, all, 4, 3*time.Minute)
 
 	start := time.Now()
 	out, err := helm.RunHelmCommandAndGetOutputE(t, ho, "uninstall", "edge", "--timeout", "5s")
 	require.Error(t, err, "the hook outlasts a 5 s --timeout: %s", out)
 	logf(t, "uninstall interrupted after %s: %s", time.Since(start).Round(100*time.Millisecond), strings.TrimSpace(out))
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		assert.Empty(c, podNames(pods(t, opts, all)), "the hook carries on and stops every RR")
+		assert.Empty(c, podNames(cluster.Pods(t, opts, all)), "the hook carries on and stops every RR")
 	}, 3*time.Minute, time.Second)
 	status, err := helm.RunHelmCommandAndGetOutputE(t, ho, "status", "edge")
 	require.NoError(t, err)
@@ -53,7 +55,7 @@ groups:
 	start = time.Now()
 	out, err = helm.RunHelmCommandAndGetOutputE(t, ho, "rollback", "edge", "1", "--wait", "--timeout", "180s")
 	require.NoError(t, err, "%s", out)
-	ps := waitReady(t, opts, all, 4, 3*time.Minute)
+	ps := cluster.WaitReady(t, opts, all, 4, 3*time.Minute)
 	logf(t, "rollback: every RR of the interrupted uninstall back and Ready in %s", time.Since(start).Round(100*time.Millisecond))
 	nodes := map[string]bool{}
 	for _, p := range ps {
@@ -67,7 +69,7 @@ groups:
 
 	ho.SetValues["groups.dep.replicas"] = "3"
 	helm.Upgrade(t, ho, chart(), "edge")
-	waitReady(t, opts, all, 5, 3*time.Minute)
+	cluster.WaitReady(t, opts, all, 5, 3*time.Minute)
 	status, err = helm.RunHelmCommandAndGetOutputE(t, ho, "status", "edge")
 	require.NoError(t, err)
 	assert.Contains(t, status, "STATUS: deployed", "upgrades work again after the rollback")

@@ -13,6 +13,8 @@ import (
 	"github.com/gruntwork-io/terratest/modules/k8s"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/meshrr/meshrr/tests/e2e/cluster"
 )
 
 // TestRollingUpgradeLosesNoRoute upgrades the route servers' agent image
@@ -24,7 +26,7 @@ import (
 // and only once the other side has a meshed member.
 func TestRollingUpgradeLosesNoRoute(t *testing.T) {
 	f := startRouteServers(t)
-	waitReady(t, f.opts, rsSelector, 2, 3*time.Minute)
+	cluster.WaitReady(t, f.opts, rsSelector, 2, 3*time.Minute)
 	f.waitExchanging(t)
 
 	tag := "e2e-upgrade"
@@ -35,8 +37,8 @@ func TestRollingUpgradeLosesNoRoute(t *testing.T) {
 	rollWhileSampling(t, f, "hold timer", map[string]string{"images.agent.tag": tag, "groups.rs.timers.hold": "30", "groups.rs.timers.keepalive": "10"}, 4)
 	// the replacement pods run the new hold time (negotiated: the lower of the two ends)
 	holdRE := regexp.MustCompile(`Hold timer:\s+[0-9.]+/([0-9]+)`)
-	for _, p := range pods(t, f.opts, rsSelector) {
-		out, err := podBirdc(t, f.opts, p.Name, "show", "protocols", "all")
+	for _, p := range cluster.Pods(t, f.opts, rsSelector) {
+		out, err := cluster.Birdc(t, f.opts, p.Name, "show", "protocols", "all")
 		require.NoError(t, err)
 		holds := holdRE.FindAllStringSubmatch(out, -1)
 		require.NotEmpty(t, holds, "%s: no Established BGP session shows a hold timer:\n%s", p.Name, out)
@@ -51,18 +53,18 @@ func TestRollingUpgradeLosesNoRoute(t *testing.T) {
 // routers exchange again, and asserts nothing was lost. drains: Draining
 // Events expected in the namespace by then.
 func rollWhileSampling(t *testing.T, f *rsFixture, what string, set map[string]string, drains int) {
-	before := pods(t, f.opts, rsSelector)
+	before := cluster.Pods(t, f.opts, rsSelector)
 	w1 := watchRoutes(f.dc1, []string{"10.202.0.0/24"})
 	w2 := watchRoutes(f.dc2, []string{"10.201.0.0/24"})
 	start := time.Now()
 	helm.Upgrade(t, f.helm(set), chart(), "rs")
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		ps := pods(t, f.opts, rsSelector)
+		ps := cluster.Pods(t, f.opts, rsSelector)
 		if !assert.Len(c, ps, 2) {
 			return
 		}
 		for _, p := range ps {
-			assert.True(c, isReady(p) && p.DeletionTimestamp == nil, "%s not ready", p.Name)
+			assert.True(c, cluster.IsReady(p) && p.DeletionTimestamp == nil, "%s not ready", p.Name)
 			for _, q := range before {
 				assert.NotEqual(c, q.UID, p.UID, "%s not replaced yet", p.Name)
 			}
