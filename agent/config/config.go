@@ -743,25 +743,24 @@ func checkFormat(j []byte) error {
 	}
 	var e errs
 	header := fmt.Sprintf("the file starts with \"apiVersion: %s\" and \"kind: %s\" (the chart writes both)", APIVersion, Kind)
-	switch v := tm.APIVersion.(type) {
-	case nil:
-		e.add(field.NewPath("apiVersion"), "required: %s", header)
-	case string:
-		if v != APIVersion {
-			e.add(field.NewPath("apiVersion"), "%q: this agent reads %s; render the file with the chart of the agent's version", v, APIVersion)
+	for _, h := range []struct {
+		key       string
+		got       any
+		want, fix string
+	}{
+		{"apiVersion", tm.APIVersion, APIVersion, "render the file with the chart of the agent's version"},
+		{"kind", tm.Kind, Kind, header},
+	} {
+		switch v := h.got.(type) {
+		case nil:
+			e.add(field.NewPath(h.key), "required: %s", header)
+		case string:
+			if v != h.want {
+				e.add(field.NewPath(h.key), "%q: this agent reads %s; %s", v, h.want, h.fix)
+			}
+		default:
+			e.add(field.NewPath(h.key), "%v: a string; %s", v, header)
 		}
-	default:
-		e.add(field.NewPath("apiVersion"), "%v: a string; %s", v, header)
-	}
-	switch k := tm.Kind.(type) {
-	case nil:
-		e.add(field.NewPath("kind"), "required: %s", header)
-	case string:
-		if k != Kind {
-			e.add(field.NewPath("kind"), "%q: must be %s", k, Kind)
-		}
-	default:
-		e.add(field.NewPath("kind"), "%v: must be the string %s", k, Kind)
 	}
 	return errors.Join(e.list...)
 }

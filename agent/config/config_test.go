@@ -87,7 +87,7 @@ func TestInvalidInputsNameTheField(t *testing.T) {
 		{"chart values given as the file", "groups: {core: {identity: {asn: 1}}}\n", "kind", "required"},
 		{"another version", "apiVersion: meshrr.io/v1\nkind: AgentConfig\nidentity: {asn: 1}\nmesh: {group: a}\n", "apiVersion", `"meshrr.io/v1": this agent reads meshrr.io/v1alpha1`},
 		{"version not a string", "apiVersion: [meshrr.io/v1alpha1]\nkind: AgentConfig\n", "apiVersion", "a string"},
-		{"another kind", "apiVersion: meshrr.io/v1alpha1\nkind: ConfigMap\nidentity: {asn: 1}\nmesh: {group: a}\n", "kind", `"ConfigMap": must be AgentConfig`},
+		{"another kind", "apiVersion: meshrr.io/v1alpha1\nkind: ConfigMap\nidentity: {asn: 1}\nmesh: {group: a}\n", "kind", `"ConfigMap": this agent reads AgentConfig; the file starts with`},
 		{"missing asn", "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nmesh: {group: a}\n", "identity.asn", "required"},
 		{"asn zero is missing", "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 0}\nmesh: {group: a}\n", "identity.asn", "required"},
 		{"as_trans", "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 23456}\nmesh: {group: a}\n", "identity.asn", "AS_TRANS"},
