@@ -105,7 +105,7 @@ func TestBFDFrozenRouterAndDrain(t *testing.T) {
 
 	// everything up: BFD Up on the fast router's sessions and the mesh,
 	// none on the plain router's; the agent's status and metrics agree
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "BFD up on the fast router's sessions and the mesh, none on the plain router's", 2*time.Minute, time.Second, func(c *assert.CollectT) {
 		for _, a := range rrs {
 			assert.Equal(c, "Established", fast.neighborState(a))
 			assert.Equal(c, "up", fast.bfdPeerStatus(a), "the fast router's BFD session with %s", a)
@@ -127,7 +127,7 @@ func TestBFDFrozenRouterAndDrain(t *testing.T) {
 			assert.Contains(c, out, fastPrefix)
 			assert.Contains(c, out, plainPrefix)
 		}
-	}, 2*time.Minute, time.Second)
+	})
 	m := cluster.Metrics(t, opts, rr)
 	for _, want := range []string{
 		fmt.Sprintf(`meshrr_bgp_peer_up{group="fast",peer="%s"} 1`, fast.Addr),
@@ -189,7 +189,7 @@ done; exit 1`, cluster.BirdSocket, fastPrefix, plainPrefix)
 	// routers back; the BFD router samples the other's route while an RR
 	// pod drains and stops
 	require.NoError(t, exec.Command("docker", "unpause", fast.Name, plain.Name).Run())
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "both routers Established again with BFD as before, after the unpause", 2*time.Minute, time.Second, func(c *assert.CollectT) {
 		for _, a := range rrs {
 			assert.Equal(c, "Established", fast.neighborState(a))
 			assert.Equal(c, "up", fast.bfdPeerStatus(a))
@@ -199,7 +199,7 @@ done; exit 1`, cluster.BirdSocket, fastPrefix, plainPrefix)
 		if assert.NoError(c, err) {
 			assert.Len(c, distinct(r[plainPrefix].NextHops), 1)
 		}
-	}, 2*time.Minute, time.Second)
+	})
 	watch := watchRoutes(fast, []string{plainPrefix})
 	start := time.Now()
 	k8s.RunKubectl(t, opts, "delete", "pod", rr, "--wait=false")

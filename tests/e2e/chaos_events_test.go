@@ -149,18 +149,18 @@ func (r *chaosRig) daemonKilled(p rrPod) string {
 	require.NoError(t, err)
 	start := time.Now()
 	require.NoError(t, killContainer(p.pod, "bird"))
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, p.pod.Name+": the agent counts the BIRD restart", 2*time.Minute, 200*time.Millisecond, func(c *assert.CollectT) {
 		n, err := restarts()
 		if assert.NoError(c, err) {
 			assert.Equal(c, before+1, n, "%s: the agent has not noticed the restart", p.pod.Name)
 		}
-	}, 2*time.Minute, 200*time.Millisecond)
+	})
 	noticed := time.Since(start)
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, p.pod.Name+": Event DaemonRestarted", 30*time.Second, time.Second, func(c *assert.CollectT) {
 		evs, err := k8s.RunKubectlAndGetOutputE(t, p.opts, "get", "events", "--field-selector", "reason=DaemonRestarted,involvedObject.name="+p.pod.Name, "-o", "jsonpath={.items[*].message}")
 		assert.NoError(c, err)
 		assert.Contains(c, evs, "bird restarted", "%s: Event DaemonRestarted", p.pod.Name)
-	}, 30*time.Second, time.Second)
+	})
 	return fmt.Sprintf(", the agent noticed the restart %s after the kill and applied its configuration again (meshrr_daemon_restarts_total %d -> %d, Event DaemonRestarted)", noticed.Round(100*time.Millisecond), before, before+1)
 }
 
@@ -278,11 +278,11 @@ func (r *chaosRig) nodeDown(node, how string, hold time.Duration, ps map[string]
 		time.Sleep(hold)
 		what += fmt.Sprintf(" for %s", hold)
 	} else {
-		require.EventuallyWithT(t, func(c *assert.CollectT) {
+		cluster.Wait(t, node+" NotReady", 3*time.Minute, time.Second, func(c *assert.CollectT) {
 			st, err := k8s.RunKubectlAndGetOutputE(t, r.core, "get", "node", node, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
 			assert.NoError(c, err)
 			assert.NotEqual(c, "True", st)
-		}, 3*time.Minute, time.Second)
+		})
 		notReady := time.Since(start)
 		what += fmt.Sprintf(", NotReady after %s", notReady.Round(time.Second))
 		// the core RRs (a Deployment) move by themselves after the
@@ -313,11 +313,11 @@ func (r *chaosRig) nodeDown(node, how string, hold time.Duration, ps map[string]
 	undoing("node "+node, up)
 	now := nodeAddress(node)
 	require.Equal(t, addr, now, "%s came back with another address: the cluster cannot recover from that (docker gave its address away)", node)
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, node+" Ready again", 4*time.Minute, time.Second, func(c *assert.CollectT) {
 		st, err := k8s.RunKubectlAndGetOutputE(t, r.core, "get", "node", node, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
 		assert.NoError(c, err)
 		assert.Equal(c, "True", st)
-	}, 4*time.Minute, time.Second)
+	})
 	what += fmt.Sprintf(", Ready again %s after it went", time.Since(start).Round(time.Second))
 	if tainted {
 		undoing("taint "+node, func() { r.untaint(node) })
@@ -361,7 +361,7 @@ func (r *chaosRig) replacement(lost rrPod, node string) corev1.Pod {
 	side := lost.pod.Labels["meshrr.io/side"]
 	selector := "app.kubernetes.io/name=meshrr,meshrr.io/group-name=" + lost.pod.Labels["meshrr.io/group-name"]
 	var repl, peer corev1.Pod
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "a replacement for "+lost.pod.Name+" Ready on another node and meshed", 5*time.Minute, time.Second, func(c *assert.CollectT) {
 		repl, peer = corev1.Pod{}, corev1.Pod{}
 		for _, p := range cluster.Pods(t, lost.opts, selector) {
 			switch {
@@ -374,7 +374,7 @@ func (r *chaosRig) replacement(lost rrPod, node string) corev1.Pod {
 		}
 		assert.NotEmpty(c, repl.Name, "no replacement for %s Ready on another node yet", lost.pod.Name)
 		assert.NotEmpty(c, peer.Name, "no RR of another side")
-	}, 5*time.Minute, time.Second)
+	})
 	replacementMeshed(t, lost.opts, peer, repl)
 	return repl
 }
@@ -477,7 +477,7 @@ func (r *chaosRig) serviceGone(rng *rand.Rand, hold time.Duration, sides map[str
 // cannot be asked).
 func replacementMeshed(t *testing.T, opts *k8s.KubectlOptions, a, b corev1.Pod) {
 	t.Helper()
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, a.Name+" and "+b.Name+" meshed", 2*time.Minute, time.Second, func(c *assert.CollectT) {
 		for _, pair := range [][2]corev1.Pod{{a, b}, {b, a}} {
 			ss, err := cluster.Sessions(t, opts, pair[0].Name)
 			if !assert.NoError(c, err) {
@@ -486,7 +486,7 @@ func replacementMeshed(t *testing.T, opts *k8s.KubectlOptions, a, b corev1.Pod) 
 			mesh := cluster.Established(ss, "mesh")
 			assert.Contains(c, mesh, pair[1].Status.PodIP, "%s has no Established mesh session to %s (has %s)", pair[0].Name, pair[1].Name, strings.Join(keys(mesh), ", "))
 		}
-	}, 2*time.Minute, time.Second)
+	})
 }
 
 func keys[V any](m map[string]V) []string {

@@ -62,7 +62,7 @@ func TestDualStackMeshAndIPv6Clients(t *testing.T) {
 		}
 		require.Contains(t, v6, p.Name, "%s has no IPv6 address: %v", p.Name, p.Status.PodIPs)
 	}
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "both RRs meshed over IPv4 and IPv6", 2*time.Minute, time.Second, func(c *assert.CollectT) {
 		for _, p := range ps {
 			ss, err := cluster.Sessions(t, opts, p.Name)
 			if !assert.NoError(c, err) {
@@ -76,7 +76,7 @@ func TestDualStackMeshAndIPv6Clients(t *testing.T) {
 				}
 			}
 		}
-	}, 2*time.Minute, time.Second)
+	})
 	logf(t, "dual stack: both RRs meshed over IPv4 and IPv6 %s after the cluster creation began", time.Since(start).Round(time.Second))
 
 	conf := func(id, rr, announce string) string {
@@ -89,12 +89,12 @@ func TestDualStackMeshAndIPv6Clients(t *testing.T) {
 	r1 := startRouter(t, "v6-origin", conf(routerID(71), v6[ps[0].Name], "2001:db8:71::/48"))
 	r2 := startRouter(t, "v6-client", conf(routerID(72), v6[ps[1].Name], ""))
 	r1v6 := globalIPv6(t, r1.Name)
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "the IPv6 prefix across the RRs, next hop unchanged", 2*time.Minute, time.Second, func(c *assert.CollectT) {
 		m, err := r2.routesOf("ipv6")
 		if assert.NoError(c, err) && assert.Contains(c, m, "2001:db8:71::/48") {
 			assert.Equal(c, r1v6, m["2001:db8:71::/48"].NextHop, "next hop unchanged")
 		}
-	}, 2*time.Minute, time.Second)
+	})
 	logf(t, "dual stack: 2001:db8:71::/48 from %s reached %s through both RRs over IPv6 sessions, next hop %s", r1.Name, r2.Name, r1v6)
 }
 

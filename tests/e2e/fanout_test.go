@@ -121,21 +121,21 @@ done
 	// counted on the RR (one birdc there): asking 500 BIRDs would cost the
 	// machine more than the RR does
 	allEstablished := func(what string, since time.Time) {
-		require.EventuallyWithT(t, func(c *assert.CollectT) {
+		cluster.Wait(t, fmt.Sprintf("%d client sessions Established at the RR", n), 10*time.Minute, time.Second, func(c *assert.CollectT) {
 			up, err := rrClientsEstablished(t, opts, rr.Name)
 			assert.NoError(c, err)
 			assert.Equal(c, n, up, "client sessions Established at the RR")
-		}, 10*time.Minute, time.Second)
+		})
 		logf(t, "%d clients Established %s", n, fmt.Sprintf(what, time.Since(since).Round(100*time.Millisecond)))
 	}
 	allEstablished("%s after the fleet container started", start)
 	total := n * prefixesPerClient
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "every client's routes at the RR and at client 0", 5*time.Minute, time.Second, func(c *assert.CollectT) {
 		assert.Equal(c, total, podNetworks(t, opts, rr.Name), "the RR holds every client's routes")
 		got, err := fleet.routeCount("c0")
 		assert.NoError(c, err)
 		assert.Equal(c, total-prefixesPerClient, got, "client 0 learns every other client's routes")
-	}, 5*time.Minute, time.Second)
+	})
 	logf(t, "%d routes at the RR, the other %d clients' routes at client 0, %s after the fleet started", total, n-1, time.Since(start).Round(100*time.Millisecond))
 	logf(t, "CPU used meanwhile: the RR's BIRD %.1f s, the fleet's %d BIRDs %.1f s (one machine of 2 cores runs both)", rrCPU()-cpuBefore, n, fleetCPU())
 	mem := readPodMemory(t, rrPod{opts, rr, "edge RR"})
@@ -182,14 +182,14 @@ done
 	scale := time.Now()
 	helm.Upgrade(t, helmOptions(opts, []string{example("full-table", "values.yaml")}, set), chart(), "edge")
 	ps := cluster.WaitReady(t, opts, sel, 2, 3*time.Minute)
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "both RRs meshed after the scale-out", 2*time.Minute, time.Second, func(c *assert.CollectT) {
 		for _, p := range ps {
 			ss, err := cluster.Sessions(t, opts, p.Name)
 			if assert.NoError(c, err) {
 				assert.Len(c, cluster.Established(ss, "mesh"), 1, "%s: meshed with the new RR", p.Name)
 			}
 		}
-	}, 2*time.Minute, time.Second)
+	})
 	logf(t, "scaled out to 2 RRs and meshed %s after the upgrade", time.Since(scale).Round(100*time.Millisecond))
 	after, err := fleetSessions(fleet)
 	require.NoError(t, err)

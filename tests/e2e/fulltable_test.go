@@ -102,11 +102,11 @@ protocol bgp to_receiver {
 	require.NoError(t, f.Close())
 	loadStart := time.Now()
 	feeder := startBird(t, "feeder", routerID(42), feedDir)
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "the receiver holds the whole table", 15*time.Minute, 200*time.Millisecond, func(c *assert.CollectT) {
 		got, err := feeder.routeCount("")
 		assert.NoError(c, err)
 		assert.Equal(c, n, got)
-	}, 15*time.Minute, 200*time.Millisecond)
+	})
 	logf(t, "feeder: %d IPv4 routes loaded %s after its container started", n, time.Since(loadStart).Round(100*time.Millisecond))
 	receiver.configure(t, "feeder.conf", fmt.Sprintf(`
 protocol bgp from_feeder {
@@ -116,7 +116,7 @@ protocol bgp from_feeder {
 `, feeder.Addr))
 
 	// every session of the path up before anything is announced
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "every session of the path Established", 2*time.Minute, time.Second, func(c *assert.CollectT) {
 		for _, r := range []rrPod{rrs[0], rrs[3]} {
 			ss, err := cluster.Sessions(t, r.opts, r.pod.Name)
 			if assert.NoError(c, err) {
@@ -126,7 +126,7 @@ protocol bgp from_feeder {
 		line, err := receiver.protocolLine("from_rr")
 		assert.NoError(c, err)
 		assert.Contains(c, line, "Established", "receiver -> mirkwood RR")
-	}, 2*time.Minute, time.Second)
+	})
 	memBefore := map[string]podMemory{}
 	for _, r := range rrs {
 		memBefore[r.pod.Name] = readPodMemory(t, r)
@@ -179,14 +179,14 @@ protocol bgp from_feeder {
 	withdraw := time.Now()
 	_, err = feeder.birdc("disable", "to_rr")
 	require.NoError(t, err)
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "the table withdrawn everywhere", 10*time.Minute, 500*time.Millisecond, func(c *assert.CollectT) {
 		got, err := receiver.routeCount("from_rr")
 		assert.NoError(c, err)
 		assert.Zero(c, got, "receiver")
 		for _, p := range cluster.Pods(t, coreNS, sel) {
 			assert.Zero(c, podNetworks(t, coreNS, p.Name), "core %s", p.Name)
 		}
-	}, 10*time.Minute, 500*time.Millisecond)
+	})
 	logf(t, "withdrawn at the feeder: gone at both core RRs and the receiver after %s", time.Since(withdraw).Round(100*time.Millisecond))
 }
 
@@ -231,7 +231,7 @@ func coreRRDeletedWhileLoaded(t *testing.T, coreNS, bNS *k8s.KubectlOptions, rrB
 	gone := time.Since(start)
 	// reconverged: a new side-a RR holds the table and mirkwood's RR has
 	// its two core sessions back, each with the whole table
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "reconverged: the side-a replacement and mirkwood's RR hold the table", 10*time.Minute, time.Second, func(c *assert.CollectT) {
 		replacements := 0
 		for _, p := range cluster.Pods(t, coreNS, sel) {
 			if p.Name == victim.Name || p.Labels["meshrr.io/side"] != "a" {
@@ -249,7 +249,7 @@ func coreRRDeletedWhileLoaded(t *testing.T, coreNS, bNS *k8s.KubectlOptions, rrB
 				assert.Equal(c, n, s.Imported, "mirkwood RR: routes from %s", s.Peer)
 			}
 		}
-	}, 10*time.Minute, time.Second)
+	})
 	reconverged := time.Since(start)
 	close(stop)
 	<-done
@@ -271,14 +271,14 @@ func birdTransfer(t *testing.T, feeder *BirdRouter, session string, receiver *Bi
 	_, err := feeder.birdc("enable", session)
 	require.NoError(t, err)
 	var tt transferTimes
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "the receiver holds the whole table again", 15*time.Minute, 100*time.Millisecond, func(c *assert.CollectT) {
 		got, err := receiver.routeCount(from)
 		assert.NoError(c, err)
 		if got > 0 && tt.first == 0 {
 			tt.first = time.Since(start).Round(10 * time.Millisecond)
 		}
 		assert.Equal(c, n, got)
-	}, 15*time.Minute, 100*time.Millisecond)
+	})
 	tt.all = time.Since(start).Round(10 * time.Millisecond)
 	return tt
 }

@@ -178,7 +178,7 @@ func TestHierarchyAndBoundaryPolicy(t *testing.T) {
 	for _, p := range cores {
 		side[p.Status.PodIP] = p.Labels["meshrr.io/side"]
 	}
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "each region RR on two core RRs of different sides", 2*time.Minute, time.Second, func(c *assert.CollectT) {
 		for _, set := range []struct {
 			opts *k8s.KubectlOptions
 			rrs  []string
@@ -198,16 +198,16 @@ func TestHierarchyAndBoundaryPolicy(t *testing.T) {
 				assert.Len(c, sides, len(up), "%s: upstream peers on one side: %v", p, up)
 			}
 		}
-	}, 2*time.Minute, time.Second)
+	})
 
 	bp := readBoundary(t)
 	rL := startRouter(t, "loth1", routerConf(routerID(21), []string{loth[0].Status.PodIP}, bp.announce()))
 	rL2 := startRouter(t, "loth2", routerConf(routerID(22), []string{loth[1].Status.PodIP}, nil))
 	rM := startRouter(t, "mirk1", routerConf(routerID(23), []string{mirk[0].Status.PodIP}, nil))
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "the boundary policy at the lothlorien and mirkwood routers", 2*time.Minute, time.Second, func(c *assert.CollectT) {
 		bp.check(c, rL2, bp.Inside)
 		bp.check(c, rM, bp.Outside)
-	}, 2*time.Minute, time.Second)
+	})
 	for range 5 { // and it stays so: what must not leave the region never shows up outside it
 		time.Sleep(time.Second)
 		bp.check(t, rM, bp.Outside)
@@ -234,7 +234,7 @@ func uninstallRegionDrainsFirst(t *testing.T, opts *k8s.KubectlOptions, rrPods [
 	}
 	router := startRouter(t, "mirk-dual", routerConf(routerID(24), rrs, nil))
 	prefixes := []string{"10.100.0.0/24", "10.102.0.0/24"} // from lothlorien, through the core
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "a path through every region RR at the dual-homed router", 2*time.Minute, time.Second, func(c *assert.CollectT) {
 		m, err := router.routes()
 		if assert.NoError(c, err) {
 			for _, p := range prefixes {
@@ -242,7 +242,7 @@ func uninstallRegionDrainsFirst(t *testing.T, opts *k8s.KubectlOptions, rrPods [
 				assert.Len(c, m[p].NextHops, len(rrs), "%s: a path through every region RR", p)
 			}
 		}
-	}, 2*time.Minute, time.Second)
+	})
 	sessionUp := func() bool {
 		for _, a := range rrs {
 			if router.neighborState(a) == "Established" {
@@ -308,14 +308,14 @@ func TestDualHomedClientsLoseNoRouteWhenASideGoes(t *testing.T) {
 	}
 	startRouter(t, "origin", routerConf(routerID(31), rrs, announce))
 	client := startRouter(t, "client", routerConf(routerID(32), rrs, nil))
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "the client holds the origin's prefixes", 2*time.Minute, time.Second, func(c *assert.CollectT) {
 		m, err := client.routes()
 		if assert.NoError(c, err) {
 			for p := range announce {
 				assert.Contains(c, m, p)
 			}
 		}
-	}, 2*time.Minute, time.Second)
+	})
 
 	var prefixes []string
 	for p := range announce {
@@ -348,9 +348,10 @@ func TestDualHomedClientsLoseNoRouteWhenASideGoes(t *testing.T) {
 		bySide[p.Labels["meshrr.io/side"]] = p.Name
 	}
 	require.Len(t, bySide, 2)
-	require.EventuallyWithT(t, func(c *assert.CollectT) { // the budget's status follows the replaced pod
+	// the budget's status follows the replaced pod
+	cluster.Wait(t, "side a's RR evicted", time.Minute, time.Second, func(c *assert.CollectT) {
 		assert.NoError(c, evict(t, opts, bySide["a"]))
-	}, time.Minute, time.Second)
+	})
 	err := evict(t, opts, bySide["b"])
 	require.Error(t, err, "side b evicted while side a's RR is down")
 	assert.Contains(t, err.Error(), "disruption budget")
@@ -406,7 +407,7 @@ func TestSingleUpstreamReplacedAndRegionChurn(t *testing.T) {
 	client := startRouter(t, "up1-client", routerConf(routerID(42), []string{reg[0].Status.PodIP}, nil))
 	prefixes := []string{"10.230.0.0/24", "10.230.1.0/24"}
 	var upstream string
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "the client holds the prefixes through the single upstream", 3*time.Minute, time.Second, func(c *assert.CollectT) {
 		m, err := client.routes()
 		if assert.NoError(c, err) {
 			for _, p := range prefixes {
@@ -421,7 +422,7 @@ func TestSingleUpstreamReplacedAndRegionChurn(t *testing.T) {
 				upstream = peer
 			}
 		}
-	}, 3*time.Minute, time.Second)
+	})
 	var victim string
 	for _, p := range cores {
 		if p.Status.PodIP == upstream {
@@ -435,7 +436,7 @@ func TestSingleUpstreamReplacedAndRegionChurn(t *testing.T) {
 	start := time.Now()
 	k8s.RunKubectl(t, coreNS, "delete", "pod", victim, "--wait=false")
 	var replacement string
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "the region off the stopped upstream, on one other", 3*time.Minute, time.Second, func(c *assert.CollectT) {
 		ss, err := cluster.Sessions(t, regNS, reg[0].Name)
 		if !assert.NoError(c, err) {
 			return
@@ -446,7 +447,7 @@ func TestSingleUpstreamReplacedAndRegionChurn(t *testing.T) {
 		for peer := range up {
 			replacement = peer
 		}
-	}, 3*time.Minute, time.Second)
+	})
 	took := time.Since(start)
 	time.Sleep(3 * time.Second)
 	samples, lost, longest, missing := watch.finish()
@@ -466,13 +467,13 @@ func TestSingleUpstreamReplacedAndRegionChurn(t *testing.T) {
 		old := cluster.Pods(t, regNS, regSel)
 		require.Len(t, old, 1)
 		k8s.RunKubectl(t, regNS, "delete", "pod", old[0].Name)
-		require.EventuallyWithT(t, func(c *assert.CollectT) {
+		cluster.Wait(t, fmt.Sprintf("round %d: the region RR replaced and Ready", round), 3*time.Minute, time.Second, func(c *assert.CollectT) {
 			ps := cluster.Pods(t, regNS, regSel)
 			if assert.Len(c, ps, 1) {
 				assert.NotEqual(c, old[0].UID, ps[0].UID, "round %d: not replaced yet", round)
 				assert.True(c, cluster.IsReady(ps[0]))
 			}
-		}, 3*time.Minute, time.Second)
+		})
 	}
 	churned := time.Now()
 	live := map[string]bool{origin.Addr.String(): true, client.Addr.String(): true}
@@ -497,10 +498,10 @@ func TestSingleUpstreamReplacedAndRegionChurn(t *testing.T) {
 	atOnce, _ := goneSessions()
 	var n int
 	var which []string
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "no session left for gone peers", grTime+2*time.Minute, 2*time.Second, func(c *assert.CollectT) {
 		n, which = goneSessions()
 		assert.Zero(c, n, "sessions for gone peers: %v", which)
-	}, grTime+2*time.Minute, 2*time.Second)
+	})
 	logf(t, "churn: region RR replaced twice; core sessions for gone peers: %d right after, %d after %s (graceful-restart time %s; goal 0)",
 		atOnce, n, time.Since(churned).Round(time.Second), grTime)
 }

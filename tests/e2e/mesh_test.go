@@ -34,7 +34,7 @@ const coreSelector = "app.kubernetes.io/name=meshrr,meshrr.io/group-name=core"
 func meshSettled(t *testing.T, opts *k8s.KubectlOptions, n int, timeout time.Duration) map[string]map[string]cluster.Session {
 	t.Helper()
 	var last map[string]map[string]cluster.Session
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, fmt.Sprintf("%d RRs in a full mesh", n), timeout, time.Second, func(c *assert.CollectT) {
 		ps := cluster.Pods(t, opts, coreSelector)
 		last = map[string]map[string]cluster.Session{}
 		if !assert.Len(c, ps, n) {
@@ -54,7 +54,7 @@ func meshSettled(t *testing.T, opts *k8s.KubectlOptions, n int, timeout time.Dur
 			}
 			assert.Len(c, mesh, n-1, "%s: stale mesh sessions", p.Name)
 		}
-	}, timeout, time.Second)
+	})
 	return last
 }
 
@@ -82,13 +82,13 @@ func TestMeshScaleOutAndSelfHealing(t *testing.T) {
 	}
 	r1 := startRouter(t, "r1", fmt.Sprintf(peer(ps[0].Status.PodIP), routerID(11), "network 10.201.0.0/24"))
 	r2 := startRouter(t, "r2", fmt.Sprintf(peer(ps[1].Status.PodIP), routerID(12), ""))
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "r2 learns r1's route across the reflectors", 90*time.Second, time.Second, func(c *assert.CollectT) {
 		rs, err := r2.routes()
 		if assert.NoError(c, err) {
 			assert.Contains(c, rs, "10.201.0.0/24", "r2 (client of %s) learns r1's route (client of %s)", ps[1].Name, ps[0].Name)
 			assert.Equal(c, r1.Addr.String(), rs["10.201.0.0/24"].NextHop, "next hop unchanged across the reflectors")
 		}
-	}, 90*time.Second, time.Second)
+	})
 
 	// scale out 3 -> 5 with helm upgrade: new RRs meshed, no existing session reset
 	before := meshSettled(t, opts, 3, time.Minute)
@@ -112,11 +112,11 @@ func TestMeshScaleOutAndSelfHealing(t *testing.T) {
 	victim := cluster.Pods(t, opts, coreSelector)[2].Name
 	start = time.Now()
 	k8s.RunKubectl(t, opts, "delete", "pod", victim, "--wait=false", "--grace-period=0", "--force")
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "the deleted RR gone from the pod list", time.Minute, 200*time.Millisecond, func(c *assert.CollectT) {
 		for _, p := range cluster.Pods(t, opts, coreSelector) {
 			assert.NotEqual(c, victim, p.Name)
 		}
-	}, time.Minute, 200*time.Millisecond)
+	})
 	meshSettled(t, opts, 5, 2*time.Minute)
 	healed := time.Since(start)
 	logf(t, "self-healing: pod killed -> replacement meshed with all 4 peers (every session Established) in %s (goal < 15s)", healed.Round(100*time.Millisecond))
@@ -158,11 +158,11 @@ func impostorServicesChangeNothing(t *testing.T, opts *k8s.KubectlOptions) {
 	_, err := k8s.RunKubectlAndGetOutputE(t, opts, "wait", "--for=condition=Ready", "pod/"+impostor.name, "--timeout=90s")
 	require.NoError(t, err)
 	var impostorIP string
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "the impostor pod's address", 30*time.Second, time.Second, func(c *assert.CollectT) {
 		impostorIP, err = k8s.RunKubectlAndGetOutputE(t, opts, "get", "pod", impostor.name, "-o", "jsonpath={.status.podIP}")
 		assert.NoError(c, err)
 		assert.NotEmpty(c, impostorIP)
-	}, 30*time.Second, time.Second)
+	})
 	service := func(name, group string, selector string) string {
 		return fmt.Sprintf(`apiVersion: v1
 kind: Service
@@ -188,7 +188,7 @@ endpoints: [{addresses: [`+impostorIP+`], targetRef: {kind: Pod, name: impostor}
 `))
 	require.Error(t, sliceErr, "the edit role may not create EndpointSlices: %s", out)
 	assert.Contains(t, out, "forbidden")
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "every RR warns of the impostor Service", time.Minute, time.Second, func(c *assert.CollectT) {
 		out, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "events", "--field-selector", "reason=UntrustedEndpoints", "-o", "jsonpath={range .items[*]}{.involvedObject.name} {.message}{\"\\n\"}{end}")
 		if !assert.NoError(c, err) {
 			return
@@ -200,7 +200,7 @@ endpoints: [{addresses: [`+impostorIP+`], targetRef: {kind: Pod, name: impostor}
 			}
 			assert.True(c, warned, "%s recorded no warning naming the impostor Service", p.Name)
 		}
-	}, time.Minute, time.Second)
+	})
 	warned := time.Since(start)
 	changed, reset := base.unchanged(t, "the impostor Services", impostorIP)
 	logf(t, "impostor: 2 Services created with the edit role (the group's labels over another pod, another group's over the RRs), their EndpointSlice forbidden: %d of %d RRs changed their configuration, %d sessions reset, 0 members added or removed (goal 0, 0); every RR warned within %s",
@@ -298,7 +298,7 @@ endpoints:
 	}
 	k8s.KubectlApplyFromString(t, opts, slice("forged-controller", "endpointslice-controller.k8s.io")+"---\n"+slice("forged-other", "someone-else"))
 	start := time.Now()
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "every RR warns of the forged EndpointSlices", time.Minute, time.Second, func(c *assert.CollectT) {
 		out, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "events", "--field-selector", "reason=UntrustedEndpoints", "-o", "jsonpath={range .items[*]}{.involvedObject.name}{\"\\n\"}{end}")
 		if !assert.NoError(c, err) {
 			return
@@ -306,7 +306,7 @@ endpoints:
 		for _, p := range ps {
 			assert.Contains(c, out, p.Name, "%s recorded no UntrustedEndpoints warning", p.Name)
 		}
-	}, time.Minute, time.Second)
+	})
 	warned := time.Since(start)
 	changed, _ := base.unchanged(t, "the forged EndpointSlices", "192.0.2.66", "192.0.2.67")
 	logf(t, "injection: 2 forged EndpointSlices (hostile pod name, foreign and duplicate addresses): %d of %d RRs changed their configuration (goal 0); every RR warned within %s",
@@ -345,7 +345,7 @@ spec:
 	old := cluster.WaitReady(t, opts, "meshrr-e2e=baseline", 1, time.Minute)[0].Name
 	start := time.Now()
 	k8s.RunKubectl(t, opts, "delete", "pod", old, "--wait=false", "--grace-period=0", "--force")
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "one Ready RR after the delete", time.Minute, 100*time.Millisecond, func(c *assert.CollectT) {
 		ps := cluster.Pods(t, opts, "meshrr-e2e=baseline")
 		ready := 0
 		for _, p := range ps {
@@ -354,6 +354,6 @@ spec:
 			}
 		}
 		assert.Equal(c, 1, ready)
-	}, time.Minute, 100*time.Millisecond)
+	})
 	return time.Since(start)
 }

@@ -95,7 +95,7 @@ func networkPolicyHolds(t *testing.T, coreNS, regionNS *k8s.KubectlOptions, rele
 	for _, p := range region {
 		regionIPs[p.Status.PodIP] = true
 	}
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "mesh, upstream, downstream and client sessions through the policy", 2*time.Minute, time.Second, func(c *assert.CollectT) {
 		for _, p := range region {
 			ss, err := cluster.Sessions(t, regionNS, p.Name)
 			if !assert.NoError(c, err) {
@@ -118,7 +118,7 @@ func networkPolicyHolds(t *testing.T, coreNS, regionNS *k8s.KubectlOptions, rele
 			}
 			assert.Equal(c, len(region), n, "%s: the region's RRs as downstream clients", p.Name)
 		}
-	}, 2*time.Minute, time.Second)
+	})
 
 	otherNS := namespace(t, "e2e-impostor")
 	selfLabels := map[string]string{
@@ -159,11 +159,11 @@ func networkPolicyHolds(t *testing.T, coreNS, regionNS *k8s.KubectlOptions, rele
 	_, err := k8s.RunKubectlAndGetOutputE(t, regionNS, "delete", "networkpolicy", "-l", "meshrr.io/group-name="+release)
 	require.NoError(t, err)
 	removed := time.Now()
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "every probe reaches BGP once the policy is gone", time.Minute, time.Second, func(c *assert.CollectT) {
 		for what, p := range probes {
 			assert.Equal(c, "open", p.dial(t, target, 179), "%s to BGP once the policy is gone", what)
 		}
-	}, time.Minute, time.Second)
+	})
 	logf(t, "networkpolicy: policy deleted, all %d probes reach TCP 179 %s later (the refusals were the policy's)",
 		len(probes), time.Since(removed).Round(100*time.Millisecond))
 }
@@ -304,13 +304,13 @@ func impostorSpeakersGetNoSession(t *testing.T, coreNS *k8s.KubectlOptions, rrs 
 	_, err = k8s.RunKubectlAndGetOutputE(t, coreNS, "delete", "networkpolicy", "-l", "app.kubernetes.io/name=meshrr")
 	require.NoError(t, err)
 	t.Cleanup(func() { restorePolicies(t, coreNS, saved) })
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "every impostor reaches the core RRs without the policy", time.Minute, time.Second, func(c *assert.CollectT) {
 		for what, p := range impostors {
 			for _, rr := range cores {
 				assert.Equal(c, "open", p.dial(t, rr.Status.PodIP, 179), "impostor in %s to core RR %s without the policy", what, rr.Name)
 			}
 		}
-	}, time.Minute, time.Second)
+	})
 	nothingReached("core policy deleted")
 	logf(t, "impostors: with the core's NetworkPolicy deleted TCP 179 of both core RRs opens, and their BIRD still admits neither impostor (16 s): only the discovered region RRs are admitted")
 	restorePolicies(t, coreNS, saved)

@@ -80,11 +80,11 @@ func TestPolicyOnlyUpgradeResetsNoSession(t *testing.T) {
 		"groups.core.policy[0].action":              "reject",
 	}
 	helm.Upgrade(t, ho, chart(), "core")
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "every core RR applied the new policy", 3*time.Minute, 2*time.Second, func(c *assert.CollectT) {
 		for _, p := range ps {
 			assert.Greater(c, applied(t, opts, p.Name), count[p.Name], "%s has not applied the new policy yet", p.Name)
 		}
-	}, 3*time.Minute, 2*time.Second)
+	})
 	took := time.Since(start)
 	after := settledSessions(t, opts)
 	n, total, which := resets(before, after)
@@ -187,21 +187,21 @@ func discoveryServiceGoneChangesNothing(t *testing.T, opts *k8s.KubectlOptions) 
 		saved = append(saved, string(raw))
 		k8s.RunKubectl(t, opts, "delete", "service", svc.Name)
 	}
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "the group's EndpointSlices gone", time.Minute, time.Second, func(c *assert.CollectT) {
 		out, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "endpointslices", "-l", "meshrr.io/group=core.core", "-o", "name")
 		assert.NoError(c, err)
 		assert.Empty(c, strings.TrimSpace(out), "the group's EndpointSlices are still there")
-	}, time.Minute, time.Second)
+	})
 	time.Sleep(20 * time.Second)
 	gone := settledSessions(t, opts)
 	for _, raw := range saved {
 		k8s.KubectlApplyFromString(t, opts, raw)
 	}
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "the restored Services' EndpointSlices", time.Minute, time.Second, func(c *assert.CollectT) {
 		out, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "endpointslices", "-l", "meshrr.io/group=core.core", "-o", "name")
 		assert.NoError(c, err)
 		assert.Len(c, strings.Fields(out), 2, "the restored Services' EndpointSlices")
-	}, time.Minute, time.Second)
+	})
 	time.Sleep(5 * time.Second)
 	after := settledSessions(t, opts)
 	nGone, total, whichGone := resets(before, gone)
@@ -303,9 +303,9 @@ func TestTCPMD5FromASecret(t *testing.T) {
 	assert.Positive(t, n, "the wrong key shows in the RR's metrics")
 	r.configure(t, fmt.Sprintf("router bgp 65000\nneighbor %s password right-key-123", rr))
 	start := time.Now()
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "the router Established with the right key", time.Minute, 200*time.Millisecond, func(c *assert.CollectT) {
 		assert.Equal(c, "Established", r.neighborState(rr))
-	}, time.Minute, 200*time.Millisecond)
+	})
 	logf(t, "md5: wrong key: no session for 8 s, %d badly signed segments dropped (meshrr_tcp_md5_segments_dropped_total{reason=\"failure\"}); right key: Established %s after the router's change", n, time.Since(start).Round(100*time.Millisecond))
 
 	// a malformed client key: the router's session goes and stays down,
@@ -313,9 +313,9 @@ func TestTCPMD5FromASecret(t *testing.T) {
 	meshBefore := meshSettled(t, opts, 2, time.Minute)
 	setKeys(map[string]string{"mesh": "mesh-key-1", "downstream": "downstream-key-1", "client-routers": `bad"key`})
 	start = time.Now()
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "the router's session refused with a malformed key", 3*time.Minute, time.Second, func(c *assert.CollectT) {
 		assert.NotEqual(c, "Established", r.neighborState(rr), "the router's session with a malformed key in the Secret")
-	}, 3*time.Minute, time.Second)
+	})
 	down := time.Since(start)
 	for range 5 {
 		time.Sleep(time.Second)
@@ -352,11 +352,11 @@ func TestTCPMD5FromASecret(t *testing.T) {
 	k8s.RunKubectl(t, opts, "patch", "secret", "core-bgp-keys", "--type=json", `-p=[{"op": "remove", "path": "/data/client-routers"}]`)
 	r.configure(t, fmt.Sprintf("router bgp 65000\nno neighbor %s password", rr))
 	start = time.Now()
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "the Event naming the missing key", 3*time.Minute, 2*time.Second, func(c *assert.CollectT) {
 		evs, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "events", "--field-selector", "reason=TCPMD5KeyRefused,involvedObject.name="+ps[0].Name, "-o", "jsonpath={.items[*].message}")
 		assert.NoError(c, err)
 		assert.Contains(c, evs, `Secret core-bgp-keys has no key "client-routers"`)
-	}, 3*time.Minute, 2*time.Second)
+	})
 	for range 8 {
 		time.Sleep(time.Second)
 		require.NotEqual(t, "Established", r.neighborState(rr), "a session without MD5 although the group requires its key")

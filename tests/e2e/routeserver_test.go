@@ -124,7 +124,7 @@ func (f *rsFixture) helm(set map[string]string) *helm.Options {
 // sides and learn each other's prefix with the other's next hop.
 func (f *rsFixture) waitExchanging(t *testing.T) {
 	t.Helper()
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "both data centres Established with both sides, exchanging prefixes", 3*time.Minute, 500*time.Millisecond, func(c *assert.CollectT) {
 		for _, dc := range []*Router{f.dc1, f.dc2} {
 			for _, vip := range []string{vipA, vipB} {
 				assert.Equal(c, "Established", dc.neighborState(vip), "%s to %s", dc.Name, vip)
@@ -136,7 +136,7 @@ func (f *rsFixture) waitExchanging(t *testing.T) {
 			assert.Equal(c, f.dc2.Addr.String(), m1["10.202.0.0/24"].NextHop, "dc1 learns dc2's prefix with dc2's next hop")
 			assert.Equal(c, f.dc1.Addr.String(), m2["10.201.0.0/24"].NextHop, "dc2 learns dc1's prefix with dc1's next hop")
 		}
-	}, 3*time.Minute, 500*time.Millisecond)
+	})
 }
 
 // TestRouteServersBehindAnycastSides installs the route-servers example
@@ -159,14 +159,14 @@ func TestRouteServersBehindAnycastSides(t *testing.T) {
 	}
 	require.NotEmpty(t, podA.Name, "no side-a route server")
 
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "each side's address announced only from the node running it", 2*time.Minute, 500*time.Millisecond, func(c *assert.CollectT) {
 		m, err := tor.routes()
 		if !assert.NoError(c, err) {
 			return
 		}
 		assert.Equal(c, []string{nodeOf["a"]}, m[vipA+"/32"].NextHops, "side a announced only from the node running it")
 		assert.Equal(c, []string{nodeOf["b"]}, m[vipB+"/32"].NextHops, "side b announced only from the node running it")
-	}, 2*time.Minute, 500*time.Millisecond)
+	})
 	logf(t, "route servers: both anycast addresses announced %s after helm install", time.Since(start).Round(100*time.Millisecond))
 
 	f.waitExchanging(t)

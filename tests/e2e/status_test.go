@@ -55,10 +55,10 @@ func TestStatusAndTopologyOfALiveGroup(t *testing.T) {
 	bin := plugin(t)
 	var out string
 	var code int
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "kubectl meshrr status exits 0", time.Minute, time.Second, func(c *assert.CollectT) {
 		out, code = runPlugin(t, bin, "status", "-n", opts.Namespace)
 		assert.Equal(c, 0, code, out)
-	}, time.Minute, time.Second)
+	})
 	logf(t, "status: kubectl meshrr status -n %s (exit %d):\n%s", opts.Namespace, code, out)
 	assert.Contains(t, out, "GROUP core.core (namespace "+opts.Namespace+"): 2 RRs, sides a,b, 2 of 2 sessions Established: OK")
 	ps := cluster.Pods(t, opts, coreSelector)
@@ -82,20 +82,20 @@ func TestStatusAndTopologyOfALiveGroup(t *testing.T) {
 	require.NotEmpty(t, proto)
 	_, err = cluster.Birdc(t, opts, ps[0].Name, "disable", proto)
 	require.NoError(t, err)
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "kubectl meshrr status exits 2 and says DEGRADED", time.Minute, time.Second, func(c *assert.CollectT) {
 		out, code = runPlugin(t, bin, "status", "-n", opts.Namespace)
 		assert.Equal(c, 2, code, "a degraded group exits 2:\n%s", out)
 		assert.Contains(c, out, "DEGRADED")
-	}, time.Minute, time.Second)
+	})
 	logf(t, "status: with %s disabled in %s (exit %d):\n%s", proto, ps[0].Name, code, out)
 	// the pod's own answer may be up to statusMaxAge (2 s) older than the
 	// one kubectl meshrr status just read from the other side
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "meshrr-agent status exits 2 in the degraded pod", 20*time.Second, time.Second, func(c *assert.CollectT) {
 		out, err := k8s.RunKubectlAndGetOutputE(t, opts, "exec", ps[0].Name, "-c", "agent", "--", "/meshrr-agent", "status", "--config", "/etc/meshrr/config.yaml")
 		if assert.Error(c, err, "meshrr-agent status fails in a degraded pod:\n%s", out) {
 			assert.Contains(c, err.Error(), "exit code 2", "meshrr-agent status exits 2 when degraded, as kubectl meshrr status does")
 		}
-	}, 20*time.Second, time.Second)
+	})
 
 	dot, code := runPlugin(t, bin, "topology", "-n", opts.Namespace)
 	require.Equal(t, 0, code)

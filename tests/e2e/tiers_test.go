@@ -63,7 +63,7 @@ func TestClientTiersReceiveExactlyTheirTier(t *testing.T) {
 	for _, r := range append([]*Router{feeder, feeder2}, slices.Collect(maps.Values(clients))...) {
 		r.configure(t, neighbors.String())
 	}
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "each tier's routes at its clients", 2*time.Minute, time.Second, func(c *assert.CollectT) {
 		for tier, r := range clients {
 			m, err := r.routes()
 			if assert.NoError(c, err) {
@@ -78,7 +78,7 @@ func TestClientTiersReceiveExactlyTheirTier(t *testing.T) {
 		if m, err := clients["full"].routes(); assert.NoError(c, err) {
 			assert.Len(c, distinct(m[twoPaths].NextHops), 1, "the full client (no ADD-PATH) holds the best path of %s only: %v", twoPaths, m[twoPaths].NextHops)
 		}
-	}, 2*time.Minute, time.Second)
+	})
 	pm, _ := clients["paths"].routes()
 	fm, _ := clients["full"].routes()
 	logf(t, "tiers: full, partial, default-only and full-paths clients hold exactly their tier %s after helm install; %s: %d paths at the addPaths client, %d at the full client (from 2 RRs)",

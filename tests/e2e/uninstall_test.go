@@ -42,9 +42,9 @@ groups:
 	out, err := helm.RunHelmCommandAndGetOutputE(t, ho, "uninstall", "edge", "--timeout", "5s")
 	require.Error(t, err, "the hook outlasts a 5 s --timeout: %s", out)
 	logf(t, "uninstall interrupted after %s: %s", time.Since(start).Round(100*time.Millisecond), strings.TrimSpace(out))
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "the hook stops every RR", 3*time.Minute, time.Second, func(c *assert.CollectT) {
 		assert.Empty(c, podNames(cluster.Pods(t, opts, all)), "the hook carries on and stops every RR")
-	}, 3*time.Minute, time.Second)
+	})
 	status, err := helm.RunHelmCommandAndGetOutputE(t, ho, "status", "edge")
 	require.NoError(t, err)
 	assert.Contains(t, status, "STATUS: uninstalling")

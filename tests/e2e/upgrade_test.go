@@ -58,7 +58,7 @@ func rollWhileSampling(t *testing.T, f *rsFixture, what string, set map[string]s
 	w2 := watchRoutes(f.dc2, []string{"10.201.0.0/24"})
 	start := time.Now()
 	helm.Upgrade(t, f.helm(set), chart(), "rs")
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "both route servers replaced and Ready", 4*time.Minute, time.Second, func(c *assert.CollectT) {
 		ps := cluster.Pods(t, f.opts, rsSelector)
 		if !assert.Len(c, ps, 2) {
 			return
@@ -69,7 +69,7 @@ func rollWhileSampling(t *testing.T, f *rsFixture, what string, set map[string]s
 				assert.NotEqual(c, q.UID, p.UID, "%s not replaced yet", p.Name)
 			}
 		}
-	}, 4*time.Minute, time.Second)
+	})
 	rolled := time.Since(start)
 	f.waitExchanging(t)
 	settledAt := time.Since(start)

@@ -87,7 +87,7 @@ func WaitReady(t *testing.T, opts *k8s.KubectlOptions, selector string, n int, t
 // the deleted ones.
 func WaitReplaced(t *testing.T, opts *k8s.KubectlOptions, selector string, deleted []string, n int, timeout time.Duration) {
 	t.Helper()
-	Wait(t, fmt.Sprintf("%s: %d pods Ready, none of %v", selector, n, deleted), timeout, func(c *assert.CollectT) {
+	Wait(t, fmt.Sprintf("%s: %d pods Ready, none of %v", selector, n, deleted), timeout, 500*time.Millisecond, func(c *assert.CollectT) {
 		ps := Pods(t, opts, selector)
 		if !assert.Len(c, ps, n) {
 			return
@@ -109,13 +109,13 @@ func IsReady(p corev1.Pod) bool {
 	return false
 }
 
-// Wait is a named wait: it retries cond every 500 ms until it holds or
+// Wait is a named wait: it retries cond every tick until it holds or
 // timeout passes (the test fails then, with cond's last complaints) and
 // logs how long it waited for what.
-func Wait(t *testing.T, what string, timeout time.Duration, cond func(c *assert.CollectT)) time.Duration {
+func Wait(t *testing.T, what string, timeout, tick time.Duration, cond func(c *assert.CollectT)) time.Duration {
 	t.Helper()
 	start := time.Now()
-	require.EventuallyWithT(t, cond, timeout, 500*time.Millisecond, "waited %s for: %s", timeout, what)
+	require.EventuallyWithT(t, cond, timeout, tick, "waited %s for: %s", timeout, what)
 	took := time.Since(start)
 	t.Logf("waited %.1fs for: %s", took.Seconds(), what)
 	return took
