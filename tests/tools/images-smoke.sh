@@ -12,6 +12,8 @@ trap cleanup EXIT
 mkdir -p "$work/meshrr" "$work/bird" "$work/etc"
 chmod 0777 "$work/meshrr" "$work/bird"   # emptyDir volumes are world-writable too
 cat >"$work/etc/config.yaml" <<'YAML'
+apiVersion: meshrr.io/v1alpha1
+kind: AgentConfig
 identity: {asn: 65000}
 mesh: {group: smoke.core}
 YAML
