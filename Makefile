@@ -76,10 +76,7 @@ scale: scale-loopback kind-images images ## every scale measurement (SCALE_ROUTE
 SCALE_ROUTES6 ?= 200000
 scale-loopback: ## tables through three RRs with real BIRD on loopback, in a network namespace of their own: direct vs three hops, RR memory per route, withdrawal (SCALE_ROUTES IPv4, SCALE_ROUTES6 IPv6 routes)
 	$(GO) test -c -tags scale -o $(CURDIR)/bin/bird-scale.test ./agent/internal/backend/bird/
-	cd agent/internal/backend/bird && MESHRR_SCALE_ROUTES=$(SCALE_ROUTES) MESHRR_SCALE_ROUTES6=$(SCALE_ROUTES6) unshare --net sh -c \
-	  'ip link set lo up && for a in 145 146 147 161 162; do ip -6 addr add fd00:10::$$a/128 dev lo nodad; done && \
-	   exec $(CURDIR)/bin/bird-scale.test -test.count=1 -test.timeout=60m -test.v -test.run "^TestScale(IPv6)?TableThroughThreeRRs$$"' 2>&1 | \
-	  tee $(CURDIR)/scale.log | grep -E --line-buffered 'scale_test.go|^(---|ok|FAIL|PASS)|Error|expected|actual'; exit $${PIPESTATUS[0]}
+	MESHRR_SCALE_ROUTES=$(SCALE_ROUTES) MESHRR_SCALE_ROUTES6=$(SCALE_ROUTES6) tests/tools/scale-loopback.sh $(CURDIR)/bin/bird-scale.test $(CURDIR)/scale.log
 
 scale-reduced: ## the loopback scale suites with 100,000 IPv4 and 20,000 IPv6 routes (part of make test: correctness, no timing goals; the kind suites run reduced in make e2e)
 	@$(MAKE) --no-print-directory scale-loopback SCALE_ROUTES=100000 SCALE_ROUTES6=20000
@@ -91,7 +88,7 @@ FUZZTIME ?= 500000x
 # bounded minimisation: with large seeds (captured device replies) Go's default
 # 60 s minimising a new input outlasts a short -fuzztime ("context deadline exceeded")
 FUZZMINIMIZE ?= 1s
-fuzz: ## fuzz the config loader, the birdc and the NETCONF reply parsers and chunk decoder (FUZZTIME executions each, default 500000x; make test: 60000x, 40 s for the four here)
+fuzz: ## fuzz the config loader, the birdc and the NETCONF reply parsers and chunk decoder (FUZZTIME executions each, default 500000x; make test: 60000x, 53-109 s for the four on 2 cores)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./agent/config/
 	$(GO) test -run '^$$' -fuzz FuzzParseProtocols -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./agent/internal/backend/bird/
 	$(GO) test -run '^$$' -fuzz FuzzParseReply -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./agent/internal/backend/crpd/
