@@ -262,12 +262,21 @@ func Routes(container, family string) (map[string]Route, error) {
 	return res, nil
 }
 
+// Vtysh runs one FRR command on a router and returns its answer.
+func Vtysh(container, cmd string) ([]byte, error) {
+	out, err := exec.Command("docker", "exec", container, "vtysh", "-c", cmd).Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s: vtysh %q: %w", container, cmd, err)
+	}
+	return out, nil
+}
+
 // VtyshJSON runs one FRR show command ending in "json" on a router and
 // decodes its answer into v.
 func VtyshJSON(container, cmd string, v any) error {
-	out, err := exec.Command("docker", "exec", container, "vtysh", "-c", cmd).Output()
+	out, err := Vtysh(container, cmd)
 	if err != nil {
-		return fmt.Errorf("%s: vtysh %q: %w", container, cmd, err)
+		return err
 	}
 	if err := json.Unmarshal(out, v); err != nil {
 		return fmt.Errorf("%s: vtysh %q: %v: %s", container, cmd, err, out)

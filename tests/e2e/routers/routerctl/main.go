@@ -12,7 +12,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
 
 	"github.com/meshrr/meshrr/tests/e2e/routers"
 )
@@ -46,9 +45,9 @@ func run(args []string) error {
 		if len(rest) == 2 {
 			family = rest[1]
 		}
-		out, err := exec.Command("docker", "exec", rest[0], "vtysh", "-c", "show bgp "+family+" unicast json").Output()
+		out, err := routers.Vtysh(rest[0], "show bgp "+family+" unicast json")
 		if err != nil {
-			return fmt.Errorf("%s: vtysh: %w", rest[0], err)
+			return err
 		}
 		_, err = os.Stdout.Write(out)
 		return err
