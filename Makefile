@@ -136,7 +136,7 @@ kind-images: deps base ## Kubernetes binaries, kind node image, FRR and MetalLB 
 
 CHAOS_DURATION ?= 60m
 CHAOS_GAP ?= 30s-60s
-chaos: kind-images images ## the seeded chaos soak on kind for CHAOS_DURATION (default 60m), an event every CHAOS_GAP (30s-60s); CHAOS_SEED=n replays a run (make test runs 6 events back to back)
+chaos: kind-images images ## the seeded chaos soak on kind for CHAOS_DURATION (default 60m), an event every CHAOS_GAP (30s-60s); CHAOS_SEED=n replays a run (make test runs 8 events back to back); CHAOS_SPARE=worker keeps events off one node
 	@$(MAKE) --no-print-directory e2e E2E_RUN='^TestChaosSoak$$' E2E_TIMEOUT=$(or $(CHAOS_TIMEOUT),150m) CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_GAP=$(CHAOS_GAP)
 
 idle-cpu: kind-images ## CPU an idle 4-node test cluster uses over one minute, per node (the harness's own cost)

@@ -56,8 +56,8 @@ func (r *chaosRig) run(kind string, rng *rand.Rand, first bool) chaosEvent {
 	t := r.t
 	ps := r.rrPods()
 	names := slices.Sorted(func(yield func(string) bool) {
-		for n := range ps {
-			if !yield(n) {
+		for n, p := range ps {
+			if p.pod.Spec.NodeName != r.cfg.spare && !yield(n) {
 				return
 			}
 		}
@@ -88,7 +88,9 @@ func (r *chaosRig) run(kind string, rng *rand.Rand, first bool) chaosEvent {
 	case "node-stop":
 		node := worker()
 		if first {
-			node = r.replaceableCoreNode(ps)
+			if n := r.replaceableCoreNode(ps); n != "" {
+				node = n
+			}
 		}
 		ev.what = r.nodeDown(node, "stop", 0, ps, ev.pods)
 	case "node-pause":
@@ -216,17 +218,20 @@ func apiServerOutage(t *testing.T, opts *k8s.KubectlOptions, hold time.Duration)
 }
 
 // replaceableCoreNode is the node of a core RR whose side has another
-// node to move to (the Deployment's replacement must land somewhere).
+// node to move to (the Deployment's replacement must land somewhere),
+// never the spared one. Without a spared node there is always one.
 func (r *chaosRig) replaceableCoreNode(ps map[string]rrPod) string {
 	for _, p := range ps {
-		if p.opts != r.core {
+		if p.opts != r.core || p.pod.Spec.NodeName == r.cfg.spare {
 			continue
 		}
 		if others := r.sideNodes(p.pod.Labels["meshrr.io/side"], "core"); len(others) > 1 {
 			return p.pod.Spec.NodeName
 		}
 	}
-	r.t.Fatalf("chaos: no core RR whose side has a second node (the kind cluster's labels changed?)")
+	if r.cfg.spare == "" {
+		r.t.Fatalf("chaos: no core RR whose side has a second node (the kind cluster's labels changed?)")
+	}
 	return ""
 }
 
