@@ -31,6 +31,8 @@ const (
 	ReasonSettingsKept       = "SessionSettingsKept"
 	ReasonKeyRefused         = "TCPMD5KeyRefused"
 	ReasonKeyAccepted        = "TCPMD5KeyAccepted"
+	ReasonKeyRollover        = "TCPMD5KeyRollover"
+	ReasonRolloverRefused    = "TCPMD5RolloverRefused"
 	ReasonRangeRefused       = "ClientRangeRefused"
 	ReasonRangeAccepted      = "ClientRangeAccepted"
 	ReasonExtraConfigRefused = "ExtraConfigRefused"

@@ -217,6 +217,20 @@ type GracefulRestart struct {
 	StaleTime   int // seconds
 }
 
+// Secrets are every TCP-MD5 key of the model (for redaction).
+func (m *Model) Secrets() []string {
+	var out []string
+	for _, g := range m.Groups {
+		if g.Password != "" {
+			out = append(out, g.Password)
+		}
+		for _, k := range g.SessionKeys {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // LocalAddr returns the pod's address of the given family.
 func (m *Model) LocalAddr(f Family) (netip.Addr, bool) {
 	for _, a := range m.LocalAddrs {
@@ -261,6 +275,10 @@ type PeerGroup struct {
 	// Password is the TCP-MD5 key (RFC 2385) of the sessions: a secret,
 	// never logged ("" : none).
 	Password string
+	// SessionKeys are the keys of single sessions (by peer address: an
+	// explicit neighbor or a single-address range) that differ from
+	// Password while the group's key rolls over (Key). Secrets.
+	SessionKeys map[netip.Addr]string
 	// MaxPrefixes per session (0: none) and the action beyond it
 	// (restart, disable, block, warn).
 	MaxPrefixes     int

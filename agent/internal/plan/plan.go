@@ -44,8 +44,9 @@ type Input struct {
 	// Draining: the pod is about to stop; every exported route gets the
 	// GRACEFUL_SHUTDOWN community and local-preference 0.
 	Draining bool
-	// Passwords are the TCP-MD5 keys by model group name (secrets).
-	Passwords map[model.GroupName]string
+	// Passwords are the TCP-MD5 keys by model group name (secrets), with
+	// their rollovers.
+	Passwords map[model.GroupName]model.Key
 	// Refused session groups (by model group name, with why) get no
 	// session: their TCP-MD5 key is missing or malformed.
 	Refused map[model.GroupName]string
@@ -82,6 +83,9 @@ type Result struct {
 	// Discovered counts the members seen per session group ("mesh",
 	// "upstream", "downstream").
 	Discovered map[model.GroupName]int
+	// NextKeySwitch is the next time a session switches to its group's
+	// next TCP-MD5 key (zero: none to come): plan again then.
+	NextKeySwitch time.Time
 }
 
 // Build computes the desired model.
@@ -126,7 +130,8 @@ func Build(in Input) (Result, error) {
 		}
 	}
 	applyBoundaryRules(c, m.Groups)
-	finishGroups(c, in.Passwords, m.Groups)
+	finishGroups(c, m.Groups)
+	res.NextKeySwitch = SetKeys(in, &m)
 	m.Groups = slices.DeleteFunc(m.Groups, func(g model.PeerGroup) bool { _, refused := in.Refused[g.Name]; return refused })
 	if in.Draining {
 		m = Drained(m)
@@ -301,13 +306,12 @@ func clientGroups(c *config.Config, local, explicit []netip.Addr, cluster netip.
 	return out
 }
 
-// finishGroups: the families and TCP-MD5 keys of every group, neighbors
-// and groups in a stable order.
-func finishGroups(c *config.Config, passwords map[model.GroupName]string, groups []model.PeerGroup) {
+// finishGroups: the families of every group, neighbors and groups in a
+// stable order.
+func finishGroups(c *config.Config, groups []model.PeerGroup) {
 	nlri := slices.Clone(c.Families)
 	for i := range groups {
 		groups[i].NLRI = nlri
-		groups[i].Password = passwords[groups[i].Name]
 		slices.SortFunc(groups[i].Neighbors, func(a, b model.Neighbor) int { return a.Addr.Compare(b.Addr) })
 	}
 	slices.SortFunc(groups, func(a, b model.PeerGroup) int { return cmp.Compare(a.Name, b.Name) })

@@ -12,8 +12,9 @@ import (
 
 // apply renders m and applies it when it differs, byte for byte, from the
 // configuration the daemon runs (l.applied): the one path to the daemon,
-// for reconciles and drains alike. Errors never carry a key of keys.
-func (l *Loop) apply(ctx context.Context, m model.Model, keys map[model.GroupName]string) error {
+// for reconciles and drains alike. Errors never carry a key of the model.
+func (l *Loop) apply(ctx context.Context, m model.Model) error {
+	keys := m.Secrets()
 	out, err := l.Backend.Render(m)
 	if err != nil {
 		return redact(fmt.Errorf("render: %w", err), keys)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/meshrr/meshrr/agent/internal/model"
 	"github.com/meshrr/meshrr/agent/internal/plan"
 )
 
@@ -41,13 +40,7 @@ func (l *Loop) drainUnsynced(ctx context.Context) error {
 		return errors.New("cannot drain: discovery has not synced since the agent started, so there is no planned configuration to mark for graceful shutdown")
 	}
 	m := plan.Drained(st.Model)
-	keys := map[model.GroupName]string{}
-	for _, g := range m.Groups {
-		if g.Password != "" {
-			keys[g.Name] = g.Password
-		}
-	}
-	if err := l.apply(ctx, m, keys); err != nil {
+	if err := l.apply(ctx, m); err != nil {
 		return fmt.Errorf("drain: %w", err)
 	}
 	l.Log.Warn("drained the last applied configuration: discovery is not synced", "op", "drain")

@@ -74,6 +74,7 @@ type Loop struct {
 	startedSeen  time.Time                     // restart.go: when the agent last asked a running daemon its start time
 	draining     bool                          // drain.go: owned by Run
 	pendingSince time.Time                     // the oldest change not applied yet
+	keySwitch    time.Time                     // secrets.go: when a session switches to its next TCP-MD5 key (zero: none)
 	reqOnce      sync.Once
 	requests     chan request
 
@@ -145,9 +146,14 @@ func (l *Loop) Run(ctx context.Context) error {
 	backoff := time.Duration(0)
 
 	for {
+		var keySwitch <-chan time.Time // a session's TCP-MD5 key switches: plan then
+		if !l.keySwitch.IsZero() {
+			keySwitch = time.After(l.keySwitch.Sub(l.now()))
+		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-keySwitch:
 		case <-l.Peers.Changes():
 		case <-l.Config.Changes():
 		case <-poll.C:
@@ -203,9 +209,11 @@ func (l *Loop) ReconcileOnce(ctx context.Context) (err error) {
 	sessions := l.readSessions(ctx, cfg)
 	now := l.now()
 	l.expireHoldDowns(now)
-	passwords, refused := readPasswords(cfg)
+	passwords, refused, rollover := readPasswords(cfg)
 	l.reportRefused(refused)
-	res, err := plan.Build(plan.Input{Config: cfg, Self: l.Self, Snapshot: snap, Sessions: sessions, Now: now, HoldDown: l.holdDown, Draining: l.draining, Passwords: passwords, Refused: refused, ClusterAddrs: l.ClusterAddrs})
+	l.reportRollover(passwords, rollover)
+	in := plan.Input{Config: cfg, Self: l.Self, Snapshot: snap, Sessions: sessions, Now: now, HoldDown: l.holdDown, Draining: l.draining, Passwords: passwords, Refused: refused, ClusterAddrs: l.ClusterAddrs}
+	res, err := plan.Build(in)
 	if err != nil {
 		return err
 	}
@@ -216,7 +224,8 @@ func (l *Loop) ReconcileOnce(ctx context.Context) (err error) {
 
 	m := l.keepOut(cfg, res.Model, sessions)
 	m = l.holdShrink(cfg, m, refused)
-	if err := l.apply(ctx, m, passwords); err != nil {
+	l.keySwitch = plan.SetKeys(in, &m) // the peers a held shrink keeps are on their sessions' keys too
+	if err := l.apply(ctx, m); err != nil {
 		return err
 	}
 

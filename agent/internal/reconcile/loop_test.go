@@ -494,6 +494,94 @@ func TestMD5KeyMissingOrMalformedRefusesOnlyItsSessions(t *testing.T) {
 	t.Logf("md5: a malformed client key refused that client group only; a missing mesh key kept the mesh down; restored -> Established in %s", time.Since(start).Round(10*time.Millisecond))
 }
 
+// A TCP-MD5 key rollover on real BIRD: with the next key and its window
+// written beside the mesh key on every RR, each session switches at its
+// point of the window at both ends together; BIRD resets that session
+// alone (its protocol's own password, the template's switch restarting
+// nothing), once, and the others stay up meanwhile.
+func TestMD5KeyRolloverSwitchesOneSessionAtATime(t *testing.T) {
+	pods := map[string]string{"core-0": "127.0.20.121", "core-1": "127.0.20.122", "core-2": "127.0.20.123"}
+	client := fake.NewClientset(endpointSlice(pods), coreService())
+	extra := "timers: {connectDelay: 1, connectRetry: 1, errorWaitMin: 1, errorWaitMax: 1}\npasswordDir: "
+	var agents []*agent
+	dirs := map[string]string{}
+	for _, pod := range []string{"core-0", "core-1", "core-2"} {
+		dirs[pod] = t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(dirs[pod], "mesh"), []byte("first-key\n"), 0o600))
+		agents = append(agents, startAgent(t, client, pod, pods[pod], extra+dirs[pod]))
+	}
+	waitMeshed(t, agents, pods, 10*time.Second)
+
+	type seen struct {
+		since  time.Time
+		resets int
+		down   time.Time
+		downs  []time.Duration
+	}
+	view := map[string]*seen{} // "pod>peer"
+	sample := func() (minUp int) {
+		minUp = len(pods)
+		for _, a := range agents {
+			up := 0
+			for _, s := range a.sessions(t) {
+				if !strings.HasPrefix(s.Name, "mesh_") {
+					continue
+				}
+				k := a.pod + ">" + s.Peer.String()
+				v := view[k]
+				if v == nil {
+					v = &seen{since: s.Since}
+					view[k] = v
+				}
+				switch {
+				case s.Established() && !v.down.IsZero():
+					v.downs, v.down = append(v.downs, time.Since(v.down)), time.Time{}
+				case !s.Established() && v.down.IsZero():
+					v.down = time.Now()
+				}
+				if s.Established() {
+					up++
+					if s.Since.Sub(v.since) > sinceJitter {
+						v.resets++
+					}
+					v.since = s.Since
+				}
+			}
+			minUp = min(minUp, up)
+		}
+		return minUp
+	}
+	sample()
+	from := time.Now().Add(3 * time.Second).Truncate(time.Second)
+	until := from.Add(12 * time.Second)
+	for _, d := range dirs {
+		require.NoError(t, os.WriteFile(filepath.Join(d, "mesh.next"), []byte("second-key\n"), 0o600))
+		require.NoError(t, os.WriteFile(filepath.Join(d, "mesh.next-window"), []byte(from.UTC().Format(time.RFC3339)+"/"+until.UTC().Format(time.RFC3339)+"\n"), 0o600))
+	}
+	minUp := len(pods)
+	for time.Now().Before(until.Add(4 * time.Second)) {
+		minUp = min(minUp, sample())
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitMeshed(t, agents, pods, 10*time.Second)
+	sample()
+	for _, a := range agents {
+		cfg, err := os.ReadFile(a.lab.BackendConfig().ConfigFile)
+		require.NoError(t, err)
+		assert.Contains(t, string(cfg), `password "second-key"`, "%s: the template carries the next key", a.pod)
+		assert.NotContains(t, string(cfg), "first-key", "%s: no session left on the old key", a.pod)
+	}
+	assert.Contains(t, agents[0].events.all(), "TCPMD5KeyRollover: mesh: its sessions switch to the next TCP-MD5 key one after the other between "+from.UTC().Format(time.RFC3339))
+	for k, v := range view {
+		assert.Equal(t, 1, v.resets, "%s: the session reset %d times (once: its own switch)", k, v.resets)
+		t.Logf("md5 rollover: %s reset %d time(s), down %v", k, v.resets, v.downs)
+	}
+	t.Logf("md5 rollover: the fewest mesh sessions Established at one RR during the window: %d of %d", minUp, len(pods)-1)
+	// these three sessions switch 0.2 s, 3.6 s and 7.0 s into the 12 s
+	// window; each is down for about a second
+	assert.Positive(t, minUp, "an RR was left without any mesh session")
+}
+
 // Sessions spawned from a client range do not outlive their peers (real
 // BIRD): they are passive (no connects to a dead address), and once a
 // client has been gone for the graceful-restart time (its own, 2 s, as

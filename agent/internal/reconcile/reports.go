@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/meshrr/meshrr/agent/internal/events"
 	"github.com/meshrr/meshrr/agent/internal/model"
@@ -18,6 +19,7 @@ type reported struct {
 	neighborRole map[netip.Addr]model.GroupName // their group
 	rejected     []string                       // what discovery refused
 	refused      map[model.GroupName]string     // session groups refused for their TCP-MD5 key
+	rollover     map[model.GroupName]string     // TCP-MD5 key rollovers: their windows, or why refused
 	exposed      map[model.GroupName]string     // client groups refused for admitting the cluster's networks
 }
 
@@ -122,6 +124,32 @@ func (l *Loop) reportRefused(refused map[model.GroupName]string) {
 	}, func(g model.GroupName) {
 		l.Log.Info("session group's TCP-MD5 key is valid again", "op", "md5", "group", g)
 		l.Events.Normal(events.ReasonKeyAccepted, "%s: its TCP-MD5 key is valid again; its sessions are configured", g)
+	})
+}
+
+// reportRollover records an Event and a log line when a session group's
+// TCP-MD5 key rollover starts, changes or ends (its window, never a key),
+// and a Warning when one cannot be read (the group keeps its key).
+func (l *Loop) reportRollover(keys map[model.GroupName]model.Key, refused map[model.GroupName]string) {
+	now := map[model.GroupName]string{}
+	for g, k := range keys {
+		if k.Rolling() {
+			now[g] = fmt.Sprintf("its sessions switch to the next TCP-MD5 key one after the other between %s and %s", k.From.UTC().Format(time.RFC3339), k.Until.UTC().Format(time.RFC3339))
+		}
+	}
+	for g, why := range refused {
+		now[g] = "refused: " + why
+	}
+	reportChanges(&l.reported.rollover, now, func(g model.GroupName, what string) {
+		if why, ok := strings.CutPrefix(what, "refused: "); ok {
+			l.Log.Warn("TCP-MD5 key rollover refused; the sessions keep their key", "op", "md5", "group", g, "reason", why)
+			l.Events.Warning(events.ReasonRolloverRefused, "%s: key rollover refused: %s", g, why)
+			return
+		}
+		l.Log.Info("TCP-MD5 key rollover", "op", "md5", "group", g, "window", what)
+		l.Events.Normal(events.ReasonKeyRollover, "%s: %s", g, what)
+	}, func(g model.GroupName) {
+		l.Log.Info("TCP-MD5 key rollover over: the group has one key", "op", "md5", "group", g)
 	})
 }
 

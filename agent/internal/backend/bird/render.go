@@ -9,7 +9,9 @@ import (
 	"embed"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"text/template"
 
@@ -87,6 +89,7 @@ type protocolView struct {
 	DynamicName string
 	Description string
 	Disabled    bool
+	Password    string // secret: the session's own key during a key rollover (model.PeerGroup.SessionKeys)
 }
 
 // Render turns the model into the agent-owned bird.conf. It is pure.
@@ -96,8 +99,10 @@ func Render(m model.Model, o Options) ([]byte, error) {
 	}
 	v := view{RouterID: m.RouterID.String(), Include: o.Include}
 	for _, g := range m.Groups {
-		if _, err := backend.Quote(g.Password); err != nil {
-			return nil, fmt.Errorf("bird: the TCP-MD5 key of group %s: %w", g.Name, err)
+		for _, k := range append([]string{g.Password}, slices.Collect(maps.Values(g.SessionKeys))...) {
+			if _, err := backend.Quote(k); err != nil {
+				return nil, fmt.Errorf("bird: the TCP-MD5 key of group %s: %w", g.Name, err)
+			}
 		}
 		imp, exp := v.addFilters(g, m.ASN)
 		for _, f := range g.Families() {
@@ -183,6 +188,7 @@ func (v *view) addProtocols(g model.PeerGroup, f model.Family, template string) 
 			Template:    template,
 			Neighbor:    fmt.Sprintf("%s as %d", n.Addr, n.ASN),
 			Description: strings.TrimSpace(descPrefix + string(g.Name) + " " + n.Name),
+			Password:    g.SessionKeys[n.Addr],
 		})
 	}
 	// BIRD matches an incoming connection to an explicit neighbour before
@@ -213,13 +219,17 @@ func (v *view) addProtocols(g model.PeerGroup, f model.Family, template string) 
 		if model.FamilyOf(r.Addr()) != f {
 			continue
 		}
-		v.Protocols = append(v.Protocols, protocolView{
+		p := protocolView{
 			Name:        rangeSymbol(sym, r),
 			Template:    template,
 			Neighbor:    fmt.Sprintf("range %s %s", r, kind),
 			DynamicName: "cl_" + sym + "_",
 			Description: descPrefix + string(g.Name) + " " + r.String(),
-		})
+		}
+		if r.IsSingleIP() {
+			p.Password = g.SessionKeys[r.Addr()]
+		}
+		v.Protocols = append(v.Protocols, p)
 	}
 }
 

@@ -78,6 +78,7 @@ type family struct {
 type neighbor struct {
 	Addr        string
 	Description string
+	AuthKey     string // secret: the session's own key during a key rollover (model.PeerGroup.SessionKeys)
 }
 
 type namedList struct {
@@ -155,6 +156,11 @@ func checkRenderable(m model.Model) error {
 		case quoteErr(g.Password) != nil:
 			return fmt.Errorf("crpd: the TCP-MD5 key of group %s: %w", g.Name, quoteErr(g.Password))
 		}
+		for _, k := range g.SessionKeys {
+			if err := quoteErr(k); err != nil {
+				return fmt.Errorf("crpd: the TCP-MD5 key of group %s: %w", g.Name, err)
+			}
+		}
 	}
 	return nil
 }
@@ -211,7 +217,7 @@ func (bg *bgpGroup) setPeers(g model.PeerGroup, f model.Family) {
 	}
 	for _, n := range g.Neighbors {
 		if model.FamilyOf(n.Addr) == f {
-			bg.Neighbors = append(bg.Neighbors, neighbor{n.Addr.String(), n.Name})
+			bg.Neighbors = append(bg.Neighbors, neighbor{n.Addr.String(), n.Name, g.SessionKeys[n.Addr]})
 		}
 	}
 }
