@@ -161,6 +161,9 @@ func TestChaosSoak(t *testing.T) {
 	memBefore := r.memory()
 	rng := rand.New(rand.NewPCG(cfg.seed, 0x6d657368727221))
 	soak := time.Now()
+	// a timed soak reads memory every 10 minutes too: a pod that lives
+	// through it shows whether its growth levels off
+	memSeries := []memorySnapshot{{0, memBefore}}
 	var results []chaosResult
 	var prev chaosEvent
 	for i := 0; ; i++ {
@@ -187,6 +190,9 @@ func TestChaosSoak(t *testing.T) {
 		results = append(results, res)
 		logf(t, "chaos: event %d %s: %s; held %s, healthy again %s after (%d sessions reset, %d of them not touched by the event%s)",
 			res.n, kind, ev.what, res.held.Round(time.Second), res.recovered.Round(time.Second), res.resets, len(res.unrequired), listSuffix(res.unrequired))
+		if cfg.duration > 0 && time.Since(soak)-memSeries[len(memSeries)-1].at >= 10*time.Minute {
+			memSeries = append(memSeries, memorySnapshot{time.Since(soak), r.memory()})
+		}
 		if gap := cfg.gapMin + time.Duration(rng.Int64N(int64(cfg.gapMax-cfg.gapMin)+1)); time.Since(began) < gap {
 			time.Sleep(gap - time.Since(began))
 		}
@@ -226,6 +232,9 @@ func TestChaosSoak(t *testing.T) {
 	logf(t, "chaos: %d sessions reset that their event did not require; %d zombie sessions at the end%s (goal 0; waited %s for the reaper)", unrequired, len(zombies), listSuffix(zombies), time.Since(waited).Round(time.Second))
 	for _, line := range memoryGrowth(memBefore, memAfter) {
 		logf(t, "chaos: memory %s", line)
+	}
+	for _, line := range memoryOverTime(append(memSeries, memorySnapshot{took, memAfter})) {
+		logf(t, "chaos: memory over time %s", line)
 	}
 	for _, s := range samples {
 		assert.Positive(t, s.samples, "sampler %s took no sample", s.name)
@@ -821,6 +830,40 @@ func memoryGrowth(before, after map[string]podMemory) []string {
 	}
 	sort.Strings(lines)
 	return append(lines, fmt.Sprintf("average RR pod (%d before, %d after): %s (goal: growth under 5 %% over the hour)", len(before), len(after), memoryChange(avg(before), avg(after))))
+}
+
+// memorySnapshot is every RR pod's memory some time into the soak.
+type memorySnapshot struct {
+	at  time.Duration
+	mem map[string]podMemory
+}
+
+// memoryOverTime lists, for each pod read in every snapshot (one that
+// lived through the soak), BIRD's own count and the agent's RSS at each
+// read: growth that levels off is allocation that found its size, growth
+// that keeps on is a leak. Nothing with fewer than three reads.
+func memoryOverTime(snaps []memorySnapshot) []string {
+	if len(snaps) < 3 {
+		return nil
+	}
+	var lines []string
+	for k := range snaps[0].mem {
+		var bird, agent []string
+		for _, s := range snaps {
+			m, ok := s.mem[k]
+			if !ok {
+				bird = nil
+				break
+			}
+			bird = append(bird, fmt.Sprintf("%s %.2f", s.at.Round(time.Minute), mib(m.birdOwn)))
+			agent = append(agent, fmt.Sprintf("%.1f", mib(m.agent)))
+		}
+		if bird != nil {
+			lines = append(lines, fmt.Sprintf("%s: BIRD's own (show memory, MiB) %s; agent RSS (MiB) %s", k[:strings.LastIndexByte(k, ' ')], strings.Join(bird, ", "), strings.Join(agent, ", ")))
+		}
+	}
+	sort.Strings(lines)
+	return lines
 }
 
 // memoryChange says how a pod's memory changed: the BIRD container's

@@ -145,10 +145,12 @@ done
 	restart, fleetBefore := time.Now(), fleetCPU()
 	_, err := k8s.RunKubectlAndGetOutputE(t, opts, "exec", rr.Name, "-c", "bird", "--", "bash", "-c", "kill 1")
 	require.NoError(t, err)
-	require.Eventually(t, func() bool {
+	cluster.Wait(t, "BIRD's restart dropped the client sessions", time.Minute, 200*time.Millisecond, func(c *assert.CollectT) {
 		up, err := rrClientsEstablished(t, opts, rr.Name)
-		return err == nil && up < n
-	}, time.Minute, 200*time.Millisecond, "BIRD's restart dropped the client sessions")
+		if assert.NoError(c, err) {
+			assert.Less(c, up, n)
+		}
+	})
 	allEstablished("%s after the RR's BIRD was killed", restart)
 	// the restarted container's counter starts at 0
 	logf(t, "CPU used meanwhile: the RR's new BIRD %.1f s, the fleet %.1f s", rrCPU(), fleetCPU()-fleetBefore)

@@ -139,9 +139,9 @@ func networkPolicyHolds(t *testing.T, coreNS, regionNS *k8s.KubectlOptions, rele
 	}
 	target := region[0].Status.PodIP
 
-	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+	cluster.Wait(t, "the scraper reaching the metrics port", 30*time.Second, time.Second, func(c *assert.CollectT) {
 		assert.Equal(c, "open", scraper.dial(t, target, cluster.MetricsPort), "the scraper to the metrics port")
-	}, 30*time.Second, time.Second)
+	})
 	assert.Equal(t, "timeout", scraper.dial(t, target, 179), "the scraper (not a group member) to BGP")
 	refused := 0
 	for what, p := range probes {

@@ -363,3 +363,137 @@ func TestTCPMD5FromASecret(t *testing.T) {
 	}
 	logf(t, "md5: client key removed from the Secret: refused %s later, and a router without a key stayed down for 8 s", time.Since(start).Round(time.Second))
 }
+
+// TestTCPMD5KeyRolloverLosesNoRoute rotates the mesh key of a core of four
+// RRs (two per side) with a rollover (docs/operations.md): the next key
+// and its window written beside the key in the Secret. An origin homed on
+// a0 and b0 announces prefixes that a client homed on a1 and b1 receives
+// only across the mesh, sampled every 200 ms. Each mesh session switches at
+// its own point of the window, the same at both ends, so the client never
+// misses a prefix; the routers' sessions (another key) never reset; and
+// making the next key the key afterwards resets nothing.
+func TestTCPMD5KeyRolloverLosesNoRoute(t *testing.T) {
+	opts := namespace(t, "e2e-rollover")
+	// as docs/operations.md writes the Secret: create --dry-run piped to
+	// apply, which also removes the keys no longer listed
+	setKeys := func(keys map[string]string) {
+		args := []string{"create", "secret", "generic", "core-bgp-keys", "--dry-run=client", "-o", "yaml"}
+		for k, v := range keys {
+			args = append(args, "--from-literal="+k+"="+v)
+		}
+		manifest, err := k8s.RunKubectlAndGetOutputE(t, opts, args...)
+		require.NoError(t, err)
+		k8s.KubectlApplyFromString(t, opts, manifest)
+	}
+	setKeys(map[string]string{"mesh": "mesh-key-1", "downstream": "downstream-key-1", "client-routers": "routers-key-1"})
+	helm.Install(t, helmOptions(opts, []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{
+		"groups.core.tcpMD5Secret":              "core-bgp-keys",
+		"groups.core.replicas":                  "2",
+		"groups.core.clients.routers.ranges[0]": routerRange(),
+	}), chart(), "core")
+	ps := cluster.WaitReady(t, opts, coreSelector, 4, 3*time.Minute)
+	bySide := map[string][]string{}
+	for _, p := range ps {
+		bySide[p.Labels["meshrr.io/side"]] = append(bySide[p.Labels["meshrr.io/side"]], p.Status.PodIP)
+	}
+	require.Len(t, bySide["a"], 2)
+	require.Len(t, bySide["b"], 2)
+	originRRs, clientRRs := []string{bySide["a"][0], bySide["b"][0]}, []string{bySide["a"][1], bySide["b"][1]}
+	announce := map[string]string{}
+	var prefixes []string
+	for i := range 20 {
+		p := fmt.Sprintf("10.211.%d.0/24", i)
+		announce[p], prefixes = "", append(prefixes, p)
+	}
+	keyed := func(conf string, rrs []string) string {
+		for _, rr := range rrs {
+			line := fmt.Sprintf(" neighbor %s remote-as 65000\n", rr)
+			conf = strings.Replace(conf, line, line+fmt.Sprintf(" neighbor %s password routers-key-1\n", rr), 1)
+		}
+		return conf
+	}
+	startRouter(t, "roll-origin", keyed(routerConf(routerID(51), originRRs, announce), originRRs))
+	client := startRouter(t, "roll-client", keyed(routerConf(routerID(52), clientRRs, nil), clientRRs))
+	cluster.Wait(t, "the client holds the origin's prefixes across the mesh", 2*time.Minute, time.Second, func(c *assert.CollectT) {
+		m, err := client.routes()
+		if assert.NoError(c, err) {
+			for _, p := range prefixes {
+				assert.Contains(c, m, p)
+			}
+		}
+	})
+	sessions := func() (mesh, routers map[string]map[string]cluster.Session) {
+		mesh, routers = meshSettled(t, opts, 4, 2*time.Minute), map[string]map[string]cluster.Session{}
+		for _, p := range cluster.Pods(t, opts, coreSelector) {
+			ss, err := cluster.Sessions(t, opts, p.Name)
+			require.NoError(t, err)
+			routers[p.Name] = cluster.Established(ss, "routers")
+		}
+		return mesh, routers
+	}
+	meshBefore, routersBefore := sessions()
+
+	// the rollover: every agent must read it before the window opens
+	// (kubelets update mounted Secrets within about a minute)
+	written := time.Now()
+	from := written.Add(100 * time.Second).Truncate(time.Second)
+	until := from.Add(40 * time.Second)
+	window := from.UTC().Format(time.RFC3339) + "/" + until.UTC().Format(time.RFC3339)
+	setKeys(map[string]string{"mesh": "mesh-key-1", "mesh.next": "mesh-key-2", "mesh.next-window": window, "downstream": "downstream-key-1", "client-routers": "routers-key-1"})
+	watch := watchRoutes(client, prefixes)
+	cluster.Wait(t, "every RR read the rollover (Event TCPMD5KeyRollover)", 100*time.Second, 2*time.Second, func(c *assert.CollectT) {
+		for _, p := range ps {
+			evs, err := k8s.RunKubectlAndGetOutputE(t, opts, "get", "events", "--field-selector", "reason=TCPMD5KeyRollover,involvedObject.name="+p.Name, "-o", "jsonpath={.items[*].message}")
+			assert.NoError(c, err)
+			assert.Contains(c, evs, "mesh: its sessions switch to the next TCP-MD5 key one after the other between "+from.UTC().Format(time.RFC3339), p.Name)
+		}
+	})
+	logf(t, "rollover: every RR read the next key %s after the Secret changed; the window opens %s after it", time.Since(written).Round(time.Second), from.Sub(written).Round(time.Second))
+	time.Sleep(time.Until(until.Add(5 * time.Second)))
+	meshAfter, routersAfter := sessions()
+	samples, lost, longest, missing := watch.finish()
+
+	switched := 0
+	for pod, peers := range meshBefore {
+		for peer, s := range peers {
+			a, ok := meshAfter[pod][peer]
+			require.True(t, ok, "%s: no mesh session to %s after the rollover", pod, peer)
+			if a.Since.After(s.Since.Add(sinceJitter)) {
+				switched++
+				assert.False(t, a.Since.Before(from.Add(-2*time.Second)) || a.Since.After(until.Add(5*time.Second)), "%s-%s: re-established at %s, outside the window", pod, peer, a.Since.Format(time.TimeOnly))
+			}
+		}
+	}
+	assert.Equal(t, 12, switched, "each of the 6 mesh sessions (12 ends) re-established once on the new key")
+	routerResets := 0
+	for pod, peers := range routersBefore {
+		for peer, s := range peers {
+			if !assert.WithinDuration(t, s.Since, routersAfter[pod][peer].Since, sinceJitter, "%s: the router session to %s reset by the mesh key's rollover", pod, peer) {
+				routerResets++
+			}
+		}
+	}
+	logf(t, "rollover: %d of 12 mesh session ends switched in the 40 s window; the client kept the origin's %d prefixes in %d samples, %d prefix-samples missing, longest gap %s (goal 0); %d router sessions reset (goal 0)", switched, len(prefixes), samples, lost, longest, routerResets)
+	assert.Empty(t, missing)
+	assert.Zero(t, lost, "the client lost a prefix during the mesh key's rollover")
+
+	// the next key becomes the key, in one update: nothing resets
+	setKeys(map[string]string{"mesh": "mesh-key-2", "downstream": "downstream-key-1", "client-routers": "routers-key-1"})
+	start := time.Now()
+	cluster.Wait(t, "every RR's rollover over (the Secret's update mounted)", 2*time.Minute, 2*time.Second, func(c *assert.CollectT) {
+		for _, p := range ps {
+			out, err := k8s.RunKubectlAndGetOutputE(t, opts, "logs", p.Name, "-c", "agent")
+			if assert.NoError(c, err) {
+				assert.Contains(c, out, "TCP-MD5 key rollover over", p.Name)
+			}
+		}
+	})
+	time.Sleep(5 * time.Second) // a reconcile after the last update
+	meshDone, _ := sessions()
+	for pod, peers := range meshAfter {
+		for peer, s := range peers {
+			assert.WithinDuration(t, s.Since, meshDone[pod][peer].Since, sinceJitter, "%s: mesh session to %s reset when the next key became the key", pod, peer)
+		}
+	}
+	logf(t, "rollover: the next key made the key and the rollover removed, mounted everywhere %s later: 0 mesh sessions reset", time.Since(start).Round(time.Second))
+}
