@@ -185,6 +185,10 @@ done; exit 1`, cluster.BirdSocket, fastPrefix, plainPrefix)
 	logf(t, "bfd: frozen router's route withdrawn by the RR %s after the freeze with BFD (200 ms x 3), %s by the hold timer (9 s): %.1fx faster (goal: below 1 s with BFD)",
 		gone["fast"].Round(10*time.Millisecond), gone["plain"].Round(10*time.Millisecond), float64(gone["plain"])/float64(gone["fast"]))
 	assert.Less(t, gone["fast"], gone["plain"], "BFD must notice the frozen router before the hold timer")
+	// BIRD's own log reaches the container's log (log stderr)
+	birdLog, err := k8s.RunKubectlAndGetOutputE(t, opts, "logs", rr, "-c", "bird")
+	require.NoError(t, err)
+	assert.Contains(t, birdLog, "Error: Hold timer expired", "kubectl logs -c bird shows the plain router's session error")
 
 	// routers back; the BFD router samples the other's route while an RR
 	// pod drains and stops

@@ -22,8 +22,17 @@ var (
 	peerFlapsDesc    = prometheus.NewDesc(ns+"_bgp_peer_flaps_total", "Times an Established session with the peer was seen reset or down since the agent started (sessions are read every reconcile.statePoll, and for requests at most every 2 s).", []string{"group", "peer"}, nil)
 	peerBFDDesc      = prometheus.NewDesc(ns+"_bfd_peer_up", "1 if the BFD session with the peer is Up, 0 otherwise; only sessions with BFD.", []string{"group", "peer"}, nil)
 	bfdSessionsDesc  = prometheus.NewDesc(ns+"_bfd_sessions", "BFD sessions per group and state (Up, Down, Init, AdminDown), as last read.", []string{"group", "state"}, nil)
-	peerDescriptions = []*prometheus.Desc{peerUpDesc, peerUptimeDesc, peerRecvDesc, peerSentDesc, peerFlapsDesc, peerBFDDesc, bfdSessionsDesc}
+	peerImportDesc   = prometheus.NewDesc(ns+"_bgp_peer_import_updates_total", "Route updates received from the peer since its session came up, by result: received, rejected (invalid), filtered (by the import policy), ignored (no change, or kept out by maxPrefixAction block), accepted; BIRD only.", []string{"group", "peer", "result"}, nil)
+	importDesc       = prometheus.NewDesc(ns+"_bgp_import_updates_total", "Route updates the group's sessions received since the agent started, by result: received, rejected (invalid), filtered (by the import policy), ignored (no change, or kept out by maxPrefixAction block), accepted; BIRD only (the daemon's per-session counts, added up across session restarts).", []string{"group", "result"}, nil)
+	peerDescriptions = []*prometheus.Desc{peerUpDesc, peerUptimeDesc, peerRecvDesc, peerSentDesc, peerFlapsDesc, peerBFDDesc, bfdSessionsDesc, peerImportDesc, importDesc}
 )
+
+// importResults name the counts of model.ImportUpdates in its order.
+var importResults = []string{"received", "rejected", "filtered", "ignored", "accepted"}
+
+func importCounts(u model.ImportUpdates) []int64 {
+	return []int64{u.Received, u.Rejected, u.Filtered, u.Ignored, u.Accepted}
+}
 
 // flapTolerance: a session whose start time moved by less is the same
 // session (BIRD converts its monotonic clock to wall time at each read).
@@ -40,6 +49,11 @@ type peerTracker struct {
 	mu    sync.Mutex
 	last  map[peerKey]model.Session
 	flaps map[peerKey]int
+	// the import update counts of every session as last read, and their
+	// sums per group: a count lower than last read is a session that
+	// restarted, counted again from 0
+	updates     map[peerKey]updatesRead
+	groupImport map[model.GroupName]*[5]int64
 }
 
 // observe records the sessions of admitted groups.
@@ -48,7 +62,9 @@ func (p *peerTracker) observe(ss []model.Session, admit func(group model.GroupNa
 	defer p.mu.Unlock()
 	if p.last == nil {
 		p.last, p.flaps = map[peerKey]model.Session{}, map[peerKey]int{}
+		p.updates, p.groupImport = map[peerKey]updatesRead{}, map[model.GroupName]*[5]int64{}
 	}
+	p.addUpdates(ss)
 	for _, s := range ss {
 		if s.Group == "" || !s.Peer.IsValid() || !admit(s.Group) {
 			continue
@@ -62,6 +78,58 @@ func (p *peerTracker) observe(ss []model.Session, admit func(group model.GroupNa
 		}
 		p.last[k] = s
 	}
+}
+
+// addUpdates adds what every session received since its last read to its
+// group's sums (all groups: the sums are one series per group), and
+// forgets the sessions no longer there. Called with p.mu held.
+func (p *peerTracker) addUpdates(ss []model.Session) {
+	seen := map[peerKey]bool{}
+	for _, s := range ss {
+		if s.Group == "" || !s.Peer.IsValid() || s.Updates == nil {
+			continue
+		}
+		k := peerKey{s.Group, s.Peer}
+		seen[k] = true
+		sum := p.groupImport[s.Group]
+		if sum == nil {
+			sum = &[5]int64{}
+			p.groupImport[s.Group] = sum
+		}
+		last, cur := p.updates[k], importCounts(*s.Updates)
+		prev := importCounts(last.counts)
+		// a session that restarted counts from 0 again: its start time
+		// moved, or it received fewer than before
+		if moved := s.Since.Sub(last.since); moved > flapTolerance || moved < -flapTolerance || cur[0] < prev[0] {
+			prev = make([]int64, len(cur))
+		}
+		for i := range cur {
+			sum[i] += max(cur[i]-prev[i], 0)
+		}
+		p.updates[k] = updatesRead{s.Since, *s.Updates}
+	}
+	for k := range p.updates {
+		if !seen[k] {
+			delete(p.updates, k)
+		}
+	}
+}
+
+// updatesRead is a session's import update counts as last read, and the
+// start time of the session they count.
+type updatesRead struct {
+	since  time.Time
+	counts model.ImportUpdates
+}
+
+func (p *peerTracker) importSums() map[model.GroupName][5]int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[model.GroupName][5]int64{}
+	for g, s := range p.groupImport {
+		out[g] = *s
+	}
+	return out
 }
 
 func (p *peerTracker) flapsOf(k peerKey) int {
@@ -123,8 +191,18 @@ func (m *Metrics) collectPeers(ch chan<- prometheus.Metric, ss []model.Session, 
 			}
 			ch <- prometheus.MustNewConstMetric(peerBFDDesc, prometheus.GaugeValue, v, labels...)
 		}
+		if s.Updates != nil {
+			for i, n := range importCounts(*s.Updates) {
+				ch <- prometheus.MustNewConstMetric(peerImportDesc, prometheus.CounterValue, float64(n), append(labels, importResults[i])...)
+			}
+		}
 	}
 	for k, n := range bfd {
 		ch <- prometheus.MustNewConstMetric(bfdSessionsDesc, prometheus.GaugeValue, float64(n), k.group, k.state)
+	}
+	for g, sums := range m.peers.importSums() {
+		for i, n := range sums {
+			ch <- prometheus.MustNewConstMetric(importDesc, prometheus.CounterValue, float64(n), string(g), importResults[i])
+		}
 	}
 }

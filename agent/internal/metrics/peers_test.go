@@ -14,6 +14,29 @@ import (
 	"github.com/meshrr/meshrr/agent/internal/model"
 )
 
+// seriesOf gathers the named series as "name{label=value,...} value" lines.
+func seriesOf(t *testing.T, m *Metrics, names ...string) string {
+	var b strings.Builder
+	mfs, err := m.Registry.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		for _, n := range names {
+			if mf.GetName() != n {
+				continue
+			}
+			for _, mt := range mf.GetMetric() {
+				var ls []string
+				for _, l := range mt.GetLabel() {
+					ls = append(ls, l.GetName()+"="+l.GetValue())
+				}
+				v := mt.GetGauge().GetValue() + mt.GetCounter().GetValue()
+				b.WriteString(n + "{" + strings.Join(ls, ",") + "} " + strconv.FormatFloat(v, 'f', -1, 64) + "\n")
+			}
+		}
+	}
+	return b.String()
+}
+
 func TestPerPeerSeriesFlapsAndBFD(t *testing.T) {
 	t0 := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
 	mesh := model.Session{Group: "mesh", Peer: netip.MustParseAddr("10.244.1.7"), State: "Established", Since: t0.Add(-time.Hour), Imported: 5, Exported: 7, BFD: "Up"}
@@ -21,27 +44,8 @@ func TestPerPeerSeriesFlapsAndBFD(t *testing.T) {
 	src := &sessions{list: []model.Session{mesh, client}}
 	m := New(src)
 	m.now = func() time.Time { return t0 }
-	names := []string{"meshrr_bgp_peer_up", "meshrr_bgp_peer_uptime_seconds", "meshrr_bgp_peer_prefixes_received", "meshrr_bgp_peer_prefixes_sent", "meshrr_bgp_peer_flaps_total", "meshrr_bfd_peer_up", "meshrr_bfd_sessions"}
 	series := func() string {
-		var b strings.Builder
-		mfs, err := m.Registry.Gather()
-		require.NoError(t, err)
-		for _, mf := range mfs {
-			for _, n := range names {
-				if mf.GetName() != n {
-					continue
-				}
-				for _, mt := range mf.GetMetric() {
-					var ls []string
-					for _, l := range mt.GetLabel() {
-						ls = append(ls, l.GetName()+"="+l.GetValue())
-					}
-					v := mt.GetGauge().GetValue() + mt.GetCounter().GetValue()
-					b.WriteString(n + "{" + strings.Join(ls, ",") + "} " + strconv.FormatFloat(v, 'f', -1, 64) + "\n")
-				}
-			}
-		}
-		return b.String()
+		return seriesOf(t, m, "meshrr_bgp_peer_up", "meshrr_bgp_peer_uptime_seconds", "meshrr_bgp_peer_prefixes_received", "meshrr_bgp_peer_prefixes_sent", "meshrr_bgp_peer_flaps_total", "meshrr_bfd_peer_up", "meshrr_bfd_sessions")
 	}
 	got := series()
 	// mesh peers by default; the client group is aggregated only
@@ -77,4 +81,49 @@ func TestPerPeerSeriesFlapsAndBFD(t *testing.T) {
 	n, err := testutil.GatherAndCount(m.Registry, "meshrr_bgp_peer_up")
 	require.NoError(t, err)
 	assert.Equal(t, 2, n)
+}
+
+// Import update counts: per peer as the daemon has them (a session's
+// counts start again when it restarts), and per group added up by the
+// agent across reads, restarts and sessions that come and go, so that the
+// group's series only grow; client groups get the group series only.
+func TestImportUpdatesPerPeerAndAddedUpPerGroup(t *testing.T) {
+	mesh := model.Session{Group: "mesh", Peer: netip.MustParseAddr("10.244.1.7"), State: "Established",
+		Updates: &model.ImportUpdates{Received: 10, Accepted: 10}}
+	c1 := model.Session{Group: "routers", Peer: netip.MustParseAddr("172.19.0.9"), State: "Established",
+		Updates: &model.ImportUpdates{Received: 5, Filtered: 2, Accepted: 3}}
+	c2 := model.Session{Group: "routers", Peer: netip.MustParseAddr("172.19.0.10"), State: "Established",
+		Updates: &model.ImportUpdates{Received: 4, Rejected: 1, Ignored: 1, Accepted: 2}}
+	src := &sessions{list: []model.Session{mesh, c1, c2}}
+	m := New(src)
+	series := func() string {
+		return seriesOf(t, m, "meshrr_bgp_peer_import_updates_total", "meshrr_bgp_import_updates_total")
+	}
+	got := series()
+	assert.Contains(t, got, "meshrr_bgp_peer_import_updates_total{group=mesh,peer=10.244.1.7,result=received} 10\n")
+	assert.Contains(t, got, "meshrr_bgp_import_updates_total{group=routers,result=received} 9\n")
+	assert.Contains(t, got, "meshrr_bgp_import_updates_total{group=routers,result=filtered} 2\n")
+	assert.Contains(t, got, "meshrr_bgp_import_updates_total{group=routers,result=rejected} 1\n")
+	assert.NotContains(t, got, "172.19.0.9", "client sessions are not per peer unless the group opts in")
+
+	// c1 received 3 more (1 filtered); c2 restarted (a new start time)
+	// and has received 6 since, more than before; a read between scrapes
+	// counts the same once
+	c1.Updates = &model.ImportUpdates{Received: 8, Filtered: 3, Accepted: 5}
+	c2.Updates, c2.Since = &model.ImportUpdates{Received: 6, Accepted: 6}, c2.Since.Add(time.Minute)
+	m.ObserveSessions([]model.Session{mesh, c1, c2})
+	src.list = []model.Session{mesh, c1, c2}
+	got = series()
+	assert.Contains(t, got, "meshrr_bgp_import_updates_total{group=routers,result=received} 18\n", "9 + 3 + 6")
+	assert.Contains(t, got, "meshrr_bgp_import_updates_total{group=routers,result=filtered} 3\n")
+	assert.Contains(t, got, "meshrr_bgp_import_updates_total{group=routers,result=accepted} 13\n", "5 + 2 + 6")
+
+	// c2 goes away and comes back with 1 (a spawned client session: its
+	// start time is new): counted from 0 again
+	src.list = []model.Session{mesh, c1}
+	series()
+	c2.Updates, c2.Since = &model.ImportUpdates{Received: 1, Accepted: 1}, c2.Since.Add(time.Minute)
+	src.list = []model.Session{mesh, c1, c2}
+	assert.Contains(t, series(), "meshrr_bgp_import_updates_total{group=routers,result=received} 19\n")
+	assert.Contains(t, series(), "meshrr_bgp_peer_import_updates_total{group=mesh,peer=10.244.1.7,result=accepted} 10\n", "the mesh's counts unchanged")
 }

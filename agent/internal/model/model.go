@@ -420,6 +420,26 @@ type Session struct {
 	// BFD is the state of the session's BFD session (Up, Down, Init,
 	// AdminDown), "" without one.
 	BFD string `json:"bfd,omitempty"`
+	// Updates counts the route updates the session received since it
+	// came up, where the daemon counts them (nil: it does not).
+	Updates *ImportUpdates `json:"importUpdates,omitempty"`
+}
+
+// ImportUpdates counts the route updates a session received, as BIRD's
+// "Import updates" row has them: Received, of which Rejected as invalid,
+// Filtered by the import policy, Ignored (no change, or kept out by a
+// prefix limit with action block) and Accepted.
+type ImportUpdates struct {
+	Received int64 `json:"received"`
+	Rejected int64 `json:"rejected"`
+	Filtered int64 `json:"filtered"`
+	Ignored  int64 `json:"ignored"`
+	Accepted int64 `json:"accepted"`
+}
+
+// Add adds o to u (the channels of one session).
+func (u *ImportUpdates) Add(o ImportUpdates) {
+	u.Received, u.Rejected, u.Filtered, u.Ignored, u.Accepted = u.Received+o.Received, u.Rejected+o.Rejected, u.Filtered+o.Filtered, u.Ignored+o.Ignored, u.Accepted+o.Accepted
 }
 
 // Established reports whether the session is up. The JSON form carries it

@@ -58,7 +58,7 @@ func New(c config.BirdBackend) *Backend {
 func Bootstrap(routerID netip.Addr, include []string) []byte {
 	var b strings.Builder
 	b.WriteString("# Written by meshrr-agent init; replaced by the agent's first apply.\n")
-	fmt.Fprintf(&b, "router id %s;\n", routerID)
+	fmt.Fprintf(&b, "router id %s;\n%s\n", routerID, logStatement)
 	for _, inc := range include {
 		fmt.Fprintf(&b, "include %q;\n", inc)
 	}
@@ -183,6 +183,7 @@ func (b *Backend) Sessions(ctx context.Context) ([]model.Session, error) {
 			Imported:   p.Imported,
 			Exported:   p.Exported,
 			BFD:        bfd[p.Neighbor],
+			Updates:    p.Updates,
 		})
 	}
 	return out, nil

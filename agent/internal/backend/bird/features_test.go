@@ -213,3 +213,57 @@ func TestBFDWithdrawsAFrozenRoutersRoutesBeforeTheHoldTimer(t *testing.T) {
 		withBFD.Round(time.Millisecond), withHold.Round(time.Millisecond), float64(withHold)/float64(withBFD))
 	assert.Less(t, withBFD, withHold, "BFD must notice before the hold timer")
 }
+
+// The import update counts of a real BIRD session, as the agent reads
+// them (model.Session.Updates, which the metrics export): a router
+// announces four prefixes to a client group whose import policy rejects
+// one and whose prefix limit (action block) keeps one more out (BIRD
+// counts that one as ignored).
+func TestImportUpdateCountsFromRealBIRD(t *testing.T) {
+	r := &rr{lab: birdlab.Start(t, "counts-rr", "127.0.10.122"), pod: "counts-rr", ns: "edge"}
+	r.apply(t, model.Snapshot{Synced: true, Members: []model.Member{{Namespace: "edge", Group: "edge.edge", Pod: "counts-rr", Addrs: []netip.Addr{netip.MustParseAddr("127.0.10.122")}}}}, `
+apiVersion: meshrr.io/v1alpha1
+kind: AgentConfig
+identity: {asn: 65000}
+mesh: {group: edge.edge}
+clients:
+  - {name: counted, ranges: [127.0.10.124/30], maxPrefixes: 2, maxPrefixAction: block}
+policy:
+  - {name: no-bogus, from: [counted], matchPrefixes: [{prefix: 10.66.9.0/24}], action: reject}
+`)
+	router := birdlab.Start(t, "counts-router", "127.0.10.125")
+	router.AddInclude(t, "announce", `protocol static announce {
+  ipv4;
+  route 10.66.0.0/24 blackhole;
+  route 10.66.1.0/24 blackhole;
+  route 10.66.2.0/24 blackhole;
+  route 10.66.9.0/24 blackhole;
+}
+protocol bgp to_rr {
+  local 127.0.10.125 as 65000;
+  neighbor 127.0.10.122 as 65000;
+  strict bind yes;
+  connect delay time 1;
+  connect retry time 1;
+  ipv4 { import none; export all; };
+}
+`)
+	var got model.ImportUpdates
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		for _, s := range r.sessions(c) {
+			if s.Group == "counted" && s.Peer == netip.MustParseAddr("127.0.10.125") {
+				if assert.NotNil(c, s.Updates, "no counts read") {
+					got = *s.Updates
+					assert.EqualValues(c, 4, got.Received)
+				}
+				return
+			}
+		}
+		assert.Fail(c, "no session with the router")
+	}, 20*time.Second, 200*time.Millisecond)
+	t.Logf("import updates of the router's session: %+v", got)
+	assert.EqualValues(t, 1, got.Filtered, "the prefix the import policy rejects")
+	assert.EqualValues(t, 2, got.Accepted, "the prefix limit (2, block) keeps one out")
+	assert.EqualValues(t, 1, got.Ignored, "BIRD counts the route the limit blocks as ignored")
+	assert.Zero(t, got.Rejected, "no invalid route")
+}

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/meshrr/meshrr/agent/internal/model"
 )
 
 // Protocol is one entry of `show protocols all`.
@@ -28,6 +30,9 @@ type Protocol struct {
 	Restarting bool
 	Imported   int
 	Exported   int
+	// Updates sums the "Import updates" rows of the protocol's channels
+	// (nil: none shown).
+	Updates *model.ImportUpdates
 }
 
 // sinceLayout matches `timeformat protocol iso long ms`, which the agent's
@@ -98,6 +103,13 @@ func ParseProtocols(lines []Line, loc *time.Location) []Protocol {
 				imp, exp := parseRoutes(val)
 				cur.Imported += imp
 				cur.Exported += exp
+			case "Import updates":
+				if u, ok := parseUpdates(val); ok {
+					if cur.Updates == nil {
+						cur.Updates = &model.ImportUpdates{}
+					}
+					cur.Updates.Add(u)
+				}
 			}
 		}
 	}
@@ -123,6 +135,27 @@ func parseRoutes(s string) (imported, exported int) {
 		}
 	}
 	return imported, exported
+}
+
+// parseUpdates reads an "Import updates" row: received, rejected,
+// filtered, ignored and accepted counts ("---" for none).
+func parseUpdates(s string) (model.ImportUpdates, bool) {
+	f := strings.Fields(s)
+	if len(f) != 5 {
+		return model.ImportUpdates{}, false
+	}
+	var n [5]int64
+	for i, v := range f {
+		if v == "---" {
+			continue
+		}
+		x, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || x < 0 {
+			return model.ImportUpdates{}, false
+		}
+		n[i] = x
+	}
+	return model.ImportUpdates{Received: n[0], Rejected: n[1], Filtered: n[2], Ignored: n[3], Accepted: n[4]}, true
 }
 
 // codeBFDSessions marks the rows of `show bfd sessions`.

@@ -69,6 +69,7 @@ func TestParseProtocolsReadsStateNeighborsAndRoutes(t *testing.T) {
 		Description: "meshrr:mesh core/core-a-0",
 		BGPState:    "Established", Neighbor: netip.MustParseAddr("127.0.0.11"), NeighborAS: 65000,
 		Imported: 2, Exported: 0,
+		Updates: &model.ImportUpdates{Received: 2, Accepted: 2},
 	}, mesh)
 	up := byName["upstream_127_0_0_13"]
 	assert.Equal(t, "Active", up.BGPState)

@@ -38,6 +38,7 @@ const descPrefix = "meshrr:"
 
 type view struct {
 	RouterID  string
+	Log       string // logStatement
 	Include   []string
 	BFD       bool // a protocol bfd serves the sessions that ask for BFD
 	BindBFD   bool // strict bind of the BFD sockets
@@ -92,12 +93,21 @@ type protocolView struct {
 	Password    string // secret: the session's own key during a key rollover (model.PeerGroup.SessionKeys)
 }
 
+// logStatement sends BIRD's own log to the container's stderr (kubectl
+// logs -c bird): session errors (a hold timer expired, a notification sent
+// or received), reconfigurations, and what peers send that BIRD refuses
+// (rate-limited by BIRD itself); no trace or debug lines, so sessions
+// coming up are not logged. Without a log statement BIRD logs to syslog,
+// which a pod does not have.
+const logStatement = `# BIRD's log: session errors, reconfigurations and refused input, to stderr (kubectl logs -c bird)
+log stderr { info, remote, warning, error, auth, fatal, bug };`
+
 // Render turns the model into the agent-owned bird.conf. It is pure.
 func Render(m model.Model, o Options) ([]byte, error) {
 	if !m.RouterID.Is4() {
 		return nil, fmt.Errorf("bird: router id %v is not an IPv4 address", m.RouterID)
 	}
-	v := view{RouterID: m.RouterID.String(), Include: o.Include}
+	v := view{RouterID: m.RouterID.String(), Log: logStatement, Include: o.Include}
 	for _, g := range m.Groups {
 		for _, k := range append([]string{g.Password}, slices.Collect(maps.Values(g.SessionKeys))...) {
 			if _, err := backend.Quote(k); err != nil {
