@@ -33,16 +33,17 @@ test: ## everything CI runs, phase by phase with durations (see README)
 deps: ## install what the tests need (bird2, docker.io, debootstrap, jq, bsdextrautils, graphviz, shellcheck) and start dockerd when missing
 	@tests/tools/host-deps.sh
 
-tools: ## build the pinned helm, helm-docs and ct into ~/.cache/meshrr/bin (skipped when up to date)
+tools: ## build the pinned helm, helm-docs, ct and actionlint into ~/.cache/meshrr/bin (skipped when up to date)
 	@tests/tools/go-tools.sh
 
-lint: ## go vet and gofmt check of both modules (the agent at the root, the tests in tests/), the agent module's graph holds only what the agent uses, and shellcheck of every shell script
+lint: tools ## go vet and gofmt check of both modules (the agent at the root, the tests in tests/), the agent module's graph holds only what the agent uses, shellcheck of every shell script, and actionlint of the workflows
 	$(GO) vet ./...
 	$(GO) vet -tags scale ./agent/internal/backend/bird/
 	cd tests && $(GO) vet ./... && $(GO) vet -tags junosyang ./junosyang/ && $(GO) vet -tags 'e2e crpd' ./e2e/
 	@tests/tools/mod-why.sh
 	@test -z "$$(gofmt -l agent tests)" || { gofmt -l agent tests; echo "gofmt needed"; exit 1; }
 	shellcheck -x -P SCRIPTDIR $$(git ls-files '*.sh') .ci/run
+	actionlint -color=false .github/workflows/*.yaml
 
 unit: tools ## unit, golden, real-BIRD integration and chart render tests
 	$(GO) test $(GOTEST_FLAGS) ./...

@@ -13,6 +13,7 @@ trap progress_stop EXIT
 HELM_VERSION=v3.19.2          # Kubernetes 1.34 client libraries
 HELM_DOCS_VERSION=v1.14.2
 CT_VERSION=v3.14.0
+ACTIONLINT_VERSION=v1.7.12    # checks .github/workflows in make lint
 
 fresh() { [ -x "$BIN/$1" ] && [ "$(cat "$BIN/.$1.version" 2>/dev/null)" = "$2" ]; }
 stamp() { echo "$2" >"$BIN/.$1.version"; echo "go-tools: built $1 $2 in $3s"; }
@@ -49,3 +50,5 @@ build_in_module helm "$HELM_VERSION" helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm "$
 build_in_module helm-docs "$HELM_DOCS_VERSION" github.com/norwoodj/helm-docs github.com/norwoodj/helm-docs/cmd/helm-docs
 build_in_module ct "$CT_VERSION" github.com/helm/chart-testing/v3 github.com/helm/chart-testing/v3/ct \
   "-X github.com/helm/chart-testing/v3/ct/cmd.Version=$CT_VERSION"
+build_in_module actionlint "$ACTIONLINT_VERSION" github.com/rhysd/actionlint github.com/rhysd/actionlint/cmd/actionlint \
+  "-X main.version=$ACTIONLINT_VERSION"
