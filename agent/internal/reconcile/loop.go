@@ -154,6 +154,7 @@ func (l *Loop) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-keySwitch:
+			l.keySwitch = time.Time{} // the reconcile sets the next one; a past time never fires again
 		case <-l.Peers.Changes():
 		case <-l.Config.Changes():
 		case <-poll.C:
