@@ -19,10 +19,10 @@ export PATH := $(TOOLS_BIN):$(PATH)
 CHART := charts/meshrr
 EX := examples
 
-.PHONY: help test deps tools unit lint bench fuzz scale scale-loopback scale-reduced junos-yang e2e-crpd crpd-env build base images images-smoke chart-lint chart-docs chart-docs-check kind-images e2e chaos demo idle-cpu
+.PHONY: help test deps tools unit lint bench fuzz scale scale-loopback scale-reduced junos-yang e2e-crpd crpd-env build base images images-smoke release chart-lint chart-docs chart-docs-check kind-images e2e chaos demo idle-cpu
 
-demo: kind-images images tools build ## kind cluster with the 2-regions example; prints BGP sessions and checks the boundary policy at a router, failing when it does not hold (DEMO_TEARDOWN=1 removes it after)
-	@tests/kind/demo.sh
+demo: kind-images images tools build ## kind cluster with the 2-regions example; prints BGP sessions and checks the boundary policy at a router, failing when it does not hold (DEMO_TEARDOWN=1 removes it after; REGISTRY=... VERSION=x.y.z installs a published release)
+	@REGISTRY=$(REGISTRY) VERSION=$(if $(REGISTRY),$(VERSION)) tests/kind/demo.sh
 
 help: ## list targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -33,10 +33,10 @@ test: ## everything CI runs, phase by phase with durations (see README)
 deps: ## install what the tests need (bird2, docker.io, debootstrap, jq, bsdextrautils, graphviz, shellcheck) and start dockerd when missing
 	@tests/tools/host-deps.sh
 
-tools: ## build the pinned helm, helm-docs, ct and actionlint into ~/.cache/meshrr/bin (skipped when up to date)
+tools: ## build the pinned helm, helm-docs, ct, actionlint, crane, yq, syft and the distribution registry into ~/.cache/meshrr/bin (skipped when up to date)
 	@tests/tools/go-tools.sh
 
-lint: tools ## go vet and gofmt check of both modules (the agent at the root, the tests in tests/), the agent module's graph holds only what the agent uses, shellcheck of every shell script, and actionlint of the workflows
+lint: tools ## go vet and gofmt check of both modules (the agent at the root, the tests in tests/), the agent module's graph holds only what the agent uses, shellcheck of every shell script, actionlint of the workflows, and CHANGELOG.md's section for the release notes
 	$(GO) vet ./...
 	$(GO) vet -tags scale ./agent/internal/backend/bird/
 	cd tests && $(GO) vet ./... && $(GO) vet -tags junosyang ./junosyang/ && $(GO) vet -tags 'e2e crpd' ./e2e/
@@ -44,6 +44,7 @@ lint: tools ## go vet and gofmt check of both modules (the agent at the root, th
 	@test -z "$$(gofmt -l agent tests)" || { gofmt -l agent tests; echo "gofmt needed"; exit 1; }
 	shellcheck -x -P SCRIPTDIR $$(git ls-files '*.sh') .ci/run
 	actionlint -color=false .github/workflows/*.yaml
+	@tests/tools/release-notes.sh Unreleased >/dev/null
 
 unit: tools ## unit, golden, real-BIRD integration and chart render tests
 	$(GO) test $(GOTEST_FLAGS) ./...
@@ -125,6 +126,11 @@ images: build base ## agent and BIRD images, no registry needed
 	$(DOCKER_BUILD) --target agent -t $(AGENT_IMAGE) .
 	$(DOCKER_BUILD) --target bird --build-arg BASE=$(BASE_IMAGE) -t $(BIRD_IMAGE) .
 
+release: ## build and push a release: VERSION=x.y.z REGISTRY=host[:port]/path (INSECURE_REGISTRY=1: plain HTTP): the agent for linux/amd64+arm64 as one index and the BIRD image to REGISTRY/agent and REGISTRY/bird, the chart with both pinned by digest to oci://REGISTRY/meshrr; SBOMs and digests in dist/VERSION
+	@VERSION=$(VERSION) REGISTRY=$(REGISTRY) tests/tools/release.sh check
+	@$(MAKE) --no-print-directory images tools
+	@VERSION=$(VERSION) REGISTRY=$(REGISTRY) BIRD_IMAGE=$(BIRD_IMAGE) tests/tools/release.sh
+
 images-smoke: images ## run the images as a pod would (init, BIRD, non-root socket access)
 	@tests/tools/images-smoke.sh $(AGENT_IMAGE) $(BIRD_IMAGE)
 
@@ -144,5 +150,5 @@ idle-cpu: kind-images ## CPU an idle 4-node test cluster uses over one minute, p
 	@tests/kind/idle-cpu.sh
 
 E2E_TIMEOUT ?= 50m
-e2e: kind-images images ## real installs on a kind cluster (KEEP_CLUSTER=1 keeps it; E2E_RUN=regexp selects suites)
+e2e: kind-images images tools ## real installs on a kind cluster (KEEP_CLUSTER=1 keeps it; E2E_RUN=regexp selects suites)
 	cd tests && PATH=$(KIND_BIN):$$PATH $(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v -run '$(or $(E2E_RUN),.)' ./e2e/ 2>&1 | tee $(CURDIR)/e2e.log | grep -E --line-buffered '^(=== RUN|--- |PASS|FAIL|ok )|e2e phase|_test.go:[0-9]+: [^ ]|^ {8}[[:blank:]]'; exit $${PIPESTATUS[0]}

@@ -57,6 +57,7 @@ func TestInvalidValuesFailNamingTheField(t *testing.T) {
 		{"bad duration", with("groups.core.upstream.group", "x", "groups.core.upstream.release", "o", "groups.core.upstream.gracePeriod", "soon"), []string{"/groups/core/upstream/gracePeriod"}},
 		{"bad client type", with("groups.core.clients.r.ranges[0]", "10.0.0.0/8", "groups.core.clients.r.type", "peer"), []string{"/groups/core/clients/r/type"}},
 		{"bad router id", with("groups.core.identity.routerID", "10.0.0"), []string{"/groups/core/identity/routerID"}},
+		{"image digest not sha256", with("images.agent.digest", "latest"), []string{"/images/agent/digest", "does not match pattern"}},
 		{"release.group id too long", with("groups.abcdefghijabcdefghij.identity.asn", "1"), nil},
 	}
 	for _, tc := range cases {

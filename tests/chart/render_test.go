@@ -1177,3 +1177,50 @@ func TestDaemonSetsCarryTheTermTheUninstallHookTurns(t *testing.T) {
 		assert.Nil(t, w.template.Spec.Affinity.NodeAffinity, "%s: only DaemonSets are stopped that way", w.name)
 	}
 }
+
+// A digest in the values pins every container of the release, hooks
+// included, to that image (repository:tag@digest); without one the reference
+// is repository:tag, the tag defaulting to the chart's appVersion.
+func TestImageDigestPinsEveryContainer(t *testing.T) {
+	agent := "sha256:" + strings.Repeat("a1", 32)
+	bird := "sha256:" + strings.Repeat("b2", 32)
+	files := []string{example("2regions-hrr", "values.yaml"), example("2regions-hrr", "values-lothlorien.yaml")}
+	for _, tc := range []struct {
+		name      string
+		set       map[string]string
+		wantAgent string
+		wantBird  string
+	}{
+		{"pinned", map[string]string{"images.agent.repository": "reg.example/meshrr/agent", "images.agent.tag": "1.2.3", "images.agent.digest": agent, "images.bird.digest": bird},
+			"reg.example/meshrr/agent:1.2.3@" + agent, "meshrr/bird:dev@" + bird},
+		{"by tag", nil, "meshrr/agent:dev", "meshrr/bird:dev"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := render(t, "x", "meshrr", files, tc.set)
+			var specs []corev1.PodSpec
+			for _, w := range workloads(r) {
+				specs = append(specs, w.template.Spec)
+			}
+			for _, j := range all[*batchv1.Job](r) {
+				specs = append(specs, j.Spec.Template.Spec)
+			}
+			seen := map[string]int{}
+			for _, s := range specs {
+				for _, c := range append(append([]corev1.Container{}, s.InitContainers...), s.Containers...) {
+					switch {
+					case strings.Contains(c.Image, "/agent"):
+						assert.Equal(t, tc.wantAgent, c.Image, c.Name)
+						seen["agent"]++
+					case strings.Contains(c.Image, "/bird"):
+						assert.Equal(t, tc.wantBird, c.Image, c.Name)
+						seen["bird"]++
+					default:
+						t.Errorf("container %s runs %s, neither of the chart's images", c.Name, c.Image)
+					}
+				}
+			}
+			assert.Positive(t, seen["agent"])
+			assert.Positive(t, seen["bird"])
+		})
+	}
+}

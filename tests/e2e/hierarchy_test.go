@@ -5,6 +5,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -149,40 +150,79 @@ func routerConf(id string, rrs []string, announce map[string]string) string {
 // the large community 65000:1:103 is re-tagged 65000:2:103 and 65000:199
 // removed on the way out, untagged routes reach every client; each region RR peers with at most
 // maxPeers core RRs, on different sides.
-func TestHierarchyAndBoundaryPolicy(t *testing.T) {
-	coreNS := namespace(t, "e2e-core")
-	lothNS := namespace(t, "e2e-loth")
-	mirkNS := namespace(t, "e2e-mirk")
+// chartSource is where helm takes the chart from: the tree's chart
+// directory, or a published one (oci://...) with the flags to reach it.
+type chartSource struct {
+	ref  string
+	args []string // after install and upgrade, e.g. --version and --plain-http
+}
+
+// options are the helm options of an install or upgrade from src.
+func (src chartSource) options(opts *k8s.KubectlOptions, files []string, set map[string]string) *helm.Options {
+	o := helmOptions(opts, files, set)
+	for _, cmd := range []string{"install", "upgrade"} {
+		o.ExtraArgs[cmd] = append(o.ExtraArgs[cmd], src.args...)
+	}
+	return o
+}
+
+// hierarchy is examples/2regions-hrr installed in three namespaces: the core
+// (one RR per side) and the two regions (as regionValues runs them).
+type hierarchy struct {
+	coreNS, lothNS, mirkNS *k8s.KubectlOptions
+	cores, loth, mirk      []corev1.Pod
+	src                    chartSource
+}
+
+// installHierarchy installs the core and the regions from src (each region
+// with regionSet too) and waits until every region RR has its two upstream
+// sessions, to core RRs of different sides.
+func installHierarchy(t *testing.T, src chartSource, regionSet map[string]string) *hierarchy {
+	t.Helper()
+	h := &hierarchy{coreNS: namespace(t, "e2e-core"), lothNS: namespace(t, "e2e-loth"), mirkNS: namespace(t, "e2e-mirk"), src: src}
 	// every group behind the chart's NetworkPolicy (on by default, enforced
 	// in the test clusters): the whole hierarchy works through it
-	helm.Install(t, helmOptions(coreNS, []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{
-		"groups.core.downstream.namespaces": fmt.Sprintf("{%s,%s}", lothNS.Namespace, mirkNS.Namespace),
-	}), chart(), "core")
+	helm.Install(t, src.options(h.coreNS, []string{example("2regions-hrr", "values-core.yaml")}, h.coreSet()), src.ref, "core")
 	region := func(opts *k8s.KubectlOptions, name string) {
-		set := netpolValues()
-		set["defaults.upstream.namespace"] = coreNS.Namespace
-		set["defaults.upstream.siblingNamespaces"] = fmt.Sprintf("{%s,%s}", lothNS.Namespace, mirkNS.Namespace)
+		set := maps.Clone(regionSet)
+		if set == nil {
+			set = map[string]string{}
+		}
+		set["defaults.upstream.namespace"] = h.coreNS.Namespace
+		set["defaults.upstream.siblingNamespaces"] = fmt.Sprintf("{%s,%s}", h.lothNS.Namespace, h.mirkNS.Namespace)
 		set["groups."+name+".clients.routers.ranges[0]"] = routerRange()
-		helm.Install(t, helmOptions(opts, regionValues(t, name), set), chart(), name)
+		helm.Install(t, src.options(opts, regionValues(t, name), set), src.ref, name)
 	}
 	start := time.Now()
-	region(lothNS, "lothlorien")
-	region(mirkNS, "mirkwood")
-	coreSel := "app.kubernetes.io/name=meshrr"
-	cores := cluster.WaitReady(t, coreNS, coreSel, 2, 3*time.Minute)
-	loth := cluster.WaitReady(t, lothNS, coreSel, 2, 3*time.Minute)
-	mirk := cluster.WaitReady(t, mirkNS, coreSel, 2, 3*time.Minute)
+	region(h.lothNS, "lothlorien")
+	region(h.mirkNS, "mirkwood")
+	sel := "app.kubernetes.io/name=meshrr"
+	h.cores = cluster.WaitReady(t, h.coreNS, sel, 2, 3*time.Minute)
+	h.loth = cluster.WaitReady(t, h.lothNS, sel, 2, 3*time.Minute)
+	h.mirk = cluster.WaitReady(t, h.mirkNS, sel, 2, 3*time.Minute)
 	logf(t, "hierarchy: core (2 sides) and two regions ready %s after the region installs", time.Since(start).Round(time.Second))
+	h.waitUpstreams(t)
+	return h
+}
 
+// coreSet: the core admits the two regions' namespaces.
+func (h *hierarchy) coreSet() map[string]string {
+	return map[string]string{"groups.core.downstream.namespaces": fmt.Sprintf("{%s,%s}", h.lothNS.Namespace, h.mirkNS.Namespace)}
+}
+
+// waitUpstreams: each region RR on two core RRs of different sides (at
+// most maxPeers, 2).
+func (h *hierarchy) waitUpstreams(t *testing.T) {
+	t.Helper()
 	side := map[string]string{}
-	for _, p := range cores {
+	for _, p := range cluster.Pods(t, h.coreNS, coreSelector) {
 		side[p.Status.PodIP] = p.Labels["meshrr.io/side"]
 	}
 	cluster.Wait(t, "each region RR on two core RRs of different sides", 2*time.Minute, time.Second, func(c *assert.CollectT) {
 		for _, set := range []struct {
 			opts *k8s.KubectlOptions
 			rrs  []string
-		}{{lothNS, podNames(loth)}, {mirkNS, podNames(mirk)}} {
+		}{{h.lothNS, podNames(h.loth)}, {h.mirkNS, podNames(h.mirk)}} {
 			for _, p := range set.rrs {
 				ss, err := cluster.Sessions(t, set.opts, p)
 				if !assert.NoError(c, err) {
@@ -199,6 +239,11 @@ func TestHierarchyAndBoundaryPolicy(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestHierarchyAndBoundaryPolicy(t *testing.T) {
+	h := installHierarchy(t, chartSource{ref: chart()}, netpolValues())
+	coreNS, lothNS, mirkNS, cores, loth, mirk := h.coreNS, h.lothNS, h.mirkNS, h.cores, h.loth, h.mirk
 
 	bp := readBoundary(t)
 	rL := startRouter(t, "loth1", routerConf(routerID(21), []string{loth[0].Status.PodIP}, bp.announce()))

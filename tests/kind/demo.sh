@@ -8,6 +8,11 @@
 # lothlorien RR is deleted and the router must reach its successor at the
 # same address with no route lost; the demo exits 1 when a check fails.
 # DEMO_TEARDOWN=1 deletes everything at the end.
+# REGISTRY=host[:port]/path VERSION=x.y.z installs a published release (make
+# release) instead: the chart from oci://REGISTRY/meshrr, the images pulled
+# by the nodes from the registry (INSECURE_REGISTRY=1: plain HTTP for the
+# chart), nothing of meshrr's loaded into the nodes; NODE_IMAGE picks a
+# published kind node image likewise (cluster.sh).
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -16,7 +21,18 @@ export CLUSTER=${CLUSTER:-meshrr-demo}
 export REUSE_CLUSTER=${REUSE_CLUSTER:-1} # make demo again: the same cluster, releases upgraded
 export PATH=$KIND_WORK/bin:$PATH
 "$here/cluster.sh" up
-"$here/cluster.sh" load "${AGENT_IMAGE:-meshrr/agent:dev}" "${BIRD_IMAGE:-meshrr/bird:dev}"
+chart=$root/charts/meshrr
+chart_args=()
+if [ -n "${REGISTRY:-}" ]; then
+  [[ ${VERSION:-} =~ ^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$ ]] ||
+    { echo "demo: REGISTRY=$REGISTRY needs VERSION=x.y.z, the published release to install (make release VERSION=... REGISTRY=...)" >&2; exit 2; }
+  chart=oci://$REGISTRY/meshrr
+  chart_args=(--version "$VERSION")
+  [ "${INSECURE_REGISTRY:-}" = 1 ] && chart_args+=(--plain-http)
+  log "installing the published release: $chart $VERSION (the nodes pull its images from the registry)"
+else
+  "$here/cluster.sh" load "${AGENT_IMAGE:-meshrr/agent:dev}" "${BIRD_IMAGE:-meshrr/bird:dev}"
+fi
 export KUBECONFIG=$KIND_WORK/kubeconfig-$CLUSTER
 routers=$(docker network inspect kind -f '{{range .IPAM.Config}}{{println .Subnet}}{{end}}' | grep -m1 -v :)
 ex=$root/examples/2regions-hrr
@@ -29,9 +45,9 @@ for ns in core lothlorien mirkwood; do
   kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   kubectl label namespace "$ns" pod-security.kubernetes.io/enforce=restricted --overwrite >/dev/null
 done
-helm upgrade --install core "$root/charts/meshrr" -n core -f "$ex/values-core.yaml" --wait --timeout 300s >/dev/null
+helm upgrade --install core "$chart" "${chart_args[@]}" -n core -f "$ex/values-core.yaml" --wait --timeout 300s >/dev/null
 for region in lothlorien mirkwood; do
-  helm upgrade --install "$region" "$root/charts/meshrr" -n "$region" -f "$ex/values.yaml" -f "$ex/values-$region.yaml" \
+  helm upgrade --install "$region" "$chart" "${chart_args[@]}" -n "$region" -f "$ex/values.yaml" -f "$ex/values-$region.yaml" \
     --set "groups.$region.clients.routers.ranges[0]=$routers" --wait --timeout 300s >/dev/null
 done
 log "all route reflectors ready"

@@ -14,6 +14,12 @@ HELM_VERSION=v3.19.2          # Kubernetes 1.34 client libraries
 HELM_DOCS_VERSION=v1.14.2
 CT_VERSION=v3.14.0
 ACTIONLINT_VERSION=v1.7.12    # checks .github/workflows in make lint
+# make release and its e2e: image assembly and push, the chart's pinned
+# values, the SBOMs, and the local OCI registry the e2e pulls from
+CRANE_VERSION=v0.22.1
+YQ_VERSION=v4.54.3
+SYFT_VERSION=v1.57.2
+REGISTRY_VERSION=v3.1.2
 
 fresh() { [ -x "$BIN/$1" ] && [ "$(cat "$BIN/.$1.version" 2>/dev/null)" = "$2" ]; }
 stamp() { echo "$2" >"$BIN/.$1.version"; echo "go-tools: built $1 $2 in $3s"; }
@@ -52,3 +58,10 @@ build_in_module ct "$CT_VERSION" github.com/helm/chart-testing/v3 github.com/hel
   "-X github.com/helm/chart-testing/v3/ct/cmd.Version=$CT_VERSION"
 build_in_module actionlint "$ACTIONLINT_VERSION" github.com/rhysd/actionlint github.com/rhysd/actionlint/cmd/actionlint \
   "-X main.version=$ACTIONLINT_VERSION"
+build_in_module crane "$CRANE_VERSION" github.com/google/go-containerregistry github.com/google/go-containerregistry/cmd/crane \
+  "-X github.com/google/go-containerregistry/cmd/crane/cmd.Version=$CRANE_VERSION"
+build_in_module yq "$YQ_VERSION" github.com/mikefarah/yq/v4 github.com/mikefarah/yq/v4
+build_in_module syft "$SYFT_VERSION" github.com/anchore/syft github.com/anchore/syft/cmd/syft \
+  "-X main.version=$SYFT_VERSION"
+build_in_module registry "$REGISTRY_VERSION" github.com/distribution/distribution/v3 github.com/distribution/distribution/v3/cmd/registry \
+  "-X github.com/distribution/distribution/v3/version.version=$REGISTRY_VERSION"

@@ -300,9 +300,12 @@ Args: dict "root" $ "unit" UNIT.
 {{- toYaml $drain -}}
 {{- end -}}
 
-{{/* Image reference. Args: dict "root" $ "image" IMAGE. */}}
+{{/* Image reference: repository:tag, and @digest when the values pin one
+(the runtime then pulls by digest; the tag stays for the reader). Args: dict
+"root" $ "image" IMAGE. */}}
 {{- define "meshrr.image" -}}
 {{- printf "%s:%s" .image.repository (.image.tag | default .root.Chart.AppVersion) -}}
+{{- with .image.digest }}@{{ . }}{{ end -}}
 {{- end -}}
 
 {{/* Name stem of a group's objects. Args: dict "root" $ "name" GROUP. */}}
