@@ -53,10 +53,10 @@ func publish(t *testing.T, version string) published {
 	for _, k := range []string{"AGENT_IMAGE", "BIRD_IMAGE", "CHART", "CHART_DIGEST", "AGENT_BINARY_SHA256_amd64", "AGENT_BINARY_SHA256_arm64"} {
 		require.NotEmpty(t, p[k], "release.env has no %s:\n%s", k, env)
 	}
-	// each SBOM names what its image holds: the agent's Go modules, BIRD's
-	// Debian package
+	// each SBOM names what its image holds (the agent's Go modules, BIRD's
+	// Debian package), the chart's the images it deploys, by digest
 	for sbom, holds := range map[string]string{"agent-" + version + "-amd64": "github.com/Juniper/go-netconf",
-		"agent-" + version + "-arm64": "github.com/Juniper/go-netconf", "bird-" + version: "bird2"} {
+		"agent-" + version + "-arm64": "github.com/Juniper/go-netconf", "bird-" + version: "bird2", "chart-" + version: "meshrr-agent"} {
 		b, err := os.ReadFile(filepath.Join(dir, "sbom", sbom+".cdx.json"))
 		require.NoError(t, err, "make release wrote no SBOM %s", sbom)
 		var bom struct {
@@ -72,6 +72,12 @@ func publish(t *testing.T, version string) published {
 			names = append(names, c.Name)
 		}
 		assert.Contains(t, names, holds, "the SBOM %s does not list it", sbom)
+		if strings.HasPrefix(sbom, "chart-") {
+			for _, ref := range []string{p["AGENT_IMAGE"], p["BIRD_IMAGE"]} {
+				_, digest, _ := strings.Cut(ref, "@")
+				assert.Contains(t, string(b), strings.Replace(digest, ":", "%3A", 1), "the chart's SBOM does not name %s", ref)
+			}
+		}
 	}
 	logf(t, "release: make release VERSION=%s took %s: agent %s (%s / %s bytes amd64 / arm64), bird %s (%s bytes), chart %s:%s@%s",
 		version, took.Round(100*time.Millisecond), p["AGENT_IMAGE"], p["AGENT_SIZE_amd64"], p["AGENT_SIZE_arm64"],

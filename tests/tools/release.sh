@@ -10,8 +10,9 @@
 #                           values pinning both images by digest
 #
 # and writes into RELEASE_DIR (default dist/VERSION): the chart package, a
-# CycloneDX SBOM of each image (syft, read back from the registry), the agent
-# binaries' SHA-256 and release.env (every reference with its digest).
+# CycloneDX SBOM of each image (syft, read back from the registry) and of the
+# chart (its images by digest), the agent binaries' SHA-256 and release.env
+# (every reference with its digest).
 # INSECURE_REGISTRY=1 talks plain HTTP (a local registry such as the e2e's).
 # Reproducible: the same commit and VERSION give the same agent binaries and
 # the same agent image digest (-trimpath, no build time, a layer tar with
@@ -136,6 +137,22 @@ for platform in "${PLATFORMS[@]}"; do
     -o "cyclonedx-json=$OUT/sbom/agent-$VERSION-${platform#linux/}.cdx.json"
 done
 syft scan -q "registry:$REGISTRY/bird:$VERSION@$bird_digest" -o "cyclonedx-json=$OUT/sbom/bird-$VERSION.cdx.json"
+# the chart holds no software of its own (syft finds nothing in it): its
+# SBOM names the chart package and the two images it deploys, by digest
+# (package URLs of type oci), and syft must read it back as CycloneDX
+purl() { printf 'pkg:oci/%s@%s?repository_url=%s' "$1" "${2/:/%3A}" "$3"; }
+jq -n --arg v "$VERSION" --arg chart "$(purl meshrr "$chart_digest" "$REGISTRY/meshrr")" \
+  --arg sha "$(sha256sum "$pkg" | cut -d' ' -f1)" \
+  --arg agent "$(purl agent "$agent_digest" "$REGISTRY/agent")" --arg bird "$(purl bird "$bird_digest" "$REGISTRY/bird")" '{
+  bomFormat: "CycloneDX", specVersion: "1.6", version: 1,
+  metadata: {component: {type: "application", "bom-ref": $chart, name: "meshrr", version: $v, purl: $chart,
+    description: "the meshrr Helm chart", hashes: [{alg: "SHA-256", content: $sha}]}},
+  components: [
+    {type: "container", "bom-ref": $agent, name: "meshrr-agent", version: $v, purl: $agent},
+    {type: "container", "bom-ref": $bird, name: "meshrr-bird", version: $v, purl: $bird}],
+  dependencies: [{ref: $chart, dependsOn: [$agent, $bird]}]}' >"$OUT/sbom/chart-$VERSION.cdx.json"
+syft convert -q "$OUT/sbom/chart-$VERSION.cdx.json" -o spdx-json >/dev/null ||
+  fail "syft cannot read the chart's SBOM $OUT/sbom/chart-$VERSION.cdx.json as CycloneDX"
 step "SBOMs: $(cd "$OUT/sbom" && echo *)"
 
 echo "release $VERSION in $(( $(date +%s) - start ))s; written to $OUT:"

@@ -1,0 +1,182 @@
+package fleet
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// This package's loopback blocks: the RR on 127.0.40.1, the fleet's
+// sessions from 127.0.44.0/22 (up to 1,000).
+const (
+	rrAddr     = "127.0.40.1"
+	fleetRange = "127.0.44.0/22"
+)
+
+func source(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{127, 0, byte(44 + i/250), byte(i%250 + 1)})
+}
+
+// routes is session i's n prefixes: /31s in 10.(16+i/256).(i%256).0/24.
+func routes(n int) func(i int) []netip.Prefix {
+	return func(i int) []netip.Prefix {
+		out := make([]netip.Prefix, n)
+		for j := range out {
+			out[j] = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(16 + i/256), byte(i % 256), byte(2 * j)}), 31)
+		}
+		return out
+	}
+}
+
+// startRR runs a real BIRD 2 route reflector for the fleet's range on
+// rrAddr, stopped when the test ends; birdc runs commands on it.
+func startRR(t *testing.T, hold int) (birdc func(args ...string) string, pid int) {
+	t.Helper()
+	if _, err := exec.LookPath("bird"); err != nil {
+		t.Fatalf("bird is not installed (make deps installs bird2): %v", err)
+	}
+	dir := t.TempDir()
+	conf := fmt.Sprintf(`router id %[1]s;
+log stderr { warning, error, fatal, bug };
+protocol device {}
+protocol bgp fleet {
+  local %[1]s as 65000;
+  neighbor range %[3]s internal;
+  dynamic name "c";
+  rr client;
+  hold time %[2]d;
+  ipv4 { import all; export all; };
+}
+`, rrAddr, hold, fleetRange)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "bird.conf"), []byte(conf), 0o644))
+	sock := filepath.Join(dir, "bird.ctl")
+	cmd := exec.Command("bird", "-f", "-c", filepath.Join(dir, "bird.conf"), "-s", sock)
+	var log strings.Builder
+	cmd.Stdout, cmd.Stderr = &log, &log
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("the RR's log:\n%s", log.String())
+		}
+	})
+	birdc = func(args ...string) string {
+		out, _ := exec.Command("birdc", append([]string{"-s", sock}, args...)...).CombinedOutput()
+		return string(out)
+	}
+	require.Eventually(t, func() bool { return strings.Contains(birdc("show", "status"), "Daemon is up") }, 10*time.Second, 50*time.Millisecond, "BIRD did not start:\n%s", log.String())
+	return birdc, cmd.Process.Pid
+}
+
+// waitComplete waits until every session holds every other session's
+// routes, and returns the summary then.
+func waitComplete(t *testing.T, f *Fleet, n int, timeout time.Duration) Summary {
+	t.Helper()
+	var sum Summary
+	require.Eventually(t, func() bool {
+		sum = Summarize(f.Stats(), f.Expected)
+		return sum.Complete == n
+	}, timeout, 20*time.Millisecond, "sessions complete: %+v", sum)
+	return sum
+}
+
+// Every session of the fleet reaches Established at a real BIRD RR from its
+// own address, and holds exactly every other session's routes, counted
+// from the UPDATEs the RR reflected; BIRD agrees on the sessions and on
+// the routes it holds.
+func TestFleetSessionsCountWhatTheRRReflects(t *testing.T) {
+	birdc, _ := startRR(t, 30)
+	const n, per = 20, 50
+	sources := make([]netip.Addr, n)
+	for i := range sources {
+		sources[i] = source(i)
+	}
+	f, err := Start(Config{RR: netip.AddrPortFrom(netip.MustParseAddr(rrAddr), 179), LocalAS: 65000, PeerAS: 65000,
+		Sources: sources, Announce: routes(per), HoldTime: 30 * time.Second})
+	require.NoError(t, err)
+	defer f.Stop()
+	sum := waitComplete(t, f, n, 30*time.Second)
+	assert.Equal(t, n, sum.Established)
+	assert.Equal(t, n*(n-1)*per, sum.Routes)
+	assert.Zero(t, sum.Resets)
+	assert.Zero(t, sum.NotifySent+sum.NotifyRecv+sum.HoldExpiries+sum.Lost)
+	for i, st := range f.Stats() {
+		assert.Equal(t, sources[i], st.Source)
+		assert.Equal(t, (n-1)*per, st.Received, "session %d", i)
+		assert.Equal(t, 1, st.Connects, "session %d", i)
+	}
+	protocols := birdc("show", "protocols")
+	assert.Equal(t, n, strings.Count(protocols, "Established"), "BIRD's own view:\n%s", protocols)
+	assert.Contains(t, birdc("show", "route", "count"), fmt.Sprintf("%d of %d routes for %d networks", n*per, n*per, n*per))
+	t.Logf("fleet of %d sessions, %d routes each: all Established after %s, complete after %s; %d UPDATEs, %d bytes (%.0f per route received)",
+		n, per, sum.LastEstablished.Round(time.Millisecond), sum.LastComplete.Round(time.Millisecond), sum.Updates, sum.UpdateBytes, float64(sum.UpdateBytes)/float64(sum.Routes))
+}
+
+// A session the RR resets is counted, with the NOTIFICATION it received,
+// comes back by itself, and holds every route again; the other sessions
+// are not touched.
+func TestFleetCountsAResetAndRecovers(t *testing.T) {
+	birdc, _ := startRR(t, 30)
+	const n, per = 3, 10
+	sources := []netip.Addr{source(100), source(101), source(102)}
+	f, err := Start(Config{RR: netip.AddrPortFrom(netip.MustParseAddr(rrAddr), 179), LocalAS: 65000, PeerAS: 65000,
+		Sources: sources, Announce: routes(per), HoldTime: 30 * time.Second, Retry: 200 * time.Millisecond})
+	require.NoError(t, err)
+	defer f.Stop()
+	waitComplete(t, f, n, 30*time.Second)
+	// the dynamic protocol of the first session: BIRD names them c1, c2, ...
+	var name string
+	for _, line := range strings.Split(birdc("show", "protocols", "all"), "\n") {
+		if fields := strings.Fields(line); len(fields) > 0 && strings.HasPrefix(fields[0], "c") {
+			name = fields[0]
+		}
+		if strings.Contains(line, "Neighbor address: "+sources[0].String()) && name != "" {
+			break
+		}
+	}
+	require.NotEmpty(t, name)
+	birdc("restart", name)
+	require.Eventually(t, func() bool {
+		st := f.Stats()[0]
+		return st.Resets == 1 && st.Connects == 2 && st.Received == f.Expected(0)
+	}, 30*time.Second, 50*time.Millisecond, "%+v", f.Stats()[0])
+	st := f.Stats()
+	assert.Equal(t, 1, st[0].NotifyRecv, "the RR's Cease")
+	assert.Contains(t, st[0].LastError, "NOTIFICATION received: code 6")
+	for _, other := range st[1:] {
+		assert.Zero(t, other.Resets, "%s", other.Source)
+		assert.Equal(t, 1, other.Connects, "%s", other.Source)
+		// the reset session's routes went and came back
+		assert.Equal(t, (n-1)*per, other.Received)
+	}
+}
+
+// Bad fleets are refused, naming what is wrong.
+func TestFleetRefusesBadConfig(t *testing.T) {
+	rr := netip.AddrPortFrom(netip.MustParseAddr(rrAddr), 179)
+	same := func(int) []netip.Prefix { return []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")} }
+	for name, tc := range map[string]struct {
+		cfg  Config
+		want string
+	}{
+		"no sources":        {Config{RR: rr, LocalAS: 1, PeerAS: 1, Announce: same}, "Sources"},
+		"duplicate prefix":  {Config{RR: rr, LocalAS: 1, PeerAS: 1, Sources: []netip.Addr{source(0), source(1)}, Announce: same}, "announced twice"},
+		"host bits":         {Config{RR: rr, LocalAS: 1, PeerAS: 1, Sources: []netip.Addr{source(0)}, Announce: func(int) []netip.Prefix { return []netip.Prefix{netip.MustParsePrefix("10.0.0.1/24")} }}, "without host bits"},
+		"IPv6 source":       {Config{RR: rr, LocalAS: 1, PeerAS: 1, Sources: []netip.Addr{netip.MustParseAddr("::1")}, Announce: same}, "IPv4 only"},
+		"hold time too low": {Config{RR: rr, LocalAS: 1, PeerAS: 1, Sources: []netip.Addr{source(0)}, Announce: same, HoldTime: time.Second}, "hold time"},
+	} {
+		_, err := Start(tc.cfg)
+		if assert.Error(t, err, name) {
+			assert.Contains(t, err.Error(), tc.want, name)
+		}
+	}
+}
