@@ -11,8 +11,8 @@
 #
 # and writes into RELEASE_DIR (default dist/VERSION): the chart package, a
 # CycloneDX SBOM of each image (syft, read back from the registry) and of the
-# chart (its images by digest), the agent binaries' SHA-256 and release.env
-# (every reference with its digest).
+# chart (its images by digest), the agent binaries (agent-ARCH/) and
+# release.env (every reference with its digest, the binaries' SHA-256).
 # INSECURE_REGISTRY=1 talks plain HTTP (a local registry such as the e2e's).
 # Reproducible: the same commit and VERSION give the same agent binaries and
 # the same agent image digest (-trimpath, no build time, a layer tar with
@@ -82,6 +82,7 @@ for platform in "${PLATFORMS[@]}"; do
   # the same user, entrypoint and command as the Dockerfile's agent target
   ref=$(crane mutate "${crane_flags[@]}" --set-platform "$platform" --user 65532:65532 --entrypoint /meshrr-agent --cmd run \
     "${labels[@]}" --label org.opencontainers.image.title=meshrr-agent -t "$REGISTRY/agent:$VERSION-$arch" "$ref")
+  rm -f "$root.tar" # the binary stays beside release.env; the layer is in the registry
   manifests+=(-m "$ref")
   step "agent $platform: $ref"
 done
