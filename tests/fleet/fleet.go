@@ -7,13 +7,15 @@
 // kilobytes, not a RIB), the UPDATE bytes, and every reset with its cause
 // (NOTIFICATIONs sent and received, hold timer expiries, connections
 // lost). It keeps no RIB and runs no decision process: it is a load and a
-// meter, not a router. Messages are encoded and decoded by GoBGP's packet
-// library.
+// meter, not a router. GoBGP's packet library encodes every message and
+// decodes every one but UPDATEs, of which it decodes each prefix; the
+// fleet steps over their path attributes (updateSections).
 package fleet
 
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -357,6 +359,14 @@ func (s *session) connect(ctx context.Context) (established bool, err error) {
 				return established, res.err
 			}
 		}
+		if res.update {
+			if err := s.update(res.withdrawn, res.nlri, res.size); err != nil {
+				s.count(func(st *Stats) { st.NotifySent++ })
+				_ = s.write(conn, bgp.NewBGPNotificationMessage(err.TypeCode, err.SubTypeCode, err.Data))
+				return established, err
+			}
+			continue
+		}
 		switch body := res.msg.Body.(type) {
 		case *bgp.BGPOpen:
 			if h := time.Duration(body.HoldTime) * time.Second; h < time.Duration(negotiated.Load()) {
@@ -386,16 +396,18 @@ func (s *session) connect(ctx context.Context) (established bool, err error) {
 					return established, err
 				}
 			}
-		case *bgp.BGPUpdate:
-			s.update(body, int(res.msg.Header.Len))
 		}
 	}
 }
 
-// readResult is one message read, or why reading stopped.
+// readResult is one message read, or why reading stopped. UPDATEs come as
+// their withdrawn routes and NLRI sections only (see updateSections).
 type readResult struct {
-	msg *bgp.BGPMessage
-	err error
+	msg             *bgp.BGPMessage
+	withdrawn, nlri []byte
+	update          bool
+	size            int // the message's length, header included
+	err             error
 }
 
 // reader reads and parses messages into out until an error, which it sends
@@ -421,8 +433,12 @@ func (s *session) reader(r *bufio.Reader, conn net.Conn, hold *atomic.Int64, out
 				res.err = bgp.NewMessageError(bgp.BGP_ERROR_MESSAGE_HEADER_ERROR, bgp.BGP_ERROR_SUB_BAD_MESSAGE_LENGTH, nil, fmt.Sprintf("message length %d", h.Len))
 			} else {
 				body := make([]byte, int(h.Len)-bgp.BGP_HEADER_LENGTH)
+				res.size = int(h.Len)
 				if _, err := io.ReadFull(r, body); err != nil {
 					res.err = err
+				} else if h.Type == bgp.BGP_MSG_UPDATE {
+					res.update = true
+					res.withdrawn, res.nlri, res.err = updateSections(body)
 				} else {
 					res.msg, res.err = bgp.ParseBGPBody(h, body)
 					if res.err == nil {
@@ -441,36 +457,73 @@ func (s *session) reader(r *bufio.Reader, conn net.Conn, hold *atomic.Int64, out
 	}
 }
 
-// update counts an UPDATE's routes of the fleet (others are ignored).
-func (s *session) update(u *bgp.BGPUpdate, size int) {
+// updateSections cuts an UPDATE's body into its withdrawn routes and its
+// NLRI (RFC 4271 4.3), stepping over the path attributes by their total
+// length: the fleet counts prefixes and needs no attribute, and decoding
+// every attribute of millions of small UPDATEs cost it more CPU than the
+// RR spent sending them.
+func updateSections(body []byte) (withdrawn, nlri []byte, err error) {
+	malformed := bgp.NewMessageError(bgp.BGP_ERROR_UPDATE_MESSAGE_ERROR, bgp.BGP_ERROR_SUB_MALFORMED_ATTRIBUTE_LIST, nil, "UPDATE section lengths exceed the message")
+	if len(body) < 4 {
+		return nil, nil, malformed
+	}
+	wl := int(binary.BigEndian.Uint16(body))
+	if 2+wl+2 > len(body) {
+		return nil, nil, malformed
+	}
+	al := int(binary.BigEndian.Uint16(body[2+wl:]))
+	if 4+wl+al > len(body) {
+		return nil, nil, malformed
+	}
+	return body[2 : 2+wl], body[4+wl+al:], nil
+}
+
+// update counts an UPDATE's routes of the fleet (others are ignored); each
+// prefix is decoded by GoBGP. A malformed prefix is the error to notify.
+func (s *session) update(withdrawn, nlri []byte, size int) *bgp.MessageError {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats.Updates++
 	s.stats.UpdateBytes += int64(size)
-	for _, w := range u.WithdrawnRoutes {
-		if bit, ok := s.lookup(w); ok && s.have[bit/64]&(1<<(bit%64)) != 0 {
+	walk := func(b []byte, f func(bit int32)) *bgp.MessageError {
+		var p bgp.IPAddrPrefix
+		for len(b) > 0 {
+			if err := p.DecodeFromBytes(b); err != nil {
+				var me *bgp.MessageError
+				if errors.As(err, &me) {
+					return me
+				}
+				return bgp.NewMessageError(bgp.BGP_ERROR_UPDATE_MESSAGE_ERROR, bgp.BGP_ERROR_SUB_INVALID_NETWORK_FIELD, nil, err.Error()).(*bgp.MessageError)
+			}
+			b = b[p.Len():]
+			if a, ok := netip.AddrFromSlice(p.Prefix.To4()); ok {
+				if bit, ok := s.f.index[netip.PrefixFrom(a, int(p.Length))]; ok {
+					f(bit)
+				}
+			}
+		}
+		return nil
+	}
+	if err := walk(withdrawn, func(bit int32) {
+		if s.have[bit/64]&(1<<(bit%64)) != 0 {
 			s.have[bit/64] &^= 1 << (bit % 64)
 			s.stats.Received--
 		}
+	}); err != nil {
+		return err
 	}
-	for _, n := range u.NLRI {
-		if bit, ok := s.lookup(n); ok && s.have[bit/64]&(1<<(bit%64)) == 0 {
+	if err := walk(nlri, func(bit int32) {
+		if s.have[bit/64]&(1<<(bit%64)) == 0 {
 			s.have[bit/64] |= 1 << (bit % 64)
 			s.stats.Received++
 		}
+	}); err != nil {
+		return err
 	}
 	if s.stats.Complete == 0 && s.stats.Received == s.f.expected[s.i] {
 		s.stats.Complete = time.Since(s.f.start)
 	}
-}
-
-func (s *session) lookup(p *bgp.IPAddrPrefix) (int32, bool) {
-	a, ok := netip.AddrFromSlice(p.Prefix.To4())
-	if !ok {
-		return 0, false
-	}
-	bit, ok := s.f.index[netip.PrefixFrom(a, int(p.Length))]
-	return bit, ok
+	return nil
 }
 
 // sendRoutes announces the session's prefixes, as many per UPDATE as fit.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -179,4 +180,47 @@ func TestFleetRefusesBadConfig(t *testing.T) {
 			assert.Contains(t, err.Error(), tc.want, name)
 		}
 	}
+}
+
+// Malformed UPDATEs (as a broken or hostile peer would send) are refused
+// with the UPDATE error to notify, never read past; well-formed ones count
+// exactly the fleet's prefixes, whatever the attributes hold.
+func TestUpdateSectionsAndPrefixesRefuseMalformedInput(t *testing.T) {
+	for name, body := range map[string][]byte{
+		"too short":               {0, 0, 0},
+		"withdrawn past the end":  {0, 9, 0, 0},
+		"attributes past the end": {0, 0, 0, 9, 1},
+	} {
+		_, _, err := updateSections(body)
+		var me *bgp.MessageError
+		if assert.ErrorAs(t, err, &me, name) {
+			assert.Equal(t, uint8(bgp.BGP_ERROR_UPDATE_MESSAGE_ERROR), me.TypeCode, name)
+		}
+	}
+	// two withdrawn /31s of the fleet, 3 attribute bytes skipped, one NLRI
+	body := []byte{0, 10, 31, 10, 16, 0, 0, 31, 10, 16, 0, 2, 0, 3, 0xff, 0xff, 0xff, 31, 10, 16, 1, 4}
+	w, n, err := updateSections(body)
+	require.NoError(t, err)
+	f := &Fleet{index: map[netip.Prefix]int32{}, expected: []int{3}}
+	for i, p := range []string{"10.16.0.0/31", "10.16.0.2/31", "10.16.1.4/31"} {
+		f.index[netip.MustParsePrefix(p)] = int32(i)
+		f.owner = append(f.owner, 1)
+	}
+	s := &session{f: f, have: make([]uint64, 1)}
+	require.Nil(t, s.update(nil, n, len(body)))
+	assert.Equal(t, 1, s.stats.Received, "the NLRI after the skipped attributes")
+	require.Nil(t, s.update(nil, w, len(body))) // the withdrawn section's prefixes, announced
+	assert.Equal(t, 3, s.stats.Received)
+	assert.NotZero(t, s.stats.Complete, "every expected route held")
+	require.Nil(t, s.update(nil, n, len(body)))
+	assert.Equal(t, 3, s.stats.Received, "an announcement again replaces, it does not add")
+	require.Nil(t, s.update(w, nil, len(body)))
+	assert.Equal(t, 1, s.stats.Received)
+	require.Nil(t, s.update(w, nil, len(body)))
+	assert.Equal(t, 1, s.stats.Received, "withdrawing routes it does not hold changes nothing")
+	assert.Equal(t, 5, s.stats.Updates)
+	// a prefix length over 32
+	me := s.update(nil, []byte{33, 10, 16, 0, 0, 0}, 6)
+	require.NotNil(t, me)
+	assert.Equal(t, uint8(3), me.TypeCode)
 }
