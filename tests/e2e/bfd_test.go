@@ -128,19 +128,26 @@ func TestBFDFrozenRouterAndDrain(t *testing.T) {
 			assert.Contains(c, out, plainPrefix)
 		}
 	})
-	m := cluster.Metrics(t, opts, rr)
-	for _, want := range []string{
-		fmt.Sprintf(`meshrr_bgp_peer_up{group="fast",peer="%s"} 1`, fast.Addr),
-		fmt.Sprintf(`meshrr_bfd_peer_up{group="fast",peer="%s"} 1`, fast.Addr),
-		fmt.Sprintf(`meshrr_bgp_peer_up{group="plain",peer="%s"} 1`, plain.Addr),
-		fmt.Sprintf(`meshrr_bgp_peer_up{group="mesh",peer="%s"} 1`, rrs[1]),
-		fmt.Sprintf(`meshrr_bfd_peer_up{group="mesh",peer="%s"} 1`, rrs[1]),
-		`meshrr_bfd_sessions{group="fast",state="Up"} 1`,
-		fmt.Sprintf(`meshrr_bgp_peer_prefixes_received{group="fast",peer="%s"} 1`, fast.Addr),
-	} {
-		assert.Contains(t, m, want, "per-peer metrics of %s agree with the routers", rr)
-	}
-	assert.NotContains(t, m, fmt.Sprintf(`meshrr_bfd_peer_up{group="plain"`), "no BFD series for a group without BFD")
+	// the metrics are the agent's last read of the sessions (at most 2 s
+	// old, read every statePoll): they follow within a few seconds
+	cluster.Wait(t, "the agent's per-peer metrics agree with the routers", 30*time.Second, time.Second, func(c *assert.CollectT) {
+		m, err := cluster.MetricsE(t, opts, rr)
+		if !assert.NoError(c, err) {
+			return
+		}
+		for _, want := range []string{
+			fmt.Sprintf(`meshrr_bgp_peer_up{group="fast",peer="%s"} 1`, fast.Addr),
+			fmt.Sprintf(`meshrr_bfd_peer_up{group="fast",peer="%s"} 1`, fast.Addr),
+			fmt.Sprintf(`meshrr_bgp_peer_up{group="plain",peer="%s"} 1`, plain.Addr),
+			fmt.Sprintf(`meshrr_bgp_peer_up{group="mesh",peer="%s"} 1`, rrs[1]),
+			fmt.Sprintf(`meshrr_bfd_peer_up{group="mesh",peer="%s"} 1`, rrs[1]),
+			`meshrr_bfd_sessions{group="fast",state="Up"} 1`,
+			fmt.Sprintf(`meshrr_bgp_peer_prefixes_received{group="fast",peer="%s"} 1`, fast.Addr),
+		} {
+			assert.Contains(c, m, want, "per-peer metrics of %s", rr)
+		}
+		assert.NotContains(c, m, `meshrr_bfd_peer_up{group="plain"`, "no BFD series for a group without BFD")
+	})
 
 	// freeze both routers at once; the RR pod records, on the host's clock
 	// (kind nodes share the kernel), when each route leaves its table
