@@ -19,7 +19,7 @@ export PATH := $(TOOLS_BIN):$(PATH)
 CHART := charts/meshrr
 EX := examples
 
-.PHONY: help test deps tools unit lint bench fuzz scale scale-loopback scale-reduced fleet-limit junos-yang e2e-crpd crpd-env build base images images-smoke release chart-lint chart-docs chart-docs-check kind-images e2e chaos demo idle-cpu
+.PHONY: help test deps tools unit lint bench fuzz scale scale-loopback scale-reduced fleet-limit fleet-bin junos-yang e2e-crpd crpd-env build base images images-smoke release chart-lint chart-docs chart-docs-check kind-images e2e chaos demo idle-cpu
 
 demo: kind-images images tools build ## kind cluster with the 2-regions example; prints BGP sessions and checks the boundary policy at a router, failing when it does not hold (DEMO_TEARDOWN=1 removes it after; REGISTRY=... VERSION=x.y.z installs a published release)
 	@REGISTRY=$(REGISTRY) VERSION=$(if $(REGISTRY),$(VERSION)) tests/kind/demo.sh
@@ -75,16 +75,24 @@ SCALE_CLIENTS ?= 500
 scale: scale-loopback kind-images images ## every scale measurement (SCALE_ROUTES IPv4 routes, default 1,000,000; SCALE_CLIENTS, default 500): loopback and kind suites, figures in scale.log and e2e.log
 	MESHRR_SCALE_ROUTES=$(SCALE_ROUTES) MESHRR_SCALE_CLIENTS=$(SCALE_CLIENTS) $(MAKE) --no-print-directory e2e E2E_RUN='^(TestFullTableThroughTheHierarchy|TestFanOutClientsOnOneRR)$$'
 
-SCALE_ROUTES6 ?= 200000
-scale-loopback: ## tables through three RRs with real BIRD on loopback, in a network namespace of their own: direct vs three hops, RR memory per route, withdrawal (SCALE_ROUTES IPv4, SCALE_ROUTES6 IPv6 routes)
+# the client fleet the loopback fan-out suite runs as a process of its own
+# (tests/fleet, in the tests module)
+FLEET_BIN := $(CURDIR)/bin/meshrr-fleet
+fleet-bin:
+	cd tests && CGO_ENABLED=0 $(GO) build -trimpath -o $(FLEET_BIN) ./fleet/cmd/meshrr-fleet
 	$(GO) test -c -tags scale -o $(CURDIR)/bin/bird-scale.test ./agent/internal/backend/bird/
-	MESHRR_SCALE_ROUTES=$(SCALE_ROUTES) MESHRR_SCALE_ROUTES6=$(SCALE_ROUTES6) tests/tools/scale-loopback.sh $(CURDIR)/bin/bird-scale.test $(CURDIR)/scale.log
 
-fleet-limit: ## the daemon's limit on loopback: one BIRD RR and a Go fleet of FLEET_CLIENTS iBGP sessions (default 500) x 100 routes, dialling at once and 8 at a time; RR CPU per export, time to all routes, bytes per route, resets (docs/scale.md)
-	cd tests && MESHRR_FLEET_CLIENTS=$(or $(FLEET_CLIENTS),500) $(GO) test -count=1 -timeout 30m -v -run '^TestFleetAtTheDaemonsLimit$$' ./fleet/ | grep -E --line-buffered 'limit:|^(---|ok|FAIL)|Error'; exit $${PIPESTATUS[0]}
+SCALE_ROUTES6 ?= 200000
+scale-loopback: fleet-bin ## the loopback scale suites, real BIRD in a network namespace of their own: tables through three RRs (direct vs three hops, RR memory per route, withdrawal; SCALE_ROUTES IPv4, SCALE_ROUTES6 IPv6 routes) and one RR serving SCALE_CLIENTS fleet sessions (bare and rendered configuration)
+	MESHRR_SCALE_ROUTES=$(SCALE_ROUTES) MESHRR_SCALE_ROUTES6=$(SCALE_ROUTES6) MESHRR_FLEET_CLIENTS=$(SCALE_CLIENTS) MESHRR_FLEET_BIN=$(FLEET_BIN) \
+	  tests/tools/scale-loopback.sh $(CURDIR)/bin/bird-scale.test $(CURDIR)/scale.log
 
-scale-reduced: ## the loopback scale suites with 100,000 IPv4 and 20,000 IPv6 routes (part of make test: correctness, no timing goals; the kind suites run reduced in make e2e)
-	@$(MAKE) --no-print-directory scale-loopback SCALE_ROUTES=100000 SCALE_ROUTES6=20000
+fleet-limit: fleet-bin ## the daemon's limit on loopback: one BIRD RR, bare and as meshrr renders it, and a Go fleet of FLEET_CLIENTS iBGP sessions (default 500) x 100 routes, dialling at once and 8 at a time; RR CPU per export, time to all routes, bytes per route, resets (docs/scale.md)
+	MESHRR_FLEET_CLIENTS=$(or $(FLEET_CLIENTS),500) MESHRR_FLEET_BIN=$(FLEET_BIN) \
+	  tests/tools/scale-loopback.sh $(CURDIR)/bin/bird-scale.test $(CURDIR)/fleet.log '^TestScaleFleetOnOneRR$$'
+
+scale-reduced: ## the loopback scale suites with 100,000 IPv4 and 20,000 IPv6 routes and 50 fleet sessions (part of make test: correctness, no timing goals; the kind suites run reduced in make e2e)
+	@$(MAKE) --no-print-directory scale-loopback SCALE_ROUTES=100000 SCALE_ROUTES6=20000 SCALE_CLIENTS=50
 
 # execution counts, not durations: Go 1.26's fuzz coordinator can report a
 # spurious "context deadline exceeded" when a duration budget ends while a

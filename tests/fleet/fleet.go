@@ -57,11 +57,18 @@ type Config struct {
 
 // Stats is one session's record since the fleet started.
 type Stats struct {
-	Source      netip.Addr
+	Source netip.Addr
+	// Expected is how many routes the session holds when it has every
+	// other session's.
+	Expected    int
 	Established time.Duration // since the start, when it first was; 0: never
 	// Complete is since the start when the session first held every route
 	// of the other sessions; 0: not yet.
-	Complete     time.Duration
+	Complete time.Duration
+	// Up is since the start when the session last became Established (0
+	// while it is not), Full when it last came to hold every route (0
+	// while it does not): after an RR restart, they time the recovery.
+	Up, Full     time.Duration
 	Connects     int   // times Established
 	Received     int   // routes of the fleet it holds now
 	Updates      int   // UPDATE messages received
@@ -69,6 +76,7 @@ type Stats struct {
 	NotifySent   int   // NOTIFICATIONs it sent (hold timer expiry, bad input)
 	NotifyRecv   int   // NOTIFICATIONs the RR sent
 	HoldExpiries int
+	DialErrors   int // connection attempts that failed (no TCP handshake within 5 s, refused)
 	OpenTimeouts int // connections that got no OPEN within OpenTimeout
 	Lost         int // sessions ended otherwise (connection reset, EOF)
 	// Resets is how often an Established session ended while the fleet
@@ -81,8 +89,7 @@ type Stats struct {
 type Fleet struct {
 	cfg      Config
 	start    time.Time
-	index    map[netip.Prefix]int32 // every prefix of the fleet -> bit
-	owner    []int32                // bit -> the session announcing it
+	index    map[netip.Prefix]int32 // every prefix of the fleet -> its bit
 	expected []int                  // routes session i should hold
 	cancel   context.CancelFunc
 	done     sync.WaitGroup
@@ -128,21 +135,20 @@ func Start(cfg Config) (*Fleet, error) {
 			if _, dup := f.index[p]; dup {
 				return nil, fmt.Errorf("fleet: %s announced twice: every prefix of the fleet must be distinct", p)
 			}
-			f.index[p] = int32(len(f.owner))
-			f.owner = append(f.owner, int32(i))
+			f.index[p] = int32(len(f.index))
 		}
 	}
 	f.expected = make([]int, len(cfg.Sources))
 	for i := range cfg.Sources {
-		f.expected[i] = len(f.owner) - len(announce[i])
+		f.expected[i] = len(f.index) - len(announce[i])
 	}
 	f.cfg = cfg
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
 	f.start = time.Now()
 	for i, src := range cfg.Sources {
-		s := &session{f: f, i: i, src: src, announce: announce[i], have: make([]uint64, (len(f.owner)+63)/64)}
-		s.stats.Source = src
+		s := &session{f: f, src: src, announce: announce[i], have: make([]uint64, (len(f.index)+63)/64)}
+		s.stats.Source, s.stats.Expected = src, f.expected[i]
 		f.sessions = append(f.sessions, s)
 		f.done.Add(1)
 		go func() {
@@ -159,10 +165,6 @@ func (f *Fleet) Stop() {
 	f.done.Wait()
 }
 
-// Expected is the number of routes session i holds when it has every
-// other session's.
-func (f *Fleet) Expected(i int) int { return f.expected[i] }
-
 // Stats is every session's record, in the order of Config.Sources.
 func (f *Fleet) Stats() []Stats {
 	out := make([]Stats, len(f.sessions))
@@ -176,10 +178,14 @@ func (f *Fleet) Stats() []Stats {
 
 // Summary adds the sessions up.
 type Summary struct {
+	// Established and Complete count the sessions up and holding every
+	// route now; LastEstablished and LastComplete are the latest of their
+	// Up and Full (when the slowest got there, the last time it did).
 	Sessions, Established, Complete int
-	LastEstablished, LastComplete   time.Duration // the slowest session's
+	LastEstablished, LastComplete   time.Duration
 	Resets, NotifySent, NotifyRecv  int
 	HoldExpiries, OpenTimeouts      int
+	DialErrors                      int
 	Lost                            int
 	Updates                         int
 	UpdateBytes                     int64
@@ -187,23 +193,24 @@ type Summary struct {
 }
 
 // Summarize is Stats added up.
-func Summarize(all []Stats, expected func(i int) int) Summary {
+func Summarize(all []Stats) Summary {
 	var s Summary
 	s.Sessions = len(all)
-	for i, st := range all {
-		if st.Established > 0 && st.Connects > 0 {
+	for _, st := range all {
+		if st.Up > 0 {
 			s.Established++
-			s.LastEstablished = max(s.LastEstablished, st.Established)
+			s.LastEstablished = max(s.LastEstablished, st.Up)
 		}
-		if st.Complete > 0 && st.Received == expected(i) {
+		if st.Full > 0 {
 			s.Complete++
-			s.LastComplete = max(s.LastComplete, st.Complete)
+			s.LastComplete = max(s.LastComplete, st.Full)
 		}
 		s.Resets += st.Resets
 		s.NotifySent += st.NotifySent
 		s.NotifyRecv += st.NotifyRecv
 		s.HoldExpiries += st.HoldExpiries
 		s.OpenTimeouts += st.OpenTimeouts
+		s.DialErrors += st.DialErrors
 		s.Lost += st.Lost
 		s.Updates += st.Updates
 		s.UpdateBytes += st.UpdateBytes
@@ -215,13 +222,12 @@ func Summarize(all []Stats, expected func(i int) int) Summary {
 // session is one client of the fleet.
 type session struct {
 	f        *Fleet
-	i        int
 	src      netip.Addr
 	announce []netip.Prefix
 
 	mu    sync.Mutex
 	stats Stats
-	have  []uint64 // bitmap over f.owner: the routes it holds now
+	have  []uint64 // bitmap over f.index: the routes it holds now
 
 	wmu sync.Mutex // one writer at a time on the connection
 	// release gives back the connecting token (MaxConnecting) once
@@ -242,7 +248,7 @@ func (s *session) run(ctx context.Context) {
 			}
 		}
 		clear(s.have)
-		s.stats.Received = 0
+		s.stats.Received, s.stats.Up, s.stats.Full = 0, 0, 0
 		s.mu.Unlock()
 		select {
 		case <-ctx.Done():
@@ -280,6 +286,9 @@ func (s *session) connect(ctx context.Context) (established bool, err error) {
 	d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(s.src, 0)), Timeout: 5 * time.Second}
 	conn, err := d.DialContext(ctx, "tcp", cfg.RR.String())
 	if err != nil {
+		if ctx.Err() == nil {
+			s.count(func(st *Stats) { st.DialErrors++ })
+		}
 		return false, err
 	}
 	defer conn.Close()
@@ -388,8 +397,9 @@ func (s *session) connect(ctx context.Context) (established bool, err error) {
 				}
 				s.count(func(st *Stats) {
 					st.Connects++
+					st.Up = time.Since(s.f.start)
 					if st.Established == 0 {
-						st.Established = time.Since(s.f.start)
+						st.Established = st.Up
 					}
 				})
 				if err := s.sendRoutes(conn); err != nil {
@@ -520,8 +530,14 @@ func (s *session) update(withdrawn, nlri []byte, size int) *bgp.MessageError {
 	}); err != nil {
 		return err
 	}
-	if s.stats.Complete == 0 && s.stats.Received == s.f.expected[s.i] {
-		s.stats.Complete = time.Since(s.f.start)
+	switch {
+	case s.stats.Received != s.stats.Expected:
+		s.stats.Full = 0
+	case s.stats.Full == 0:
+		s.stats.Full = time.Since(s.f.start)
+		if s.stats.Complete == 0 {
+			s.stats.Complete = s.stats.Full
+		}
 	}
 	return nil
 }
@@ -572,4 +588,54 @@ func (s *session) write(conn net.Conn, m *bgp.BGPMessage) error {
 		err = fmt.Errorf("write: %w", err)
 	}
 	return err
+}
+
+// Addresses is n source addresses in block, 250 per /24 (.1 to .250 of
+// each, in order): session i's is the (i/250)-th /24's address i%250+1.
+func Addresses(block netip.Prefix, n int) ([]netip.Addr, error) {
+	if !block.Addr().Is4() || block.Bits() > 24 || block != block.Masked() {
+		return nil, fmt.Errorf("fleet: source block %s: an IPv4 prefix of /24 or shorter, without host bits", block)
+	}
+	if capacity := 250 << (24 - block.Bits()); n < 1 || n > capacity {
+		return nil, fmt.Errorf("fleet: %d sessions from %s: 1 to %d (250 per /24)", n, block, capacity)
+	}
+	base := binary.BigEndian.Uint32(block.Addr().AsSlice())
+	out := make([]netip.Addr, n)
+	for i := range out {
+		var a [4]byte
+		binary.BigEndian.PutUint32(a[:], base+uint32(i/250)<<8+uint32(i%250+1))
+		out[i] = netip.AddrFrom4(a)
+	}
+	return out, nil
+}
+
+// MaxPrefixes is the most routes Prefixes gives a session.
+const MaxPrefixes = 128
+
+// Prefixes is what session i announces with per routes each (at most
+// MaxPrefixes): /31s in 10.(16+i/256).(i%256).0/24, disjoint per session,
+// for up to 60,000 sessions.
+func Prefixes(per int) func(i int) []netip.Prefix {
+	return func(i int) []netip.Prefix {
+		out := make([]netip.Prefix, min(per, MaxPrefixes))
+		for j := range out {
+			out[j] = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(16 + i/256), byte(i % 256), byte(2 * j)}), 31)
+		}
+		return out
+	}
+}
+
+// Report is the fleet at one moment, as meshrr-fleet writes it for a test
+// outside its process.
+type Report struct {
+	Started  time.Time     // the fleet's start: Stats' durations count from it
+	Elapsed  time.Duration // since the start, when the report was taken
+	Summary  Summary
+	Sessions []Stats
+}
+
+// Report is every session's record now, added up.
+func (f *Fleet) Report() Report {
+	st := f.Stats()
+	return Report{Started: f.start, Elapsed: time.Since(f.start), Summary: Summarize(st), Sessions: st}
 }

@@ -22,20 +22,10 @@ const (
 	fleetRange = "127.0.44.0/22"
 )
 
-func source(i int) netip.Addr {
-	return netip.AddrFrom4([4]byte{127, 0, byte(44 + i/250), byte(i%250 + 1)})
-}
+var sources, _ = Addresses(netip.MustParsePrefix(fleetRange), 1000)
 
-// routes is session i's n prefixes: /31s in 10.(16+i/256).(i%256).0/24.
-func routes(n int) func(i int) []netip.Prefix {
-	return func(i int) []netip.Prefix {
-		out := make([]netip.Prefix, n)
-		for j := range out {
-			out[j] = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(16 + i/256), byte(i % 256), byte(2 * j)}), 31)
-		}
-		return out
-	}
-}
+// source is session i's address in fleetRange.
+func source(i int) netip.Addr { return sources[i] }
 
 // startRR runs a real BIRD 2 route reflector for the fleet's range on
 // rrAddr, stopped when the test ends; birdc runs commands on it.
@@ -84,7 +74,7 @@ func waitComplete(t *testing.T, f *Fleet, n int, timeout time.Duration) Summary 
 	t.Helper()
 	var sum Summary
 	require.Eventually(t, func() bool {
-		sum = Summarize(f.Stats(), f.Expected)
+		sum = Summarize(f.Stats())
 		return sum.Complete == n
 	}, timeout, 20*time.Millisecond, "sessions complete: %+v", sum)
 	return sum
@@ -97,12 +87,8 @@ func waitComplete(t *testing.T, f *Fleet, n int, timeout time.Duration) Summary 
 func TestFleetSessionsCountWhatTheRRReflects(t *testing.T) {
 	birdc, _ := startRR(t, 30)
 	const n, per = 20, 50
-	sources := make([]netip.Addr, n)
-	for i := range sources {
-		sources[i] = source(i)
-	}
 	f, err := Start(Config{RR: netip.AddrPortFrom(netip.MustParseAddr(rrAddr), 179), LocalAS: 65000, PeerAS: 65000,
-		Sources: sources, Announce: routes(per), HoldTime: 30 * time.Second})
+		Sources: sources[:n], Announce: Prefixes(per), HoldTime: 30 * time.Second})
 	require.NoError(t, err)
 	defer f.Stop()
 	sum := waitComplete(t, f, n, 30*time.Second)
@@ -111,7 +97,7 @@ func TestFleetSessionsCountWhatTheRRReflects(t *testing.T) {
 	assert.Zero(t, sum.Resets)
 	assert.Zero(t, sum.NotifySent+sum.NotifyRecv+sum.HoldExpiries+sum.Lost)
 	for i, st := range f.Stats() {
-		assert.Equal(t, sources[i], st.Source)
+		assert.Equal(t, source(i), st.Source)
 		assert.Equal(t, (n-1)*per, st.Received, "session %d", i)
 		assert.Equal(t, 1, st.Connects, "session %d", i)
 	}
@@ -128,9 +114,8 @@ func TestFleetSessionsCountWhatTheRRReflects(t *testing.T) {
 func TestFleetCountsAResetAndRecovers(t *testing.T) {
 	birdc, _ := startRR(t, 30)
 	const n, per = 3, 10
-	sources := []netip.Addr{source(100), source(101), source(102)}
 	f, err := Start(Config{RR: netip.AddrPortFrom(netip.MustParseAddr(rrAddr), 179), LocalAS: 65000, PeerAS: 65000,
-		Sources: sources, Announce: routes(per), HoldTime: 30 * time.Second, Retry: 200 * time.Millisecond})
+		Sources: sources[100:103], Announce: Prefixes(per), HoldTime: 30 * time.Second, Retry: 200 * time.Millisecond})
 	require.NoError(t, err)
 	defer f.Stop()
 	waitComplete(t, f, n, 30*time.Second)
@@ -140,7 +125,7 @@ func TestFleetCountsAResetAndRecovers(t *testing.T) {
 		if fields := strings.Fields(line); len(fields) > 0 && strings.HasPrefix(fields[0], "c") {
 			name = fields[0]
 		}
-		if strings.Contains(line, "Neighbor address: "+sources[0].String()) && name != "" {
+		if strings.Contains(line, "Neighbor address: "+source(100).String()) && name != "" {
 			break
 		}
 	}
@@ -148,17 +133,47 @@ func TestFleetCountsAResetAndRecovers(t *testing.T) {
 	birdc("restart", name)
 	require.Eventually(t, func() bool {
 		st := f.Stats()[0]
-		return st.Resets == 1 && st.Connects == 2 && st.Received == f.Expected(0)
+		return st.Resets == 1 && st.Connects == 2 && st.Received == st.Expected
 	}, 30*time.Second, 50*time.Millisecond, "%+v", f.Stats()[0])
 	st := f.Stats()
 	assert.Equal(t, 1, st[0].NotifyRecv, "the RR's Cease")
 	assert.Contains(t, st[0].LastError, "NOTIFICATION received: code 6")
+	assert.Greater(t, st[0].Up, st[0].Established, "up again after the first time")
+	assert.GreaterOrEqual(t, st[0].Full, st[0].Up, "full again after it came up again")
 	for _, other := range st[1:] {
 		assert.Zero(t, other.Resets, "%s", other.Source)
 		assert.Equal(t, 1, other.Connects, "%s", other.Source)
 		// the reset session's routes went and came back
 		assert.Equal(t, (n-1)*per, other.Received)
 	}
+}
+
+// Source addresses: 250 per /24, .1 to .250, in order; blocks that are not
+// IPv4 prefixes of /24 or shorter, or too small, are refused.
+func TestAddresses(t *testing.T) {
+	got, err := Addresses(netip.MustParsePrefix("10.250.0.0/22"), 1000)
+	require.NoError(t, err)
+	assert.Equal(t, "10.250.0.1", got[0].String())
+	assert.Equal(t, "10.250.0.250", got[249].String())
+	assert.Equal(t, "10.250.1.1", got[250].String())
+	assert.Equal(t, "10.250.3.250", got[999].String())
+	for block, n := range map[string]int{"10.250.0.0/22": 1001, "10.250.0.0/25": 1, "10.250.0.1/22": 1, "fd00::/64": 1, "10.0.0.0/24": 0} {
+		_, err := Addresses(netip.MustParsePrefix(block), n)
+		assert.Error(t, err, "%s x %d", block, n)
+	}
+}
+
+// Connection attempts that fail are counted and retried: no RR listens on
+// the address.
+func TestFleetCountsDialErrors(t *testing.T) {
+	f, err := Start(Config{RR: netip.AddrPortFrom(netip.MustParseAddr("127.0.40.99"), 179), LocalAS: 65000, PeerAS: 65000,
+		Sources: sources[:1], Announce: Prefixes(1), Retry: 20 * time.Millisecond})
+	require.NoError(t, err)
+	defer f.Stop()
+	require.Eventually(t, func() bool { return Summarize(f.Stats()).DialErrors >= 3 }, 10*time.Second, 10*time.Millisecond)
+	st := f.Stats()[0]
+	assert.Zero(t, st.Connects)
+	assert.Contains(t, st.LastError, "connection refused")
 }
 
 // Bad fleets are refused, naming what is wrong.
@@ -201,21 +216,23 @@ func TestUpdateSectionsAndPrefixesRefuseMalformedInput(t *testing.T) {
 	body := []byte{0, 10, 31, 10, 16, 0, 0, 31, 10, 16, 0, 2, 0, 3, 0xff, 0xff, 0xff, 31, 10, 16, 1, 4}
 	w, n, err := updateSections(body)
 	require.NoError(t, err)
-	f := &Fleet{index: map[netip.Prefix]int32{}, expected: []int{3}}
+	f := &Fleet{index: map[netip.Prefix]int32{}}
 	for i, p := range []string{"10.16.0.0/31", "10.16.0.2/31", "10.16.1.4/31"} {
 		f.index[netip.MustParsePrefix(p)] = int32(i)
-		f.owner = append(f.owner, 1)
 	}
-	s := &session{f: f, have: make([]uint64, 1)}
+	s := &session{f: f, have: make([]uint64, 1), stats: Stats{Expected: 3}}
 	require.Nil(t, s.update(nil, n, len(body)))
 	assert.Equal(t, 1, s.stats.Received, "the NLRI after the skipped attributes")
 	require.Nil(t, s.update(nil, w, len(body))) // the withdrawn section's prefixes, announced
 	assert.Equal(t, 3, s.stats.Received)
 	assert.NotZero(t, s.stats.Complete, "every expected route held")
+	assert.Equal(t, s.stats.Complete, s.stats.Full)
 	require.Nil(t, s.update(nil, n, len(body)))
 	assert.Equal(t, 3, s.stats.Received, "an announcement again replaces, it does not add")
 	require.Nil(t, s.update(w, nil, len(body)))
 	assert.Equal(t, 1, s.stats.Received)
+	assert.Zero(t, s.stats.Full, "no longer holding every route")
+	assert.NotZero(t, s.stats.Complete, "the first time stays")
 	require.Nil(t, s.update(w, nil, len(body)))
 	assert.Equal(t, 1, s.stats.Received, "withdrawing routes it does not hold changes nothing")
 	assert.Equal(t, 5, s.stats.Updates)
