@@ -2,13 +2,13 @@
 #
 #   agent  the static meshrr-agent binary on an empty base (FROM scratch);
 #          `make images` builds the binary on the host first (bin/meshrr-agent)
-#   bird   BIRD 2 from Debian on BASE. `make images` builds BASE locally with
-#          debootstrap (tests/tools/make-base.sh, BIRD preinstalled); with a
-#          registry, BASE=debian:bookworm-slim installs bird2 with apt.
+#   bird   BIRD 2 from Debian 13 on BASE. `make images` builds BASE locally
+#          with debootstrap (tests/tools/make-base.sh, BIRD preinstalled);
+#          with a registry, BASE=debian:trixie-slim installs bird2 with apt.
 #
 #   DOCKER_BUILDKIT=0 docker build --target agent -t meshrr/agent:dev .
-#   DOCKER_BUILDKIT=0 docker build --target bird --build-arg BASE=meshrr/base:bookworm -t meshrr/bird:dev .
-ARG BASE=debian:bookworm-slim
+#   DOCKER_BUILDKIT=0 docker build --target bird --build-arg BASE=meshrr/base:trixie -t meshrr/bird:dev .
+ARG BASE=debian:trixie-slim
 
 FROM scratch AS agent
 COPY bin/meshrr-agent /meshrr-agent

@@ -6,8 +6,9 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 IMAGE_TAG ?= dev
 AGENT_IMAGE ?= meshrr/agent:$(IMAGE_TAG)
 BIRD_IMAGE ?= meshrr/bird:$(IMAGE_TAG)
-# local base with BIRD preinstalled, built by debootstrap; BASE_IMAGE=debian:bookworm-slim with a registry
-BASE_IMAGE ?= meshrr/base:bookworm
+# local base (Debian 13) with BIRD 2 preinstalled, built by debootstrap;
+# BASE_IMAGE=debian:trixie-slim with a registry
+BASE_IMAGE ?= meshrr/base:trixie
 DOCKER_BUILD = DOCKER_BUILDKIT=0 docker build -q
 # the one cache folder of the harness (tests/kind/versions.sh, tests/tools/go-tools.sh
 # and the e2e read MESHRR_CACHE): pinned tools, Kubernetes binaries, kubeconfigs
@@ -15,11 +16,14 @@ export MESHRR_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/meshrr
 # pinned tools built from the Go module proxy (tests/tools/go-tools.sh)
 TOOLS_BIN ?= $(MESHRR_CACHE)/bin
 export BIN := $(TOOLS_BIN)
-export PATH := $(TOOLS_BIN):$(PATH)
+# the BIRD releases the images ship, runnable on the host (make daemons):
+# the tests' bird and birdc are those, not the host's
+DAEMONS_BIN := $(MESHRR_CACHE)/daemons/bin
+export PATH := $(DAEMONS_BIN):$(TOOLS_BIN):$(PATH)
 CHART := charts/meshrr
 EX := examples
 
-.PHONY: help test deps tools unit lint bench fuzz scale scale-loopback scale-reduced fleet-limit fleet-bin junos-yang e2e-crpd crpd-env build base images images-smoke release chart-lint chart-docs chart-docs-check kind-images e2e chaos demo idle-cpu
+.PHONY: help test deps tools unit lint bench fuzz scale scale-loopback scale-reduced fleet-limit fleet-bin daemons junos-yang e2e-crpd crpd-env build base images images-smoke release chart-lint chart-docs chart-docs-check kind-images e2e chaos demo idle-cpu
 
 demo: kind-images images tools build ## kind cluster with the 2-regions example; prints BGP sessions and checks the boundary policy at a router, failing when it does not hold (DEMO_TEARDOWN=1 removes it after; REGISTRY=... VERSION=x.y.z installs a published release)
 	@REGISTRY=$(REGISTRY) VERSION=$(if $(REGISTRY),$(VERSION)) tests/kind/demo.sh
@@ -46,7 +50,10 @@ lint: tools ## go vet and gofmt check of both modules (the agent at the root, th
 	actionlint -color=false .github/workflows/*.yaml
 	@tests/tools/release-notes.sh Unreleased >/dev/null
 
-unit: tools ## unit, golden, real-BIRD integration and chart render tests
+daemons: deps ## BIRD 2 and BIRD 3 of the images (Debian 13), unpacked to run on the host for the tests (bird, birdc, bird3, birdc3 in ~/.cache/meshrr/daemons/bin; skipped when up to date)
+	@tests/tools/host-daemons.sh
+
+unit: tools daemons ## unit, golden, real-BIRD integration and chart render tests
 	$(GO) test $(GOTEST_FLAGS) ./...
 	cd tests && $(GO) test $(GOTEST_FLAGS) ./...
 
@@ -83,11 +90,11 @@ fleet-bin:
 	$(GO) test -c -tags scale -o $(CURDIR)/bin/bird-scale.test ./agent/internal/backend/bird/
 
 SCALE_ROUTES6 ?= 200000
-scale-loopback: fleet-bin ## the loopback scale suites, real BIRD in a network namespace of their own: tables through three RRs (direct vs three hops, RR memory per route, withdrawal; SCALE_ROUTES IPv4, SCALE_ROUTES6 IPv6 routes) and one RR serving SCALE_CLIENTS fleet sessions (bare and rendered configuration)
+scale-loopback: fleet-bin daemons ## the loopback scale suites, real BIRD in a network namespace of their own: tables through three RRs (direct vs three hops, RR memory per route, withdrawal; SCALE_ROUTES IPv4, SCALE_ROUTES6 IPv6 routes) and one RR serving SCALE_CLIENTS fleet sessions (bare and rendered configuration)
 	MESHRR_SCALE_ROUTES=$(SCALE_ROUTES) MESHRR_SCALE_ROUTES6=$(SCALE_ROUTES6) MESHRR_FLEET_CLIENTS=$(SCALE_CLIENTS) MESHRR_FLEET_BIN=$(FLEET_BIN) \
 	  tests/tools/scale-loopback.sh $(CURDIR)/bin/bird-scale.test $(CURDIR)/scale.log
 
-fleet-limit: fleet-bin ## the daemon's limit on loopback: one BIRD RR, bare and as meshrr renders it, and a Go fleet of FLEET_CLIENTS iBGP sessions (default 500) x 100 routes, dialling at once and 8 at a time; RR CPU per export, time to all routes, bytes per route, resets (docs/scale.md)
+fleet-limit: fleet-bin daemons ## the daemon's limit on loopback: one BIRD RR, bare and as meshrr renders it, and a Go fleet of FLEET_CLIENTS iBGP sessions (default 500) x 100 routes, dialling at once and 8 at a time; RR CPU per export, time to all routes, bytes per route, resets (docs/scale.md)
 	MESHRR_FLEET_CLIENTS=$(or $(FLEET_CLIENTS),500) MESHRR_FLEET_BIN=$(FLEET_BIN) \
 	  tests/tools/scale-loopback.sh $(CURDIR)/bin/bird-scale.test $(CURDIR)/fleet.log '^TestScaleFleetOnOneRR$$'
 
@@ -131,7 +138,7 @@ topology: build ## the live hierarchy of the demo cluster as an SVG (TOPOLOGY=fi
 	@echo "wrote $(TOPOLOGY)"
 
 base: ## local base image (debootstrap + docker import; skipped when up to date)
-	@if [ "$(BASE_IMAGE)" = meshrr/base:bookworm ]; then tests/tools/make-base.sh $(BASE_IMAGE); fi
+	@if [ "$(BASE_IMAGE)" = meshrr/base:trixie ]; then tests/tools/make-base.sh $(BASE_IMAGE) bird2; fi
 
 images: build base ## agent and BIRD images, no registry needed
 	$(DOCKER_BUILD) --target agent -t $(AGENT_IMAGE) .

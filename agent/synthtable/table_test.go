@@ -107,7 +107,7 @@ func TestWriteBIRD(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "feeder.conf")
 	require.NoError(t, os.WriteFile(p, b.Bytes(), 0o644))
 	if _, err := exec.LookPath("bird"); err != nil {
-		t.Fatalf("bird is not installed (make deps installs bird2): %v", err)
+		t.Fatalf("bird is not on PATH (make daemons provides the BIRD of the images; run the tests through make): %v", err)
 	}
 	out, err := exec.Command("bird", "-p", "-c", p).CombinedOutput()
 	require.NoError(t, err, "bird -p: %s", out)

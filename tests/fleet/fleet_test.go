@@ -32,7 +32,7 @@ func source(i int) netip.Addr { return sources[i] }
 func startRR(t *testing.T, hold int) (birdc func(args ...string) string, pid int) {
 	t.Helper()
 	if _, err := exec.LookPath("bird"); err != nil {
-		t.Fatalf("bird is not installed (make deps installs bird2): %v", err)
+		t.Fatalf("bird is not on PATH (make daemons provides the BIRD of the images; run the tests through make): %v", err)
 	}
 	dir := t.TempDir()
 	conf := fmt.Sprintf(`router id %[1]s;

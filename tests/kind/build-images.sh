@@ -21,15 +21,29 @@ hash_of() { cat "$@" | sha256sum | cut -c1-16; }
 # legacy builder prints a deprecation banner on every build)
 quiet() { local out; out=$("$@" 2>&1) || { echo "$out" >&2; return 1; }; }
 
-rootfs() { # NAME PACKAGES -> $KIND_WORK/rootfs-NAME.tar
-  local name=$1 pkgs=$2 key
-  key=$(echo "$pkgs" | sha256sum | cut -c1-16)
+# rootfs NAME PACKAGES [SUITE [APT_PACKAGES]] -> $KIND_WORK/rootfs-NAME.tar:
+# debootstrap SUITE (default bookworm) with PACKAGES, then apt-get installs
+# APT_PACKAGES in it (apt orders pre-dependencies that debootstrap's
+# resolver does not: trixie's frr pulls systemd in through logrotate)
+rootfs() {
+  local name=$1 pkgs=$2 suite=${3:-bookworm} apt=${4:-} key id
+  id=$pkgs
+  [ "$suite" = bookworm ] || id="$suite $pkgs $apt"
+  key=$(echo "$id" | sha256sum | cut -c1-16)
   done_already "rootfs-$name" "$key" && [ -f "$KIND_WORK/rootfs-$name.tar" ] && return 0
-  log "debootstrap $name root filesystem"
+  log "debootstrap $name root filesystem ($suite)"
   local dir
   dir=$(mktemp -d /tmp/meshrr-rootfs.XXXXXX)
-  debootstrap --variant=minbase --include="$pkgs" bookworm "$dir" "$(debian_mirror)" >"$KIND_WORK/debootstrap-$name.log" 2>&1 ||
+  debootstrap --variant=minbase --include="$pkgs" "$suite" "$dir" "$(debian_mirror)" >"$KIND_WORK/debootstrap-$name.log" 2>&1 ||
     { tail -20 "$KIND_WORK/debootstrap-$name.log" >&2; rm -rf "$dir"; return 1; }
+  if [ -n "$apt" ]; then
+    # no service starts in the chroot
+    printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d" && chmod +x "$dir/usr/sbin/policy-rc.d"
+    chroot "$dir" sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $apt" \
+      >>"$KIND_WORK/debootstrap-$name.log" 2>&1 ||
+      { tail -20 "$KIND_WORK/debootstrap-$name.log" >&2; rm -rf "$dir"; return 1; }
+    rm -f "$dir/usr/sbin/policy-rc.d"
+  fi
   rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/*
   tar -C "$dir" -cf "$KIND_WORK/rootfs-$name.tar" .
   rm -rf "$dir"
@@ -38,7 +52,9 @@ rootfs() { # NAME PACKAGES -> $KIND_WORK/rootfs-NAME.tar
 
 rootfs node systemd,systemd-sysv,dbus,containerd,runc,containernetworking-plugins,iptables,nftables,conntrack,iproute2,ethtool,util-linux,mount,kmod,libseccomp2,pigz,ca-certificates,procps,bash,socat,jq,fuse-overlayfs,e2fsprogs
 rootfs comp iptables,conntrack,ipset,ca-certificates,iproute2
-rootfs frr frr,iproute2,iputils-ping,procps
+# the test routers: Debian 13's FRR 10.3 (the kind node and component
+# images stay on Debian 12 for now)
+rootfs frr iproute2,iputils-ping,procps trixie frr
 
 import_rootfs() { # NAME IMAGE [docker import changes...]
   local name=$1 image=$2 key; shift 2

@@ -5,7 +5,6 @@
 set -euo pipefail
 
 need=()
-command -v bird >/dev/null 2>&1 || need+=(bird2)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 # debootstrap checks Release signatures with the archive keyring (only a recommendation of the package)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap debian-archive-keyring ca-certificates)
@@ -26,4 +25,4 @@ if ! docker info >/dev/null 2>&1; then
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
   docker info >/dev/null 2>&1 || { tail -20 /var/log/meshrr-dockerd.log >&2; echo "host-deps: dockerd did not start" >&2; exit 1; }
 fi
-echo "host-deps: bird $(bird --version 2>&1 | awk '{print $NF}'), docker $(docker version -f '{{.Server.Version}}')"
+echo "host-deps: docker $(docker version -f '{{.Server.Version}}') (the tests' BIRD comes from the images: make daemons)"

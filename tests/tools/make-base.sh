@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Builds the local base image (Debian bookworm with BIRD 2) with debootstrap and
-# `docker import`: no container registry is needed. Skips the build when an
-# image built from this very script already exists (label meshrr.base-hash).
-# Usage: make-base.sh IMAGE
+# Builds a local base image (Debian 13 trixie with BIRD: the bird2 package,
+# or bird3) with debootstrap and `docker import`: no container registry is
+# needed. Skips the build when an image built from this very script and
+# these packages already exists (label meshrr.base-hash).
+# Usage: make-base.sh IMAGE [bird2|bird3]
 set -euo pipefail
-image=${1:?usage: make-base.sh IMAGE}
-packages=bird2,iproute2,procps
-hash=$( (cat "$0"; echo "$packages") | sha256sum | cut -c1-16)
+image=${1:?usage: make-base.sh IMAGE [bird2|bird3]}
+bird=${2:-bird2}
+case $bird in bird2 | bird3) ;; *) echo "base: $bird: the BIRD package is bird2 or bird3" >&2; exit 2 ;; esac
+suite=trixie
+packages=$bird,iproute2,procps
+hash=$( (cat "$0"; echo "$suite $packages") | sha256sum | cut -c1-16)
 
 if [ "$(docker image inspect -f '{{ index .Config.Labels "meshrr.base-hash" }}' "$image" 2>/dev/null)" = "$hash" ]; then
   echo "base: $image is up to date"
@@ -21,8 +25,8 @@ mirror=${DEBIAN_MIRROR:-$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.
 root=$(mktemp -d /tmp/meshrr-base.XXXXXX)
 trap 'rm -rf "$root"' EXIT
 start=$(date +%s)
-echo "base: debootstrap bookworm with $packages (about a minute)"
-debootstrap --variant=minbase --include="$packages" bookworm "$root" "$mirror" >/tmp/meshrr-debootstrap.log 2>&1 ||
+echo "base: debootstrap $suite with $packages (about a minute)"
+debootstrap --variant=minbase --include="$packages" "$suite" "$root" "$mirror" >/tmp/meshrr-debootstrap.log 2>&1 ||
   { tail -20 /tmp/meshrr-debootstrap.log >&2; exit 1; }
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
 tar -C "$root" -c . | docker import \

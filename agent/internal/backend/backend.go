@@ -72,3 +72,23 @@ func Quote(s string) (string, error) {
 	}
 	return `"` + s + `"`, nil
 }
+
+// Checked is a backend that says whether the daemon it drives is one the
+// agent supports; the loop applies nothing to one it does not.
+type Checked interface {
+	// CheckDaemon returns an *UnsupportedError for a daemon the agent does
+	// not support, another error when it cannot tell (the daemon does not
+	// answer).
+	CheckDaemon(ctx context.Context) error
+}
+
+// UnsupportedError is a daemon the agent does not support: which one, and
+// what it supports.
+type UnsupportedError struct {
+	Daemon    string // as the daemon names itself ("BIRD 2.0.12")
+	Supported string // the versions the agent supports, in words
+}
+
+func (e *UnsupportedError) Error() string {
+	return fmt.Sprintf("%s is not supported (meshrr supports %s): run the daemon image the chart ships (images.bird)", e.Daemon, e.Supported)
+}

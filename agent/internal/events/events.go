@@ -24,6 +24,7 @@ const (
 	ReasonDraining           = "Draining"
 	ReasonDrainFailed        = "DrainFailed"
 	ReasonDaemonRestarted    = "DaemonRestarted"
+	ReasonDaemonUnsupported  = "DaemonUnsupported"
 	ReasonLicenseLimit       = "LicenseLimitExceeded"
 	ReasonMemoryLimitLow     = "MemoryLimitLow"
 	ReasonUntrusted          = "UntrustedEndpoints"

@@ -3,8 +3,10 @@ package reconcile
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 
+	"github.com/meshrr/meshrr/agent/internal/backend"
 	"github.com/meshrr/meshrr/agent/internal/events"
 	"github.com/meshrr/meshrr/agent/internal/metrics"
 	"github.com/meshrr/meshrr/agent/internal/model"
@@ -23,6 +25,9 @@ func (l *Loop) apply(ctx context.Context, m model.Model) error {
 		l.Metrics.Applies.WithLabelValues(metrics.ResultUnchanged).Inc()
 		return nil
 	}
+	if err := l.checkDaemon(ctx); err != nil {
+		return err
+	}
 	start := l.now()
 	err = redact(l.Backend.Apply(ctx, out), keys)
 	took := l.now().Sub(start)
@@ -35,5 +40,31 @@ func (l *Loop) apply(ctx context.Context, m model.Model) error {
 	l.applied = out
 	l.Metrics.Applies.WithLabelValues(metrics.ResultApplied).Inc()
 	l.Log.Info("configuration applied", "op", "apply", "duration", took, "bytes", len(out))
+	return nil
+}
+
+// checkDaemon refuses to apply to a daemon the agent does not support
+// (backend.Checked): nothing is applied, the pod stays not ready with the
+// reason, and a Warning Event says which daemon and what is supported,
+// once per daemon seen.
+func (l *Loop) checkDaemon(ctx context.Context) error {
+	c, ok := l.Backend.(backend.Checked)
+	if !ok {
+		return nil
+	}
+	err := c.CheckDaemon(ctx)
+	var unsupported *backend.UnsupportedError
+	switch {
+	case errors.As(err, &unsupported):
+		if msg := err.Error(); msg != l.unsupported {
+			l.unsupported = msg
+			l.Log.Error("daemon not supported; nothing applied", "op", "apply", "error", err)
+			l.Events.Warning(events.ReasonDaemonUnsupported, "%v; nothing is applied to it", err)
+		}
+		return fmt.Errorf("apply: %w", err)
+	case err != nil:
+		return fmt.Errorf("apply: cannot ask the daemon its version: %w", err)
+	}
+	l.unsupported = ""
 	return nil
 }

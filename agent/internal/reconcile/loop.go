@@ -72,6 +72,7 @@ type Loop struct {
 	reported     reported                      // reports.go: what was last reported
 	watched      watched                       // watches.go: the licence and memory limits as last reported
 	startedSeen  time.Time                     // restart.go: when the agent last asked a running daemon its start time
+	unsupported  string                        // apply.go: the unsupported daemon last reported ("": none)
 	draining     bool                          // drain.go: owned by Run
 	pendingSince time.Time                     // the oldest change not applied yet
 	keySwitch    time.Time                     // secrets.go: when a session switches to its next TCP-MD5 key (zero: none)

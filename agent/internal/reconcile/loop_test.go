@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/meshrr/meshrr/agent/config"
+	"github.com/meshrr/meshrr/agent/internal/backend"
 	"github.com/meshrr/meshrr/agent/internal/backend/bird"
 	"github.com/meshrr/meshrr/agent/internal/discovery"
 	"github.com/meshrr/meshrr/agent/internal/events"
@@ -80,13 +81,21 @@ type agent struct {
 	loop      *Loop
 	metrics   *metrics.Metrics
 	events    *recorder
+	wrap      func(*bird.Backend) backend.Backend // what the loop drives (nil: the backend)
 	cancel    context.CancelFunc
 	done      chan struct{}
 }
 
 func startAgent(t *testing.T, client *fake.Clientset, pod, addr, extra string) *agent {
 	t.Helper()
-	a := &agent{pod: pod, lab: birdlab.Start(t, pod, addr), events: &recorder{}}
+	return startAgentWith(t, client, pod, addr, extra, nil)
+}
+
+// startAgentWith starts an agent whose loop drives wrap(the BIRD backend)
+// (nil: the backend itself).
+func startAgentWith(t *testing.T, client *fake.Clientset, pod, addr, extra string, wrap func(*bird.Backend) backend.Backend) *agent {
+	t.Helper()
+	a := &agent{pod: pod, lab: birdlab.Start(t, pod, addr), events: &recorder{}, wrap: wrap}
 	a.cfgPath = filepath.Join(t.TempDir(), "config.yaml")
 	a.statePath = filepath.Join(t.TempDir(), "state.json")
 	a.writeConfig(t, extra)
@@ -120,7 +129,11 @@ func (a *agent) run(t *testing.T, client *fake.Clientset) {
 	kept, err := state.Open(a.statePath)
 	require.NoError(t, err)
 	disc.State = kept
-	a.loop = &Loop{Backend: be, Peers: disc, Config: a.watcher, Self: plan.Self{Name: a.pod, Namespace: "core", Addrs: []netip.Addr{a.lab.Addr}},
+	var driven backend.Backend = be
+	if a.wrap != nil {
+		driven = a.wrap(be)
+	}
+	a.loop = &Loop{Backend: driven, Peers: disc, Config: a.watcher, Self: plan.Self{Name: a.pod, Namespace: "core", Addrs: []netip.Addr{a.lab.Addr}},
 		Metrics: a.metrics, Events: a.events, Log: log, State: kept}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel, a.done = cancel, make(chan struct{})
@@ -739,4 +752,35 @@ func TestAClientDisabledForItsPrefixLimitStaysOut(t *testing.T) {
 	t.Logf("disabled client kept out across configures and an agent restart; re-enabled -> Established in %s", time.Since(start).Round(10*time.Millisecond))
 	assert.Contains(t, rr.events.all(), "ClientEnabled: regions client 127.0.21.8 admitted again: re-enabled by an operator")
 	assert.Equal(t, 0.0, testutil.ToFloat64(rr.metrics.ClientsDisabled))
+}
+
+// oldDaemon is the real BIRD backend with the daemon's version answered as
+// an unsupported release would (BIRD 2.0.12, Debian 12's).
+type oldDaemon struct{ *bird.Backend }
+
+func (oldDaemon) CheckDaemon(context.Context) error {
+	return bird.Version{Major: 2, Minor: 0, Patch: 12}.Supported()
+}
+
+// An unsupported daemon gets nothing: the agent applies no configuration
+// to it, the pod is not ready with the reason, and one Warning Event says
+// which daemon and what is supported, however often the loop retries.
+func TestAnUnsupportedDaemonGetsNothing(t *testing.T) {
+	pods := map[string]string{"core-0": "127.0.20.91", "core-1": "127.0.20.92"}
+	client := fake.NewClientset(endpointSlice(pods), coreService())
+	a := startAgentWith(t, client, "core-0", pods["core-0"], "", func(b *bird.Backend) backend.Backend { return oldDaemon{b} })
+	before, err := os.ReadFile(a.lab.ConfigFile)
+	require.NoError(t, err)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		err := a.loop.Ready(context.Background(), true)
+		if assert.Error(c, err) {
+			assert.Contains(c, err.Error(), "BIRD 2.0.12 is not supported (meshrr supports BIRD 2.17 or a later 2.x; not BIRD 3 yet)")
+		}
+	}, 10*time.Second, 50*time.Millisecond)
+	time.Sleep(time.Second) // retries meanwhile
+	after, err := os.ReadFile(a.lab.ConfigFile)
+	require.NoError(t, err)
+	assert.Equal(t, string(before), string(after), "nothing applied")
+	assert.Zero(t, testutil.ToFloat64(a.metrics.Applies.WithLabelValues(metrics.ResultApplied)))
+	assert.Equal(t, 1, strings.Count(a.events.all(), "DaemonUnsupported: BIRD 2.0.12 is not supported"), a.events.all())
 }

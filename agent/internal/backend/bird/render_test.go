@@ -31,8 +31,13 @@ func birdParse(t *testing.T, conf []byte) {
 	conf = bytes.ReplaceAll(conf, []byte(config.DefaultBirdInclude), []byte(filepath.Join(dir, "conf.d", "*.conf")))
 	p := filepath.Join(dir, "bird.conf")
 	require.NoError(t, os.WriteFile(p, conf, 0o644))
-	out, err := exec.Command("bird", "-p", "-c", p).CombinedOutput()
-	require.NoError(t, err, "bird -p rejected the configuration: %s\n%s", out, conf)
+	// every supported BIRD (make daemons: BIRD 2 as bird, BIRD 3 as
+	// bird3) parses it, and warns of nothing
+	for _, daemon := range []string{"bird", "bird3"} {
+		out, err := exec.Command(daemon, "-p", "-c", p).CombinedOutput()
+		require.NoError(t, err, "%s -p rejected the configuration (make daemons provides bird and bird3): %s\n%s", daemon, out, conf)
+		require.Empty(t, string(out), "%s -p warned about the configuration:\n%s", daemon, conf)
+	}
 }
 
 func TestRenderGolden(t *testing.T) {

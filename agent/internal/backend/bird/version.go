@@ -1,0 +1,81 @@
+package bird
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+
+	"github.com/meshrr/meshrr/agent/internal/backend"
+)
+
+// codeVersion is the reply line of `show status` that names the daemon
+// ("BIRD 2.17.6").
+const codeVersion = 1000
+
+// Version is a BIRD release.
+type Version struct{ Major, Minor, Patch int }
+
+func (v Version) String() string { return fmt.Sprintf("%d.%d.%d", v.Major, v.Minor, v.Patch) }
+
+// minSupported is the oldest minor release of each supported BIRD major
+// version: the configuration meshrr renders (`authentication md5` beside
+// a password, which 2.0 rejects) and the replies its readers parse are
+// those of BIRD 2.17, the release of Debian 13 the image is built from
+// (docs/operations.md). Every rendering also parses with BIRD 3.1, whose
+// replies the readers do not read right yet: BIRD 3 is refused until they
+// do.
+var minSupported = map[int]int{2: 17}
+
+// SupportedText is minSupported in words.
+const SupportedText = "BIRD 2.17 or a later 2.x; not BIRD 3 yet"
+
+var versionRE = regexp.MustCompile(`^BIRD v?(\d+)\.(\d+)(?:\.(\d+))?`)
+
+// ParseVersion reads the daemon's version from a `show status` reply.
+func ParseVersion(lines []Line) (Version, error) {
+	for _, l := range lines {
+		if l.Code != codeVersion {
+			continue
+		}
+		m := versionRE.FindStringSubmatch(l.Text)
+		if m == nil {
+			return Version{}, fmt.Errorf("bird: show status: cannot read a version in %q", l.Text)
+		}
+		v := Version{}
+		v.Major, _ = strconv.Atoi(m[1])
+		v.Minor, _ = strconv.Atoi(m[2])
+		if m[3] != "" {
+			v.Patch, _ = strconv.Atoi(m[3])
+		}
+		return v, nil
+	}
+	return Version{}, fmt.Errorf("bird: show status names no version: %s", replyText(lines))
+}
+
+// Supported says whether meshrr supports v (an *backend.UnsupportedError
+// when it does not).
+func (v Version) Supported() error {
+	if minor, ok := minSupported[v.Major]; ok && v.Minor >= minor {
+		return nil
+	}
+	return &backend.UnsupportedError{Daemon: "BIRD " + v.String(), Supported: SupportedText}
+}
+
+// Version asks the daemon which release it is.
+func (b *Backend) Version(ctx context.Context) (Version, error) {
+	lines, err := b.client.Cmd(ctx, "show status")
+	if err != nil {
+		return Version{}, err
+	}
+	return ParseVersion(lines)
+}
+
+// CheckDaemon implements backend.Checked.
+func (b *Backend) CheckDaemon(ctx context.Context) error {
+	v, err := b.Version(ctx)
+	if err != nil {
+		return err
+	}
+	return v.Supported()
+}

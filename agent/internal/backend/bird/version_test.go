@@ -1,0 +1,73 @@
+package bird
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshrr/meshrr/agent/internal/backend"
+)
+
+// statusReply is a `show status` reply captured from a real daemon
+// (testdata/show-status-VERSION.txt: the socket's bytes, greeting first).
+func statusReply(t *testing.T, version string) []Line {
+	t.Helper()
+	raw, err := os.ReadFile("testdata/show-status-" + version + ".txt")
+	require.NoError(t, err)
+	r := bufio.NewReader(bytes.NewReader(raw))
+	_, err = readReply(r) // the greeting
+	require.NoError(t, err)
+	lines, err := readReply(r)
+	require.NoError(t, err)
+	return lines
+}
+
+// The version each real daemon names, and whether meshrr supports it:
+// Debian 12's BIRD 2.0.12 is refused (it rejects `authentication md5`,
+// which the renderer writes), Debian 13's 2.17.6 is supported, its BIRD
+// 3.1.8 not yet.
+func TestVersionFromRealDaemons(t *testing.T) {
+	for version, supported := range map[string]bool{"2.0.12": false, "2.17.6": true, "3.1.8": false} {
+		lines := statusReply(t, version)
+		v, err := ParseVersion(lines)
+		require.NoError(t, err, version)
+		assert.Equal(t, version, v.String())
+		_, err = parseStarted(lines)
+		assert.NoError(t, err, "%s: the start time reads from the same reply", version)
+		err = v.Supported()
+		if supported {
+			assert.NoError(t, err, version)
+			continue
+		}
+		var u *backend.UnsupportedError
+		if assert.ErrorAs(t, err, &u, version) {
+			assert.Equal(t, "BIRD "+version+" is not supported (meshrr supports BIRD 2.17 or a later 2.x; not BIRD 3 yet): run the daemon image the chart ships (images.bird)", err.Error())
+		}
+	}
+}
+
+// Versions outside the supported ranges are refused; replies without a
+// readable version are errors, not a guess.
+func TestVersionRangesAndBadReplies(t *testing.T) {
+	for _, tc := range []struct {
+		v  Version
+		ok bool
+	}{{Version{2, 16, 1}, false}, {Version{2, 17, 0}, true}, {Version{2, 18, 0}, true}, {Version{3, 0, 2}, false}, {Version{3, 1, 0}, false}, {Version{1, 6, 8}, false}, {Version{4, 0, 0}, false}} {
+		assert.Equal(t, tc.ok, tc.v.Supported() == nil, "%s", tc.v)
+	}
+	for name, lines := range map[string][]Line{
+		"no version line": {{Code: 13, Text: "Daemon is up and running"}},
+		"not BIRD":        {{Code: 1000, Text: "FRRouting 10.3"}},
+		"no number":       {{Code: 1000, Text: "BIRD x.y"}},
+	} {
+		_, err := ParseVersion(lines)
+		assert.Error(t, err, name)
+	}
+	v, err := ParseVersion([]Line{{Code: 1000, Text: "BIRD v3.2"}})
+	require.NoError(t, err)
+	assert.Equal(t, Version{3, 2, 0}, v)
+}
