@@ -45,6 +45,7 @@ const sinceLayout = "2006-01-02 15:04:05.000"
 func ParseProtocols(lines []Line, loc *time.Location) []Protocol {
 	var out []Protocol
 	var cur *Protocol
+	var columns []string // the channel's "Route change stats" header
 	for _, l := range lines {
 		switch l.Code {
 		case 1002: // table row
@@ -103,8 +104,10 @@ func ParseProtocols(lines []Line, loc *time.Location) []Protocol {
 				imp, exp := parseRoutes(val)
 				cur.Imported += imp
 				cur.Exported += exp
+			case "Route change stats":
+				columns = strings.Fields(val)
 			case "Import updates":
-				if u, ok := parseUpdates(val); ok {
+				if u, ok := parseUpdates(columns, val); ok {
 					if cur.Updates == nil {
 						cur.Updates = &model.ImportUpdates{}
 					}
@@ -137,25 +140,47 @@ func parseRoutes(s string) (imported, exported int) {
 	return imported, exported
 }
 
-// parseUpdates reads an "Import updates" row: received, rejected,
-// filtered, ignored and accepted counts ("---" for none).
-func parseUpdates(s string) (model.ImportUpdates, bool) {
-	f := strings.Fields(s)
-	if len(f) != 5 {
-		return model.ImportUpdates{}, false
-	}
-	var n [5]int64
-	for i, v := range f {
-		if v == "---" {
+// updateColumns is BIRD 2's "Route change stats" header; BIRD 3 adds
+// "RX limit" and "limit" before "accepted", so a row is read by the
+// header's column names, this one when none came first.
+var updateColumns = []string{"received", "rejected", "filtered", "ignored", "accepted"}
+
+// parseUpdates reads an "Import updates" row by the columns of its
+// header (columns: the header's words; "RX limit" is two): received,
+// rejected, filtered, ignored and accepted counts ("---" for none).
+func parseUpdates(columns []string, s string) (model.ImportUpdates, bool) {
+	var names []string
+	for i := 0; i < len(columns); i++ {
+		if columns[i] == "RX" && i+1 < len(columns) && columns[i+1] == "limit" {
+			names, i = append(names, "RX limit"), i+1
 			continue
 		}
-		x, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || x < 0 {
-			return model.ImportUpdates{}, false
-		}
-		n[i] = x
+		names = append(names, columns[i])
 	}
-	return model.ImportUpdates{Received: n[0], Rejected: n[1], Filtered: n[2], Ignored: n[3], Accepted: n[4]}, true
+	if len(names) == 0 {
+		names = updateColumns
+	}
+	f := strings.Fields(s)
+	if len(f) != len(names) {
+		return model.ImportUpdates{}, false
+	}
+	var u model.ImportUpdates
+	fields := map[string]*int64{"received": &u.Received, "rejected": &u.Rejected, "filtered": &u.Filtered, "ignored": &u.Ignored, "accepted": &u.Accepted}
+	found := 0
+	for i, v := range f {
+		x := int64(0)
+		if v != "---" {
+			var err error
+			if x, err = strconv.ParseInt(v, 10, 64); err != nil || x < 0 {
+				return model.ImportUpdates{}, false
+			}
+		}
+		if field := fields[names[i]]; field != nil {
+			*field = x
+			found++
+		}
+	}
+	return u, found == len(updateColumns)
 }
 
 // codeBFDSessions marks the rows of `show bfd sessions`.

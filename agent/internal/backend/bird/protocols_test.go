@@ -139,3 +139,54 @@ func TestParseBFDSessions(t *testing.T) {
 	}, ParseBFDSessions(lines))
 	assert.Empty(t, ParseBFDSessions(nil))
 }
+
+// One RR client session as real BIRD 2.17.6 and 3.1.8 print it (BIRD 3
+// adds "Created:", "TX pending", import and export states, and two
+// columns to the route change stats): the readers see the same session.
+func TestProtocolsFromRealBIRD2And3(t *testing.T) {
+	for _, version := range []string{"2.17.6", "3.1.8"} {
+		raw, err := os.ReadFile("testdata/show-protocols-all-" + version + ".txt")
+		require.NoError(t, err)
+		r := bufio.NewReader(bytes.NewReader(raw))
+		_, err = readReply(r)
+		require.NoError(t, err)
+		lines, err := readReply(r)
+		require.NoError(t, err)
+		ps := ParseProtocols(lines, time.UTC)
+		require.Len(t, ps, 1, version)
+		p := ps[0]
+		assert.Equal(t, "c1", p.Name, version)
+		assert.Equal(t, "Established", p.BGPState, version)
+		assert.Equal(t, netip.MustParseAddr("127.0.77.2"), p.Neighbor, version)
+		assert.Equal(t, uint32(65000), p.NeighborAS, version)
+		assert.Equal(t, 1, p.Imported, version)
+		assert.Equal(t, 0, p.Exported, version)
+		if assert.NotNil(t, p.Updates, version) {
+			assert.Equal(t, model.ImportUpdates{Received: 1, Accepted: 1}, *p.Updates, version)
+		}
+	}
+}
+
+// Import update rows are read by their header's columns; a row that does
+// not fit its header, or lacks a count meshrr reads, is not read at all.
+func TestImportUpdatesByColumns(t *testing.T) {
+	bird3 := strings.Fields("received   rejected   filtered    ignored   RX limit      limit   accepted")
+	u, ok := parseUpdates(bird3, "7 1 2 0 0 0 4")
+	require.True(t, ok)
+	assert.Equal(t, model.ImportUpdates{Received: 7, Rejected: 1, Filtered: 2, Accepted: 4}, u)
+	u, ok = parseUpdates(nil, "7 1 2 0 4")
+	require.True(t, ok, "BIRD 2's columns when no header came first")
+	assert.Equal(t, int64(4), u.Accepted)
+	for name, tc := range map[string]struct {
+		cols []string
+		row  string
+	}{
+		"a column short":     {bird3, "7 1 2 0 0 4"},
+		"negative":           {nil, "7 -1 2 0 4"},
+		"not a number":       {nil, "7 x 2 0 4"},
+		"no accepted column": {strings.Fields("received rejected filtered ignored limit"), "1 2 3 4 5"},
+	} {
+		_, ok := parseUpdates(tc.cols, tc.row)
+		assert.False(t, ok, name)
+	}
+}
