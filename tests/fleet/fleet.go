@@ -401,6 +401,12 @@ func (s *session) connect(ctx context.Context) (established bool, err error) {
 					if st.Established == 0 {
 						st.Established = st.Up
 					}
+					if st.Expected == 0 { // a fleet of one: nothing to wait for
+						st.Full = st.Up
+						if st.Complete == 0 {
+							st.Complete = st.Full
+						}
+					}
 				})
 				if err := s.sendRoutes(conn); err != nil {
 					return established, err

@@ -163,6 +163,18 @@ func TestAddresses(t *testing.T) {
 	}
 }
 
+// A fleet of one session expects no route: it is full once Established.
+func TestAFleetOfOneIsFullWhenUp(t *testing.T) {
+	startRR(t, 30)
+	f, err := Start(Config{RR: netip.AddrPortFrom(netip.MustParseAddr(rrAddr), 179), LocalAS: 65000, PeerAS: 65000,
+		Sources: sources[:1], Announce: Prefixes(3)})
+	require.NoError(t, err)
+	defer f.Stop()
+	sum := waitComplete(t, f, 1, 30*time.Second)
+	assert.Equal(t, 1, sum.Established)
+	assert.Equal(t, sum.LastEstablished, sum.LastComplete)
+}
+
 // Connection attempts that fail are counted and retried: no RR listens on
 // the address.
 func TestFleetCountsDialErrors(t *testing.T) {
