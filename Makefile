@@ -82,7 +82,8 @@ SCALE_CLIENTS ?= 500
 scale: scale-loopback kind-images images ## every scale measurement (SCALE_ROUTES IPv4 routes, default 1,000,000; SCALE_CLIENTS, default 500): loopback and kind suites, figures in scale.log and e2e.log
 	MESHRR_SCALE_ROUTES=$(SCALE_ROUTES) MESHRR_SCALE_CLIENTS=$(SCALE_CLIENTS) $(MAKE) --no-print-directory e2e E2E_RUN='^(TestFullTableThroughTheHierarchy|TestFanOutClientsOnOneRR)$$'
 
-# the client fleet the loopback fan-out suite runs as a process of its own
+# the binaries of the loopback scale suites: the scale-tagged test binary,
+# and the client fleet its fan-out suite runs as a process of its own
 # (tests/fleet, in the tests module)
 FLEET_BIN := $(CURDIR)/bin/meshrr-fleet
 fleet-bin:
