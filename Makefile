@@ -23,7 +23,7 @@ export PATH := $(DAEMONS_BIN):$(TOOLS_BIN):$(PATH)
 CHART := charts/meshrr
 EX := examples
 
-.PHONY: help test deps tools unit lint bench fuzz scale scale-loopback scale-reduced fleet-limit fleet-bin daemons junos-yang e2e-crpd crpd-env build base images images-smoke release chart-lint chart-docs chart-docs-check kind-images e2e chaos demo idle-cpu
+.PHONY: help test deps tools unit unit-bird3 lint bench fuzz scale scale-loopback scale-reduced fleet-limit fleet-bin daemons junos-yang e2e-crpd crpd-env build base images images-smoke release chart-lint chart-docs chart-docs-check kind-images e2e chaos demo idle-cpu
 
 demo: kind-images images tools build ## kind cluster with the 2-regions example; prints BGP sessions and checks the boundary policy at a router, failing when it does not hold (DEMO_TEARDOWN=1 removes it after; REGISTRY=... VERSION=x.y.z installs a published release)
 	@REGISTRY=$(REGISTRY) VERSION=$(if $(REGISTRY),$(VERSION)) tests/kind/demo.sh
@@ -53,9 +53,16 @@ lint: tools ## go vet and gofmt check of both modules (the agent at the root, th
 daemons: deps ## BIRD 2 and BIRD 3 of the images (Debian 13), unpacked to run on the host for the tests (bird, birdc, bird3, birdc3 in ~/.cache/meshrr/daemons/bin; skipped when up to date)
 	@tests/tools/host-daemons.sh
 
-unit: tools daemons ## unit, golden, real-BIRD integration and chart render tests
+# the packages whose tests run real BIRD daemons (birdlab)
+BIRD_PACKAGES := ./agent/internal/backend/bird/ ./agent/internal/reconcile/ ./agent/internal/app/
+
+unit: tools daemons ## unit, golden, real-BIRD integration and chart render tests; the real-BIRD tests run once with BIRD 2 and once with BIRD 3 (unit-bird3)
 	$(GO) test $(GOTEST_FLAGS) ./...
+	@$(MAKE) --no-print-directory unit-bird3
 	cd tests && $(GO) test $(GOTEST_FLAGS) ./...
+
+unit-bird3: daemons ## the real-BIRD tests of the agent with BIRD 3 (bird3 of make daemons)
+	MESHRR_BIRD=bird3 $(GO) test $(GOTEST_FLAGS) $(BIRD_PACKAGES)
 
 chart-lint: tools ## helm lint with every example (and its overlays) and ct lint
 	helm lint $(CHART) -n core -f $(EX)/2regions-hrr/values-core.yaml

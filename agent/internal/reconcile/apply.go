@@ -46,10 +46,11 @@ func (l *Loop) apply(ctx context.Context, m model.Model) error {
 // checkDaemon refuses to apply to a daemon the agent does not support
 // (backend.Checked): nothing is applied, the pod stays not ready with the
 // reason, and a Warning Event says which daemon and what is supported,
-// once per daemon seen.
+// once per daemon seen. A supported answer holds until the daemon
+// restarts (restart.go).
 func (l *Loop) checkDaemon(ctx context.Context) error {
 	c, ok := l.Backend.(backend.Checked)
-	if !ok {
+	if !ok || l.supported {
 		return nil
 	}
 	err := c.CheckDaemon(ctx)
@@ -66,5 +67,6 @@ func (l *Loop) checkDaemon(ctx context.Context) error {
 		return fmt.Errorf("apply: cannot ask the daemon its version: %w", err)
 	}
 	l.unsupported = ""
+	l.supported = true
 	return nil
 }

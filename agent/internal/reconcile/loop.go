@@ -73,6 +73,7 @@ type Loop struct {
 	watched      watched                       // watches.go: the licence and memory limits as last reported
 	startedSeen  time.Time                     // restart.go: when the agent last asked a running daemon its start time
 	unsupported  string                        // apply.go: the unsupported daemon last reported ("": none)
+	supported    bool                          // apply.go: the running daemon's release was checked and is supported
 	draining     bool                          // drain.go: owned by Run
 	pendingSince time.Time                     // the oldest change not applied yet
 	keySwitch    time.Time                     // secrets.go: when a session switches to its next TCP-MD5 key (zero: none)

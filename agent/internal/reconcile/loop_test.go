@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -376,7 +377,7 @@ func TestDrainMarksEveryRouteAndResetsNoSession(t *testing.T) {
 		return s.String()
 	}
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		assert.Contains(c, route(c), "BGP.local_pref: 100")
+		assert.Contains(c, route(c), birdlab.Attr("local_pref")+": 100")
 	}, 10*time.Second, 100*time.Millisecond)
 	before := settled(t, b)
 
@@ -387,27 +388,47 @@ func TestDrainMarksEveryRouteAndResetsNoSession(t *testing.T) {
 	applied := time.Since(start)
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		r := route(c)
-		assert.Contains(c, r, "BGP.local_pref: 0")
+		assert.Contains(c, r, birdlab.Attr("local_pref")+": 0")
 		assert.Contains(c, r, "(65535,0)")
 	}, 5*time.Second, 50*time.Millisecond)
 	t.Logf("drain: applied in %s, peer sees local-pref 0 and 65535:0 %s after the request", applied.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	time.Sleep(time.Second) // later reconciles keep draining
-	assert.Contains(t, route(t), "BGP.local_pref: 0")
+	assert.Contains(t, route(t), birdlab.Attr("local_pref")+": 0")
 	after := b.sessions(t)
 	name := meshName(pods["core-0"])
 	require.True(t, after[name].Established())
 	assert.WithinDuration(t, before[name].Since, after[name].Since, 10*time.Millisecond, "the drain reset the session")
 }
 
+// countedDaemon is the real BIRD backend, counting how often the agent
+// asks the daemon its release.
+type countedDaemon struct {
+	*bird.Backend
+	checks *atomic.Int32
+}
+
+func (d countedDaemon) CheckDaemon(ctx context.Context) error {
+	d.checks.Add(1)
+	return d.Backend.CheckDaemon(ctx)
+}
+
 // A crashed daemon is noticed within reconcile.daemonPoll: counted, said in
-// an Event, and its configuration applied again; the mesh comes back.
+// an Event, and its configuration applied again; the mesh comes back. The
+// daemon's release is asked once per daemon start, not at every apply.
 func TestDaemonCrashIsNoticedAndReapplied(t *testing.T) {
 	pods := map[string]string{"core-0": "127.0.20.21", "core-1": "127.0.20.22"}
 	client := fake.NewClientset(endpointSlice(pods), coreService())
-	a := startAgent(t, client, "core-0", pods["core-0"], "")
+	var checks atomic.Int32
+	a := startAgentWith(t, client, "core-0", pods["core-0"], "", func(b *bird.Backend) backend.Backend { return countedDaemon{b, &checks} })
 	b := startAgent(t, client, "core-1", pods["core-1"], "")
 	waitMeshed(t, []*agent{a, b}, pods, 10*time.Second)
 	applies := func() float64 { return testutil.ToFloat64(a.metrics.Applies.WithLabelValues(metrics.ResultApplied)) }
+	first := applies()
+	a.writeConfig(t, "clients: [{name: routers, ranges: [127.0.21.0/24]}]")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Greater(c, applies(), first, "the new client group applied")
+	}, 10*time.Second, 20*time.Millisecond)
+	assert.EqualValues(t, 1, checks.Load(), "the release asked once for %v applies", applies())
 	before := applies()
 
 	start := time.Now()
@@ -424,6 +445,7 @@ func TestDaemonCrashIsNoticedAndReapplied(t *testing.T) {
 	t.Logf("daemon crash: noticed and configuration applied again %s after the restart; mesh Established again %s after it",
 		noticed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	assert.Contains(t, a.events.all(), "DaemonRestarted: bird restarted")
+	assert.EqualValues(t, 2, checks.Load(), "the restarted daemon's release asked again")
 }
 
 // TCP-MD5 (RFC 2385) on real BIRD sessions: matching keys mesh; a rotated
@@ -709,10 +731,11 @@ func TestAClientDisabledForItsPrefixLimitStaysOut(t *testing.T) {
 		}
 		return false
 	}
-	// out: the RR's only session with the router is the disabled one that
-	// refuses it; a session BIRD spawned for it means it was admitted again
+	// out: the RR's only session with the router is the one that keeps it
+	// out, never Established (passive, with a key the router does not
+	// have); a session BIRD spawned for it means it was admitted again
 	// (and, still over its limit, shut down again a moment later)
-	disabledOnly := regexp.MustCompile(`^\[cl_regions_x[0-9a-f]{8} Down\]$`)
+	disabledOnly := regexp.MustCompile(`^\[cl_regions_x[0-9a-f]{8} (Passive|Idle|Active|Connect)\]$`)
 	out := func(c assert.TestingT) bool {
 		var names []string
 		for _, s := range rr.sessions(c) {
@@ -774,7 +797,7 @@ func TestAnUnsupportedDaemonGetsNothing(t *testing.T) {
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		err := a.loop.Ready(context.Background(), true)
 		if assert.Error(c, err) {
-			assert.Contains(c, err.Error(), "BIRD 2.0.12 is not supported (meshrr supports BIRD 2.17 or a later 2.x; not BIRD 3 yet)")
+			assert.Contains(c, err.Error(), "BIRD 2.0.12 is not supported (meshrr supports BIRD 2.17 or a later 2.x, or BIRD 3.1 or a later 3.x)")
 		}
 	}, 10*time.Second, 50*time.Millisecond)
 	time.Sleep(time.Second) // retries meanwhile

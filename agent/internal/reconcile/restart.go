@@ -31,6 +31,7 @@ func (l *Loop) daemonRestarted(ctx context.Context) bool {
 		return false // the first read, or the run seen before
 	}
 	l.applied = nil
+	l.supported = false // asked again: the container may run another image
 	l.Metrics.DaemonRestarts.Inc()
 	l.Log.Warn("daemon restarted; applying the configuration again", "op", "daemon", "started", t)
 	l.Events.Warning(events.ReasonDaemonRestarted, "%s restarted (started %s): applying the configuration again", l.Backend.Name(), t.Format(time.RFC3339Nano))

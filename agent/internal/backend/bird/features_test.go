@@ -74,7 +74,7 @@ func featureRouter(t *testing.T, name, addr string, asn int, routes map[string]s
 func paths(out string) []string {
 	var nextHops []string
 	for _, l := range strings.Split(out, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "BGP.next_hop: "); ok {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), birdlab.Attr("next_hop")+": "); ok {
 			nextHops = append(nextHops, v)
 		}
 	}
@@ -110,11 +110,11 @@ func TestPolicyActionsAndAddPathsWithRealBIRD(t *testing.T) {
 		assert.ElementsMatch(c, []string{"127.0.10.97", "127.0.10.98"}, paths(route(c, multi, "10.200.0.0/24")), "the addPaths client holds both paths")
 		out := route(c, plain, "10.200.0.0/24")
 		assert.Len(c, paths(out), 1, "a client without addPaths holds the best path only")
-		assert.Contains(c, out, "BGP.med: 50", "MED set on import from the routers")
+		assert.Contains(c, out, birdlab.Attr("med")+": 50", "MED set on import from the routers")
 
 		out = route(c, transit, "10.103.0.0/24")
-		assert.Contains(c, out, "BGP.as_path: 65000 65000", "local AS prepended twice towards transit")
-		assert.Contains(c, out, "BGP.med: 10")
+		assert.Contains(c, out, birdlab.Attr("as_path")+": 65000 65000", "local AS prepended twice towards transit")
+		assert.Contains(c, out, birdlab.Attr("med")+": 10")
 		assert.Contains(c, out, "(65000, 2, 103)", "large community re-tagged")
 		assert.NotContains(c, out, "(65000, 1, 103)", "the original large community removed")
 		assert.Contains(c, out, "(65000,7)", "other communities kept")
@@ -122,7 +122,7 @@ func TestPolicyActionsAndAddPathsWithRealBIRD(t *testing.T) {
 
 		out = route(c, transit, "10.200.0.0/24")
 		assert.Len(c, paths(out), 1, "transit receives the other prefix too, unchanged by the prefix-bound rule")
-		assert.NotContains(c, out, "BGP.as_path: 65000", "no prepend outside the matched prefix")
+		assert.NotContains(c, out, birdlab.Attr("as_path")+": 65000", "no prepend outside the matched prefix")
 	}, 30*time.Second, 200*time.Millisecond)
 	t.Logf("transit's view of 10.103.0.0/24:\n%s", route(t, transit, "10.103.0.0/24"))
 }

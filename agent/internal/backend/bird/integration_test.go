@@ -197,8 +197,8 @@ func TestHierarchyWithRealBIRD(t *testing.T) {
 	// policy at the boundary, read from the core RRs
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		for _, core := range rrs[:2] {
-			assert.Contains(c, route(c, core.lab, "10.100.0.0/24"), "BGP.local_pref: 100", "untagged route reaches the core")
-			assert.Contains(c, route(c, core.lab, "10.102.0.0/24"), "BGP.local_pref: 20", "65000:102 gets local-pref 20 outside the region")
+			assert.Contains(c, route(c, core.lab, "10.100.0.0/24"), birdlab.Attr("local_pref")+": 100", "untagged route reaches the core")
+			assert.Contains(c, route(c, core.lab, "10.102.0.0/24"), birdlab.Attr("local_pref")+": 20", "65000:102 gets local-pref 20 outside the region")
 		}
 		assert.Contains(c, route(c, rrs[3].lab, "10.101.0.0/24"), "10.101.0.0/24", "65000:101 stays usable inside the region")
 	}, 20*time.Second, 200*time.Millisecond)
@@ -224,7 +224,7 @@ func TestHierarchyWithRealBIRD(t *testing.T) {
 	rrs[2].apply(t, snap, changed)
 	t.Logf("render + apply of a policy change: %v", time.Since(applyStart).Round(time.Microsecond))
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		assert.Contains(c, route(c, rrs[0].lab, "10.102.0.0/24"), "BGP.local_pref: 30")
+		assert.Contains(c, route(c, rrs[0].lab, "10.102.0.0/24"), birdlab.Attr("local_pref")+": 30")
 	}, 10*time.Second, 100*time.Millisecond)
 	after := rrs[2].sessions(t)
 	require.NotEmpty(t, before)

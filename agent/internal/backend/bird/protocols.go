@@ -2,6 +2,7 @@ package bird
 
 import (
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -142,7 +143,9 @@ func parseRoutes(s string) (imported, exported int) {
 
 // updateColumns is BIRD 2's "Route change stats" header; BIRD 3 adds
 // "RX limit" and "limit" before "accepted", so a row is read by the
-// header's column names, this one when none came first.
+// header's column names, this one when none came first. BIRD 2 counts a
+// route an import limit keeps out as ignored, BIRD 3 in its own columns:
+// they are added to Ignored, so that the counts mean the same with both.
 var updateColumns = []string{"received", "rejected", "filtered", "ignored", "accepted"}
 
 // parseUpdates reads an "Import updates" row by the columns of its
@@ -165,7 +168,8 @@ func parseUpdates(columns []string, s string) (model.ImportUpdates, bool) {
 		return model.ImportUpdates{}, false
 	}
 	var u model.ImportUpdates
-	fields := map[string]*int64{"received": &u.Received, "rejected": &u.Rejected, "filtered": &u.Filtered, "ignored": &u.Ignored, "accepted": &u.Accepted}
+	fields := map[string]*int64{"received": &u.Received, "rejected": &u.Rejected, "filtered": &u.Filtered, "ignored": &u.Ignored, "accepted": &u.Accepted,
+		"RX limit": &u.Ignored, "limit": &u.Ignored}
 	found := 0
 	for i, v := range f {
 		x := int64(0)
@@ -176,8 +180,10 @@ func parseUpdates(columns []string, s string) (model.ImportUpdates, bool) {
 			}
 		}
 		if field := fields[names[i]]; field != nil {
-			*field = x
-			found++
+			*field += x
+			if slices.Contains(updateColumns, names[i]) {
+				found++
+			}
 		}
 	}
 	return u, found == len(updateColumns)

@@ -89,8 +89,8 @@ type protocolView struct {
 	Neighbor    string // "ADDR as ASN" or "range PREFIX internal|external"
 	DynamicName string
 	Description string
-	Disabled    bool
-	Password    string // secret: the session's own key during a key rollover (model.PeerGroup.SessionKeys)
+	Passive     bool
+	Password    string // secret: the session's own key during a key rollover (model.PeerGroup.SessionKeys); keepOutKey for a client kept out
 }
 
 // logStatement sends BIRD's own log to the container's stderr (kubectl
@@ -209,10 +209,14 @@ func (v *view) addProtocols(g model.PeerGroup, f model.Family, template string) 
 	if g.External {
 		kind = "external"
 	}
-	// A client kept out is an explicit, disabled protocol: BIRD matches its
-	// connections to it, and refuses them, before any range. (The session
-	// BIRD spawned and disabled itself would be removed by the next
-	// configure, and the client admitted again by its range.)
+	// A client kept out is an explicit protocol for its address, which
+	// BIRD matches before any range: passive, with a TCP-MD5 key the
+	// client does not have (keepOutKey), so that the kernel drops its
+	// connection attempts and nothing reaches BGP. (The session BIRD
+	// spawned and disabled itself would be removed by the next configure,
+	// and the client admitted again by its range. A disabled explicit
+	// protocol is not enough: BIRD 2 refuses the client's connections to
+	// it, BIRD 3 passes them on to the range.)
 	for _, a := range g.Disabled {
 		if model.FamilyOf(a) != f {
 			continue
@@ -222,7 +226,8 @@ func (v *view) addProtocols(g model.PeerGroup, f model.Family, template string) 
 			Template:    template,
 			Neighbor:    fmt.Sprintf("%s %s", a, kind),
 			Description: descPrefix + string(g.Name) + " " + a.String() + " disabled: prefix limit exceeded",
-			Disabled:    true,
+			Password:    keepOutKey(a),
+			Passive:     true,
 		})
 	}
 	for _, r := range g.Ranges {
@@ -270,6 +275,13 @@ func rangeSymbol(sym string, p netip.Prefix) string {
 	h := fnv.New32a()
 	h.Write([]byte(p.String()))
 	return fmt.Sprintf("cl_%s_r%08x", sym, h.Sum32())
+}
+
+// keepOutKey is the TCP-MD5 key of the protocol that keeps client a out.
+// It guards nothing and is no secret: it is a key no router is
+// configured with, named for what it does where an operator reads it.
+func keepOutKey(a netip.Addr) string {
+	return "meshrr keeps " + a.String() + " out: prefix limit exceeded"
 }
 
 // disabledSymbol names the protocol that keeps a client out, with a hash

@@ -201,7 +201,7 @@ protocol bgp to_receiver {
 	for _, as := range probe.Path {
 		path = append(path, strconv.FormatUint(uint64(as), 10))
 	}
-	assert.Contains(t, got, "BGP.as_path: "+strings.Join(path, " "), "the feeder's AS path, in order")
+	assert.Contains(t, got, birdlab.Attr("as_path")+": "+strings.Join(path, " "), "the feeder's AS path, in order")
 
 	withdraw := time.Now()
 	birdCmd(t, feeder, "disable to_rr", 5*time.Second)

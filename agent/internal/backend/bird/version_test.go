@@ -28,10 +28,9 @@ func statusReply(t *testing.T, version string) []Line {
 
 // The version each real daemon names, and whether meshrr supports it:
 // Debian 12's BIRD 2.0.12 is refused (it rejects `authentication md5`,
-// which the renderer writes), Debian 13's 2.17.6 is supported, its BIRD
-// 3.1.8 not yet.
+// which the renderer writes), Debian 13's 2.17.6 and 3.1.8 are supported.
 func TestVersionFromRealDaemons(t *testing.T) {
-	for version, supported := range map[string]bool{"2.0.12": false, "2.17.6": true, "3.1.8": false} {
+	for version, supported := range map[string]bool{"2.0.12": false, "2.17.6": true, "3.1.8": true} {
 		lines := statusReply(t, version)
 		v, err := ParseVersion(lines)
 		require.NoError(t, err, version)
@@ -45,7 +44,7 @@ func TestVersionFromRealDaemons(t *testing.T) {
 		}
 		var u *backend.UnsupportedError
 		if assert.ErrorAs(t, err, &u, version) {
-			assert.Equal(t, "BIRD "+version+" is not supported (meshrr supports BIRD 2.17 or a later 2.x; not BIRD 3 yet): run the daemon image the chart ships (images.bird)", err.Error())
+			assert.Equal(t, "BIRD "+version+" is not supported (meshrr supports BIRD 2.17 or a later 2.x, or BIRD 3.1 or a later 3.x): run the daemon image the chart ships (images.bird)", err.Error())
 		}
 	}
 }
@@ -56,7 +55,7 @@ func TestVersionRangesAndBadReplies(t *testing.T) {
 	for _, tc := range []struct {
 		v  Version
 		ok bool
-	}{{Version{2, 16, 1}, false}, {Version{2, 17, 0}, true}, {Version{2, 18, 0}, true}, {Version{3, 0, 2}, false}, {Version{3, 1, 0}, false}, {Version{1, 6, 8}, false}, {Version{4, 0, 0}, false}} {
+	}{{Version{2, 16, 1}, false}, {Version{2, 17, 0}, true}, {Version{2, 18, 0}, true}, {Version{3, 0, 2}, false}, {Version{3, 1, 0}, true}, {Version{3, 2, 1}, true}, {Version{1, 6, 8}, false}, {Version{4, 0, 0}, false}} {
 		assert.Equal(t, tc.ok, tc.v.Supported() == nil, "%s", tc.v)
 	}
 	for name, lines := range map[string][]Line{
@@ -70,4 +69,10 @@ func TestVersionRangesAndBadReplies(t *testing.T) {
 	v, err := ParseVersion([]Line{{Code: 1000, Text: "BIRD v3.2"}})
 	require.NoError(t, err)
 	assert.Equal(t, Version{3, 2, 0}, v)
+	// bird --version's words (on stderr, with a newline)
+	v, err = ReadVersion("BIRD version 2.17.6\n")
+	require.NoError(t, err)
+	assert.Equal(t, Version{2, 17, 6}, v)
+	_, err = ReadVersion("bird: unknown option")
+	assert.Error(t, err)
 }

@@ -1,4 +1,4 @@
-// Package birdlab runs real BIRD 2 daemons on loopback addresses for tests:
+// Package birdlab runs real BIRD daemons on loopback addresses for tests:
 // each instance has its own directory, control socket and log, and is
 // stopped when the test ends. Each test package uses its own 127.0.N.0/24
 // block so that packages running in parallel never share an address.
@@ -11,8 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -87,32 +85,37 @@ func Start(t testing.TB, name, addr string) *Instance {
 var (
 	daemonOnce sync.Once
 	daemonErr  error
+	// Version is the release of the daemon the tests run (set by the
+	// first Start).
+	Version bird.Version
 )
 
-// checkDaemon fails the test unless the bird on PATH is a release meshrr
-// supports, the one the image ships (make daemons puts it first on make's
+// Daemon is the BIRD binary the tests run: MESHRR_BIRD names it (make
+// unit-bird3 sets bird3), bird when unset.
+func Daemon() string {
+	if d := os.Getenv("MESHRR_BIRD"); d != "" {
+		return d
+	}
+	return "bird"
+}
+
+// checkDaemon fails the test unless the daemon is a release meshrr
+// supports, one an image ships (make daemons puts them first on make's
 // PATH): a test against another BIRD proves nothing about the product.
 func checkDaemon(t testing.TB) {
 	t.Helper()
 	daemonOnce.Do(func() {
-		out, err := exec.Command("bird", "--version").CombinedOutput()
+		out, err := exec.Command(Daemon(), "--version").CombinedOutput()
 		if err != nil {
-			daemonErr = fmt.Errorf("bird --version: %v: %s", err, out)
+			daemonErr = fmt.Errorf("%s --version: %v: %s", Daemon(), err, out)
 			return
 		}
-		m := regexp.MustCompile(`BIRD version (\d+)\.(\d+)(?:\.(\d+))?`).FindStringSubmatch(string(out))
-		if m == nil {
-			daemonErr = fmt.Errorf("bird --version printed %q", out)
-			return
+		if Version, daemonErr = bird.ReadVersion(string(out)); daemonErr == nil {
+			daemonErr = Version.Supported()
 		}
-		var v bird.Version
-		v.Major, _ = strconv.Atoi(m[1])
-		v.Minor, _ = strconv.Atoi(m[2])
-		v.Patch, _ = strconv.Atoi(m[3])
-		daemonErr = v.Supported()
 	})
 	if daemonErr != nil {
-		t.Fatalf("the bird on PATH cannot run these tests: %v (make daemons provides the image's BIRD; run the tests through make, which puts it first on PATH)", daemonErr)
+		t.Fatalf("%s on PATH cannot run these tests: %v (make daemons provides the images' BIRD 2 and BIRD 3; run the tests through make, which puts them first on PATH)", Daemon(), daemonErr)
 	}
 }
 
@@ -130,7 +133,7 @@ func routerID(a netip.Addr) netip.Addr {
 // answers.
 func (in *Instance) spawn(t testing.TB) {
 	t.Helper()
-	in.cmd = exec.Command("bird", "-f", "-c", in.ConfigFile, "-s", in.Socket)
+	in.cmd = exec.Command(Daemon(), "-f", "-c", in.ConfigFile, "-s", in.Socket)
 	in.cmd.Stdout, in.cmd.Stderr = in.logf, in.logf
 	if err := in.cmd.Start(); err != nil {
 		t.Fatalf("start bird %s: %v", in.Name, err)
@@ -230,4 +233,18 @@ func (in *Instance) Dump(t testing.TB) {
 	conf, _ := os.ReadFile(in.ConfigFile)
 	log, _ := os.ReadFile(in.log)
 	t.Logf("=== bird %s (%s)\n--- show protocols all\n%s--- %s\n%s--- log\n%s", in.Name, in.Addr, b.String(), in.ConfigFile, conf, log)
+}
+
+// Attr is the name `show route all` gives a BGP attribute (BIRD 2's
+// name without its "BGP." prefix: local_pref, as_path, next_hop, med) in
+// the release the tests run: BIRD 2 writes "BGP.local_pref", BIRD 3
+// "bgp_local_pref", and "bgp_path" for the AS path.
+func Attr(name string) string {
+	if Version.Major < 3 {
+		return "BGP." + name
+	}
+	if name == "as_path" {
+		return "bgp_path"
+	}
+	return "bgp_" + name
 }
