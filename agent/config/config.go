@@ -223,7 +223,13 @@ type Config struct {
 	memoryLimit int64      // backend.bird.memoryLimit in bytes, 0: none
 	clusterNets []netip.Prefix
 	baseMemory  int64 // backend.bird.baseMemory in bytes
+	routeBytes  int64 // backend.bird.bytesPerRoute, or its release line's default
 }
+
+// BytesPerRoute is BIRD's memory per route held as the agent sizes it:
+// backend.bird.bytesPerRoute, or when it is 0 the default of the release
+// line (DefaultBirdBytesPerRoute, DefaultBird3BytesPerRoute).
+func (c *Config) BytesPerRoute() int64 { return c.routeBytes }
 
 // MemoryNeed is the memory, in bytes, the daemon needs to hold the given
 // number of routes and the limit it runs under (0: none, or a backend the
@@ -232,7 +238,7 @@ func (c *Config) MemoryNeed(routes int) (need, limit int64) {
 	if c.memoryLimit == 0 {
 		return 0, 0
 	}
-	return c.baseMemory + int64(routes)*c.Backend.Bird.BytesPerRoute, c.memoryLimit
+	return c.baseMemory + int64(routes)*c.routeBytes, c.memoryLimit
 }
 
 // LimitOf returns the prefix limit of a client session group (a client
@@ -353,13 +359,29 @@ type BirdBackend struct {
 	// Event MemoryLimitLow, metrics meshrr_memory_*). Empty: no comparison.
 	MemoryLimit string `json:"memoryLimit,omitempty"`
 	// BytesPerRoute is BIRD's memory per route it holds, every path
-	// received counting once (docs/scale.md: about 120 measured, the
-	// default doubles it for a session's table arriving again while the
-	// old one is still held).
+	// received counting once; 0: the release line's default (docs/scale.md:
+	// the measurement doubled, for a session's table arriving again while
+	// the old one is still held).
 	BytesPerRoute int64 `json:"bytesPerRoute,omitempty"`
 	// BaseMemory is BIRD's memory without routes, a Kubernetes quantity.
 	BaseMemory string `json:"baseMemory,omitempty"`
+	// Version is the BIRD release line the chart runs (its
+	// backend.bird.version: 2 or 3); the agent refuses a daemon of the
+	// other line. 0: any release the agent supports.
+	Version int `json:"version,omitempty"`
+	// Threads is BIRD 3's worker threads (`threads N;`), 1 to
+	// MaxBirdThreads; 0: from the BIRD container's CPUs (BirdCPUsEnv).
+	Threads int `json:"threads,omitempty"`
 }
+
+// MaxBirdThreads bounds backend.bird.threads.
+const MaxBirdThreads = 64
+
+// BirdCPUsEnv names the environment variable the chart sets to the BIRD
+// container's CPU limit in whole CPUs (rounded up), or the node's CPUs when
+// it has none (the downward API's limits.cpu): BIRD 3's threads when
+// backend.bird.threads is 0.
+const BirdCPUsEnv = "MESHRR_BIRD_CPUS"
 
 // Mesh names the pod's own group.
 type Mesh struct {

@@ -37,7 +37,7 @@ func TestDefaultsAreDocumentedValues(t *testing.T) {
 	assert.Equal(t, DefaultBirdSocket, c.Backend.Bird.Socket)
 	assert.Equal(t, []string{DefaultBirdInclude}, c.Backend.Bird.Include)
 	assert.True(t, *c.Backend.Bird.StrictBind)
-	assert.Equal(t, int64(DefaultBirdBytesPerRoute), c.Backend.Bird.BytesPerRoute)
+	assert.Equal(t, int64(DefaultBirdBytesPerRoute), c.BytesPerRoute())
 	assert.Equal(t, DefaultBirdBaseMemory, c.Backend.Bird.BaseMemory)
 	need, limit := c.MemoryNeed(1_000_000)
 	assert.Zero(t, need+limit, "no memory limit: no comparison")
@@ -128,7 +128,12 @@ func TestInvalidInputsNameTheField(t *testing.T) {
 		{"memory limit not a quantity", base + "backend: {bird: {memoryLimit: 512MB}}\n", "backend.bird.memoryLimit", "resources.bird.limits.memory"},
 		{"negative memory limit", base + "backend: {bird: {memoryLimit: -1Gi}}\n", "backend.bird.memoryLimit", "positive memory quantity"},
 		{"base memory not a quantity", base + "backend: {bird: {baseMemory: lots}}\n", "backend.bird.baseMemory", "such as 512Mi"},
-		{"bytes per route negative", base + "backend: {bird: {bytesPerRoute: -5}}\n", "backend.bird.bytesPerRoute", "must be positive"},
+		{"bytes per route negative", base + "backend: {bird: {bytesPerRoute: -5}}\n", "backend.bird.bytesPerRoute", "must be positive, or 0 for the release line's default"},
+		{"no such BIRD line", base + "backend: {bird: {version: 4}}\n", "backend.bird.version", "must be 2 (BIRD 2, images.bird) or 3 (BIRD 3, images.bird3)"},
+		{"threads with BIRD 2", base + "backend: {bird: {version: 2, threads: 4}}\n", "backend.bird.threads", "BIRD 3 only: set backend.bird.version to 3"},
+		{"threads without a line", base + "backend: {bird: {threads: 4}}\n", "backend.bird.threads", "BIRD 3 only"},
+		{"too many threads", base + "backend: {bird: {version: 3, threads: 65}}\n", "backend.bird.threads", "must be 1 to 64"},
+		{"negative threads", base + "backend: {bird: {version: 3, threads: -1}}\n", "backend.bird.threads", "or 0 for the BIRD container's CPUs"},
 		{"missing mesh group", "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 1}\n", "mesh.group", "required"},
 		{"upstream is self", base + "upstream: {group: core.core}\n", "upstream.group", "own group"},
 		{"maxPeers negative", base + "upstream: {group: b, maxPeers: -1}\n", "upstream.maxPeers", "at least 1"},
@@ -368,5 +373,49 @@ func TestBackendCapabilitiesAreRefusedOnce(t *testing.T) {
 				assert.NotContains(t, fields, tc.field, "%s can: %s", b, tc.yaml)
 			}
 		}
+	}
+}
+
+// BIRD 3's threads: the configured number, else the BIRD container's CPUs
+// as the downward API gives them, capped; never for BIRD 2, and nothing
+// from a value that is not a positive whole number.
+func TestBirdThreads(t *testing.T) {
+	for _, tc := range []struct {
+		b    BirdBackend
+		cpus string
+		want int
+	}{
+		{BirdBackend{Version: 3, Threads: 4}, "2", 4},
+		{BirdBackend{Version: 3}, "2", 2},
+		{BirdBackend{Version: 3}, " 8\n", 8},
+		{BirdBackend{Version: 3}, "500", MaxBirdThreads},
+		{BirdBackend{Version: 3}, "", 0},
+		{BirdBackend{Version: 3}, "1500m", 0},
+		{BirdBackend{Version: 3}, "-2", 0},
+		{BirdBackend{Version: 2}, "2", 0},
+		{BirdBackend{}, "2", 0},
+	} {
+		assert.Equal(t, tc.want, tc.b.BirdThreads(tc.cpus), "%+v with %q", tc.b, tc.cpus)
+	}
+}
+
+// bytesPerRoute 0 (or absent) is the release line's measured default;
+// a value set is used as it is.
+func TestBytesPerRouteByReleaseLine(t *testing.T) {
+	base := "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: g}\n"
+	for _, tc := range []struct {
+		bird string
+		want int64
+	}{
+		{"{}", DefaultBirdBytesPerRoute},
+		{"{version: 2}", DefaultBirdBytesPerRoute},
+		{"{version: 3}", DefaultBird3BytesPerRoute},
+		{"{version: 3, bytesPerRoute: 0}", DefaultBird3BytesPerRoute},
+		{"{version: 3, bytesPerRoute: 400}", 400},
+		{"{bytesPerRoute: 120}", 120},
+	} {
+		c, err := Parse([]byte(base + "backend: {bird: " + tc.bird + "}\n"))
+		require.NoError(t, err, tc.bird)
+		assert.Equal(t, tc.want, c.BytesPerRoute(), tc.bird)
 	}
 }

@@ -27,9 +27,11 @@ const (
 	// cRPD's standard licence, as Juniper's meshrr documents it
 	DefaultLicenseBGPPeers   = 16
 	DefaultLicenseRIBEntries = 4000000
-	// BIRD 2's memory per route held and without routes (docs/scale.md)
-	DefaultBirdBytesPerRoute = 250
-	DefaultBirdBaseMemory    = "32Mi"
+	// BIRD's memory per route held, BIRD 2 and BIRD 3, and without routes
+	// (docs/scale.md: twice the measurement)
+	DefaultBirdBytesPerRoute  = 250
+	DefaultBird3BytesPerRoute = 500
+	DefaultBirdBaseMemory     = "32Mi"
 	// BFD: detection in 600 ms, slow enough for pods under CPU limits
 	DefaultBFDInterval   = 200 * time.Millisecond
 	DefaultBFDMultiplier = 3
@@ -50,7 +52,7 @@ const (
 func defaultConfig() Config {
 	return Config{
 		Backend: Backend{
-			Bird: BirdBackend{BytesPerRoute: DefaultBirdBytesPerRoute},
+			Bird: BirdBackend{},
 			CRPD: CRPDBackend{RPCTimeout: Duration{2 * time.Minute}},
 		},
 		Timers: Timers{

@@ -171,9 +171,43 @@ func (c *Config) validateBackend(e *errs) {
 	}
 	c.memoryLimit = bytesOf(e, field.NewPath("backend", "bird", "memoryLimit"), b.MemoryLimit, "the chart renders resources.bird.limits.memory; leave it empty for no check")
 	c.baseMemory = bytesOf(e, field.NewPath("backend", "bird", "baseMemory"), b.BaseMemory, "BIRD's memory without routes")
-	if b.BytesPerRoute <= 0 {
-		e.add(field.NewPath("backend", "bird", "bytesPerRoute"), "%d: must be positive (BIRD's memory per route held, see docs/scale.md)", b.BytesPerRoute)
+	switch c.routeBytes = b.BytesPerRoute; {
+	case b.BytesPerRoute < 0:
+		e.add(field.NewPath("backend", "bird", "bytesPerRoute"), "%d: must be positive, or 0 for the release line's default (BIRD's memory per route held, see docs/scale.md)", b.BytesPerRoute)
+	case b.BytesPerRoute == 0 && b.Version == 3:
+		c.routeBytes = DefaultBird3BytesPerRoute
+	case b.BytesPerRoute == 0:
+		c.routeBytes = DefaultBirdBytesPerRoute
 	}
+	switch b.Version {
+	case 0, 2, 3:
+	default:
+		e.add(bird.Child("version"), "%d: must be 2 (BIRD 2, images.bird) or 3 (BIRD 3, images.bird3)", b.Version)
+	}
+	switch {
+	case b.Threads < 0 || b.Threads > MaxBirdThreads:
+		e.add(bird.Child("threads"), "%d: must be 1 to %d, or 0 for the BIRD container's CPUs", b.Threads, MaxBirdThreads)
+	case b.Threads > 0 && b.Version != 3:
+		e.add(bird.Child("threads"), "%d: BIRD 3 only: set backend.bird.version to 3, or remove threads", b.Threads)
+	}
+}
+
+// BirdThreads is the threads BIRD 3 runs with: backend.bird.threads, or
+// when it is 0 the CPUs cpus names (the value of BirdCPUsEnv: a whole
+// number from the downward API), at most MaxBirdThreads; 0 (BIRD's own
+// default) for BIRD 2 or when cpus is not a positive number.
+func (b BirdBackend) BirdThreads(cpus string) int {
+	if b.Version != 3 {
+		return 0
+	}
+	if b.Threads > 0 {
+		return b.Threads
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(cpus))
+	if err != nil || n <= 0 {
+		return 0
+	}
+	return min(n, MaxBirdThreads)
 }
 
 // bytesOf reads a Kubernetes memory quantity ("512Mi", "1G"; empty: 0).

@@ -77,6 +77,7 @@ var agreementContext = map[string]map[string]string{
 	"groups.core.timers.keepalive":              {"groups.core.timers.hold": "65535"},
 	"groups.core.timers.errorWaitMin":           {"groups.core.timers.errorWaitMax": "65535"},
 	"groups.core.timers.errorWaitMax":           {"groups.core.timers.errorWaitMin": "1"},
+	"groups.core.backend.bird.threads":          {"groups.core.backend.bird.version": "3"},
 	"groups.core.gracefulRestart.staleTime":     {"groups.core.gracefulRestart.longLived": "true"},
 	"groups.core.backend.crpd.":                 {"groups.core.backend.type": "crpd", "groups.core.backend.crpd.image": "crpd:x", "groups.core.backend.crpd.licenseSecret.name": "lic"},
 	"groups.core.sides.a.":                      {"groups.core.sides.a.loadBalancerIP": "192.0.2.1"},

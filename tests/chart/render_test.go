@@ -175,14 +175,17 @@ func checkValuesCheckHook(t *testing.T, r release) {
 		assert.Equal(t, strings.TrimSpace(cfg), strings.TrimSpace(hookCM.Data[key]), "%s: the hook checks what the group's ConfigMap holds", key)
 		files = append(files, "/etc/meshrr-check/"+key)
 	}
-	extra := 0
+	extra, lines := 0, map[string]bool{}
 	for k := range hookCM.Data {
-		if strings.HasSuffix(k, ".bird-check.conf") {
-			extra++
+		for _, line := range []string{"2", "3"} {
+			if strings.HasSuffix(k, ".bird"+line+"-check.conf") {
+				extra++
+				lines[line] = true
+			}
 		}
 	}
 	assert.Len(t, hookCM.Data, len(groups)+extra)
-	assert.Len(t, spec.Containers, 1+min(extra, 1), "the bird-check container only with an extraConfig to parse")
+	assert.Len(t, spec.Containers, 1+len(lines), "a birdN-check container only for a release line with an extraConfig to parse")
 	assert.ElementsMatch(t, files, c.Args[1:], "every group's file is checked")
 }
 
@@ -860,7 +863,7 @@ func TestBirdMemoryLimitReachesTheAgent(t *testing.T) {
 	checkRelease(t, r)
 	cfg := agentConfigs(t, r)["edge-meshrr-rr"]
 	assert.Equal(t, "2Gi", cfg.Backend.Bird.MemoryLimit)
-	assert.Equal(t, int64(250), cfg.Backend.Bird.BytesPerRoute)
+	assert.Equal(t, int64(config.DefaultBirdBytesPerRoute), cfg.BytesPerRoute(), "0 in values: BIRD 2's default")
 	need, limit := cfg.MemoryNeed(1_000_000)
 	assert.Equal(t, int64(2<<30), limit)
 	assert.Equal(t, int64(32<<20+250_000_000), need)
@@ -877,7 +880,9 @@ func TestBirdMemoryLimitReachesTheAgent(t *testing.T) {
 	})
 	cfg = agentConfigs(t, r)["edge-meshrr-rr"]
 	assert.Equal(t, "1073741824", cfg.Backend.Bird.MemoryLimit)
-	assert.Equal(t, int64(400), cfg.Backend.Bird.BytesPerRoute)
+	assert.Equal(t, int64(400), cfg.BytesPerRoute())
+	r = render(t, "edge", "edge", []string{example("full-table", "values.yaml")}, map[string]string{"groups.rr.backend.bird.version": "3"})
+	assert.Equal(t, int64(config.DefaultBird3BytesPerRoute), agentConfigs(t, r)["edge-meshrr-rr"].BytesPerRoute(), "0 in values: BIRD 3's default")
 
 	r = render(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{
 		"groups.core.backend.type": "crpd", "groups.core.backend.crpd.image": "crpd:23.4R1",
@@ -1015,41 +1020,54 @@ func TestBFDReachesTheAgentAndTheNetworkPolicy(t *testing.T) {
 
 // TestValuesCheckParsesBirdExtraConfigWithBIRD: a group's
 // backend.bird.extraConfig reaches the values-check hook as a file that
-// the real BIRD parser (bird -p, as the hook's bird-check container runs
-// it, here the host's BIRD) accepts when BIRD would and refuses, naming
-// the line, when BIRD would; the container passes Pod Security restricted.
+// the real BIRD parser of the group's release line (bird -p, as the hook's
+// bird2-check or bird3-check container runs it in images.bird or
+// images.bird3, here the images' BIRD 2 and BIRD 3 on the host) accepts
+// when BIRD would and refuses, naming the line, when BIRD would; the
+// container passes Pod Security restricted.
 func TestValuesCheckParsesBirdExtraConfigWithBIRD(t *testing.T) {
-	for extra, ok := range map[string]bool{
-		"protocol static extra4 { ipv4; route 10.0.0.0/8 blackhole; }": true,
-		"protocol static broken { ipv4; route 10.0.0.0/8 blackhol; }":  false,
-		"protocol static unclosed { ipv4;":                             false,
+	for _, line := range []struct{ version, container, image, daemon string }{
+		{"2", "bird2-check", "meshrr/bird:", "bird"}, {"3", "bird3-check", "meshrr/bird3:", "bird3"},
 	} {
-		r := render(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")}, map[string]string{"groups.core.backend.bird.extraConfig": extra})
-		checkRelease(t, r)
-		job := hookJobs(r, "pre-install,pre-upgrade")[0]
-		assert.Empty(t, admission(t, psa.LevelRestricted, job.Spec.Template))
-		require.Len(t, job.Spec.Template.Spec.Containers, 2)
-		check := job.Spec.Template.Spec.Containers[1]
-		assert.Equal(t, "bird-check", check.Name)
-		assert.True(t, strings.HasPrefix(check.Image, "meshrr/bird:"), "the BIRD image: %s", check.Image)
-		var conf string
-		for _, cm := range all[*corev1.ConfigMap](r) {
-			if c, found := cm.Data["groups.core.bird-check.conf"]; found {
-				conf = c
-			}
+		for extra, ok := range map[string]bool{
+			"protocol static extra4 { ipv4; route 10.0.0.0/8 blackhole; }": true,
+			"protocol static broken { ipv4; route 10.0.0.0/8 blackhol; }":  false,
+			"protocol static unclosed { ipv4;":                             false,
+		} {
+			checkExtraConfig(t, line.version, line.container, line.image, line.daemon, extra, ok)
 		}
-		require.NotEmpty(t, conf)
-		f := filepath.Join(t.TempDir(), "groups.core.bird-check.conf")
-		require.NoError(t, os.WriteFile(f, []byte(conf), 0o644))
-		out, err := exec.Command("bird", "-p", "-c", f).CombinedOutput()
-		if ok {
-			assert.NoError(t, err, "%s: %s", extra, out)
-		} else {
-			assert.Error(t, err, extra)
-			assert.Contains(t, string(out), f+":", "BIRD names the file and position")
-			if strings.Contains(extra, "blackhol;") {
-				assert.Contains(t, string(out), f+":3:49 syntax error", "the extraConfig's first line is the file's third")
-			}
+	}
+}
+
+func checkExtraConfig(t *testing.T, version, container, image, daemon, extra string, ok bool) {
+	t.Helper()
+	r := render(t, "core", "core", []string{example("2regions-hrr", "values-core.yaml")},
+		map[string]string{"groups.core.backend.bird.extraConfig": extra, "groups.core.backend.bird.version": version})
+	checkRelease(t, r)
+	job := hookJobs(r, "pre-install,pre-upgrade")[0]
+	assert.Empty(t, admission(t, psa.LevelRestricted, job.Spec.Template))
+	require.Len(t, job.Spec.Template.Spec.Containers, 2)
+	check := job.Spec.Template.Spec.Containers[1]
+	assert.Equal(t, container, check.Name)
+	assert.True(t, strings.HasPrefix(check.Image, image), "the BIRD image: %s", check.Image)
+	key := "groups.core.bird" + version + "-check.conf"
+	var conf string
+	for _, cm := range all[*corev1.ConfigMap](r) {
+		if c, found := cm.Data[key]; found {
+			conf = c
+		}
+	}
+	require.NotEmpty(t, conf)
+	f := filepath.Join(t.TempDir(), key)
+	require.NoError(t, os.WriteFile(f, []byte(conf), 0o644))
+	out, err := exec.Command(daemon, "-p", "-c", f).CombinedOutput()
+	if ok {
+		assert.NoError(t, err, "%s: %s", extra, out)
+	} else {
+		assert.Error(t, err, extra)
+		assert.Contains(t, string(out), f+":", "BIRD names the file and position")
+		if strings.Contains(extra, "blackhol;") {
+			assert.Contains(t, string(out), f+":3:49 syntax error", "the extraConfig's first line is the file's third")
 		}
 	}
 }
@@ -1223,4 +1241,69 @@ func TestImageDigestPinsEveryContainer(t *testing.T) {
 			assert.Positive(t, seen["bird"])
 		})
 	}
+}
+
+// backend.bird.version 3 runs images.bird3 in the group's BIRD container
+// and tells the agent the line; the init and agent containers get the
+// BIRD container's CPUs (the downward API's limits.cpu in whole CPUs) for
+// BIRD 3's default threads, and threads set in values reach the agent. A
+// group left on BIRD 2 is unchanged: images.bird, no CPUs variable.
+func TestBIRD3GroupRunsImagesBird3(t *testing.T) {
+	files := []string{example("2regions-hrr", "values.yaml"), example("2regions-hrr", "values-lothlorien.yaml")}
+	for _, tc := range []struct {
+		set     map[string]string
+		image   string
+		version int
+		threads int
+		cpus    bool
+	}{
+		{nil, "meshrr/bird:dev", 2, 0, false},
+		{map[string]string{"defaults.backend.bird.version": "3"}, "meshrr/bird3:dev", 3, 0, true},
+		{map[string]string{"defaults.backend.bird.version": "3", "defaults.backend.bird.threads": "4", "images.bird3.repository": "example.test/bird3", "images.bird3.tag": "1.2.3"}, "example.test/bird3:1.2.3", 3, 4, true},
+	} {
+		r := render(t, "lothlorien", "lothlorien", files, tc.set)
+		checkRelease(t, r)
+		ws := workloads(r)
+		require.NotEmpty(t, ws)
+		for _, w := range ws {
+			spec := w.template.Spec
+			for _, c := range spec.Containers {
+				if c.Name == "bird" {
+					assert.Equal(t, tc.image, c.Image, "%s", w.name)
+				}
+			}
+			for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
+				if c.Name != "agent" && c.Name != "init" {
+					continue
+				}
+				var cpus *corev1.EnvVar
+				for i := range c.Env {
+					if c.Env[i].Name == config.BirdCPUsEnv {
+						cpus = &c.Env[i]
+					}
+				}
+				if !tc.cpus {
+					assert.Nil(t, cpus, "%s/%s", w.name, c.Name)
+					continue
+				}
+				if assert.NotNil(t, cpus, "%s/%s", w.name, c.Name) && assert.NotNil(t, cpus.ValueFrom) {
+					ref := cpus.ValueFrom.ResourceFieldRef
+					assert.Equal(t, "bird", ref.ContainerName)
+					assert.Equal(t, "limits.cpu", ref.Resource)
+					assert.Equal(t, "1", ref.Divisor.String())
+				}
+			}
+		}
+		for name, c := range agentConfigs(t, r) {
+			assert.Equal(t, tc.version, c.Backend.Bird.Version, name)
+			assert.Equal(t, tc.threads, c.Backend.Bird.Threads, name)
+		}
+	}
+	// threads with BIRD 2: the agent refuses it, and so the values check
+	cfgs, err := groupConfigs(t, map[string]string{"groups.core.identity.asn": "65000", "groups.core.backend.bird.threads": "4"}, nil, false)
+	require.NoError(t, err)
+	err = agentAccepts(cfgs)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "backend.bird.threads")
+	assert.Contains(t, err.Error(), "BIRD 3 only: set backend.bird.version to 3, or remove threads")
 }

@@ -144,10 +144,15 @@ func (f *fleetOnKind) waitFull(t *testing.T, after time.Duration, timeout time.D
 // at that size. Asserted: every client's routes reach every other client,
 // the RR's restart resets each session once and nothing else resets one,
 // and scaling the group out (a mesh change on the serving RR) resets none.
+//
+// MESHRR_SCALE_BIRD=3 runs the RR on BIRD 3 (images.bird3; the chart's
+// default threads: the node's CPUs), 2 or unset on BIRD 2.
 func TestFanOutClientsOnOneRR(t *testing.T) {
 	n := scaleClients(t)
 	opts := namespace(t, "e2e-fanout")
-	set := map[string]string{"groups.rr.replicas": "1", "groups.rr.clients.routers.ranges[0]": clientNet}
+	line := envOr("MESHRR_SCALE_BIRD", "2")
+	require.Contains(t, []string{"2", "3"}, line, "MESHRR_SCALE_BIRD: the BIRD release line, 2 or 3")
+	set := map[string]string{"groups.rr.replicas": "1", "groups.rr.clients.routers.ranges[0]": clientNet, "groups.rr.backend.bird.version": line}
 	helm.Install(t, helmOptions(opts, []string{example("full-table", "values.yaml")}, set), chart(), "edge")
 	sel := "app.kubernetes.io/name=meshrr"
 	rr := cluster.WaitReady(t, opts, sel, 1, 3*time.Minute)[0]
@@ -183,7 +188,7 @@ func TestFanOutClientsOnOneRR(t *testing.T) {
 	fl.run(t, rr.Status.PodIP)
 	first := fl.waitFull(t, 0, 10*time.Minute)
 	rrSeconds, fleetSeconds := rrCPU()-cpuBefore, fl.cpu(t)-fleetBefore
-	logf(t, "%d clients x %d routes, fleet started: %s; %s", n, prefixesPerClient, figures(first, fleet.Report{}, 0, rrSeconds, fleetSeconds), hostFigures(hostBefore, rrSeconds, fleetSeconds))
+	logf(t, "BIRD %s: %d clients x %d routes, fleet started: %s; %s", line, n, prefixesPerClient, figures(first, fleet.Report{}, 0, rrSeconds, fleetSeconds), hostFigures(hostBefore, rrSeconds, fleetSeconds))
 	assert.Zero(t, first.Summary.Resets, "sessions reset before the RR restart: none is caused by the test")
 	up, err := rrClientsEstablished(t, opts, rr.Name)
 	require.NoError(t, err)

@@ -8,6 +8,8 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -175,9 +177,10 @@ type hierarchy struct {
 }
 
 // installHierarchy installs the core and the regions from src (each region
-// with regionSet too) and waits until every region RR has its two upstream
-// sessions, to core RRs of different sides.
-func installHierarchy(t *testing.T, src chartSource, regionSet map[string]string) *hierarchy {
+// with regionSet too, the regions named in bird3 on BIRD 3) and waits until
+// every region RR has its two upstream sessions, to core RRs of different
+// sides.
+func installHierarchy(t *testing.T, src chartSource, regionSet map[string]string, bird3 ...string) *hierarchy {
 	t.Helper()
 	h := &hierarchy{coreNS: namespace(t, "e2e-core"), lothNS: namespace(t, "e2e-loth"), mirkNS: namespace(t, "e2e-mirk"), src: src}
 	// every group behind the chart's NetworkPolicy (on by default, enforced
@@ -191,6 +194,9 @@ func installHierarchy(t *testing.T, src chartSource, regionSet map[string]string
 		set["defaults.upstream.namespace"] = h.coreNS.Namespace
 		set["defaults.upstream.siblingNamespaces"] = fmt.Sprintf("{%s,%s}", h.lothNS.Namespace, h.mirkNS.Namespace)
 		set["groups."+name+".clients.routers.ranges[0]"] = routerRange()
+		if slices.Contains(bird3, name) {
+			set["groups."+name+".backend.bird.version"] = "3"
+		}
 		helm.Install(t, src.options(opts, regionValues(t, name), set), src.ref, name)
 	}
 	start := time.Now()
@@ -241,9 +247,33 @@ func (h *hierarchy) waitUpstreams(t *testing.T) {
 	})
 }
 
+// TestHierarchyAndBoundaryPolicy runs lothlorien on BIRD 3 (images.bird3)
+// and the core and mirkwood on BIRD 2, as an operator moving one region at
+// a time would: the sessions across the boundary, its policy, the
+// impostor and NetworkPolicy checks and mirkwood's uninstall all run
+// between the two releases.
 func TestHierarchyAndBoundaryPolicy(t *testing.T) {
-	h := installHierarchy(t, chartSource{ref: chart()}, netpolValues())
+	h := installHierarchy(t, chartSource{ref: chart()}, netpolValues(), "lothlorien")
 	coreNS, lothNS, mirkNS, cores, loth, mirk := h.coreNS, h.lothNS, h.mirkNS, h.cores, h.loth, h.mirk
+	for _, g := range []struct {
+		opts *k8s.KubectlOptions
+		pods []corev1.Pod
+		want string
+	}{{lothNS, loth, "BIRD 3."}, {mirkNS, mirk, "BIRD 2."}, {coreNS, cores, "BIRD 2."}} {
+		for _, p := range g.pods {
+			out, err := cluster.Birdc(t, g.opts, p.Name, "show", "status")
+			require.NoError(t, err)
+			require.Contains(t, out, g.want, "%s/%s runs its group's BIRD release line", g.opts.Namespace, p.Name)
+			conf, err := k8s.RunKubectlAndGetOutputE(t, g.opts, "exec", p.Name, "-c", "bird", "--", "cat", "/run/meshrr/bird.conf")
+			require.NoError(t, err)
+			if g.want == "BIRD 3." {
+				// no CPU limit: the node's CPUs, from the downward API
+				assert.Contains(t, conf, fmt.Sprintf("\nthreads %d;\n", runtime.NumCPU()), "%s: BIRD 3's threads", p.Name)
+			} else {
+				assert.NotContains(t, conf, "threads", "%s: no threads for BIRD 2", p.Name)
+			}
+		}
+	}
 
 	bp := readBoundary(t)
 	rL := startRouter(t, "loth1", routerConf(routerID(21), []string{loth[0].Status.PodIP}, bp.announce()))

@@ -28,6 +28,7 @@ var (
 	clusterName = envOr("CLUSTER", "meshrr-e2e")
 	agentImage  = envOr("AGENT_IMAGE", "meshrr/agent:dev")
 	birdImage   = envOr("BIRD_IMAGE", "meshrr/bird:dev")
+	bird3Image  = envOr("BIRD3_IMAGE", "meshrr/bird3:dev")
 	frrImage    = envOr("FRR_IMAGE", "meshrr/frr:dev")
 	// kindNet is the kind Docker network's IPv4 subnet: FRR routers live there.
 	kindNet netip.Prefix
@@ -53,7 +54,7 @@ func mainE(m *testing.M) int {
 		return 1
 	}
 	phase("cluster ready", start)
-	if err := script(append([]string{"tests/kind/cluster.sh", "load"}, agentImage, birdImage)...); err != nil {
+	if err := script(append([]string{"tests/kind/cluster.sh", "load"}, agentImage, birdImage, bird3Image)...); err != nil {
 		fmt.Fprintf(os.Stderr, "E2E SETUP FAILED: loading images: %v\n", err)
 		return 1
 	}

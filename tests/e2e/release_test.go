@@ -36,7 +36,7 @@ func publish(t *testing.T, version string) published {
 	cmd := exec.Command(filepath.Join(repoRoot, "tests", "tools", "release.sh"))
 	cmd.Dir = repoRoot
 	cmd.Env = append(os.Environ(), "VERSION="+version, "REGISTRY=localhost:"+registryPort+"/meshrr",
-		"INSECURE_REGISTRY=1", "RELEASE_DIR="+dir, "BIRD_IMAGE="+birdImage)
+		"INSECURE_REGISTRY=1", "RELEASE_DIR="+dir, "BIRD_IMAGE="+birdImage, "BIRD3_IMAGE="+bird3Image)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "make release VERSION=%s:\n%s", version, out)
@@ -50,13 +50,13 @@ func publish(t *testing.T, version string) published {
 			p[k] = v
 		}
 	}
-	for _, k := range []string{"AGENT_IMAGE", "BIRD_IMAGE", "CHART", "CHART_DIGEST", "AGENT_BINARY_SHA256_amd64", "AGENT_BINARY_SHA256_arm64"} {
+	for _, k := range []string{"AGENT_IMAGE", "BIRD_IMAGE", "BIRD3_IMAGE", "CHART", "CHART_DIGEST", "AGENT_BINARY_SHA256_amd64", "AGENT_BINARY_SHA256_arm64"} {
 		require.NotEmpty(t, p[k], "release.env has no %s:\n%s", k, env)
 	}
 	// each SBOM names what its image holds (the agent's Go modules, BIRD's
 	// Debian package), the chart's the images it deploys, by digest
 	for sbom, holds := range map[string]string{"agent-" + version + "-amd64": "github.com/Juniper/go-netconf",
-		"agent-" + version + "-arm64": "github.com/Juniper/go-netconf", "bird-" + version: "bird2", "chart-" + version: "meshrr-agent"} {
+		"agent-" + version + "-arm64": "github.com/Juniper/go-netconf", "bird-" + version: "bird2", "bird3-" + version: "bird3", "chart-" + version: "meshrr-agent"} {
 		b, err := os.ReadFile(filepath.Join(dir, "sbom", sbom+".cdx.json"))
 		require.NoError(t, err, "make release wrote no SBOM %s", sbom)
 		var bom struct {
@@ -73,23 +73,24 @@ func publish(t *testing.T, version string) published {
 		}
 		assert.Contains(t, names, holds, "the SBOM %s does not list it", sbom)
 		if strings.HasPrefix(sbom, "chart-") {
-			for _, ref := range []string{p["AGENT_IMAGE"], p["BIRD_IMAGE"]} {
+			for _, ref := range []string{p["AGENT_IMAGE"], p["BIRD_IMAGE"], p["BIRD3_IMAGE"]} {
 				_, digest, _ := strings.Cut(ref, "@")
 				assert.Contains(t, string(b), strings.Replace(digest, ":", "%3A", 1), "the chart's SBOM does not name %s", ref)
 			}
 		}
 	}
-	logf(t, "release: make release VERSION=%s took %s: agent %s (%s / %s bytes amd64 / arm64), bird %s (%s bytes), chart %s:%s@%s",
+	logf(t, "release: make release VERSION=%s took %s: agent %s (%s / %s bytes amd64 / arm64), bird %s (%s bytes), bird3 %s (%s bytes), chart %s:%s@%s",
 		version, took.Round(100*time.Millisecond), p["AGENT_IMAGE"], p["AGENT_SIZE_amd64"], p["AGENT_SIZE_arm64"],
-		p["BIRD_IMAGE"], p["BIRD_SIZE"], p["CHART"], version, p["CHART_DIGEST"])
+		p["BIRD_IMAGE"], p["BIRD_SIZE"], p["BIRD3_IMAGE"], p["BIRD3_SIZE"], p["CHART"], version, p["CHART_DIGEST"])
 	return p
 }
 
 // TestReleaseInstallsAndUpgradesFromARegistry is an operator's path on a
 // cluster of their own: make release into an OCI registry (the CNCF
 // distribution registry on the kind network; the nodes' containerd pulls
-// from it), helm install of examples/2regions-hrr from oci://, every pod
-// running the images the chart pins by digest, pulled from the registry;
+// from it), helm install of examples/2regions-hrr from oci:// (lothlorien
+// on BIRD 3), every pod running the images the chart pins by digest, pulled
+// from the registry;
 // then a second version built from the same tree, and helm upgrade of the
 // core to it while a mirkwood router samples lothlorien's routes, which
 // cross the core: 0 samples may miss one.
@@ -100,23 +101,23 @@ func TestReleaseInstallsAndUpgradesFromARegistry(t *testing.T) {
 
 	v1 := publish(t, "0.1.0-e2e.1")
 	again := publish(t, "0.1.0-e2e.1")
-	for _, k := range []string{"AGENT_BINARY_SHA256_amd64", "AGENT_BINARY_SHA256_arm64", "AGENT_IMAGE", "BIRD_IMAGE"} {
+	for _, k := range []string{"AGENT_BINARY_SHA256_amd64", "AGENT_BINARY_SHA256_arm64", "AGENT_IMAGE", "BIRD_IMAGE", "BIRD3_IMAGE"} {
 		assert.Equal(t, v1[k], again[k], "%s differs between two builds of the same commit and version", k)
 	}
-	logf(t, "release: built twice, the same agent binaries (amd64 %s, arm64 %s), agent image index and BIRD image", v1["AGENT_BINARY_SHA256_amd64"][:12], v1["AGENT_BINARY_SHA256_arm64"][:12])
+	logf(t, "release: built twice, the same agent binaries (amd64 %s, arm64 %s), agent image index and BIRD images", v1["AGENT_BINARY_SHA256_amd64"][:12], v1["AGENT_BINARY_SHA256_arm64"][:12])
 
 	src := func(version string) chartSource {
 		return chartSource{ref: v1["CHART"], args: []string{"--version", version, "--plain-http"}}
 	}
 	start := time.Now()
-	h := installHierarchy(t, src("0.1.0-e2e.1"), netpolValues())
+	h := installHierarchy(t, src("0.1.0-e2e.1"), netpolValues(), "lothlorien")
 	logf(t, "release: core and both regions installed from %s and meshed in %s", v1["CHART"], time.Since(start).Round(time.Second))
 	for _, ns := range []*k8s.KubectlOptions{h.coreNS, h.lothNS, h.mirkNS} {
 		runsRelease(t, ns, v1)
 	}
 	logs, err := exec.Command("docker", "logs", registry).CombinedOutput()
 	require.NoError(t, err)
-	for _, repo := range []string{"agent", "bird"} {
+	for _, repo := range []string{"agent", "bird", "bird3"} {
 		assert.Contains(t, string(logs), "GET /v2/meshrr/"+repo+"/manifests/sha256:", "no node pulled the %s image from the registry", repo)
 	}
 
@@ -152,7 +153,7 @@ func TestReleaseInstallsAndUpgradesFromARegistry(t *testing.T) {
 }
 
 // runsRelease: every container of the namespace's meshrr pods runs one of
-// the release's two images, by the digest the chart pins, and the runtime
+// the release's images, by the digest the chart pins, and the runtime
 // reports it pulled that digest.
 func runsRelease(t *testing.T, opts *k8s.KubectlOptions, p published) {
 	t.Helper()
@@ -163,8 +164,11 @@ func runsRelease(t *testing.T, opts *k8s.KubectlOptions, p published) {
 		}
 		for _, c := range append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...) {
 			want := p["AGENT_IMAGE"]
-			if strings.Contains(c.Image, "/bird:") {
+			switch {
+			case strings.Contains(c.Image, "/bird:"):
 				want = p["BIRD_IMAGE"]
+			case strings.Contains(c.Image, "/bird3:"):
+				want = p["BIRD3_IMAGE"]
 			}
 			assert.Equal(t, want, c.Image, "%s/%s", pod.Name, c.Name)
 			ref, digest, _ := strings.Cut(want, "@")

@@ -40,6 +40,7 @@ log stderr { warning, error, fatal, bug };
 protocol device {}
 protocol bgp fleet {
   local %[1]s as 65000;
+  strict bind yes; # on its address only: BIRDs of other packages listen on theirs
   neighbor range %[3]s internal;
   dynamic name "c";
   rr client;

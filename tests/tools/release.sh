@@ -4,10 +4,11 @@
 #
 #   REGISTRY/agent:VERSION  the agent, one image index for linux/amd64 and
 #                           linux/arm64 (static binaries on an empty base)
-#   REGISTRY/bird:VERSION   the BIRD image (BIRD_IMAGE, built by make images;
-#                           the build host's platform)
+#   REGISTRY/bird:VERSION   the BIRD 2 image (BIRD_IMAGE, built by make
+#                           images; the build host's platform)
+#   REGISTRY/bird3:VERSION  the BIRD 3 image (BIRD3_IMAGE, likewise)
 #   oci://REGISTRY/meshrr   the chart, version and appVersion VERSION, its
-#                           values pinning both images by digest
+#                           values pinning every image by digest
 #
 # and writes into RELEASE_DIR (default dist/VERSION): the chart package, a
 # CycloneDX SBOM of each image (syft, read back from the registry) and of the
@@ -28,15 +29,18 @@ REGISTRY=${REGISTRY:-}
 [[ $VERSION =~ ^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$ ]] ||
   fail "VERSION=${VERSION:-<unset>} is not a semantic version: give VERSION=x.y.z (e.g. VERSION=0.1.0, or 0.2.0-rc.1); it becomes the chart's version and appVersion and the images' tag"
 [[ $REGISTRY =~ ^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)*$ ]] ||
-  fail "REGISTRY=${REGISTRY:-<unset>} is not a registry path: give REGISTRY=host[:port]/path without a scheme or a trailing slash (e.g. REGISTRY=<registry-host>/meshrr); images go to REGISTRY/agent and REGISTRY/bird, the chart to oci://REGISTRY/meshrr"
+  fail "REGISTRY=${REGISTRY:-<unset>} is not a registry path: give REGISTRY=host[:port]/path without a scheme or a trailing slash (e.g. REGISTRY=<registry-host>/meshrr); images go to REGISTRY/agent, REGISTRY/bird and REGISTRY/bird3, the chart to oci://REGISTRY/meshrr"
 [ "${1:-}" = check ] && exit 0 # make release: the inputs first, then the builds
 BIRD_IMAGE=${BIRD_IMAGE:-meshrr/bird:dev}
+BIRD3_IMAGE=${BIRD3_IMAGE:-meshrr/bird3:dev}
 OUT=${RELEASE_DIR:-dist/$VERSION}
 PLATFORMS=(linux/amd64 linux/arm64)
 for tool in crane yq syft helm jq docker go; do
   command -v "$tool" >/dev/null || fail "$tool not found: run make tools (crane, yq, syft, helm) and make deps (jq, docker)"
 done
-docker image inspect "$BIRD_IMAGE" >/dev/null 2>&1 || fail "no local image $BIRD_IMAGE: run make images first"
+for im in "$BIRD_IMAGE" "$BIRD3_IMAGE"; do
+  docker image inspect "$im" >/dev/null 2>&1 || fail "no local image $im: run make images first"
+done
 
 crane_flags=()
 helm_flags=()
@@ -91,15 +95,22 @@ agent_digest=${agent_ref##*@}
 record AGENT_IMAGE "$REGISTRY/agent:$VERSION@$agent_digest"
 step "agent index: $REGISTRY/agent:$VERSION@$agent_digest"
 
-# BIRD: the image make images built, with the release's labels
-docker save "$BIRD_IMAGE" -o "$OUT/bird.tar"
-crane push "${crane_flags[@]}" "$OUT/bird.tar" "$REGISTRY/bird:$VERSION" >/dev/null
-rm -f "$OUT/bird.tar"
-ref=$(crane mutate "${crane_flags[@]}" "${labels[@]}" --label org.opencontainers.image.title=meshrr-bird \
-  -t "$REGISTRY/bird:$VERSION" "$REGISTRY/bird:$VERSION")
-bird_digest=${ref##*@}
+# BIRD 2 and BIRD 3: the images make images built, with the release's
+# labels; push_bird REPO IMAGE prints the digest
+push_bird() {
+  docker save "$2" -o "$OUT/$1.tar"
+  crane push "${crane_flags[@]}" "$OUT/$1.tar" "$REGISTRY/$1:$VERSION" >/dev/null
+  rm -f "$OUT/$1.tar"
+  ref=$(crane mutate "${crane_flags[@]}" "${labels[@]}" --label "org.opencontainers.image.title=meshrr-$1" \
+    -t "$REGISTRY/$1:$VERSION" "$REGISTRY/$1:$VERSION")
+  echo "${ref##*@}"
+}
+bird_digest=$(push_bird bird "$BIRD_IMAGE")
 record BIRD_IMAGE "$REGISTRY/bird:$VERSION@$bird_digest"
 step "bird: $REGISTRY/bird:$VERSION@$bird_digest"
+bird3_digest=$(push_bird bird3 "$BIRD3_IMAGE")
+record BIRD3_IMAGE "$REGISTRY/bird3:$VERSION@$bird3_digest"
+step "bird3: $REGISTRY/bird3:$VERSION@$bird3_digest"
 
 # image sizes as a registry serves them (compressed layers and config)
 size() { crane manifest "${crane_flags[@]}" "$1" | jq '[.config.size] + [.layers[].size] | add'; }
@@ -107,23 +118,30 @@ for platform in "${PLATFORMS[@]}"; do
   record "AGENT_SIZE_${platform#linux/}" "$(size "$REGISTRY/agent:$VERSION-${platform#linux/}")"
 done
 record BIRD_SIZE "$(size "$REGISTRY/bird@$bird_digest")"
+record BIRD3_SIZE "$(size "$REGISTRY/bird3@$bird3_digest")"
 
-# the chart: values pin both images by digest
+# the chart: values pin every image by digest
 mkdir -p "$OUT/chart"
 cp -r charts/meshrr "$OUT/chart/"
-A="$REGISTRY/agent" B="$REGISTRY/bird" V="$VERSION" AD="$agent_digest" BD="$bird_digest" yq -i '
+A="$REGISTRY/agent" B="$REGISTRY/bird" B3="$REGISTRY/bird3" V="$VERSION" AD="$agent_digest" BD="$bird_digest" B3D="$bird3_digest" yq -i '
   .images.agent.repository = strenv(A) | .images.agent.tag = strenv(V) | .images.agent.digest = strenv(AD) |
-  .images.bird.repository = strenv(B) | .images.bird.tag = strenv(V) | .images.bird.digest = strenv(BD)' \
+  .images.bird.repository = strenv(B) | .images.bird.tag = strenv(V) | .images.bird.digest = strenv(BD) |
+  .images.bird3.repository = strenv(B3) | .images.bird3.tag = strenv(V) | .images.bird3.digest = strenv(B3D)' \
   "$OUT/chart/meshrr/values.yaml"
 helm package "$OUT/chart/meshrr" --version "$VERSION" --app-version "$VERSION" -d "$OUT" >/dev/null
 rm -rf "$OUT/chart"
 pkg="$OUT/meshrr-$VERSION.tgz"
-# every container of the packaged chart runs a pinned image
-refs=$(helm template x "$pkg" -f examples/route-servers/values.yaml | sed -n 's/^ *image: //p' | sort -u)
+# every container of the packaged chart runs a pinned image, with BIRD 2
+# and with BIRD 3
+refs=$( (helm template x "$pkg" -f examples/route-servers/values.yaml
+  helm template x "$pkg" -f examples/route-servers/values.yaml --set defaults.backend.bird.version=3) |
+  sed -n 's/^ *image: //p' | sort -u)
 while read -r r; do
-  [[ $r == "$REGISTRY/agent:$VERSION@$agent_digest" || $r == "$REGISTRY/bird:$VERSION@$bird_digest" ]] ||
+  [[ $r == "$REGISTRY/agent:$VERSION@$agent_digest" || $r == "$REGISTRY/bird:$VERSION@$bird_digest" ||
+    $r == "$REGISTRY/bird3:$VERSION@$bird3_digest" ]] ||
     fail "the packaged chart renders image $r, not one of the pushed digests"
 done <<<"$refs"
+grep -qx "$REGISTRY/bird3:$VERSION@$bird3_digest" <<<"$refs" || fail "the packaged chart never renders the BIRD 3 image"
 chart_digest=$(helm push "$pkg" "oci://$REGISTRY" "${helm_flags[@]}" 2>&1 | tee "$OUT/helm-push.log" | sed -n 's/^Digest: //p')
 [ -n "$chart_digest" ] || fail "helm push printed no digest: $(cat "$OUT/helm-push.log")"
 rm -f "$OUT/helm-push.log"
@@ -138,20 +156,23 @@ for platform in "${PLATFORMS[@]}"; do
     -o "cyclonedx-json=$OUT/sbom/agent-$VERSION-${platform#linux/}.cdx.json"
 done
 syft scan -q "registry:$REGISTRY/bird:$VERSION@$bird_digest" -o "cyclonedx-json=$OUT/sbom/bird-$VERSION.cdx.json"
+syft scan -q "registry:$REGISTRY/bird3:$VERSION@$bird3_digest" -o "cyclonedx-json=$OUT/sbom/bird3-$VERSION.cdx.json"
 # the chart holds no software of its own (syft finds nothing in it): its
-# SBOM names the chart package and the two images it deploys, by digest
+# SBOM names the chart package and the three images it deploys, by digest
 # (package URLs of type oci), and syft must read it back as CycloneDX
 purl() { printf 'pkg:oci/%s@%s?repository_url=%s' "$1" "${2/:/%3A}" "$3"; }
 jq -n --arg v "$VERSION" --arg chart "$(purl meshrr "$chart_digest" "$REGISTRY/meshrr")" \
   --arg sha "$(sha256sum "$pkg" | cut -d' ' -f1)" \
-  --arg agent "$(purl agent "$agent_digest" "$REGISTRY/agent")" --arg bird "$(purl bird "$bird_digest" "$REGISTRY/bird")" '{
+  --arg agent "$(purl agent "$agent_digest" "$REGISTRY/agent")" --arg bird "$(purl bird "$bird_digest" "$REGISTRY/bird")" \
+  --arg bird3 "$(purl bird3 "$bird3_digest" "$REGISTRY/bird3")" '{
   bomFormat: "CycloneDX", specVersion: "1.6", version: 1,
   metadata: {component: {type: "application", "bom-ref": $chart, name: "meshrr", version: $v, purl: $chart,
     description: "the meshrr Helm chart", hashes: [{alg: "SHA-256", content: $sha}]}},
   components: [
     {type: "container", "bom-ref": $agent, name: "meshrr-agent", version: $v, purl: $agent},
-    {type: "container", "bom-ref": $bird, name: "meshrr-bird", version: $v, purl: $bird}],
-  dependencies: [{ref: $chart, dependsOn: [$agent, $bird]}]}' >"$OUT/sbom/chart-$VERSION.cdx.json"
+    {type: "container", "bom-ref": $bird, name: "meshrr-bird", version: $v, purl: $bird},
+    {type: "container", "bom-ref": $bird3, name: "meshrr-bird3", version: $v, purl: $bird3}],
+  dependencies: [{ref: $chart, dependsOn: [$agent, $bird, $bird3]}]}' >"$OUT/sbom/chart-$VERSION.cdx.json"
 syft convert -q "$OUT/sbom/chart-$VERSION.cdx.json" -o spdx-json >/dev/null ||
   fail "syft cannot read the chart's SBOM $OUT/sbom/chart-$VERSION.cdx.json as CycloneDX"
 step "SBOMs: $(cd "$OUT/sbom" && echo *)"

@@ -26,13 +26,21 @@ type daemon struct {
 	bootstrap func(c *config.Config, rid netip.Addr) (file string, written bool, err error)
 }
 
+// birdBackend is the configuration's BIRD section with BIRD 3's threads
+// resolved (from the BIRD container's CPUs when backend.bird.threads is 0).
+func birdBackend(c *config.Config) config.BirdBackend {
+	b := c.Backend.Bird
+	b.Threads = b.BirdThreads(os.Getenv(config.BirdCPUsEnv))
+	return b
+}
+
 var daemons = map[config.BackendType]daemon{
 	config.BackendBird: {
 		open: func(c *config.Config, _ func() *config.Config) (backend.Backend, error) {
-			return bird.New(c.Backend.Bird), nil
+			return bird.New(birdBackend(c)), nil
 		},
 		bootstrap: func(c *config.Config, rid netip.Addr) (string, bool, error) {
-			written, err := bird.New(c.Backend.Bird).WriteBootstrap(rid)
+			written, err := bird.New(birdBackend(c)).WriteBootstrap(rid)
 			return c.Backend.Bird.ConfigFile, written, err
 		},
 	},

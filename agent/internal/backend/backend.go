@@ -82,13 +82,18 @@ type Checked interface {
 	CheckDaemon(ctx context.Context) error
 }
 
-// UnsupportedError is a daemon the agent does not support: which one, and
-// what it supports.
+// UnsupportedError is a daemon the agent does not support: which one,
+// what it supports, and what to do.
 type UnsupportedError struct {
 	Daemon    string // as the daemon names itself ("BIRD 2.0.12")
-	Supported string // the versions the agent supports, in words
+	Supported string // the versions the agent supports here, in words
+	Do        string // what to do; empty: run an image the chart ships
 }
 
 func (e *UnsupportedError) Error() string {
-	return fmt.Sprintf("%s is not supported (meshrr supports %s): run the daemon image the chart ships (images.bird)", e.Daemon, e.Supported)
+	do := e.Do
+	if do == "" {
+		do = "run the daemon image the chart ships (images.bird; images.bird3 for backend.bird.version 3)"
+	}
+	return fmt.Sprintf("%s is not supported (meshrr supports %s): %s", e.Daemon, e.Supported, do)
 }

@@ -68,7 +68,7 @@ func (l *Loop) checkMemory(cfg *config.Config, ss []model.Session) {
 	case low && !l.watched.memoryLow:
 		l.Log.Warn("memory limit below what the routes held need", "op", "sizing", "routes", routes, "needBytes", need, "limitBytes", limit)
 		l.Events.Warning(events.ReasonMemoryLimitLow, "%d routes held need about %d MiB (%d bytes per route and %d MiB base, backend.bird), above %s's memory limit of %d MiB: raise resources.bird.limits.memory (sizing in docs/scale.md) or split the group before %s is OOM-killed",
-			routes, need>>20, cfg.Backend.Bird.BytesPerRoute, (need-int64(routes)*cfg.Backend.Bird.BytesPerRoute)>>20, l.Backend.Name(), limit>>20, l.Backend.Name())
+			routes, need>>20, cfg.BytesPerRoute(), (need-int64(routes)*cfg.BytesPerRoute())>>20, l.Backend.Name(), limit>>20, l.Backend.Name())
 	case !low && l.watched.memoryLow:
 		l.Log.Info("memory limit covers the routes held again", "op", "sizing", "routes", routes, "needBytes", need, "limitBytes", limit)
 	}

@@ -260,6 +260,8 @@ Args: dict "root" $ "unit" UNIT.
 {{- $_ := set $b "memoryLimit" (ternary . (printf "%d" (. | int64)) (kindIs "string" .)) -}}
 {{- end -}}
 {{- if hasKey $v.backend.bird "bytesPerRoute" }}{{ $_ := set $b "bytesPerRoute" ($v.backend.bird.bytesPerRoute | int64) }}{{ end -}}
+{{- $_ := set $b "version" (include "meshrr.birdLine" $v | int) -}}
+{{- with $v.backend.bird.threads }}{{ $_ := set $b "threads" (. | int) }}{{ end -}}
 {{- $_ := set $backend "bird" $b -}}
 {{- end -}}
 {{- toYaml $backend -}}
@@ -367,6 +369,22 @@ i=0; while [ ! -e {{ include "meshrr.path.drainDone" . }} ] && [ $i -lt {{ add (
   valueFrom: {fieldRef: {fieldPath: status.hostIP}}
 - name: MESHRR_SIDE
   valueFrom: {fieldRef: {fieldPath: "metadata.labels['meshrr.io/side']"}}
+{{- if eq (include "meshrr.birdLine" .values) "3" }}
+# BIRD 3's threads when backend.bird.threads is 0: the BIRD container's CPU
+# limit in whole CPUs, rounded up (the node's CPUs when it has no limit)
+- name: MESHRR_BIRD_CPUS
+  valueFrom: {resourceFieldRef: {containerName: bird, resource: limits.cpu, divisor: "1"}}
+{{- end }}
+{{- end -}}
+
+{{/* The BIRD release line of a group ("2" or "3"; "" for cRPD). Args: the group's values. */}}
+{{- define "meshrr.birdLine" -}}
+{{- if ne .backend.type "crpd" }}{{ (.backend.bird).version | default 2 | int }}{{ end -}}
+{{- end -}}
+
+{{/* The images entry of a BIRD release line, as YAML (fromYaml): images.bird, or images.bird3 for line "3". Args: dict "root" $ "line" LINE. */}}
+{{- define "meshrr.birdImageOf" -}}
+{{- toYaml (ternary .root.Values.images.bird3 .root.Values.images.bird (eq .line "3")) -}}
 {{- end -}}
 
 {{/*

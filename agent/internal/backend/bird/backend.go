@@ -35,12 +35,14 @@ type Backend struct {
 	client     *Client
 	loc        *time.Location
 	extra      extraConfig
+	line       int // the BIRD release line the configuration asks for (0: any supported)
 }
 
 // New returns the backend for the configured daemon.
 func New(c config.BirdBackend) *Backend {
 	b := &Backend{
-		opts:       Options{Include: slices.Clone(c.Include), StrictBind: c.StrictBind == nil || *c.StrictBind},
+		opts:       Options{Include: slices.Clone(c.Include), StrictBind: c.StrictBind == nil || *c.StrictBind, Threads: c.Threads},
+		line:       c.Version,
 		configFile: c.ConfigFile,
 		client:     NewClient(c.Socket, defaultCommandTimeout),
 		loc:        time.Local,
@@ -55,11 +57,15 @@ func New(c config.BirdBackend) *Backend {
 // Bootstrap is the configuration BIRD starts with before the agent's first
 // apply: the router id, the operator's additions and the one protocol BIRD
 // requires. It opens no BGP session.
-func Bootstrap(routerID netip.Addr, include []string) []byte {
+func Bootstrap(routerID netip.Addr, o Options) []byte {
 	var b strings.Builder
 	b.WriteString("# Written by meshrr-agent init; replaced by the agent's first apply.\n")
-	fmt.Fprintf(&b, "router id %s;\n%s\n", routerID, logStatement)
-	for _, inc := range include {
+	fmt.Fprintf(&b, "router id %s;\n", routerID)
+	if o.Threads > 0 {
+		fmt.Fprintf(&b, "threads %d;\n", o.Threads)
+	}
+	fmt.Fprintf(&b, "%s\n", logStatement)
+	for _, inc := range o.Include {
 		fmt.Fprintf(&b, "include %q;\n", inc)
 	}
 	b.WriteString("protocol device meshrr_device {\n}\n")
@@ -78,7 +84,7 @@ func (b *Backend) WriteBootstrap(routerID netip.Addr) (written bool, err error) 
 	if err := b.extra.bootstrap(); err != nil {
 		return false, err
 	}
-	if err := fileutil.WriteAtomic(b.configFile, Bootstrap(routerID, b.opts.Include)); err != nil {
+	if err := fileutil.WriteAtomic(b.configFile, Bootstrap(routerID, b.opts)); err != nil {
 		return false, fmt.Errorf("bird: %w", err)
 	}
 	return true, nil

@@ -34,6 +34,7 @@ type rr struct {
 	cfg     string
 	pod     string
 	ns      string
+	threads int // BIRD 3's threads (backend.bird.threads), 0: not written
 }
 
 func (r *rr) apply(t *testing.T, snap model.Snapshot, cfgYAML string) plan.Result {
@@ -41,6 +42,7 @@ func (r *rr) apply(t *testing.T, snap model.Snapshot, cfgYAML string) plan.Resul
 	cfg, err := config.Parse([]byte(cfgYAML))
 	require.NoError(t, err)
 	cfg.Backend.Bird = r.lab.BackendConfig()
+	cfg.Backend.Bird.Threads = r.threads
 	res, err := plan.Build(plan.Input{Config: cfg, Self: plan.Self{Name: r.pod, Namespace: r.ns, Addrs: []netip.Addr{r.lab.Addr}}, Snapshot: snap, Now: time.Now()})
 	require.NoError(t, err)
 	r.backend = bird.New(cfg.Backend.Bird)

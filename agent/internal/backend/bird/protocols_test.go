@@ -144,13 +144,7 @@ func TestParseBFDSessions(t *testing.T) {
 // two daemons of each release, multihop BFD on loopback): read alike.
 func TestBFDSessionsFromRealBIRD2And3(t *testing.T) {
 	for _, version := range []string{"2.17.6", "3.1.8"} {
-		raw, err := os.ReadFile("testdata/show-bfd-sessions-" + version + ".txt")
-		require.NoError(t, err)
-		r := bufio.NewReader(bytes.NewReader(raw))
-		_, err = readReply(r)
-		require.NoError(t, err)
-		lines, err := readReply(r)
-		require.NoError(t, err)
+		lines := captured(t, "show-bfd-sessions-"+version+".txt")
 		assert.Equal(t, map[netip.Addr]string{netip.MustParseAddr("127.0.77.12"): "Up"}, ParseBFDSessions(lines), version)
 	}
 }
@@ -160,14 +154,7 @@ func TestBFDSessionsFromRealBIRD2And3(t *testing.T) {
 // columns to the route change stats): the readers see the same session.
 func TestProtocolsFromRealBIRD2And3(t *testing.T) {
 	for _, version := range []string{"2.17.6", "3.1.8"} {
-		raw, err := os.ReadFile("testdata/show-protocols-all-" + version + ".txt")
-		require.NoError(t, err)
-		r := bufio.NewReader(bytes.NewReader(raw))
-		_, err = readReply(r)
-		require.NoError(t, err)
-		lines, err := readReply(r)
-		require.NoError(t, err)
-		ps := ParseProtocols(lines, time.UTC)
+		ps := ParseProtocols(captured(t, "show-protocols-all-"+version+".txt"), time.UTC)
 		require.Len(t, ps, 1, version)
 		p := ps[0]
 		assert.Equal(t, "c1", p.Name, version)

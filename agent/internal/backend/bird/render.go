@@ -30,6 +30,8 @@ type Options struct {
 	Include []string
 	// StrictBind binds every session to the pod's address.
 	StrictBind bool
+	// Threads is BIRD 3's worker threads (`threads N;`); 0: not written.
+	Threads int
 }
 
 // descPrefix starts the description of every protocol the agent renders;
@@ -38,6 +40,7 @@ const descPrefix = "meshrr:"
 
 type view struct {
 	RouterID  string
+	Threads   int
 	Log       string // logStatement
 	Include   []string
 	BFD       bool // a protocol bfd serves the sessions that ask for BFD
@@ -107,7 +110,7 @@ func Render(m model.Model, o Options) ([]byte, error) {
 	if !m.RouterID.Is4() {
 		return nil, fmt.Errorf("bird: router id %v is not an IPv4 address", m.RouterID)
 	}
-	v := view{RouterID: m.RouterID.String(), Log: logStatement, Include: o.Include}
+	v := view{RouterID: m.RouterID.String(), Threads: o.Threads, Log: logStatement, Include: o.Include}
 	for _, g := range m.Groups {
 		for _, k := range append([]string{g.Password}, slices.Collect(maps.Values(g.SessionKeys))...) {
 			if _, err := backend.Quote(k); err != nil {

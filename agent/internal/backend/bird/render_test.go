@@ -98,3 +98,24 @@ func TestProtocolNamesFitBIRDSymbols(t *testing.T) {
 	assert.Equal(t, "upstream_fd00_1234_5678_9abc_def0_1234_5678_9abc", n)
 	assert.LessOrEqual(t, len(n), 63)
 }
+
+// BIRD 3's threads are written after the router id, in the bootstrap and
+// in every rendering, and both BIRD releases parse them (BIRD 2.17
+// accepts the option too); without threads nothing is written.
+func TestThreadsAreRendered(t *testing.T) {
+	o := goldenOptions
+	o.Threads = 4
+	got, err := Render(fixture.Model(t, "region"), o)
+	require.NoError(t, err)
+	assert.Regexp(t, `(?m)^router id [0-9.]+;\nthreads 4;$`, string(got))
+	birdParse(t, got)
+	boot := Bootstrap(netip.MustParseAddr("10.244.1.5"), o)
+	assert.Contains(t, string(boot), "router id 10.244.1.5;\nthreads 4;\n")
+	birdParse(t, boot)
+	for _, name := range fixture.Names(t, "bird") {
+		got, err := Render(fixture.Model(t, name), goldenOptions)
+		require.NoError(t, err)
+		assert.NotContains(t, string(got), "threads", name)
+	}
+	assert.NotContains(t, string(Bootstrap(netip.MustParseAddr("10.244.1.5"), goldenOptions)), "threads")
+}

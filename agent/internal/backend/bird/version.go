@@ -83,11 +83,26 @@ func (b *Backend) Version(ctx context.Context) (Version, error) {
 	return ParseVersion(lines)
 }
 
-// CheckDaemon implements backend.Checked.
+// CheckDaemon implements backend.Checked: the daemon must be a supported
+// release, and of the release line the configuration names
+// (backend.bird.version), if it names one.
 func (b *Backend) CheckDaemon(ctx context.Context) error {
 	v, err := b.Version(ctx)
 	if err != nil {
 		return err
 	}
-	return v.Supported()
+	return v.Of(b.line)
+}
+
+// Of says whether v is supported and of release line major (0: any).
+func (v Version) Of(major int) error {
+	if err := v.Supported(); err != nil {
+		return err
+	}
+	if major != 0 && v.Major != major {
+		return &backend.UnsupportedError{Daemon: "BIRD " + v.String(),
+			Supported: fmt.Sprintf("BIRD %d here: backend.bird.version is %d", major, major),
+			Do:        fmt.Sprintf("run a BIRD %d image (images.bird for 2, images.bird3 for 3), or set backend.bird.version to %d", major, v.Major)}
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -12,11 +13,11 @@ import (
 	"github.com/meshrr/meshrr/agent/internal/backend"
 )
 
-// statusReply is a `show status` reply captured from a real daemon
-// (testdata/show-status-VERSION.txt: the socket's bytes, greeting first).
-func statusReply(t *testing.T, version string) []Line {
+// captured is a reply captured from a real daemon's control socket
+// (testdata/FILE: the socket's bytes, the greeting first).
+func captured(t *testing.T, file string) []Line {
 	t.Helper()
-	raw, err := os.ReadFile("testdata/show-status-" + version + ".txt")
+	raw, err := os.ReadFile(filepath.Join("testdata", file))
 	require.NoError(t, err)
 	r := bufio.NewReader(bytes.NewReader(raw))
 	_, err = readReply(r) // the greeting
@@ -24,6 +25,12 @@ func statusReply(t *testing.T, version string) []Line {
 	lines, err := readReply(r)
 	require.NoError(t, err)
 	return lines
+}
+
+// statusReply is a captured `show status` reply of a release.
+func statusReply(t *testing.T, version string) []Line {
+	t.Helper()
+	return captured(t, "show-status-"+version+".txt")
 }
 
 // The version each real daemon names, and whether meshrr supports it:
@@ -44,7 +51,7 @@ func TestVersionFromRealDaemons(t *testing.T) {
 		}
 		var u *backend.UnsupportedError
 		if assert.ErrorAs(t, err, &u, version) {
-			assert.Equal(t, "BIRD "+version+" is not supported (meshrr supports BIRD 2.17 or a later 2.x, or BIRD 3.1 or a later 3.x): run the daemon image the chart ships (images.bird)", err.Error())
+			assert.Equal(t, "BIRD "+version+" is not supported (meshrr supports BIRD 2.17 or a later 2.x, or BIRD 3.1 or a later 3.x): run the daemon image the chart ships (images.bird; images.bird3 for backend.bird.version 3)", err.Error())
 		}
 	}
 }
@@ -75,4 +82,19 @@ func TestVersionRangesAndBadReplies(t *testing.T) {
 	assert.Equal(t, Version{2, 17, 6}, v)
 	_, err = ReadVersion("bird: unknown option")
 	assert.Error(t, err)
+}
+
+// A supported daemon of the other release line than the configuration
+// names (backend.bird.version) is refused with what to do; 0 takes any.
+func TestVersionOfTheConfiguredLine(t *testing.T) {
+	v217, v318 := Version{2, 17, 6}, Version{3, 1, 8}
+	assert.NoError(t, v217.Of(0))
+	assert.NoError(t, v217.Of(2))
+	assert.NoError(t, v318.Of(3))
+	err := v217.Of(3)
+	var u *backend.UnsupportedError
+	require.ErrorAs(t, err, &u)
+	assert.Equal(t, "BIRD 2.17.6 is not supported (meshrr supports BIRD 3 here: backend.bird.version is 3): run a BIRD 3 image (images.bird for 2, images.bird3 for 3), or set backend.bird.version to 2", err.Error())
+	require.ErrorAs(t, v318.Of(2), &u)
+	assert.ErrorAs(t, Version{2, 0, 12}.Of(2), &u, "an unsupported release stays refused whatever the line")
 }

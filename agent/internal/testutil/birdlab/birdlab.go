@@ -191,6 +191,7 @@ func (in *Instance) BackendConfig() config.BirdBackend {
 		ConfigFile: in.ConfigFile,
 		Include:    []string{filepath.Join(in.IncludeDir, "*.conf")},
 		StrictBind: &strict,
+		Version:    Version.Major, // the agent checks the daemon's line too
 	}
 }
 
