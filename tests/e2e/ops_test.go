@@ -133,7 +133,7 @@ func valuesCheckRefusesBeforeAnyPodChanges(t *testing.T, opts *k8s.KubectlOption
 		"groups.core.yaml: timers.keepalive: 40 must be below the hold time 30",
 		`groups.core.yaml: clients[0].ranges[0] (clients "regions"): "10.244.0.1/16" has host bits set: did you mean 10.244.0.0/16?`,
 		`groups.core.yaml: policy[0].matchCommunities[0] (policy "drop-65000-999"): "65000:99999" is not a community`,
-		"groups.core.backend.bird.extraConfig: BIRD refuses it (its line N is line N+2 of the file named): bird: /etc/meshrr-check/groups.core.bird-check.conf:3:49 syntax error",
+		"groups.core.backend.bird.extraConfig: BIRD 2 refuses it (its line N is line N+2 of the file named): bird: /etc/meshrr-check/groups.core.bird2-check.conf:3:49 syntax error",
 	} {
 		assert.Contains(t, log, want)
 	}
