@@ -57,11 +57,12 @@ daemons: deps ## BIRD 2 and BIRD 3 of the images (Debian 13), unpacked to run on
 	@tests/tools/host-daemons.sh
 
 # the packages whose tests run real BIRD daemons (birdlab)
-BIRD_PACKAGES := ./agent/internal/backend/bird/ ./agent/internal/reconcile/ ./agent/internal/app/
+BIRD_PACKAGES := ./agent/internal/backend/bird/ ./agent/internal/reconcile/ ./agent/internal/app/ ./agent/internal/preview/
 
 # The BIRD 3 pass runs beside the tests module's tests: it mostly waits on
 # its daemons (about 17 s of CPU in 84 s) and its loopback blocks
-# (127.0.10, .20, .21, .30) are not the tests module's; its output follows.
+# (127.0.10, .20, .21, .30, .100-.139) are not the tests module's; its
+# output follows.
 unit: tools daemons ## unit, golden, real-BIRD integration and chart render tests; the real-BIRD tests run once with BIRD 2 and once with BIRD 3 (unit-bird3)
 	$(GO) test $(GOTEST_FLAGS) ./...
 	@log=$$(mktemp); $(MAKE) --no-print-directory unit-bird3 >"$$log" 2>&1 & pid=$$!; \

@@ -6,9 +6,10 @@ import (
 )
 
 // clientResetting are the client group settings whose change makes BIRD
-// reset the group's sessions, as BIRD itself answers
-// (TestWhichClientSettingsResetASessionIsAskedOfBIRD), and type, which
-// changes what kind of session it is. KeepSessionSettings keeps them and
+// reset the group's sessions: the preview's table says which model
+// settings reset (asked of BIRD in TestEverySettingsEffectIsBIRDs), and
+// TestTheAgentKeepsWhatResets that these are exactly the client settings
+// that reach one. KeepSessionSettings keeps them and
 // the chart rolls the pods for them (its session-settings checksum).
 var clientResetting = []struct {
 	name    string
@@ -34,8 +35,9 @@ var SessionResettingClientSettings = func() []string {
 
 // KeepSessionSettings copies into c the settings every BGP session of the
 // pod is opened with (identity, families, timers, gracefulRestart, and a
-// client group's SessionResettingClientSettings for that group's sessions)
-// from running, and names those that differed: changing one resets every
+// client group's SessionResettingClientSettings for that group's sessions),
+// and the BIRD line and threads the pod's daemon was started with, from
+// running, and names those that differed: changing one resets every
 // session of the daemon, so they take effect when the pod is replaced. The
 // chart rolls the pods (one at a time, each draining) through a checksum
 // annotation of exactly these; the running agent keeps its values, so a
@@ -56,6 +58,16 @@ func (c *Config) KeepSessionSettings(running *Config) (kept []string) {
 	if !reflect.DeepEqual(c.GracefulRestart, running.GracefulRestart) {
 		kept = append(kept, "gracefulRestart")
 		c.GracefulRestart = running.GracefulRestart
+	}
+	// the daemon takes them at its start: the pod's BIRD runs the line
+	// its image holds, with the threads it was started with
+	if c.Backend.Bird.Version != running.Backend.Bird.Version {
+		kept = append(kept, "backend.bird.version")
+		c.Backend.Bird.Version = running.Backend.Bird.Version
+	}
+	if c.Backend.Bird.Threads != running.Backend.Bird.Threads {
+		kept = append(kept, "backend.bird.threads")
+		c.Backend.Bird.Threads = running.Backend.Bird.Threads
 	}
 	// BIRD restarts a client group's sessions to change these, on every pod
 	// at once

@@ -120,6 +120,17 @@ func TestSessionSettingsRollThePodsAndNothingElseDoes(t *testing.T) {
 			assert.Equal(t, 1, lineDiff(b, a), "%v: only the session-settings checksum of %s changes", set, w)
 		}
 	}
+	// BIRD 3's threads: the daemon takes them at its start (the line
+	// changes the image as well)
+	bird3 := map[string]string{"groups.lothlorien.backend.bird.version": "3"}
+	base3, err := renderE(t, "lothlorien", "lothlorien", files, bird3)
+	require.NoError(t, err)
+	after, err := renderE(t, "lothlorien", "lothlorien", files, map[string]string{"groups.lothlorien.backend.bird.version": "3", "groups.lothlorien.backend.bird.threads": "2"})
+	require.NoError(t, err)
+	assert.ElementsMatch(t, append([]string{"ConfigMap/lothlorien-meshrr-lothlorien"}, workloads...), changed(documents(t, base3), documents(t, after)), "threads")
+	for _, w := range workloads {
+		assert.Equal(t, 1, lineDiff(documents(t, base3)[w], documents(t, after)[w]), "threads: only the session-settings checksum of %s changes", w)
+	}
 	for _, set := range []map[string]string{
 		{"defaults.policy[0].name": "other", "defaults.policy[0].towards[0]": "upstream", "defaults.policy[0].matchCommunities[0]": "65000:9", "defaults.policy[0].action": "reject"},
 		{"defaults.upstream.maxPeers": "1"},

@@ -438,8 +438,9 @@ capabilities: {drop: [ALL]}
 {{/*
 The checksum of the settings every BGP session of a unit is opened with
 (config.KeepSessionSettings): identity, families, timers, graceful restart,
-and the client settings BIRD resets sessions for
-(config.SessionResettingClientSettings). It is a pod-template annotation, so
+the client settings BIRD resets sessions for
+(config.SessionResettingClientSettings), and the BIRD line and threads its
+daemon starts with. It is a pod-template annotation, so
 a change rolls the pods one at a time, each draining; running agents keep
 their values, and everything else hot-reloads in place.
 */}}
@@ -447,5 +448,6 @@ their values, and everything else hot-reloads in place.
 {{- $agentCfg := include "meshrr.agentConfig" . | fromYaml -}}
 {{- $settings := pick $agentCfg "identity" "families" "timers" "gracefulRestart" -}}
 {{- range $c := ($agentCfg.clients | default list) }}{{ with pick $c "addPaths" "multihop" "ttlSecurity" "type" }}{{ $_ := set $settings (printf "clients/%s" $c.name) . }}{{ end }}{{ end -}}
+{{- with pick ((($agentCfg.backend | default dict).bird) | default dict) "version" "threads" }}{{ $_ := set $settings "bird" . }}{{ end -}}
 {{- $settings | toYaml | sha256sum | trunc 16 -}}
 {{- end -}}
