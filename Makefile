@@ -26,7 +26,7 @@ export PATH := $(DAEMONS_BIN):$(TOOLS_BIN):$(PATH)
 CHART := charts/meshrr
 EX := examples
 
-.PHONY: help test deps tools unit unit-bird3 lint bench fuzz scale scale-loopback scale-reduced fleet-limit fleet-bin daemons junos-yang e2e-crpd crpd-env build base images images-smoke release chart-lint chart-docs chart-docs-check kind-images e2e chaos demo idle-cpu
+.PHONY: help test deps tools unit unit-bird3 lint bench plan fuzz scale scale-loopback scale-reduced fleet-limit fleet-bin daemons junos-yang e2e-crpd crpd-env build base images images-smoke release chart-lint chart-docs chart-docs-check kind-images e2e chaos demo idle-cpu
 
 demo: kind-images images tools build ## kind cluster with the 2-regions example; prints BGP sessions and checks the boundary policy at a router, failing when it does not hold (DEMO_TEARDOWN=1 removes it after; REGISTRY=... VERSION=x.y.z installs a published release)
 	@REGISTRY=$(REGISTRY) VERSION=$(if $(REGISTRY),$(VERSION)) tests/kind/demo.sh
@@ -148,6 +148,12 @@ build: ## build the static agent binary and the kubectl-meshrr plugin into bin/
 DEMO_KUBECONFIG ?= $(MESHRR_CACHE)/kind/kubeconfig-meshrr-demo
 status: build ## every meshrr group of the demo cluster (KUBECONFIG=... for another); exit 2 when one is degraded
 	bin/kubectl-meshrr status -A --kubeconfig $(or $(KUBECONFIG),$(DEMO_KUBECONFIG))
+
+PLAN_RELEASE ?= lothlorien
+PLAN_SET ?= defaults.policy[1].setLocalPref=30
+plan: build tools ## before a helm upgrade of the demo: what it does to each BGP session (PLAN_RELEASE, default lothlorien; PLAN_SET: --set values on top of the release's own, space-separated); exit 0 hitless, 3 a session resets or pods roll
+	@bin/kubectl-meshrr plan -n $(PLAN_RELEASE) --kubeconfig $(or $(KUBECONFIG),$(DEMO_KUBECONFIG)) $(PLAN_RELEASE) charts/meshrr \
+	  --reuse-values $(foreach s,$(PLAN_SET),--set '$(s)'); rc=$$?; [ $$rc = 0 ] || [ $$rc = 3 ]
 
 TOPOLOGY ?= topology.svg
 topology: build ## the live hierarchy of the demo cluster as an SVG (TOPOLOGY=file; Graphviz)

@@ -97,17 +97,34 @@ func PasswordKey(group model.GroupName, client bool) string {
 	return string(group)
 }
 
-// PasswordKeys of every session group of the configuration.
-func (c *Config) sessionGroupKeys() []string {
-	keys := []string{PasswordKey(model.GroupMesh, false)}
+// SessionGroup is a session group of the configuration: the mesh, the
+// upstream, the downstream or a client group (Client), by model name.
+type SessionGroup struct {
+	Name   model.GroupName
+	Client bool
+}
+
+// SessionGroups are the configuration's session groups, each of which may
+// have a TCP-MD5 key.
+func (c *Config) SessionGroups() []SessionGroup {
+	out := []SessionGroup{{Name: model.GroupMesh}}
 	if c.Upstream != nil {
-		keys = append(keys, PasswordKey(model.GroupUpstream, false))
+		out = append(out, SessionGroup{Name: model.GroupUpstream})
 	}
 	if c.Downstream != nil {
-		keys = append(keys, PasswordKey(model.GroupDownstream, false))
+		out = append(out, SessionGroup{Name: model.GroupDownstream})
 	}
 	for _, cl := range c.Clients {
-		keys = append(keys, PasswordKey(model.GroupName(cl.Name), true))
+		out = append(out, SessionGroup{Name: model.GroupName(cl.Name), Client: true})
+	}
+	return out
+}
+
+// sessionGroupKeys: the key of every session group of the configuration.
+func (c *Config) sessionGroupKeys() []string {
+	var keys []string
+	for _, g := range c.SessionGroups() {
+		keys = append(keys, PasswordKey(g.Name, g.Client))
 	}
 	return keys
 }

@@ -796,3 +796,28 @@ func (c *Config) validateRuntime(e *errs) {
 		e.add(field.NewPath("status", "listen"), "%q: the port must be 1-65535", c.Status.Listen)
 	}
 }
+
+// WatchedNamespaces are the namespaces whose EndpointSlices discovery
+// watches for a pod in own: its own, the mesh's, the upstream's and its
+// siblings', and the downstream groups'.
+func (c *Config) WatchedNamespaces(own string) []string {
+	ns := []string{own}
+	add := func(n string) {
+		if n != "" && !slices.Contains(ns, n) {
+			ns = append(ns, n)
+		}
+	}
+	add(c.Mesh.Namespace)
+	if u := c.Upstream; u != nil {
+		add(u.Namespace)
+		for _, s := range u.SiblingNamespaces {
+			add(s)
+		}
+	}
+	if d := c.Downstream; d != nil {
+		for _, s := range d.Namespaces {
+			add(s)
+		}
+	}
+	return ns
+}

@@ -1,5 +1,6 @@
 // Command kubectl-meshrr shows the state of every meshrr group in a
-// cluster (`kubectl meshrr status`, `kubectl meshrr topology`).
+// cluster (`kubectl meshrr status`, `kubectl meshrr topology`) and what an
+// upgrade will do to their sessions (`kubectl meshrr plan`).
 package main
 
 import (

@@ -156,7 +156,7 @@ func TestWatchedNamespacesCoverMeshUpstreamAndSiblings(t *testing.T) {
 	cfg := writeConfig(t, "apiVersion: meshrr.io/v1alpha1\nkind: AgentConfig\nidentity: {asn: 65000}\nmesh: {group: g}\nupstream: {group: core.core, namespace: core, siblingNamespaces: [lothl, mirk, core]}\n")
 	w, err := config.Load(cfg)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"lothl", "core", "mirk"}, watchedNamespaces(w, "lothl"))
+	assert.Equal(t, []string{"lothl", "core", "mirk"}, w.WatchedNamespaces("lothl"))
 }
 
 func TestSessionsPrintsTheDaemonsSessionsAsJSON(t *testing.T) {

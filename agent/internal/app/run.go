@@ -72,7 +72,7 @@ func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(strin
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	namespaces := watchedNamespaces(cfg, pod.self.Namespace)
+	namespaces := cfg.WatchedNamespaces(pod.self.Namespace)
 	onReload(watcher, cfg, reloadDeps{m: m, rec: rec, log: log, podNamespace: pod.self.Namespace, namespaces: namespaces, restart: cancel})
 	kept, err := state.Open(cfg.Reconcile.StateFile)
 	if err != nil {
@@ -113,30 +113,6 @@ func runAgent(ctx context.Context, cfgPath, kubeconfig string, getenv func(strin
 	return nil
 }
 
-// watchedNamespaces: the mesh, the upstream and its siblings', and the
-// downstream groups' namespaces.
-func watchedNamespaces(c *config.Config, own string) []string {
-	ns := []string{own}
-	add := func(n string) {
-		if n != "" && !slices.Contains(ns, n) {
-			ns = append(ns, n)
-		}
-	}
-	add(c.Mesh.Namespace)
-	if u := c.Upstream; u != nil {
-		add(u.Namespace)
-		for _, s := range u.SiblingNamespaces {
-			add(s)
-		}
-	}
-	if d := c.Downstream; d != nil {
-		for _, s := range d.Namespaces {
-			add(s)
-		}
-	}
-	return ns
-}
-
 // reloadDeps is what a configuration reload reports to and may restart.
 type reloadDeps struct {
 	m            *metrics.Metrics
@@ -171,7 +147,7 @@ func onReload(watcher *config.Watcher, started *config.Config, d reloadDeps) {
 		d.m.ConfigLastReloadOK.Set(1)
 		d.log.Info("configuration reloaded", "op", "reload")
 		d.rec.Normal(events.ReasonConfigReloaded, "configuration reloaded")
-		if now := watchedNamespaces(c, d.podNamespace); !slices.Equal(now, d.namespaces) {
+		if now := c.WatchedNamespaces(d.podNamespace); !slices.Equal(now, d.namespaces) {
 			// informers watch a fixed set of namespaces
 			d.restart(fmt.Errorf("watched namespaces changed from %v to %v: restarting the agent to watch them", d.namespaces, now))
 		}

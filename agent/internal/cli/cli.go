@@ -24,7 +24,8 @@ import (
 	"github.com/meshrr/meshrr/agent/internal/status"
 )
 
-const usage = `kubectl-meshrr shows the meshrr route reflector groups of a cluster.
+const usage = `kubectl-meshrr shows the meshrr route reflector groups of a cluster, and
+what an upgrade will do to their sessions.
 
 Usage:
   kubectl meshrr status   [-n NAMESPACE | -A] [--kubeconfig FILE] [--json]
@@ -33,6 +34,11 @@ Usage:
       failing, or a mesh or upstream session not Established)
   kubectl meshrr topology [-n NAMESPACE | -A] [--kubeconfig FILE]
       the live hierarchy as Graphviz DOT (render: dot -Tsvg)
+  kubectl meshrr plan     [-n NAMESPACE] [-o table|json] RELEASE CHART [helm upgrade flags]
+  kubectl meshrr plan     [-n NAMESPACE] [-o table|json] RELEASE --rendered FILE|-
+      before a helm upgrade: what it does to each BGP session of each RR
+      pod (reset, refresh, added, removed, untouched) and which pods it
+      replaces; exit status 0 nothing resets, 3 something resets, 1 refused
 `
 
 // Exit statuses: the same as meshrr-agent status (package status).
@@ -44,6 +50,9 @@ const (
 
 // Main runs one command.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "plan" {
+		return runPlan(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || (args[0] != "status" && args[0] != "topology") {
 		fmt.Fprint(stderr, usage)
 		return ExitError

@@ -200,8 +200,12 @@ func Predict(c Change, p Pod) (Prediction, error) {
 		return Prediction{}, fmt.Errorf("the proposed configuration: %w", err)
 	}
 	roll := proposed.KeepSessionSettings(running)
+	live := map[netip.Addr]model.Session{}
+	for _, s := range p.Sessions {
+		live[s.Peer] = s
+	}
 	build := func(cfg *config.Config) (model.Model, error) {
-		in := plan.Input{Config: cfg, Self: p.Self, Snapshot: c.Snapshot, Now: c.Now, ClusterAddrs: p.ClusterAddrs}
+		in := plan.Input{Config: cfg, Self: p.Self, Snapshot: c.Snapshot, Now: c.Now, ClusterAddrs: p.ClusterAddrs, Sessions: live}
 		if c.Passwords != nil {
 			in.Passwords = c.Passwords(cfg)
 		}

@@ -55,15 +55,8 @@ func readPasswords(c *config.Config) (keys map[model.GroupName]model.Key, refuse
 		}
 		keys[name] = next
 	}
-	read(model.GroupMesh, false)
-	if c.Upstream != nil {
-		read(model.GroupUpstream, false)
-	}
-	if c.Downstream != nil {
-		read(model.GroupDownstream, false)
-	}
-	for _, cl := range c.Clients {
-		read(model.GroupName(cl.Name), true)
+	for _, g := range c.SessionGroups() {
+		read(g.Name, g.Client)
 	}
 	return keys, refused, rollover
 }
