@@ -150,7 +150,7 @@ status: build ## every meshrr group of the demo cluster (KUBECONFIG=... for anot
 	bin/kubectl-meshrr status -A --kubeconfig $(or $(KUBECONFIG),$(DEMO_KUBECONFIG))
 
 PLAN_RELEASE ?= lothlorien
-PLAN_SET ?= defaults.policy[1].setLocalPref=30
+PLAN_SET ?= groups.lothlorien.clients.routers.export.tier=default
 plan: build tools ## before a helm upgrade of the demo: what it does to each BGP session (PLAN_RELEASE, default lothlorien; PLAN_SET: --set values on top of the release's own, space-separated); exit 0 hitless, 3 a session resets or pods roll
 	@bin/kubectl-meshrr plan -n $(PLAN_RELEASE) --kubeconfig $(or $(KUBECONFIG),$(DEMO_KUBECONFIG)) $(PLAN_RELEASE) charts/meshrr \
 	  --reuse-values $(foreach s,$(PLAN_SET),--set '$(s)'); rc=$$?; [ $$rc = 0 ] || [ $$rc = 3 ]
