@@ -26,7 +26,7 @@ export PATH := $(DAEMONS_BIN):$(TOOLS_BIN):$(PATH)
 CHART := charts/meshrr
 EX := examples
 
-.PHONY: help test deps tools unit unit-bird3 lint bench plan fuzz scale scale-loopback scale-reduced fleet-limit fleet-bin daemons junos-yang e2e-crpd crpd-env build base images images-smoke release chart-lint chart-docs chart-docs-check kind-images e2e chaos demo idle-cpu
+.PHONY: help test deps tools unit unit-bird3 lint bench plan plan-walk fuzz scale scale-loopback scale-reduced fleet-limit fleet-bin daemons junos-yang e2e-crpd crpd-env build base images images-smoke release chart-lint chart-docs chart-docs-check kind-images e2e chaos demo idle-cpu
 
 demo: kind-images images tools build ## kind cluster with the 2-regions example; prints BGP sessions and checks the boundary policy at a router, failing when it does not hold (DEMO_TEARDOWN=1 removes it after; REGISTRY=... VERSION=x.y.z installs a published release)
 	@REGISTRY=$(REGISTRY) VERSION=$(if $(REGISTRY),$(VERSION)) tests/kind/demo.sh
@@ -149,6 +149,10 @@ DEMO_KUBECONFIG ?= $(MESHRR_CACHE)/kind/kubeconfig-meshrr-demo
 status: build ## every meshrr group of the demo cluster (KUBECONFIG=... for another); exit 2 when one is degraded
 	bin/kubectl-meshrr status -A --kubeconfig $(or $(KUBECONFIG),$(DEMO_KUBECONFIG))
 
+PLAN_WALK_STEPS ?= 200
+plan-walk: kind-images images tools ## the plan walk on kind: PLAN_WALK_STEPS helm upgrades (default 200; PLAN_WALK_SEED, default 1) over the 2regions-hrr releases, each predicted by kubectl meshrr plan and then observed; prints the confusion table
+	@PLAN_WALK_STEPS=$(PLAN_WALK_STEPS) PLAN_WALK_SEED=$(PLAN_WALK_SEED) $(MAKE) --no-print-directory e2e E2E_RUN='^TestPlanWalk$$' E2E_SKIP= E2E_TIMEOUT=$(or $(PLAN_WALK_TIMEOUT),300m)
+
 PLAN_RELEASE ?= lothlorien
 PLAN_SET ?= groups.lothlorien.clients.routers.export.tier=default
 plan: build tools ## before a helm upgrade of the demo: what it does to each BGP session (PLAN_RELEASE, default lothlorien; PLAN_SET: --set values on top of the release's own, space-separated); exit 0 hitless, 3 a session resets or pods roll
@@ -194,5 +198,8 @@ idle-cpu: kind-images ## CPU an idle 4-node test cluster uses over one minute, p
 	@tests/kind/idle-cpu.sh
 
 E2E_TIMEOUT ?= 50m
-e2e: kind-images images tools ## real installs on a kind cluster (KEEP_CLUSTER=1 keeps it; E2E_RUN=regexp selects suites)
-	cd tests && PATH=$(KIND_BIN):$$PATH $(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v -run '$(or $(E2E_RUN),.)' ./e2e/ 2>&1 | tee $(CURDIR)/e2e.log | grep -E --line-buffered '^(=== RUN|--- |PASS|FAIL|ok )|e2e phase|_test.go:[0-9]+: [^ ]|^ {8}[[:blank:]]'; exit $${PIPESTATUS[0]}
+# The plan walk is not part of make e2e yet: 20 steps take 16 minutes here,
+# which make test cannot hold within its 45 (make plan-walk runs it).
+E2E_SKIP ?= ^TestPlanWalk$$
+e2e: kind-images images tools ## real installs on a kind cluster (KEEP_CLUSTER=1 keeps it; E2E_RUN=regexp selects suites; E2E_SKIP=regexp leaves suites out, default the plan walk)
+	cd tests && PATH=$(KIND_BIN):$$PATH $(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v -run '$(or $(E2E_RUN),.)' -skip '$(E2E_SKIP)' ./e2e/ 2>&1 | tee $(CURDIR)/e2e.log | grep -E --line-buffered '^(=== RUN|--- |PASS|FAIL|ok )|e2e phase|_test.go:[0-9]+: [^ ]|^ {8}[[:blank:]]'; exit $${PIPESTATUS[0]}

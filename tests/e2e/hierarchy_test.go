@@ -182,18 +182,21 @@ type hierarchy struct {
 // sides.
 func installHierarchy(t *testing.T, src chartSource, regionSet map[string]string, bird3 ...string) *hierarchy {
 	t.Helper()
+	return installHierarchyWith(t, src, map[string]map[string]string{"lothlorien": regionSet, "mirkwood": regionSet}, bird3...)
+}
+
+// installHierarchyWith is installHierarchy with values of each release's
+// own (by release name).
+func installHierarchyWith(t *testing.T, src chartSource, sets map[string]map[string]string, bird3 ...string) *hierarchy {
+	t.Helper()
 	h := &hierarchy{coreNS: namespace(t, "e2e-core"), lothNS: namespace(t, "e2e-loth"), mirkNS: namespace(t, "e2e-mirk"), src: src}
 	// every group behind the chart's NetworkPolicy (on by default, enforced
 	// in the test clusters): the whole hierarchy works through it
-	helm.Install(t, src.options(h.coreNS, []string{example("2regions-hrr", "values-core.yaml")}, h.coreSet()), src.ref, "core")
+	coreSet := h.coreSet()
+	maps.Copy(coreSet, sets["core"])
+	helm.Install(t, src.options(h.coreNS, []string{example("2regions-hrr", "values-core.yaml")}, coreSet), src.ref, "core")
 	region := func(opts *k8s.KubectlOptions, name string) {
-		set := maps.Clone(regionSet)
-		if set == nil {
-			set = map[string]string{}
-		}
-		set["defaults.upstream.namespace"] = h.coreNS.Namespace
-		set["defaults.upstream.siblingNamespaces"] = fmt.Sprintf("{%s,%s}", h.lothNS.Namespace, h.mirkNS.Namespace)
-		set["groups."+name+".clients.routers.ranges[0]"] = routerRange()
+		set := h.regionSet(name, sets[name])
 		if slices.Contains(bird3, name) {
 			set["groups."+name+".backend.bird.version"] = "3"
 		}
@@ -209,6 +212,20 @@ func installHierarchy(t *testing.T, src chartSource, regionSet map[string]string
 	logf(t, "hierarchy: core (2 sides) and two regions ready %s after the region installs", time.Since(start).Round(time.Second))
 	h.waitUpstreams(t)
 	return h
+}
+
+// regionSet: a region's values on top of its files, with extra: its
+// upstream in the core's namespace and its routers' range on the kind
+// network.
+func (h *hierarchy) regionSet(name string, extra map[string]string) map[string]string {
+	set := maps.Clone(extra)
+	if set == nil {
+		set = map[string]string{}
+	}
+	set["defaults.upstream.namespace"] = h.coreNS.Namespace
+	set["defaults.upstream.siblingNamespaces"] = fmt.Sprintf("{%s,%s}", h.lothNS.Namespace, h.mirkNS.Namespace)
+	set["groups."+name+".clients.routers.ranges[0]"] = routerRange()
+	return set
 }
 
 // coreSet: the core admits the two regions' namespaces.

@@ -131,6 +131,19 @@ type Session struct {
 	Since       time.Time `json:"since"`
 	Imported    int       `json:"imported"`
 	BFD         string    `json:"bfd"`
+	// Updates: the route updates the session received since it came up
+	// (BIRD's count).
+	Updates *struct {
+		Received int64 `json:"received"`
+	} `json:"importUpdates"`
+}
+
+// Received is how many route updates the session received (0 unknown).
+func (s Session) Received() int64 {
+	if s.Updates == nil {
+		return 0
+	}
+	return s.Updates.Received
 }
 
 // Sessions reads an RR pod's sessions through its agent.

@@ -50,7 +50,7 @@ func Catalog(policy []any) []Change {
 	}
 	g := "groups.lothlorien"
 	out = append(out,
-		Change{Name: "lothlorien: a second routers' range", Release: "lothlorien", Kind: "clients", Set: map[string]string{g + ".clients.routers.ranges[1]": "172.18.102.0/24"}},
+		Change{Name: "lothlorien: a second routers' range", Release: "lothlorien", Kind: "clients", Set: map[string]string{g + ".clients.routers.ranges[1]": "198.51.100.0/24"}},
 		Change{Name: "lothlorien: the routers' prefix limit", Release: "lothlorien", Kind: "clients", Set: map[string]string{g + ".clients.routers.maxPrefixes": "100000"}},
 		Change{Name: "lothlorien: ADD-PATH to the routers", Release: "lothlorien", Kind: "addpaths", Set: map[string]string{g + ".clients.routers.addPaths": "2"}},
 		Change{Name: "lothlorien: BFD to the routers", Release: "lothlorien", Kind: "bfd", Set: map[string]string{g + ".clients.routers.bfd.enabled": "true"}},
