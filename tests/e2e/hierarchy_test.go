@@ -174,6 +174,7 @@ type hierarchy struct {
 	coreNS, lothNS, mirkNS *k8s.KubectlOptions
 	cores, loth, mirk      []corev1.Pod
 	src                    chartSource
+	sets                   map[string]map[string]string // each release's --set values as installed
 }
 
 // installHierarchy installs the core and the regions from src (each region
@@ -189,17 +190,19 @@ func installHierarchy(t *testing.T, src chartSource, regionSet map[string]string
 // own (by release name).
 func installHierarchyWith(t *testing.T, src chartSource, sets map[string]map[string]string, bird3 ...string) *hierarchy {
 	t.Helper()
-	h := &hierarchy{coreNS: namespace(t, "e2e-core"), lothNS: namespace(t, "e2e-loth"), mirkNS: namespace(t, "e2e-mirk"), src: src}
+	h := &hierarchy{coreNS: namespace(t, "e2e-core"), lothNS: namespace(t, "e2e-loth"), mirkNS: namespace(t, "e2e-mirk"), src: src, sets: map[string]map[string]string{}}
 	// every group behind the chart's NetworkPolicy (on by default, enforced
 	// in the test clusters): the whole hierarchy works through it
 	coreSet := h.coreSet()
 	maps.Copy(coreSet, sets["core"])
+	h.sets["core"] = coreSet
 	helm.Install(t, src.options(h.coreNS, []string{example("2regions-hrr", "values-core.yaml")}, coreSet), src.ref, "core")
 	region := func(opts *k8s.KubectlOptions, name string) {
 		set := h.regionSet(name, sets[name])
 		if slices.Contains(bird3, name) {
 			set["groups."+name+".backend.bird.version"] = "3"
 		}
+		h.sets[name] = set
 		helm.Install(t, src.options(opts, regionValues(t, name), set), src.ref, name)
 	}
 	start := time.Now()

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshrr/meshrr/tests/e2e/cluster"
+	"github.com/meshrr/meshrr/tests/e2e/promtext"
 	"github.com/meshrr/meshrr/tests/e2e/walk"
 )
 
@@ -79,12 +80,10 @@ func TestPlanWalk(t *testing.T) {
 		return map[string]string{"groups." + g + ".backend.bird.extraConfig": fmt.Sprintf("protocol static walk_origin { ipv4; route 10.%d.0.0/24 blackhole; }", 200+n)}
 	}
 	h := installHierarchyWith(t, chartSource{ref: chart()}, map[string]map[string]string{"core": origin("core", 0), "lothlorien": origin("lothlorien", 1), "mirkwood": origin("mirkwood", 2)})
-	coreSet := h.coreSet()
-	maps.Copy(coreSet, origin("core", 0))
 	releases := map[string]release{
-		"core":       {h.coreNS, []string{example("2regions-hrr", "values-core.yaml")}, coreSet},
-		"lothlorien": {h.lothNS, regionValues(t, "lothlorien"), h.regionSet("lothlorien", origin("lothlorien", 1))},
-		"mirkwood":   {h.mirkNS, regionValues(t, "mirkwood"), h.regionSet("mirkwood", origin("mirkwood", 2))},
+		"core":       {h.coreNS, []string{example("2regions-hrr", "values-core.yaml")}, h.sets["core"]},
+		"lothlorien": {h.lothNS, regionValues(t, "lothlorien"), h.sets["lothlorien"]},
+		"mirkwood":   {h.mirkNS, regionValues(t, "mirkwood"), h.sets["mirkwood"]},
 	}
 	// BFD needs NET_ADMIN in the BIRD container, which Pod Security
 	// "restricted" refuses (docs/security.md): the walk's lothlorien, which
@@ -299,12 +298,9 @@ func appliedE(t *testing.T, opts *k8s.KubectlOptions, pod string) int {
 	if err != nil {
 		return 0
 	}
-	for _, l := range strings.Split(text, "\n") {
-		if strings.HasPrefix(l, `meshrr_apply_total{result="applied"}`) {
-			f := strings.Fields(l)
-			n, _ := strconv.ParseFloat(f[len(f)-1], 64)
-			return int(n)
-		}
+	n, err := promtext.Value(text, "meshrr_apply_total", "result", "applied")
+	if err != nil {
+		return 0
 	}
-	return 0
+	return int(n)
 }

@@ -8,10 +8,10 @@ package walk
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
-	"sort"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -149,24 +149,28 @@ func (c Confusion) Wrong() int {
 	return n
 }
 
-// String is the table: a row per prediction, a column per observation.
+// String is the table: a row per prediction, a column per observation,
+// the outcomes outside Outcomes (an "absent" session, say) after them.
 func (c Confusion) String() string {
+	var extra []string
+	for p, row := range c {
+		for _, o := range append([]string{p}, slices.Collect(maps.Keys(row))...) {
+			if !slices.Contains(Outcomes, o) && !slices.Contains(extra, o) {
+				extra = append(extra, o)
+			}
+		}
+	}
+	slices.Sort(extra)
+	all := append(slices.Clone(Outcomes), extra...)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-22s", "predicted \\ observed")
-	for _, o := range Outcomes {
+	for _, o := range all {
 		fmt.Fprintf(&b, "%10s", o)
 	}
 	b.WriteString("\n")
-	rows := slices.Clone(Outcomes)
-	for p := range c {
-		if !slices.Contains(rows, p) {
-			rows = append(rows, p)
-		}
-	}
-	sort.SliceStable(rows[len(Outcomes):], func(i, j int) bool { return rows[len(Outcomes)+i] < rows[len(Outcomes)+j] })
-	for _, p := range rows {
+	for _, p := range all {
 		fmt.Fprintf(&b, "%-22s", p)
-		for _, o := range Outcomes {
+		for _, o := range all {
 			fmt.Fprintf(&b, "%10d", c[p][o])
 		}
 		b.WriteString("\n")

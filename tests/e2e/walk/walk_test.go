@@ -57,13 +57,15 @@ func TestTheConfusionTable(t *testing.T) {
 	c.Add("untouched", "untouched")
 	c.Add("refresh", "refresh")
 	c.Add("refresh", "untouched")
-	assert.Equal(t, 1, c.Wrong())
-	assert.Equal(t, `predicted \ observed   untouched   refresh     reset     added   removed  replaced
-untouched                      2         0         0         0         0         0
-refresh                        1         1         0         0         0         0
-reset                          0         0         0         0         0         0
-added                          0         0         0         0         0         0
-removed                        0         0         0         0         0         0
-replaced                       0         0         0         0         0         0
+	c.Add("untouched", "absent") // an outcome outside the list gets a row and a column
+	assert.Equal(t, 2, c.Wrong())
+	assert.Equal(t, `predicted \ observed   untouched   refresh     reset     added   removed  replaced    absent
+untouched                      2         0         0         0         0         0         1
+refresh                        1         1         0         0         0         0         0
+reset                          0         0         0         0         0         0         0
+added                          0         0         0         0         0         0         0
+removed                        0         0         0         0         0         0         0
+replaced                       0         0         0         0         0         0         0
+absent                         0         0         0         0         0         0         0
 `, c.String())
 }
