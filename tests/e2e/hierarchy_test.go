@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/meshrr/meshrr/tests/e2e/cluster"
 )
@@ -313,7 +314,57 @@ func TestHierarchyAndBoundaryPolicy(t *testing.T) {
 		impostorSpeakersGetNoSession(t, coreNS, map[*k8s.KubectlOptions][]corev1.Pod{coreNS: cores, lothNS: loth, mirkNS: mirk}, []*Router{rL, rL2, rM})
 	})
 	t.Run("NetworkPolicy", func(t *testing.T) { networkPolicyHolds(t, coreNS, lothNS, "lothlorien", cores, loth) })
+	t.Run("PlanRefusesWhatPodSecurityRefuses", func(t *testing.T) { planRefusesWhatPodSecurityRefuses(t, h) })
 	uninstallRegionDrainsFirst(t, mirkNS, mirk)
+}
+
+// planRefusesWhatPodSecurityRefuses: turning BFD on in lothlorien, whose
+// namespace enforces Pod Security "restricted", is refused by kubectl
+// meshrr plan (exit 1, both sides' DaemonSets named), and the API
+// server's own admission refuses a pod of the proposed template for the
+// reason the plan gives, word for word. Nothing is upgraded.
+func planRefusesWhatPodSecurityRefuses(t *testing.T, h *hierarchy) {
+	set := maps.Clone(h.sets["lothlorien"])
+	set["groups.lothlorien.clients.routers.bfd.enabled"] = "true"
+	ho := helmOptions(h.lothNS, regionValues(t, "lothlorien"), set)
+	start := time.Now()
+	p, code, stderr := planOf(t, plugin(t), h.lothNS.Namespace, "lothlorien", ho)
+	logf(t, "plan of BFD on in a restricted namespace: exit %d in %s", code, time.Since(start).Round(100*time.Millisecond))
+	require.Equal(t, 1, code, "the plan refuses the upgrade: %s", stderr)
+	require.Len(t, p.Groups, 1)
+	refused := p.Groups[0].PodsRefused
+	require.Len(t, refused, 2, "both sides' DaemonSets: %+v", refused)
+
+	rendered, err := helm.RenderTemplateE(t, ho, chart(), "lothlorien", nil)
+	require.NoError(t, err)
+	for _, r := range refused {
+		kind, name, _ := strings.Cut(r.Workload, "/")
+		var tmpl map[string]any
+		for _, doc := range strings.Split(rendered, "\n---") {
+			var o struct {
+				Kind     string `json:"kind"`
+				Metadata struct {
+					Name string `json:"name"`
+				} `json:"metadata"`
+				Spec struct {
+					Template map[string]any `json:"template"`
+				} `json:"spec"`
+			}
+			if yaml.Unmarshal([]byte(doc), &o) == nil && o.Kind == kind && o.Metadata.Name == name {
+				tmpl = o.Spec.Template
+			}
+		}
+		require.NotNil(t, tmpl, "%s in the rendering", r.Workload)
+		meta, _ := tmpl["metadata"].(map[string]any)
+		pod, err := yaml.Marshal(map[string]any{"apiVersion": "v1", "kind": "Pod",
+			"metadata": map[string]any{"name": "pod-security-probe", "labels": meta["labels"]}, "spec": tmpl["spec"]})
+		require.NoError(t, err)
+		f := filepath.Join(t.TempDir(), "pod.yaml")
+		require.NoError(t, os.WriteFile(f, pod, 0o600))
+		out, err := k8s.RunKubectlAndGetOutputE(t, h.lothNS, "create", "--dry-run=server", "-f", f)
+		require.Error(t, err, "the API server admits a pod of %s: %s", r.Workload, out)
+		assert.Contains(t, out, "violates "+r.Why, "%s: the API server's refusal is the plan's", r.Workload)
+	}
 }
 
 // uninstallRegionDrainsFirst: helm uninstall of a region while a router

@@ -34,6 +34,10 @@ type planJSON struct {
 		Rolls  []struct {
 			Workload string `json:"workload"`
 		} `json:"rolls"`
+		PodsRefused []struct {
+			Workload string `json:"workload"`
+			Why      string `json:"why"`
+		} `json:"podsRefused"`
 		Pods []struct {
 			Pod      string `json:"pod"`
 			Rolls    bool   `json:"rolls"`
@@ -194,8 +198,18 @@ func settleRRs(t *testing.T, h *hierarchy, what string) {
 	})
 }
 
-// predict runs kubectl meshrr plan for the upgrade ho describes.
+// predict runs kubectl meshrr plan for the upgrade ho describes, which it
+// must be able to tell (exit 0 or 3).
 func predict(t *testing.T, bin, namespace, release string, ho *helm.Options) (planJSON, int) {
+	t.Helper()
+	p, code, stderr := planOf(t, bin, namespace, release, ho)
+	require.Contains(t, []int{0, 3}, code, "kubectl meshrr plan of %s: %s", release, stderr)
+	return p, code
+}
+
+// planOf runs kubectl meshrr plan -o json for the upgrade ho describes:
+// the plan, the exit status and the standard error.
+func planOf(t *testing.T, bin, namespace, release string, ho *helm.Options) (planJSON, int, string) {
 	t.Helper()
 	args := []string{"plan", "-n", namespace, "--kubeconfig", kubeconfig, "-o", "json", release, chart()}
 	for _, f := range ho.ValuesFiles {
@@ -218,10 +232,9 @@ func predict(t *testing.T, bin, namespace, release string, ho *helm.Options) (pl
 	} else {
 		require.NoError(t, err)
 	}
-	require.Contains(t, []int{0, 3}, code, "kubectl meshrr plan %s: %s", strings.Join(args, " "), stderr.String())
 	var p planJSON
-	require.NoError(t, json.Unmarshal(out, &p), "%s", out)
-	return p, code
+	require.NoError(t, json.Unmarshal(out, &p), "kubectl meshrr plan %s: %s%s", strings.Join(args, " "), out, stderr.String())
+	return p, code, stderr.String()
 }
 
 // readings are every RR's sessions, by pod and peer address, and where

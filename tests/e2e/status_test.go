@@ -4,12 +4,14 @@ package e2e
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,16 +23,24 @@ import (
 	"github.com/meshrr/meshrr/tests/e2e/cluster"
 )
 
-// plugin builds kubectl-meshrr once per test.
+// plugin is the kubectl-meshrr binary, built once for the run.
 func plugin(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "kubectl-meshrr")
-	cmd := exec.Command("go", "build", "-o", bin, "./agent/cmd/kubectl-meshrr")
-	cmd.Dir = repoRoot
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	bin, err := buildPlugin()
+	require.NoError(t, err)
 	return bin
 }
+
+// buildPlugin builds kubectl-meshrr once for the suites that run it.
+var buildPlugin = sync.OnceValues(func() (string, error) {
+	bin := filepath.Join(os.TempDir(), "meshrr-e2e-kubectl-meshrr")
+	cmd := exec.Command("go", "build", "-o", bin, "./agent/cmd/kubectl-meshrr")
+	cmd.Dir = repoRoot
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build kubectl-meshrr: %w: %s", err, out)
+	}
+	return bin, nil
+})
 
 // runPlugin returns the output and exit status.
 func runPlugin(t *testing.T, bin string, args ...string) (string, int) {

@@ -41,10 +41,11 @@ first). The first form renders the upgrade with helm upgrade --dry-run=server
 (helm on PATH); the second reads a rendering (helm template, helm upgrade
 --dry-run). It reads the release's ConfigMaps, EndpointSlices, pods and
 each pod's status, and the deployed release's manifest (a helm Secret;
---running FILE gives it instead, from helm get manifest).
+--running FILE gives it instead, from helm get manifest). The pods the
+upgrade creates are checked against the namespace's Pod Security level.
 
 Exit status: 0 nothing resets, 3 a session resets or pods are replaced,
-1 the agent refuses the values or the plan cannot tell.
+1 the agent or Pod Security refuses the values, or the plan cannot tell.
 `
 
 func runPlan(args []string, stdout, stderr io.Writer) int {
@@ -190,6 +191,14 @@ func BuildPlan(ctx context.Context, client kubernetes.Interface, fetch Fetch, na
 		return p, fmt.Errorf("the proposed rendering: %w", err)
 	}
 	rolls, scales := preview.Rolls(oldObjs, newObjs), preview.Scales(oldObjs, newObjs)
+	var refused []preview.PodRefusal
+	if ns, err := client.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{}); err != nil {
+		p.PodSecurityUnchecked = fmt.Sprintf("reading namespace %s: %v", namespace, err)
+	} else if r, level, err := preview.PodSecurity(ns.Labels, oldObjs, newObjs); err != nil {
+		p.PodSecurityUnchecked = fmt.Sprintf("namespace %s: %v", namespace, err)
+	} else {
+		refused, p.PodSecurity = r, level.String()
+	}
 	instance := "app.kubernetes.io/instance=" + release
 	cms, err := client.CoreV1().ConfigMaps(namespace).List(ctx, metav1.ListOptions{LabelSelector: instance + "," + preview.LabelGroupName})
 	if err != nil {
@@ -234,6 +243,11 @@ func BuildPlan(ctx context.Context, client kubernetes.Interface, fetch Fetch, na
 		for _, sc := range scales {
 			if sc.Group == g {
 				gp.Scales = append(gp.Scales, sc)
+			}
+		}
+		for _, r := range refused {
+			if r.Group == g {
+				gp.PodsRefused = append(gp.PodsRefused, r)
 			}
 		}
 		if proposedCfg != nil {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -68,12 +69,27 @@ var ips = map[string]string{"lothlorien/a": "10.244.1.10", "lothlorien/b": "10.2
 // the renderings), one RR pod per side, with the EndpointSlices the
 // controller would make for them, and the API server's Service.
 func cluster(t *testing.T, deployed ...[]byte) *fake.Clientset {
+	return clusterIn(t, "restricted", deployed...)
+}
+
+// clusterIn is cluster with the releases' namespaces enforcing the Pod
+// Security level given (none: no label).
+func clusterIn(t *testing.T, level string, deployed ...[]byte) *fake.Clientset {
 	var out []runtime.Object
 	yes := true
+	namespaces := map[string]bool{}
 	for _, d := range deployed {
 		objs, err := preview.ParseManifests(d)
 		require.NoError(t, err)
 		for _, o := range objs {
+			if ns := o.Namespace(); ns != "" && !namespaces[ns] {
+				namespaces[ns] = true
+				labels := map[string]string{}
+				if level != "" {
+					labels["pod-security.kubernetes.io/enforce"] = level
+				}
+				out = append(out, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}})
+			}
 			switch o.Kind() {
 			case "ConfigMap":
 				out = append(out, typed[corev1.ConfigMap](t, o))
@@ -201,6 +217,58 @@ func TestPlanOfAnUpgradeFromTheRealChart(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BFD gives BIRD NET_ADMIN, which Pod Security "restricted" and
+// "baseline" refuse: the plan checks the new pods with Kubernetes' own
+// admission checks and says the roll would stop (exit 1); in a privileged
+// or unlabelled namespace it is an ordinary roll (exit 3).
+func TestPlanChecksTheNewPodsAgainstPodSecurity(t *testing.T) {
+	deployed, core := helmTemplate(t), helmTemplateOf(t, "core", []string{"values-core.yaml"})
+	bfd := helmTemplate(t, "groups.lothlorien.clients.routers.bfd.enabled=true")
+	for _, tc := range []struct {
+		level, want string
+		verdict     int
+	}{
+		{"restricted", "restricted:latest", preview.ExitRefused},
+		{"baseline", "baseline:latest", preview.ExitRefused},
+		{"privileged", "privileged:latest", preview.ExitResets},
+		{"", "privileged:latest", preview.ExitResets},
+	} {
+		t.Run(cmp.Or(tc.level, "unlabelled"), func(t *testing.T) {
+			p, err := BuildPlan(context.Background(), clusterIn(t, tc.level, deployed, core), agents, "lothlorien", "lothlorien", deployed, bfd)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, p.PodSecurity)
+			assert.Equal(t, tc.verdict, p.Verdict())
+			g := p.Groups[0]
+			require.Len(t, g.Rolls, 2, "both sides' DaemonSets roll")
+			if tc.verdict != preview.ExitRefused {
+				assert.Empty(t, g.PodsRefused)
+				return
+			}
+			require.Len(t, g.PodsRefused, 2)
+			for i, r := range g.PodsRefused {
+				assert.Equal(t, g.Rolls[i].Workload, r.Workload)
+				assert.Contains(t, r.Why, `PodSecurity "`+tc.want+`"`)
+				assert.Contains(t, r.Why, `"NET_ADMIN"`, "the capability BFD needs is named")
+			}
+			if tc.level == "restricted" {
+				var out strings.Builder
+				preview.Table(&out, p)
+				t.Log("\n" + out.String())
+				fixture.Golden(t, filepath.Join("testdata", "plan-bfd-in-a-restricted-namespace.golden"), []byte(out.String()), *update)
+			}
+		})
+	}
+	// nothing creates pods: nothing is checked, whatever the templates hold
+	p, err := BuildPlan(context.Background(), clusterIn(t, "restricted", bfd, core), agents, "lothlorien", "lothlorien", bfd, bfd)
+	require.NoError(t, err)
+	assert.Empty(t, p.Groups[0].PodsRefused, "running pods are not the upgrade's")
+	// a label the admission cannot read: the plan says it did not check
+	p, err = BuildPlan(context.Background(), clusterIn(t, "strict", deployed, core), agents, "lothlorien", "lothlorien", deployed, bfd)
+	require.NoError(t, err)
+	assert.Contains(t, p.PodSecurityUnchecked, "pod-security.kubernetes.io/enforce")
+	assert.Empty(t, p.PodSecurity)
 }
 
 // Scaling out the core (a Deployment per side) replaces no pod: the plan

@@ -14,15 +14,20 @@ import (
 // Exit statuses of kubectl meshrr plan, for CI gates.
 const (
 	ExitHitless = 0 // no session resets and no pod rolls
-	ExitRefused = 1 // the agent refuses the proposed values, or the plan could not tell
+	ExitRefused = 1 // the agent or Pod Security refuses the proposed values, or the plan could not tell
 	ExitResets  = 3 // a session resets, or pods roll (each of their sessions resets once)
 )
 
 // Plan is the preview of one release's upgrade.
 type Plan struct {
-	Release   string      `json:"release"`
-	Namespace string      `json:"namespace"`
-	Groups    []GroupPlan `json:"groups"`
+	Release   string `json:"release"`
+	Namespace string `json:"namespace"`
+	// PodSecurity is the Pod Security level the namespace enforces
+	// (level:version), which the new pods were checked against, or why
+	// they could not be (PodSecurityUnchecked).
+	PodSecurity          string      `json:"podSecurity,omitempty"`
+	PodSecurityUnchecked string      `json:"podSecurityUnchecked,omitempty"`
+	Groups               []GroupPlan `json:"groups"`
 }
 
 // GroupPlan is what the upgrade does to one group of the release.
@@ -39,8 +44,11 @@ type GroupPlan struct {
 	// Scales are the group's workloads whose number of pods changes: a
 	// new pod meshes with every member (the others' sessions are added,
 	// none resets), a removed one drains first.
-	Scales []Scale   `json:"scales,omitempty"`
-	Pods   []PodPlan `json:"pods,omitempty"`
+	Scales []Scale `json:"scales,omitempty"`
+	// PodsRefused are the group's workloads whose new pods the namespace's
+	// Pod Security admission refuses.
+	PodsRefused []PodRefusal `json:"podsRefused,omitempty"`
+	Pods        []PodPlan    `json:"pods,omitempty"`
 }
 
 // PodPlan is what the upgrade does to one running pod of the group.
@@ -60,7 +68,7 @@ type PodPlan struct {
 func (p Plan) Verdict() int {
 	resets := false
 	for _, g := range p.Groups {
-		if g.Refused != "" {
+		if g.Refused != "" || len(g.PodsRefused) > 0 {
 			return ExitRefused
 		}
 		for _, pod := range g.Pods {
@@ -99,6 +107,12 @@ func Table(w io.Writer, p Plan) {
 	counts := map[Outcome]int{}
 	rolling := 0
 	fmt.Fprintf(w, "release %s (namespace %s)\n", p.Release, p.Namespace)
+	switch {
+	case p.PodSecurityUnchecked != "":
+		fmt.Fprintf(w, "new pods NOT checked against Pod Security: %s\n", p.PodSecurityUnchecked)
+	case p.PodSecurity != "":
+		fmt.Fprintf(w, "new pods checked against the namespace's Pod Security: enforce %s\n", p.PodSecurity)
+	}
 	for _, g := range p.Groups {
 		fmt.Fprintf(w, "\ngroup %s: %s\n", g.Group, g.Status)
 		if g.Refused != "" {
@@ -113,6 +127,9 @@ func Table(w io.Writer, p Plan) {
 		}
 		for _, r := range g.Rolls {
 			fmt.Fprintf(w, "  rolls %s, one pod at a time, each draining first: %s\n", r.Workload, strings.Join(r.Changed, ", "))
+		}
+		for _, r := range g.PodsRefused {
+			fmt.Fprintf(w, "  REFUSED PODS: %s: its new pods violate %s. Its controller cannot create them: the roll stops (helm upgrade --wait times out), a pod short where the old pod goes first (DaemonSet, StatefulSet); a scale-out adds none. Change the values or the namespace's level (docs/security.md)\n", r.Workload, r.Why)
 		}
 		if len(g.Pods) == 0 {
 			continue
