@@ -198,8 +198,9 @@ idle-cpu: kind-images ## CPU an idle 4-node test cluster uses over one minute, p
 	@tests/kind/idle-cpu.sh
 
 E2E_TIMEOUT ?= 50m
-# The plan walk is not part of make e2e yet: 20 steps take 16 minutes here,
-# which make test cannot hold within its 45 (make plan-walk runs it).
+# The plan walk is not part of make e2e yet: 20 steps take 12 minutes here
+# with the install, which make test cannot hold within its 45 (make
+# plan-walk runs it).
 E2E_SKIP ?= ^TestPlanWalk$$
 e2e: kind-images images tools ## real installs on a kind cluster (KEEP_CLUSTER=1 keeps it; E2E_RUN=regexp selects suites; E2E_SKIP=regexp leaves suites out, default the plan walk)
 	cd tests && PATH=$(KIND_BIN):$$PATH $(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v -run '$(or $(E2E_RUN),.)' -skip '$(E2E_SKIP)' ./e2e/ 2>&1 | tee $(CURDIR)/e2e.log | grep -E --line-buffered '^(=== RUN|--- |PASS|FAIL|ok )|e2e phase|_test.go:[0-9]+: [^ ]|^ {8}[[:blank:]]'; exit $${PIPESTATUS[0]}

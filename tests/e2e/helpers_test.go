@@ -212,6 +212,7 @@ func (r *Router) neighborState(addr string) string {
 type routeWatch struct {
 	mu            sync.Mutex
 	missingSince  map[string]time.Time
+	lostBy        map[string]int // prefix-samples missing, by prefix
 	longest       time.Duration
 	samples, lost int
 	stop, done    chan struct{}
@@ -222,7 +223,7 @@ func watchRoutes(r *Router, prefixes []string) *routeWatch { return watchRoutesW
 // watchRoutesWhile is watchRoutes counting only the samples taken while
 // guard holds (checked before and after each sample; nil: always).
 func watchRoutesWhile(r *Router, prefixes []string, guard func() bool) *routeWatch {
-	w := &routeWatch{missingSince: map[string]time.Time{}, stop: make(chan struct{}), done: make(chan struct{})}
+	w := &routeWatch{missingSince: map[string]time.Time{}, lostBy: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
 		for {
@@ -250,6 +251,7 @@ func watchRoutesWhile(r *Router, prefixes []string, guard func() bool) *routeWat
 					continue
 				}
 				w.lost++
+				w.lostBy[p]++
 				if _, was := w.missingSince[p]; !was {
 					w.missingSince[p] = now
 				}
@@ -273,6 +275,18 @@ func (w *routeWatch) finish() (samples, lost int, longest time.Duration, missing
 	}
 	sort.Strings(missing)
 	return w.samples, w.lost, w.longest, missing
+}
+
+// lostOf is the prefix-samples missing of the prefixes given (after
+// finish).
+func (w *routeWatch) lostOf(prefixes []string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, p := range prefixes {
+		n += w.lostBy[p]
+	}
+	return n
 }
 
 // routerID is a BGP identifier for the n-th test router (not an address).

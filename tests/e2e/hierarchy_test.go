@@ -320,7 +320,7 @@ func TestHierarchyAndBoundaryPolicy(t *testing.T) {
 
 // planRefusesWhatPodSecurityRefuses: turning BFD on in lothlorien, whose
 // namespace enforces Pod Security "restricted", is refused by kubectl
-// meshrr plan (exit 1, both sides' DaemonSets named), and the API
+// meshrr plan (exit 1, the region's workload named), and the API
 // server's own admission refuses a pod of the proposed template for the
 // reason the plan gives, word for word. Nothing is upgraded.
 func planRefusesWhatPodSecurityRefuses(t *testing.T, h *hierarchy) {
@@ -333,7 +333,7 @@ func planRefusesWhatPodSecurityRefuses(t *testing.T, h *hierarchy) {
 	require.Equal(t, 1, code, "the plan refuses the upgrade: %s", stderr)
 	require.Len(t, p.Groups, 1)
 	refused := p.Groups[0].PodsRefused
-	require.Len(t, refused, 2, "both sides' DaemonSets: %+v", refused)
+	require.Len(t, refused, 1, "the region's Deployment: %+v", refused)
 
 	rendered, err := helm.RenderTemplateE(t, ho, chart(), "lothlorien", nil)
 	require.NoError(t, err)

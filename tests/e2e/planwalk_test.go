@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/gruntwork-io/terratest/modules/k8s"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/meshrr/meshrr/tests/e2e/cluster"
 	"github.com/meshrr/meshrr/tests/e2e/promtext"
@@ -72,16 +74,20 @@ type release struct {
 // PLAN_WALK_SEED): before each, kubectl meshrr plan predicts what every
 // session of the release's RR pods gets; then the upgrade runs and the
 // RRs' own session reads (state-change times, update counters at both
-// ends of the sessions between RRs) say what happened. Every session's
-// prediction is counted against its observation in a confusion table,
-// printed; none may differ. make plan-walk runs it (200 steps); make
+// ends of the sessions between RRs, and at a router homed on the
+// lothlorien RRs) say what happened. Every session's prediction is counted
+// against its observation in a confusion table, printed; none may differ.
+// The router samples the RRs' routes during each step: in a step predicted
+// hitless it loses none. make plan-walk runs it (200 steps); make
 // e2e leaves it out until make test has room for its 20 steps.
 func TestPlanWalk(t *testing.T) {
 	steps, seed := envInt("PLAN_WALK_STEPS", 20), envInt("PLAN_WALK_SEED", 1)
 	// each RR originates a route of its own (a static route in
 	// extraConfig): a refresh sends it again, which the peer counts
+	// (and drains for 5 s, not 15: a roll's steps are shorter)
 	origin := func(g string, n int) map[string]string {
-		return map[string]string{"groups." + g + ".backend.bird.extraConfig": fmt.Sprintf("protocol static walk_origin { ipv4; route 10.%d.0.0/24 blackhole; }", 200+n)}
+		return map[string]string{"groups." + g + ".backend.bird.extraConfig": fmt.Sprintf("protocol static walk_origin { ipv4; route 10.%d.0.0/24 blackhole; }", 200+n),
+			"defaults.drain.timeSeconds": "5"}
 	}
 	h := installHierarchyWith(t, chartSource{ref: chart()}, map[string]map[string]string{"core": origin("core", 0), "lothlorien": origin("lothlorien", 1), "mirkwood": origin("mirkwood", 2)})
 	releases := map[string]release{
@@ -96,7 +102,13 @@ func TestPlanWalk(t *testing.T) {
 	policy, err := walk.ExamplePolicy(example("2regions-hrr", "values.yaml"))
 	require.NoError(t, err)
 	bin := plugin(t)
+	// a router homed on both lothlorien RRs (their pod addresses) samples
+	// the RRs' own routes during every step
+	homed := runningIPs(t, h.lothNS)
+	router := startRouter(t, "walk-loth", routerConf(routerID(31), homed, nil))
+	waitHomed(t, router, homed, "10.201.0.0/24") // lothlorien's own route at least
 	table := walk.Confusion{}
+	hitlessSamples, lostAll := 0, 0
 	start := time.Now()
 	for _, s := range walk.Walk(walk.Catalog(policy), uint64(seed), steps) {
 		r := releases[s.Release]
@@ -106,12 +118,17 @@ func TestPlanWalk(t *testing.T) {
 		ho.SetJsonValues = s.JSON
 		stepStart := time.Now()
 		plan, code := predict(t, bin, r.opts.Namespace, s.Release, ho)
-		before := walkSessions(t, h)
+		before := walkSessions(t, h, router)
 		pods := podUIDs(t, r.opts)
 		applied := map[string]int{}
 		for p := range pods {
 			applied[p] = appliedE(t, r.opts, p)
 		}
+		had := routerHas(t, router)
+		watch := watchRoutesWhile(router, had, func() bool {
+			return slices.ContainsFunc(homed, func(a string) bool { return router.neighborState(a) == "Established" })
+		})
+		upgradeStart := time.Now()
 		helm.Upgrade(t, ho, chart(), s.Release)
 		changed, rolls := false, false
 		for _, g := range plan.Groups {
@@ -121,6 +138,12 @@ func TestPlanWalk(t *testing.T) {
 		switch {
 		case rolls: // helm --wait saw the rollout
 		case changed:
+			// kubelet writes a changed ConfigMap into a pod's volume when it
+			// syncs the pod: at its syncFrequency (15 s here, plus jitter),
+			// or at once when the pod changes. An annotation is such a change
+			// (the agent reads none): the steps wait less, and what the
+			// agents then do is what they do at any sync.
+			k8s.RunKubectl(t, r.opts, "annotate", "pods", "-l", "app.kubernetes.io/name=meshrr", "--overwrite", fmt.Sprintf("meshrr.io/walk-step=%d", s.N))
 			cluster.Wait(t, s.String()+": every RR of the release applied the new configuration", 3*time.Minute, time.Second, func(c *assert.CollectT) {
 				for p, n := range applied {
 					assert.Greater(c, appliedE(t, r.opts, p), n, "%s", p)
@@ -129,7 +152,15 @@ func TestPlanWalk(t *testing.T) {
 		}
 		settleRRs(t, h, s.String())
 		time.Sleep(5 * time.Second) // refreshes and resets run their course
-		after := walkSessions(t, h)
+		after := walkSessions(t, h, router)
+		samples, _, longest, _ := watch.finish()
+		// the routes the router had before and after the step: a gap in
+		// one is a loss; a route the change itself withdraws (an export
+		// tier, say) or that arrives is not
+		has := routerHas(t, router)
+		kept := slices.DeleteFunc(slices.Clone(had), func(p string) bool { return !slices.Contains(has, p) })
+		lost := watch.lostOf(kept)
+		upgraded := time.Since(upgradeStart)
 		podsAfter := podUIDs(t, r.opts)
 		var wrong []string
 		counts := map[string]int{}
@@ -148,6 +179,13 @@ func TestPlanWalk(t *testing.T) {
 				require.Empty(t, p.Error, "%s: the plan cannot tell %s", s, p.Pod)
 				replaced := podsAfter[p.Pod] != pods[p.Pod]
 				for _, ss := range p.Sessions {
+					// a session not up before the step (a core's passive side
+					// of a region RR that chose the other core, on its way out)
+					// has nothing a change could reset or refresh
+					if b, was := before.sessions[p.Pod][ss.Peer]; was && !b.Established && !p.Rolls {
+						counts["down before"]++
+						continue
+					}
 					predicted, observed := ss.Outcome, observe(before, after, p.Pod, ss.Peer)
 					if p.Rolls {
 						predicted = "replaced"
@@ -158,6 +196,12 @@ func TestPlanWalk(t *testing.T) {
 					if churn && predicted == "untouched" && observed == "refresh" {
 						observed = "untouched" // routes moved by the sessions that came and went
 					}
+					// a refresh towards the router: it received updates from
+					// the pod (asked only of a refresh predicted, as routes
+					// changed elsewhere reach the router too)
+					if predicted == "refresh" && observed == "untouched" && after.routerRecv[before.ip[p.Pod]] > before.routerRecv[before.ip[p.Pod]] && ss.Peer == router.Addr.String() {
+						observed = "refresh"
+					}
 					table.Add(predicted, observed)
 					counts[predicted]++
 					if predicted != observed {
@@ -166,11 +210,25 @@ func TestPlanWalk(t *testing.T) {
 				}
 			}
 		}
-		logf(t, "plan walk: %s: plan exit %d, %v; %s", s, code, counts, time.Since(stepStart).Round(time.Second))
+		logf(t, "plan walk: %s: plan exit %d, %v; router: kept %v, %d of %d prefix-samples missing (longest gap %s), had %v, has %v; %s (upgrade to settled %s)",
+			s, code, counts, kept, lost, samples*len(kept), longest, had, has, time.Since(stepStart).Round(time.Second), upgraded.Round(time.Second))
 		assert.Empty(t, wrong, "%s: predictions that did not happen", s)
+		if code == 0 { // predicted hitless: the router loses nothing
+			assert.Zero(t, lost, "%s: predicted hitless, the router lost routes it had before and after", s)
+			hitlessSamples += samples * len(kept)
+		}
+		lostAll += lost
+		// a roll replaces the pods the router is homed on: home it again
+		if now := runningIPs(t, h.lothNS); !slices.Equal(now, homed) {
+			rehome(t, router, homed, now)
+			homed = now
+			waitHomed(t, router, homed)
+		}
 	}
-	logf(t, "plan walk: %d steps (seed %d) in %s; every session's prediction against what happened:\n%s", steps, seed, time.Since(start).Round(time.Second), table)
+	logf(t, "plan walk: %d steps (seed %d) in %s; the router: %d prefix-samples in steps predicted hitless, %d missing in all steps; every session's prediction against what happened:\n%s",
+		steps, seed, time.Since(start).Round(time.Second), hitlessSamples, lostAll, table)
 	assert.Zero(t, table.Wrong(), "sessions predicted wrong")
+	assert.Positive(t, hitlessSamples, "the router sampled routes in the steps predicted hitless")
 }
 
 // settleRRs waits until every RR of the hierarchy is ready (the replaced
@@ -178,24 +236,49 @@ func TestPlanWalk(t *testing.T) {
 func settleRRs(t *testing.T, h *hierarchy, what string) {
 	t.Helper()
 	cluster.Wait(t, what+": every RR ready with its sessions to other RRs Established", 4*time.Minute, time.Second, func(c *assert.CollectT) {
-		for _, opts := range []*k8s.KubectlOptions{h.coreNS, h.lothNS, h.mirkNS} {
-			for _, p := range cluster.Pods(t, opts, "app.kubernetes.io/name=meshrr") {
-				// a replaced pod drains and stops before the next step
-				if !assert.Nil(c, p.DeletionTimestamp, "%s still stopping", p.Name) || !assert.True(c, cluster.IsReady(p), "%s not ready", p.Name) {
-					continue
-				}
-				ss, err := cluster.Sessions(t, opts, p.Name)
-				if !assert.NoError(c, err) {
-					continue
-				}
-				for _, s := range ss {
-					if s.Group == "mesh" || s.Group == "upstream" { // a core's downstream side is passive
-						assert.True(c, s.Established, "%s: %s session with %s is %s", p.Name, s.Group, s.Peer, s.State)
-					}
+		for _, rr := range readRRs(t, h, true) {
+			// a replaced pod drains and stops before the next step
+			if !assert.Nil(c, rr.pod.DeletionTimestamp, "%s still stopping", rr.pod.Name) || !assert.True(c, cluster.IsReady(rr.pod), "%s not ready", rr.pod.Name) || !assert.NoError(c, rr.err) {
+				continue
+			}
+			for _, s := range rr.sessions {
+				if s.Group == "mesh" || s.Group == "upstream" { // a core's downstream side is passive
+					assert.True(c, s.Established, "%s: %s session with %s is %s", rr.pod.Name, s.Group, s.Peer, s.State)
 				}
 			}
 		}
 	})
+}
+
+// rrReading is one RR pod and its sessions as its agent reports them.
+type rrReading struct {
+	pod      corev1.Pod
+	sessions []cluster.Session
+	err      error
+}
+
+// readRRs reads the sessions of every RR pod of the hierarchy, a kubectl
+// exec each, side by side; all: also the pods not ready or stopping (not
+// read).
+func readRRs(t *testing.T, h *hierarchy, all bool) []rrReading {
+	var out []rrReading
+	for _, opts := range []*k8s.KubectlOptions{h.coreNS, h.lothNS, h.mirkNS} {
+		for _, p := range cluster.Pods(t, opts, "app.kubernetes.io/name=meshrr") {
+			if all || cluster.IsReady(p) && p.DeletionTimestamp == nil {
+				out = append(out, rrReading{pod: p})
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range out {
+		if !cluster.IsReady(out[i].pod) || out[i].pod.DeletionTimestamp != nil {
+			continue
+		}
+		opts := map[string]*k8s.KubectlOptions{h.coreNS.Namespace: h.coreNS, h.lothNS.Namespace: h.lothNS, h.mirkNS.Namespace: h.mirkNS}[out[i].pod.Namespace]
+		wg.Go(func() { out[i].sessions, out[i].err = cluster.Sessions(t, opts, out[i].pod.Name) })
+	}
+	wg.Wait()
+	return out
 }
 
 // predict runs kubectl meshrr plan for the upgrade ho describes, which it
@@ -237,33 +320,38 @@ func planOf(t *testing.T, bin, namespace, release string, ho *helm.Options) (pla
 	return p, code, stderr.String()
 }
 
-// readings are every RR's sessions, by pod and peer address, and where
-// each pod is.
+// readings are every RR's sessions, by pod and peer address, where each
+// pod is, and the router's update counts, by RR address.
 type readings struct {
-	sessions map[string]map[string]cluster.Session
-	ip       map[string]string // pod -> address
-	pod      map[string]string // address -> pod
+	sessions   map[string]map[string]cluster.Session
+	ip         map[string]string // pod -> address
+	pod        map[string]string // address -> pod
+	routerRecv map[string]int    // RR address -> updates the router received from it
 }
 
-// walkSessions reads every ready RR's sessions.
-func walkSessions(t *testing.T, h *hierarchy) readings {
+// walkSessions reads every ready RR's sessions and the router's
+// neighbours.
+func walkSessions(t *testing.T, h *hierarchy, router *Router) readings {
 	t.Helper()
-	r := readings{sessions: map[string]map[string]cluster.Session{}, ip: map[string]string{}, pod: map[string]string{}}
-	for _, opts := range []*k8s.KubectlOptions{h.coreNS, h.lothNS, h.mirkNS} {
-		for _, p := range cluster.Pods(t, opts, "app.kubernetes.io/name=meshrr") {
-			if !cluster.IsReady(p) || p.DeletionTimestamp != nil {
-				continue
-			}
-			ss, err := cluster.Sessions(t, opts, p.Name)
-			if err != nil { // it stopped in between: replaced
-				continue
-			}
-			m := map[string]cluster.Session{}
-			for _, s := range ss {
-				m[s.Peer] = s
-			}
-			r.sessions[p.Name], r.ip[p.Name], r.pod[p.Status.PodIP] = m, p.Status.PodIP, p.Name
+	r := readings{sessions: map[string]map[string]cluster.Session{}, ip: map[string]string{}, pod: map[string]string{}, routerRecv: map[string]int{}}
+	var ns map[string]struct {
+		MessageStats struct {
+			UpdatesRecv int `json:"updatesRecv"`
+		} `json:"messageStats"`
+	}
+	require.NoError(t, router.vtyshJSON("show bgp neighbors json", &ns))
+	for a, n := range ns {
+		r.routerRecv[a] = n.MessageStats.UpdatesRecv
+	}
+	for _, rr := range readRRs(t, h, false) {
+		if rr.err != nil { // it stopped in between: replaced
+			continue
 		}
+		m := map[string]cluster.Session{}
+		for _, s := range rr.sessions {
+			m[s.Peer] = s
+		}
+		r.sessions[rr.pod.Name], r.ip[rr.pod.Name], r.pod[rr.pod.Status.PodIP] = m, rr.pod.Status.PodIP, rr.pod.Name
 	}
 	return r
 }
@@ -316,4 +404,69 @@ func appliedE(t *testing.T, opts *k8s.KubectlOptions, pod string) int {
 		return 0
 	}
 	return int(n)
+}
+
+// runningIPs are the addresses of a release's RR pods that run and are not
+// stopping, sorted.
+func runningIPs(t *testing.T, opts *k8s.KubectlOptions) []string {
+	var out []string
+	for _, p := range cluster.Pods(t, opts, "app.kubernetes.io/name=meshrr") {
+		if p.DeletionTimestamp == nil && p.Status.PodIP != "" {
+			out = append(out, p.Status.PodIP)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// routerHas is which of the routes the RRs originate (10.200-202.0.0/24,
+// one per release) the router has.
+func routerHas(t *testing.T, router *Router) []string {
+	t.Helper()
+	m, err := router.routes()
+	require.NoError(t, err)
+	var out []string
+	for _, p := range []string{"10.200.0.0/24", "10.201.0.0/24", "10.202.0.0/24"} {
+		if _, ok := m[p]; ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// waitHomed waits until the router has a session with every RR it is
+// homed on, the routes want and a table that holds still (two readings
+// 3 s apart agree).
+func waitHomed(t *testing.T, router *Router, homed []string, want ...string) {
+	t.Helper()
+	last := []string{"not read yet"}
+	cluster.Wait(t, "the walk's router: sessions with "+strings.Join(homed, ", ")+" and a table that holds still", 2*time.Minute, 3*time.Second, func(c *assert.CollectT) {
+		for _, a := range homed {
+			assert.Equal(c, "Established", router.neighborState(a), a)
+		}
+		has := routerHas(t, router)
+		for _, p := range want {
+			assert.Contains(c, has, p)
+		}
+		assert.Equal(c, last, has, "the router's table moved")
+		last = has
+	})
+}
+
+// rehome points the router's sessions at the RR pods that replaced the
+// ones it was homed on.
+func rehome(t *testing.T, router *Router, was, now []string) {
+	t.Helper()
+	conf := "router bgp 65000"
+	for _, a := range was {
+		if !slices.Contains(now, a) {
+			conf += "\nno neighbor " + a
+		}
+	}
+	for _, a := range now {
+		if !slices.Contains(was, a) {
+			conf += "\nneighbor " + a + " remote-as 65000"
+		}
+	}
+	router.configure(t, conf)
 }

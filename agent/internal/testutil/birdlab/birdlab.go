@@ -233,7 +233,13 @@ func (in *Instance) Dump(t testing.TB) {
 	}
 	conf, _ := os.ReadFile(in.ConfigFile)
 	log, _ := os.ReadFile(in.log)
-	t.Logf("=== bird %s (%s)\n--- show protocols all\n%s--- %s\n%s--- log\n%s", in.Name, in.Addr, b.String(), in.ConfigFile, conf, log)
+	state := "running"
+	select {
+	case <-in.done: // how it ended: an exit status, or the signal that killed it
+		state = "exited: " + in.cmd.ProcessState.String()
+	default:
+	}
+	t.Logf("=== bird %s (%s), %s\n--- show protocols all\n%s--- %s\n%s--- log\n%s", in.Name, in.Addr, state, b.String(), in.ConfigFile, conf, log)
 }
 
 // Attr is the name `show route all` gives a BGP attribute (BIRD 2's
